@@ -1,0 +1,15 @@
+//! Multi-dimension embedding tables on libSQL / Turso, and the migration
+//! that moves a legacy `embeddings` table into them.
+//!
+//! The library never prints: progress leaves it through
+//! [`migration::Observer`], results through [`migration::MigrationReport`],
+//! and failures as a typed [`Error`].
+
+pub mod connect;
+pub mod decode;
+pub mod error;
+pub mod migration;
+pub mod sample;
+pub mod schema;
+
+pub use error::{Error, Result};

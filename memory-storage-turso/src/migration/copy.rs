@@ -1,0 +1,116 @@
+//! The copy phase: windows from the checkpoint to the end of the legacy
+//! table, one transaction per batch, the checkpoint moved in the same
+//! transaction as the rows it describes.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use libsql::Connection;
+
+use super::apply::{apply, Quarantine};
+use super::compare::judge;
+use super::observer::{Observer, Phase};
+use super::row::Key;
+use super::scan::{Layout, Limits};
+use super::write::{mark_copy_completed, BatchWriter};
+use crate::error::Result;
+use crate::schema::LEGACY_TABLE;
+
+/// What the copy phase did.
+#[derive(Debug, Default)]
+pub struct CopyOutcome {
+    pub written: BTreeMap<String, u64>,
+    pub already: BTreeMap<String, u64>,
+    pub rows_seen: u64,
+    pub interrupted: bool,
+    pub seconds: f64,
+}
+
+/// Legacy rows after `after`, for progress totals.
+pub async fn count_after(conn: &Connection, after: Option<&Key>) -> Result<u64> {
+    use crate::error::DbContext;
+    let ctx = || format!("counting the rows of {LEGACY_TABLE}");
+    let mut rows = match after {
+        Some(k) => conn
+            .query(
+                &format!("SELECT count(*) FROM {LEGACY_TABLE} WHERE embedding_id > ?1"),
+                vec![k.0.clone()],
+            )
+            .await
+            .db_context(ctx)?,
+        None => conn
+            .query(&format!("SELECT count(*) FROM {LEGACY_TABLE}"), ())
+            .await
+            .db_context(ctx)?,
+    };
+    let n = match rows.next().await.db_context(ctx)? {
+        Some(row) => row.get::<i64>(0).db_context(ctx)?,
+        None => 0,
+    };
+    Ok(n.max(0) as u64)
+}
+
+/// Copies every legacy row after `start` into its target table.
+pub async fn copy(
+    conn: &Connection,
+    layout: &Layout,
+    start: Option<Key>,
+    limits: Limits,
+    observer: &dyn Observer,
+) -> Result<CopyOutcome> {
+    let began = Instant::now();
+    let total = count_after(conn, start.as_ref()).await?;
+    observer.phase_started(Phase::Copy, total);
+    let mut outcome = CopyOutcome::default();
+    let mut writer = BatchWriter::new(conn);
+    let mut after = start;
+    loop {
+        if observer.stop_requested() {
+            outcome.interrupted = true;
+            break;
+        }
+        let window = layout.next_window(conn, after.as_ref(), limits).await?;
+        if window.is_empty() {
+            break;
+        }
+        let upper = window.upper.clone();
+        let checkpoint = upper
+            .clone()
+            .or_else(|| window.legacy.last().map(|r| r.key.clone()));
+        let rows = window.legacy.len() as u64;
+        let findings = judge(window);
+        writer.begin().await?;
+        let result = async {
+            let applied = apply(findings, &mut writer, Quarantine::Always, observer).await?;
+            if let Some(k) = &checkpoint {
+                writer.checkpoint(k).await?;
+            }
+            writer.commit().await?;
+            Ok::<_, crate::Error>(applied)
+        }
+        .await;
+        let applied = match result {
+            Ok(a) => a,
+            Err(e) => {
+                writer.rollback().await;
+                return Err(e);
+            }
+        };
+        for (table, n) in applied.already {
+            *outcome.already.entry(table.to_string()).or_default() += n;
+        }
+        outcome.rows_seen += rows;
+        observer.progress(Phase::Copy, outcome.rows_seen);
+        match upper {
+            Some(u) => after = Some(u),
+            None => break,
+        }
+    }
+    if !outcome.interrupted {
+        mark_copy_completed(conn).await?;
+    }
+    outcome.written = writer.written_per_table();
+    outcome.seconds = began.elapsed().as_secs_f64();
+    observer.phase_finished(Phase::Copy, began.elapsed());
+    Ok(outcome)
+}

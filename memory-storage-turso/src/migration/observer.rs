@@ -1,0 +1,56 @@
+//! How progress leaves the library: a small observer trait the binaries
+//! render (the library itself never prints).
+
+use std::time::Duration;
+
+use crate::decode::BadRowReason;
+
+/// A phase of a migration run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The dry run's read of every row.
+    Plan,
+    /// Copying legacy rows into the target tables.
+    Copy,
+    /// Building the DiskANN indexes.
+    VectorIndex,
+    /// Comparing every migrated row with its source.
+    Verify,
+}
+
+impl Phase {
+    /// Lower-case name, as in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Plan => "plan",
+            Phase::Copy => "copy",
+            Phase::VectorIndex => "vector_index",
+            Phase::Verify => "verify",
+        }
+    }
+}
+
+/// Receives progress events. Every method has an empty default.
+pub trait Observer: Send + Sync {
+    /// A phase begins; `total` is the number of units (rows, or indexes for
+    /// the vector-index phase) it expects to process.
+    fn phase_started(&self, _phase: Phase, _total: u64) {}
+    /// `done` units of the phase are finished (cumulative).
+    fn progress(&self, _phase: Phase, _done: u64) {}
+    /// A legacy row could not be migrated (reported once per run).
+    fn row_quarantined(&self, _embedding_id: &str, _reason: &BadRowReason) {}
+    /// A phase ended after `elapsed`.
+    fn phase_finished(&self, _phase: Phase, _elapsed: Duration) {}
+    /// Asked between batches: `true` ends the run after the batch in flight
+    /// is committed, leaving a checkpoint to resume from.
+    fn stop_requested(&self) -> bool {
+        false
+    }
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopObserver;
+
+impl Observer for NoopObserver {}

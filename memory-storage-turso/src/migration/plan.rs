@@ -1,0 +1,109 @@
+//! The dry run: every legacy row read, decoded and compared with the target
+//! tables, nothing written.
+
+use std::time::Instant;
+
+use libsql::Connection;
+
+use super::compare::{judge, Finding};
+use super::observer::{Observer, Phase};
+use super::report::{MigrationReport, PhaseTiming};
+use super::row::{value_size, Key};
+use super::scan::{Layout, Limits};
+use crate::schema::TargetTable;
+
+/// Bytes a DiskANN index takes per row of a native table, measured on
+/// libSQL with default index options (see `BENCHMARKS.md`): roughly the
+/// vector again plus the neighbour block.
+fn vector_index_bytes(table: TargetTable) -> u64 {
+    match table.native_dimension() {
+        Some(d) => d as u64 * 4 * DISKANN_BYTES_PER_VECTOR_BYTE,
+        None => 0,
+    }
+}
+
+/// How many bytes the DiskANN index stores per byte of vector (measured).
+const DISKANN_BYTES_PER_VECTOR_BYTE: u64 = 3;
+
+/// Page and record overhead per row and per index entry (measured on
+/// SQLite's b-tree format: cell headers, rowids, page slack).
+const ROW_OVERHEAD: u64 = 48;
+
+fn estimate(v: &super::compare::ValidRow) -> u64 {
+    let r = &v.row;
+    let key = value_size(&r.key.0) as u64;
+    let row = key
+        + value_size(&r.item_id) as u64
+        + value_size(&r.item_type) as u64
+        + value_size(&r.embedding_data) as u64
+        + v.vector.len() as u64
+        + value_size(&r.model) as u64
+        + 16;
+    let pk_index = key + 8;
+    let item_index = value_size(&r.item_id) as u64 + value_size(&r.item_type) as u64 + 8;
+    row + pk_index + item_index + 3 * ROW_OVERHEAD + vector_index_bytes(v.table)
+}
+
+/// Reads every row and fills the report's plan.
+pub async fn plan(
+    conn: &Connection,
+    layout: &Layout,
+    limits: Limits,
+    observer: &dyn Observer,
+    report: &mut MigrationReport,
+) -> crate::Result<()> {
+    let began = Instant::now();
+    observer.phase_started(Phase::Plan, report.source_rows);
+    let mut planned = std::collections::BTreeMap::new();
+    for t in TargetTable::ALL {
+        planned.insert(t.name().to_string(), 0u64);
+    }
+    let mut extra = 0u64;
+    let mut seen = 0u64;
+    let mut after: Option<Key> = None;
+    loop {
+        let window = layout.next_window(conn, after.as_ref(), limits).await?;
+        if window.is_empty() {
+            break;
+        }
+        let upper = window.upper.clone();
+        for finding in judge(window) {
+            match finding {
+                Finding::Valid(v) => {
+                    seen += 1;
+                    if v.is_done() {
+                        *report
+                            .already_migrated
+                            .entry(v.table.name().to_string())
+                            .or_default() += 1;
+                    } else {
+                        *planned.entry(v.table.name().to_string()).or_default() += 1;
+                        if v.in_place.is_none() {
+                            extra += estimate(&v);
+                        }
+                    }
+                }
+                Finding::Bad { row, reason, .. } => {
+                    seen += 1;
+                    observer.row_quarantined(&row.key.to_string(), &reason);
+                    report.add_quarantined(row.key.to_string(), reason.code(), reason.to_string());
+                }
+                Finding::Orphan { .. } | Finding::StaleQuarantine { .. } => {}
+            }
+        }
+        observer.progress(Phase::Plan, seen);
+        match upper {
+            Some(u) => after = Some(u),
+            None => break,
+        }
+    }
+    report.planned = Some(planned);
+    report.estimated_extra_bytes = Some(extra);
+    observer.phase_finished(Phase::Plan, began.elapsed());
+    report.phases.push(PhaseTiming {
+        phase: Phase::Plan.name().into(),
+        seconds: began.elapsed().as_secs_f64(),
+        units: seen,
+    });
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! The result of a run, for people (rendered by the binaries) and for
+//! scripts (serialized as JSON).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// Read everything, wrote nothing.
+    #[default]
+    DryRun,
+    /// Copied, indexed and verified.
+    Execute,
+    /// Verified only.
+    Verify,
+}
+
+/// Everything a run found and did.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct MigrationReport {
+    pub mode: RunMode,
+    /// Rows in the legacy table when the run started.
+    pub source_rows: u64,
+    /// Whether the legacy table has an `embedding_vector` column.
+    pub source_has_vector_column: bool,
+    /// Dry run: rows that would be written, per target table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planned: Option<BTreeMap<String, u64>>,
+    /// Execute: rows written by this run, per target table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migrated: Option<BTreeMap<String, u64>>,
+    /// Rows found already migrated (identical in their table), per table.
+    pub already_migrated: BTreeMap<String, u64>,
+    /// Legacy rows that cannot be migrated; they stay in the legacy table.
+    /// At most `listed_limit` entries; `quarantined_count` is exact.
+    pub quarantined: Vec<QuarantinedRow>,
+    pub quarantined_count: u64,
+    /// Quarantined rows per reason code.
+    pub quarantined_by_reason: BTreeMap<String, u64>,
+    /// Dry run: estimated extra disk space the migration needs, in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_extra_bytes: Option<u64>,
+    /// The checkpoint the copy resumed from, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<String>,
+    /// The vector-index phase, per native table.
+    pub vector_indexes: Vec<IndexStatus>,
+    /// The verification (execute and verify runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    /// Time spent per phase.
+    pub phases: Vec<PhaseTiming>,
+    /// Execute found nothing to write: the migration was already complete.
+    pub nothing_to_do: bool,
+    /// The run was asked to stop and did so after a committed batch.
+    pub interrupted: bool,
+    /// How many entries the lists above hold at most.
+    pub listed_limit: usize,
+}
+
+impl MigrationReport {
+    /// Whether the run ended clean: not interrupted, nothing quarantined,
+    /// and (where it ran) verification passed.
+    pub fn is_clean(&self) -> bool {
+        !self.interrupted
+            && self.quarantined_count == 0
+            && self.verification.as_ref().is_none_or(|v| v.passed)
+    }
+
+    /// Total rows written by this run.
+    pub fn rows_written(&self) -> u64 {
+        self.migrated.as_ref().map_or(0, |m| m.values().sum())
+    }
+
+    pub(crate) fn add_quarantined(&mut self, embedding_id: String, code: &str, reason: String) {
+        self.quarantined_count += 1;
+        *self
+            .quarantined_by_reason
+            .entry(code.to_string())
+            .or_default() += 1;
+        if self.quarantined.len() < self.listed_limit {
+            self.quarantined.push(QuarantinedRow {
+                embedding_id,
+                code: code.to_string(),
+                reason,
+            });
+        }
+    }
+}
+
+/// One legacy row that was not migrated, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct QuarantinedRow {
+    pub embedding_id: String,
+    /// Stable short code, e.g. `dimension_mismatch`.
+    pub code: String,
+    /// One sentence for the operator.
+    pub reason: String,
+}
+
+/// The result of comparing every migrated row with its source.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Verification {
+    /// No discrepancy anywhere.
+    pub passed: bool,
+    /// Legacy rows compared.
+    pub rows_checked: u64,
+    /// Expected (from the source) and actual row counts per target table.
+    pub tables: BTreeMap<String, TableCount>,
+    /// At most `listed_limit` entries; `discrepancy_count` is exact.
+    pub discrepancies: Vec<Discrepancy>,
+    pub discrepancy_count: u64,
+    /// Rows this run repaired while verifying (execute only).
+    pub repaired: u64,
+}
+
+impl Verification {
+    pub(crate) fn add(&mut self, limit: usize, d: Discrepancy) {
+        self.discrepancy_count += 1;
+        if self.discrepancies.len() < limit {
+            self.discrepancies.push(d);
+        }
+    }
+}
+
+/// Row counts of one target table.
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
+pub struct TableCount {
+    /// Valid legacy rows that belong in this table.
+    pub expected: u64,
+    /// Rows the table holds.
+    pub actual: u64,
+}
+
+/// One difference between the source and the target tables.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Discrepancy {
+    pub embedding_id: String,
+    /// `missing`, `differs`, `misplaced`, `orphan` or `bad_row_in_target`.
+    pub kind: String,
+    /// The table concerned.
+    pub table: String,
+    pub detail: String,
+}
+
+/// The vector index of one native table.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexStatus {
+    pub table: String,
+    pub index: String,
+    /// `built`, `present` or `skipped`.
+    pub status: String,
+    pub seconds: f64,
+}
+
+/// Time spent in one phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseTiming {
+    pub phase: String,
+    pub seconds: f64,
+    /// Rows (or indexes) processed.
+    pub units: u64,
+}

@@ -1,0 +1,201 @@
+//! One row of any embedding table, and its key ordered exactly as SQLite
+//! orders `embedding_id`.
+
+use std::cmp::Ordering;
+
+use libsql::Value;
+
+/// An `embedding_id` as stored (usually text), ordered like SQLite's BINARY
+/// collation: NULL < numbers < text (bytewise) < blob (bytewise).
+#[derive(Debug, Clone)]
+pub struct Key(pub Value);
+
+fn class(v: &Value) -> u8 {
+    match v {
+        Value::Null => 0,
+        Value::Integer(_) | Value::Real(_) => 1,
+        Value::Text(_) => 2,
+        Value::Blob(_) => 3,
+    }
+}
+
+fn as_f64(v: &Value) -> f64 {
+    match v {
+        Value::Integer(i) => *i as f64,
+        Value::Real(r) => *r,
+        _ => 0.0,
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let (a, b) = (&self.0, &other.0);
+        class(a).cmp(&class(b)).then_with(|| match (a, b) {
+            (Value::Text(x), Value::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+            (Value::Blob(x), Value::Blob(y)) => x.cmp(y),
+            (Value::Integer(x), Value::Integer(y)) => x.cmp(y),
+            (Value::Null, Value::Null) => Ordering::Equal,
+            _ => as_f64(a).total_cmp(&as_f64(b)),
+        })
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Key {}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Value::Text(s) => f.write_str(s),
+            Value::Integer(i) => write!(f, "{i}"),
+            Value::Real(r) => write!(f, "{r}"),
+            Value::Null => f.write_str("NULL"),
+            Value::Blob(b) => {
+                f.write_str("x'")?;
+                for byte in b {
+                    write!(f, "{byte:02x}")?;
+                }
+                f.write_str("'")
+            }
+        }
+    }
+}
+
+/// The eight columns of an embedding row, values exactly as stored. A legacy
+/// table without an `embedding_vector` column reads it as NULL.
+#[derive(Debug, Clone)]
+pub struct EmbeddingRow {
+    pub key: Key,
+    pub item_id: Value,
+    pub item_type: Value,
+    pub embedding_data: Value,
+    pub embedding_vector: Value,
+    pub dimension: Value,
+    pub model: Value,
+    pub created_at: Value,
+}
+
+impl EmbeddingRow {
+    /// Reads the eight columns in [`crate::schema::COLUMNS`] order.
+    pub(crate) fn from_row(row: &libsql::Row) -> Result<Self, libsql::Error> {
+        Ok(EmbeddingRow {
+            key: Key(row.get_value(0)?),
+            item_id: row.get_value(1)?,
+            item_type: row.get_value(2)?,
+            embedding_data: row.get_value(3)?,
+            embedding_vector: row.get_value(4)?,
+            dimension: row.get_value(5)?,
+            model: row.get_value(6)?,
+            created_at: row.get_value(7)?,
+        })
+    }
+
+    /// Approximate bytes held, to bound the memory of a page.
+    pub fn size(&self) -> usize {
+        [
+            &self.key.0,
+            &self.item_id,
+            &self.item_type,
+            &self.embedding_data,
+            &self.embedding_vector,
+            &self.dimension,
+            &self.model,
+            &self.created_at,
+        ]
+        .iter()
+        .map(|v| value_size(v))
+        .sum::<usize>()
+            + 64
+    }
+}
+
+/// Bytes a value takes as stored.
+pub fn value_size(v: &Value) -> usize {
+    match v {
+        Value::Null => 1,
+        Value::Integer(_) | Value::Real(_) => 8,
+        Value::Text(s) => s.len(),
+        Value::Blob(b) => b.len(),
+    }
+}
+
+/// Bit-for-bit equality of two stored values (same type, same bytes; reals
+/// compared by their bits, so -0.0 differs from 0.0).
+pub fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Null, Value::Null) => true,
+        (Value::Integer(x), Value::Integer(y)) => x == y,
+        (Value::Real(x), Value::Real(y)) => x.to_bits() == y.to_bits(),
+        (Value::Text(x), Value::Text(y)) => x == y,
+        (Value::Blob(x), Value::Blob(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// The SQL type name of a value, for messages.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "NULL",
+        Value::Integer(_) => "an integer",
+        Value::Real(_) => "a real",
+        Value::Text(_) => "text",
+        Value::Blob(_) => "a blob",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Key {
+        Key(Value::Text(s.into()))
+    }
+
+    #[test]
+    fn text_keys_order_bytewise_like_sqlite_binary() {
+        let mut keys = [text("b"), text("B"), text("a"), text("é"), text("")];
+        keys.sort();
+        let got: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        assert_eq!(got, ["", "B", "a", "b", "é"]);
+    }
+
+    #[test]
+    fn classes_order_null_numbers_text_blob() {
+        let mut keys = [
+            Key(Value::Blob(vec![0])),
+            text("0"),
+            Key(Value::Integer(5)),
+            Key(Value::Null),
+            Key(Value::Real(1.5)),
+        ];
+        keys.sort();
+        assert!(matches!(keys[0].0, Value::Null));
+        assert!(matches!(keys[1].0, Value::Real(_)));
+        assert!(matches!(keys[2].0, Value::Integer(5)));
+        assert!(matches!(keys[3].0, Value::Text(_)));
+        assert!(matches!(keys[4].0, Value::Blob(_)));
+    }
+
+    #[test]
+    fn same_value_is_bitwise() {
+        assert!(same_value(&Value::Real(0.0), &Value::Real(0.0)));
+        assert!(!same_value(&Value::Real(0.0), &Value::Real(-0.0)));
+        assert!(!same_value(&Value::Integer(1), &Value::Real(1.0)));
+        assert!(!same_value(&Value::Text("1".into()), &Value::Integer(1)));
+        assert!(same_value(
+            &Value::Blob(vec![1, 2]),
+            &Value::Blob(vec![1, 2])
+        ));
+    }
+}

@@ -1,0 +1,233 @@
+//! Windowed, keyset-paged reading of the legacy table beside the target
+//! tables: the one merge every pass (plan, copy, verify) is built on.
+//!
+//! A window is a key range `(after, upper]` read completely from every
+//! table, so memory stays bounded by the page size whatever the table size,
+//! and writes made for one window never disturb the reading of the next.
+
+use libsql::{Connection, Value};
+
+use super::row::{EmbeddingRow, Key};
+use crate::error::{DbContext, Result};
+use crate::schema::{TargetTable, LEGACY_TABLE, QUARANTINE_TABLE};
+
+/// What exists in the database, decided once per run.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The legacy table has an `embedding_vector` column.
+    pub legacy_has_vector: bool,
+    /// Target tables that exist.
+    pub targets: Vec<TargetTable>,
+    /// The quarantine record exists.
+    pub quarantine: bool,
+}
+
+/// Page limits of one window.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Rows per table per window.
+    pub rows: usize,
+    /// Bytes per table per window (the row that crosses it is kept).
+    pub bytes: usize,
+}
+
+/// Every row of every table whose key is in `(after, upper]`.
+#[derive(Debug, Default)]
+pub struct Window {
+    pub legacy: Vec<EmbeddingRow>,
+    pub targets: Vec<(TargetTable, Vec<EmbeddingRow>)>,
+    pub quarantined: Vec<Key>,
+    /// `None`: the window reaches the end of every table.
+    pub upper: Option<Key>,
+}
+
+impl Window {
+    /// Whether the window holds no row at all.
+    pub fn is_empty(&self) -> bool {
+        self.legacy.is_empty()
+            && self.quarantined.is_empty()
+            && self.targets.iter().all(|(_, rows)| rows.is_empty())
+    }
+}
+
+/// `WHERE` clause and parameters for the key range `(after, upper]`.
+fn range_clause(after: Option<&Key>, upper: Option<&Key>) -> (String, Vec<Value>) {
+    let mut conds = Vec::new();
+    let mut params = Vec::new();
+    if let Some(a) = after {
+        params.push(a.0.clone());
+        conds.push(format!("embedding_id > ?{}", params.len()));
+    }
+    if let Some(u) = upper {
+        params.push(u.0.clone());
+        conds.push(format!("embedding_id <= ?{}", params.len()));
+    }
+    let clause = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    (clause, params)
+}
+
+/// Reads `(after, upper]` of one table, at most `limits` (when given).
+/// Returns the rows and whether the read stopped at a limit.
+async fn read_rows(
+    conn: &Connection,
+    table: &str,
+    vector_col: &str,
+    after: Option<&Key>,
+    upper: Option<&Key>,
+    limits: Option<Limits>,
+) -> Result<(Vec<EmbeddingRow>, bool)> {
+    let (clause, mut params) = range_clause(after, upper);
+    let mut sql = format!(
+        "SELECT embedding_id, item_id, item_type, embedding_data, {vector_col}, dimension, model, created_at FROM {table}{clause} ORDER BY embedding_id"
+    );
+    if let Some(l) = limits {
+        params.push(Value::Integer(l.rows as i64));
+        sql.push_str(&format!(" LIMIT ?{}", params.len()));
+    }
+    let ctx = || format!("reading {table}");
+    let mut rows = conn.query(&sql, params).await.db_context(ctx)?;
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(row) = rows.next().await.db_context(ctx)? {
+        let row = EmbeddingRow::from_row(&row).db_context(ctx)?;
+        bytes += row.size();
+        out.push(row);
+        if let Some(l) = limits {
+            if out.len() >= l.rows || bytes >= l.bytes {
+                return Ok((out, true));
+            }
+        }
+    }
+    Ok((out, false))
+}
+
+async fn read_quarantined(
+    conn: &Connection,
+    after: Option<&Key>,
+    upper: Option<&Key>,
+) -> Result<Vec<Key>> {
+    let (clause, params) = range_clause(after, upper);
+    let sql = format!("SELECT embedding_id FROM {QUARANTINE_TABLE}{clause} ORDER BY embedding_id");
+    let ctx = || "reading the quarantine record".to_string();
+    let mut rows = conn.query(&sql, params).await.db_context(ctx)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await.db_context(ctx)? {
+        out.push(Key(row.get_value(0).db_context(ctx)?));
+    }
+    Ok(out)
+}
+
+fn trim(rows: &mut Vec<EmbeddingRow>, upper: &Option<Key>) {
+    if let Some(u) = upper {
+        let keep = rows.partition_point(|r| &r.key <= u);
+        rows.truncate(keep);
+    }
+}
+
+impl Layout {
+    fn legacy_vector_col(&self) -> &'static str {
+        if self.legacy_has_vector {
+            "embedding_vector"
+        } else {
+            "NULL"
+        }
+    }
+
+    /// Reads the next window after `after`, bounded by `limits` per table.
+    pub async fn next_window(
+        &self,
+        conn: &Connection,
+        after: Option<&Key>,
+        limits: Limits,
+    ) -> Result<Window> {
+        let (mut legacy, cut) = read_rows(
+            conn,
+            LEGACY_TABLE,
+            self.legacy_vector_col(),
+            after,
+            None,
+            Some(limits),
+        )
+        .await?;
+        let mut upper = if cut {
+            legacy.last().map(|r| r.key.clone())
+        } else {
+            None
+        };
+        let mut targets = Vec::with_capacity(self.targets.len());
+        for &table in &self.targets {
+            let (rows, cut) = read_rows(
+                conn,
+                table.name(),
+                "embedding_vector",
+                after,
+                upper.as_ref(),
+                Some(limits),
+            )
+            .await?;
+            if cut {
+                if let Some(last) = rows.last() {
+                    if upper.as_ref().is_none_or(|u| &last.key < u) {
+                        upper = Some(last.key.clone());
+                    }
+                }
+            }
+            targets.push((table, rows));
+        }
+        trim(&mut legacy, &upper);
+        for (_, rows) in &mut targets {
+            trim(rows, &upper);
+        }
+        let quarantined = if self.quarantine {
+            read_quarantined(conn, after, upper.as_ref()).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Window {
+            legacy,
+            targets,
+            quarantined,
+            upper,
+        })
+    }
+
+    /// Reads exactly `(after, upper]` with no page limit: used to look at a
+    /// window again right after writing to it.
+    pub async fn exact_window(
+        &self,
+        conn: &Connection,
+        after: Option<&Key>,
+        upper: Option<&Key>,
+    ) -> Result<Window> {
+        let (legacy, _) = read_rows(
+            conn,
+            LEGACY_TABLE,
+            self.legacy_vector_col(),
+            after,
+            upper,
+            None,
+        )
+        .await?;
+        let mut targets = Vec::with_capacity(self.targets.len());
+        for &table in &self.targets {
+            let (rows, _) =
+                read_rows(conn, table.name(), "embedding_vector", after, upper, None).await?;
+            targets.push((table, rows));
+        }
+        let quarantined = if self.quarantine {
+            read_quarantined(conn, after, upper).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Window {
+            legacy,
+            targets,
+            quarantined,
+            upper: upper.cloned(),
+        })
+    }
+}

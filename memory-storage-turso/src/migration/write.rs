@@ -1,0 +1,239 @@
+//! The one place that writes migrated rows: a transaction per batch, with
+//! prepared statements reused across batches.
+
+use libsql::{Connection, Statement, Value};
+
+use super::row::{EmbeddingRow, Key};
+use crate::decode::BadRowReason;
+use crate::error::{DbContext, Result};
+use crate::schema::{TargetTable, CHECKPOINT_TABLE, QUARANTINE_TABLE};
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Writes batches into the target tables, the quarantine record and the
+/// checkpoint. Every write happens between [`BatchWriter::begin`] and
+/// [`BatchWriter::commit`].
+pub struct BatchWriter<'c> {
+    conn: &'c Connection,
+    upserts: [Option<Statement>; 5],
+    deletes: [Option<Statement>; 5],
+    quarantine: Option<Statement>,
+    unquarantine: Option<Statement>,
+    /// Rows written to each target table since the writer was made.
+    pub written: [u64; 5],
+    in_batch: u64,
+}
+
+fn slot(table: TargetTable) -> usize {
+    TargetTable::ALL
+        .iter()
+        .position(|t| *t == table)
+        .unwrap_or(4)
+}
+
+async fn run(stmt: &Statement, params: Vec<Value>, what: impl Fn() -> String) -> Result<()> {
+    let result = stmt.execute(params).await;
+    // libSQL's local statement keeps its state after a step: reset it so the
+    // next bind takes effect.
+    stmt.reset();
+    result.map(|_| ()).db_context(what)
+}
+
+impl<'c> BatchWriter<'c> {
+    /// A writer on `conn`; statements are prepared on first use.
+    pub fn new(conn: &'c Connection) -> Self {
+        BatchWriter {
+            conn,
+            upserts: Default::default(),
+            deletes: Default::default(),
+            quarantine: None,
+            unquarantine: None,
+            written: [0; 5],
+            in_batch: 0,
+        }
+    }
+
+    /// Starts a batch: `BEGIN IMMEDIATE`, so a second writer waits or fails
+    /// here rather than half way through.
+    pub async fn begin(&mut self) -> Result<()> {
+        self.in_batch = 0;
+        self.conn
+            .execute("BEGIN IMMEDIATE", ())
+            .await
+            .db_context(|| "starting a batch transaction".to_string())?;
+        Ok(())
+    }
+
+    /// Commits the batch.
+    pub async fn commit(&mut self) -> Result<()> {
+        self.conn
+            .execute("COMMIT", ())
+            .await
+            .db_context(|| "committing a batch".to_string())?;
+        Ok(())
+    }
+
+    /// Rolls back the batch in flight (used when a write failed).
+    pub async fn rollback(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute("ROLLBACK", ()).await;
+        }
+    }
+
+    /// Rows written per target table since the writer was made.
+    pub fn written_per_table(&self) -> std::collections::BTreeMap<String, u64> {
+        TargetTable::ALL
+            .iter()
+            .zip(self.written)
+            .filter(|(_, n)| *n > 0)
+            .map(|(t, n)| (t.name().to_string(), n))
+            .collect()
+    }
+
+    /// Rows written in the current batch.
+    pub fn batch_rows(&self) -> u64 {
+        self.in_batch
+    }
+
+    async fn prepared<'s>(
+        conn: &Connection,
+        cache: &'s mut Option<Statement>,
+        sql: impl FnOnce() -> String,
+    ) -> Result<&'s Statement> {
+        if cache.is_none() {
+            let sql = sql();
+            let stmt = conn
+                .prepare(&sql)
+                .await
+                .db_context(|| format!("preparing {sql}"))?;
+            *cache = Some(stmt);
+        }
+        Ok(cache.as_ref().expect("statement was just prepared"))
+    }
+
+    /// Writes one row into `table`, every column carried over as stored and
+    /// the vector bound as little-endian f32 bytes (never as text).
+    pub async fn upsert(
+        &mut self,
+        table: TargetTable,
+        row: EmbeddingRow,
+        vector: Vec<u8>,
+    ) -> Result<()> {
+        let stmt = Self::prepared(self.conn, &mut self.upserts[slot(table)], || {
+            format!(
+                "INSERT OR REPLACE INTO {} (embedding_id, item_id, item_type, embedding_data, embedding_vector, dimension, model, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                table.name()
+            )
+        })
+        .await?;
+        let key = row.key.to_string();
+        let params = vec![
+            row.key.0,
+            row.item_id,
+            row.item_type,
+            row.embedding_data,
+            Value::Blob(vector),
+            row.dimension,
+            row.model,
+            row.created_at,
+        ];
+        run(stmt, params, || {
+            format!("writing embedding {key} to {table}")
+        })
+        .await?;
+        self.written[slot(table)] += 1;
+        self.in_batch += 1;
+        Ok(())
+    }
+
+    /// Removes `key` from `table` (a copy in the wrong table).
+    pub async fn delete(&mut self, table: TargetTable, key: &Key) -> Result<()> {
+        let stmt = Self::prepared(self.conn, &mut self.deletes[slot(table)], || {
+            format!("DELETE FROM {} WHERE embedding_id = ?1", table.name())
+        })
+        .await?;
+        run(stmt, vec![key.0.clone()], || {
+            format!("removing embedding {key} from {table}")
+        })
+        .await
+    }
+
+    /// Records a bad row in the quarantine record (replacing an older reason).
+    pub async fn quarantine(&mut self, key: &Key, reason: &BadRowReason) -> Result<()> {
+        let stmt = Self::prepared(self.conn, &mut self.quarantine, || {
+            format!("INSERT OR REPLACE INTO {QUARANTINE_TABLE} (embedding_id, reason_code, reason, recorded_at) VALUES (?1, ?2, ?3, ?4)")
+        })
+        .await?;
+        let params = vec![
+            key.0.clone(),
+            Value::Text(reason.code().to_string()),
+            Value::Text(reason.to_string()),
+            Value::Integer(unix_now()),
+        ];
+        run(stmt, params, || format!("quarantining embedding {key}")).await
+    }
+
+    /// Removes a key from the quarantine record (its row is now good or gone).
+    pub async fn unquarantine(&mut self, key: &Key) -> Result<()> {
+        let stmt = Self::prepared(self.conn, &mut self.unquarantine, || {
+            format!("DELETE FROM {QUARANTINE_TABLE} WHERE embedding_id = ?1")
+        })
+        .await?;
+        run(stmt, vec![key.0.clone()], || {
+            format!("clearing the quarantine entry of {key}")
+        })
+        .await
+    }
+
+    /// Moves the checkpoint to `last`, in the batch's transaction.
+    pub async fn checkpoint(&mut self, last: &Key) -> Result<()> {
+        let now = unix_now();
+        self.conn
+            .execute(
+                &format!(
+                    "INSERT INTO {CHECKPOINT_TABLE} (id, last_embedding_id, rows_written, started_at, updated_at) VALUES (1, ?1, ?2, ?3, ?3) \
+                     ON CONFLICT(id) DO UPDATE SET last_embedding_id = excluded.last_embedding_id, \
+                     rows_written = rows_written + excluded.rows_written, updated_at = excluded.updated_at"
+                ),
+                vec![last.0.clone(), Value::Integer(self.in_batch as i64), Value::Integer(now)],
+            )
+            .await
+            .db_context(|| "moving the checkpoint".to_string())?;
+        Ok(())
+    }
+}
+
+/// The checkpoint as stored: the last key done, if any.
+pub async fn read_checkpoint(conn: &Connection) -> Result<Option<Key>> {
+    let ctx = || "reading the checkpoint".to_string();
+    let mut rows = conn
+        .query(
+            &format!("SELECT last_embedding_id FROM {CHECKPOINT_TABLE} WHERE id = 1"),
+            (),
+        )
+        .await
+        .db_context(ctx)?;
+    match rows.next().await.db_context(ctx)? {
+        Some(row) => match row.get_value(0).db_context(ctx)? {
+            Value::Null => Ok(None),
+            v => Ok(Some(Key(v))),
+        },
+        None => Ok(None),
+    }
+}
+
+/// Marks the copy as having reached the end of the legacy table.
+pub async fn mark_copy_completed(conn: &Connection) -> Result<()> {
+    conn.execute(
+        &format!("UPDATE {CHECKPOINT_TABLE} SET copy_completed_at = ?1 WHERE id = 1"),
+        [unix_now()],
+    )
+    .await
+    .db_context(|| "marking the copy complete".to_string())?;
+    Ok(())
+}

@@ -1,0 +1,390 @@
+//! The multi-dimension schema: table DDL, index DDL, the migration's own
+//! bookkeeping tables, and the one routing function dimension → table.
+//!
+//! SQL identifiers used anywhere in the crate come from here, never from
+//! input.
+
+use libsql::Connection;
+use serde::Serialize;
+
+use crate::error::{DbContext, Result};
+
+/// The legacy single-table store.
+pub const LEGACY_TABLE: &str = "embeddings";
+
+/// The dimensions that get a native `F32_BLOB(N)` table and a DiskANN index.
+pub const NATIVE_DIMENSIONS: [usize; 4] = [384, 1024, 1536, 3072];
+
+/// The columns every embedding table has, in the order the migration reads
+/// and writes them.
+pub const COLUMNS: [&str; 8] = [
+    "embedding_id",
+    "item_id",
+    "item_type",
+    "embedding_data",
+    "embedding_vector",
+    "dimension",
+    "model",
+    "created_at",
+];
+
+/// One of the five target tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum TargetTable {
+    /// `embeddings_384`
+    D384,
+    /// `embeddings_1024`
+    D1024,
+    /// `embeddings_1536`
+    D1536,
+    /// `embeddings_3072`
+    D3072,
+    /// `embeddings_other`, plain BLOB vectors of any other dimension.
+    Other,
+}
+
+macro_rules! native_table_sql {
+    ($n:literal) => {
+        concat!(
+            "CREATE TABLE IF NOT EXISTS embeddings_",
+            $n,
+            " (\n",
+            "    embedding_id TEXT PRIMARY KEY NOT NULL,\n",
+            "    item_id TEXT NOT NULL,\n",
+            "    item_type TEXT NOT NULL,\n",
+            "    embedding_data TEXT NOT NULL,\n",
+            "    embedding_vector F32_BLOB(",
+            $n,
+            "),\n",
+            "    dimension INTEGER NOT NULL DEFAULT ",
+            $n,
+            ",\n",
+            "    model TEXT NOT NULL,\n",
+            "    created_at INTEGER NOT NULL DEFAULT (strftime('%s','now'))\n",
+            ")"
+        )
+    };
+}
+
+const OTHER_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS embeddings_other (
+    embedding_id TEXT PRIMARY KEY NOT NULL,
+    item_id TEXT NOT NULL,
+    item_type TEXT NOT NULL,
+    embedding_data TEXT NOT NULL,
+    embedding_vector BLOB,
+    dimension INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    created_at INTEGER NOT NULL DEFAULT (strftime('%s','now'))
+)";
+
+macro_rules! item_index_sql {
+    ($n:literal) => {
+        concat!(
+            "CREATE INDEX IF NOT EXISTS idx_embeddings_",
+            $n,
+            "_item ON embeddings_",
+            $n,
+            "(item_id, item_type)"
+        )
+    };
+}
+
+macro_rules! vector_index_sql {
+    ($n:literal) => {
+        concat!(
+            "CREATE INDEX IF NOT EXISTS idx_embeddings_",
+            $n,
+            "_vector ON embeddings_",
+            $n,
+            "(libsql_vector_idx(embedding_vector))"
+        )
+    };
+}
+
+impl TargetTable {
+    /// Every target table, in routing order.
+    pub const ALL: [TargetTable; 5] = [
+        TargetTable::D384,
+        TargetTable::D1024,
+        TargetTable::D1536,
+        TargetTable::D3072,
+        TargetTable::Other,
+    ];
+
+    /// The table's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetTable::D384 => "embeddings_384",
+            TargetTable::D1024 => "embeddings_1024",
+            TargetTable::D1536 => "embeddings_1536",
+            TargetTable::D3072 => "embeddings_3072",
+            TargetTable::Other => "embeddings_other",
+        }
+    }
+
+    /// Looks a table up by its name.
+    pub fn from_name(name: &str) -> Option<TargetTable> {
+        TargetTable::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Whether the table has a native `F32_BLOB(N)` column and a DiskANN index.
+    pub fn is_native(self) -> bool {
+        self.native_dimension().is_some()
+    }
+
+    /// N for `embeddings_N`; `None` for `embeddings_other`.
+    pub fn native_dimension(self) -> Option<usize> {
+        match self {
+            TargetTable::D384 => Some(384),
+            TargetTable::D1024 => Some(1024),
+            TargetTable::D1536 => Some(1536),
+            TargetTable::D3072 => Some(3072),
+            TargetTable::Other => None,
+        }
+    }
+
+    /// Whether a row of `dimension` belongs in this table.
+    pub fn holds(self, dimension: i64) -> bool {
+        usize::try_from(dimension).is_ok_and(|d| d > 0 && route(d) == self)
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` for this table.
+    pub fn create_table_sql(self) -> &'static str {
+        match self {
+            TargetTable::D384 => native_table_sql!("384"),
+            TargetTable::D1024 => native_table_sql!("1024"),
+            TargetTable::D1536 => native_table_sql!("1536"),
+            TargetTable::D3072 => native_table_sql!("3072"),
+            TargetTable::Other => OTHER_TABLE_SQL,
+        }
+    }
+
+    /// `CREATE INDEX IF NOT EXISTS idx_embeddings_<N|other>_item …`.
+    pub fn item_index_sql(self) -> &'static str {
+        match self {
+            TargetTable::D384 => item_index_sql!("384"),
+            TargetTable::D1024 => item_index_sql!("1024"),
+            TargetTable::D1536 => item_index_sql!("1536"),
+            TargetTable::D3072 => item_index_sql!("3072"),
+            TargetTable::Other => item_index_sql!("other"),
+        }
+    }
+
+    /// The DiskANN index's name; `None` for `embeddings_other`.
+    pub fn vector_index_name(self) -> Option<&'static str> {
+        match self {
+            TargetTable::D384 => Some("idx_embeddings_384_vector"),
+            TargetTable::D1024 => Some("idx_embeddings_1024_vector"),
+            TargetTable::D1536 => Some("idx_embeddings_1536_vector"),
+            TargetTable::D3072 => Some("idx_embeddings_3072_vector"),
+            TargetTable::Other => None,
+        }
+    }
+
+    /// `CREATE INDEX IF NOT EXISTS idx_embeddings_N_vector … libsql_vector_idx(…)`.
+    pub fn vector_index_sql(self) -> Option<&'static str> {
+        match self {
+            TargetTable::D384 => Some(vector_index_sql!("384")),
+            TargetTable::D1024 => Some(vector_index_sql!("1024")),
+            TargetTable::D1536 => Some(vector_index_sql!("1536")),
+            TargetTable::D3072 => Some(vector_index_sql!("3072")),
+            TargetTable::Other => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TargetTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The routing function: which table a vector of `dimension` lives in.
+/// Every part of the crate routes through here.
+pub fn route(dimension: usize) -> TargetTable {
+    match dimension {
+        384 => TargetTable::D384,
+        1024 => TargetTable::D1024,
+        1536 => TargetTable::D1536,
+        3072 => TargetTable::D3072,
+        _ => TargetTable::Other,
+    }
+}
+
+/// The design's name for [`route`]: `(table name, native vector support)`.
+pub fn get_table_for_dimension(dimension: usize) -> (&'static str, bool) {
+    let table = route(dimension);
+    (table.name(), table.is_native())
+}
+
+/// The single-row checkpoint of the copy: the last `embedding_id` done, in
+/// key order. Written in the same transaction as the batch it describes.
+/// `last_embedding_id` has no declared type so the key keeps its exact value.
+pub const CHECKPOINT_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS embedding_migration_checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_embedding_id,
+    rows_written INTEGER NOT NULL DEFAULT 0,
+    started_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    copy_completed_at INTEGER
+)";
+
+/// Legacy rows that cannot be migrated, with the reason. They stay in the
+/// legacy table; this record lets a later run and a later operator see them.
+pub const QUARANTINE_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS embedding_migration_quarantine (
+    embedding_id TEXT PRIMARY KEY NOT NULL,
+    reason_code TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    recorded_at INTEGER NOT NULL
+)";
+
+/// Name of the checkpoint table.
+pub const CHECKPOINT_TABLE: &str = "embedding_migration_checkpoint";
+/// Name of the quarantine table.
+pub const QUARANTINE_TABLE: &str = "embedding_migration_quarantine";
+
+/// Creates every target table and item index that is missing (never alters
+/// one that exists), and the migration's bookkeeping tables. Vector indexes
+/// are left to [`create_vector_index`]: they are built after the copy.
+pub async fn create_target_tables(conn: &Connection) -> Result<()> {
+    for table in TargetTable::ALL {
+        conn.execute(table.create_table_sql(), ())
+            .await
+            .db_context(|| format!("creating table {table}"))?;
+        conn.execute(table.item_index_sql(), ())
+            .await
+            .db_context(|| format!("creating the item index of {table}"))?;
+    }
+    for sql in [CHECKPOINT_TABLE_SQL, QUARANTINE_TABLE_SQL] {
+        conn.execute(sql, ())
+            .await
+            .db_context(|| "creating the migration bookkeeping tables".to_string())?;
+    }
+    Ok(())
+}
+
+/// Builds the DiskANN index of one native table if it is missing.
+pub async fn create_vector_index(conn: &Connection, table: TargetTable) -> Result<()> {
+    if let Some(sql) = table.vector_index_sql() {
+        conn.execute(sql, ())
+            .await
+            .db_context(|| format!("building the vector index of {table}"))?;
+    }
+    Ok(())
+}
+
+/// Whether a table (or index, or any schema object) named `name` exists.
+pub async fn object_exists(conn: &Connection, name: &str) -> Result<bool> {
+    let mut rows = conn
+        .query("SELECT 1 FROM sqlite_master WHERE name = ?1", [name])
+        .await
+        .db_context(|| format!("looking up {name} in the schema"))?;
+    Ok(rows
+        .next()
+        .await
+        .db_context(|| format!("looking up {name} in the schema"))?
+        .is_some())
+}
+
+/// The column names of a table, in declaration order (empty if it does not
+/// exist). `table` must come from this module's constants.
+pub async fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
+    let sql = format!("SELECT name FROM pragma_table_info('{table}')");
+    let mut rows = conn
+        .query(&sql, ())
+        .await
+        .db_context(|| format!("reading the columns of {table}"))?;
+    let mut names = Vec::new();
+    while let Some(row) = rows
+        .next()
+        .await
+        .db_context(|| format!("reading the columns of {table}"))?
+    {
+        names.push(
+            row.get::<String>(0)
+                .db_context(|| format!("reading the columns of {table}"))?,
+        );
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_dimensions_route_to_their_own_table() {
+        for dim in NATIVE_DIMENSIONS {
+            let table = route(dim);
+            assert_eq!(table.native_dimension(), Some(dim));
+            assert_eq!(table.name(), format!("embeddings_{dim}"));
+            assert!(table.is_native());
+        }
+    }
+
+    #[test]
+    fn every_other_dimension_goes_to_embeddings_other() {
+        for dim in [1, 2, 383, 385, 512, 768, 1023, 1025, 2048, 3071, 3073, 4096] {
+            assert_eq!(route(dim), TargetTable::Other, "dimension {dim}");
+            assert_eq!(get_table_for_dimension(dim), ("embeddings_other", false));
+        }
+    }
+
+    #[test]
+    fn holds_rejects_non_positive_and_foreign_dimensions() {
+        assert!(TargetTable::D384.holds(384));
+        assert!(!TargetTable::D384.holds(385));
+        assert!(TargetTable::Other.holds(768));
+        assert!(!TargetTable::Other.holds(0));
+        assert!(!TargetTable::Other.holds(-384));
+        assert!(!TargetTable::Other.holds(1536));
+    }
+
+    #[test]
+    fn ddl_names_match_the_design() {
+        assert!(TargetTable::D1536
+            .create_table_sql()
+            .contains("embedding_vector F32_BLOB(1536)"));
+        assert!(TargetTable::D1536
+            .create_table_sql()
+            .contains("dimension INTEGER NOT NULL DEFAULT 1536"));
+        assert!(TargetTable::Other
+            .create_table_sql()
+            .contains("embedding_vector BLOB,"));
+        assert_eq!(
+            TargetTable::D3072.vector_index_sql(),
+            Some("CREATE INDEX IF NOT EXISTS idx_embeddings_3072_vector ON embeddings_3072(libsql_vector_idx(embedding_vector))")
+        );
+        assert_eq!(
+            TargetTable::Other.item_index_sql(),
+            "CREATE INDEX IF NOT EXISTS idx_embeddings_other_item ON embeddings_other(item_id, item_type)"
+        );
+        assert_eq!(TargetTable::Other.vector_index_sql(), None);
+        for t in TargetTable::ALL {
+            assert_eq!(TargetTable::from_name(t.name()), Some(t));
+        }
+    }
+
+    #[tokio::test]
+    async fn created_tables_have_the_design_columns_and_indexes() {
+        let db = libsql::Builder::new_local(":memory:")
+            .build()
+            .await
+            .unwrap();
+        let conn = db.connect().unwrap();
+        create_target_tables(&conn).await.unwrap();
+        create_target_tables(&conn).await.unwrap(); // idempotent
+        for t in TargetTable::ALL {
+            assert_eq!(table_columns(&conn, t.name()).await.unwrap(), COLUMNS);
+            let item = format!("idx_{}_item", t.name());
+            assert!(object_exists(&conn, &item).await.unwrap(), "{item}");
+        }
+        create_vector_index(&conn, TargetTable::D384).await.unwrap();
+        assert!(object_exists(&conn, "idx_embeddings_384_vector")
+            .await
+            .unwrap());
+        assert!(!object_exists(&conn, "idx_embeddings_1024_vector")
+            .await
+            .unwrap());
+    }
+}

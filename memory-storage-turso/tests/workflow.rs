@@ -1,0 +1,299 @@
+//! The whole job on a mixed legacy database: execute, verify, re-run, and
+//! later changes to the legacy table picked up by the next run.
+
+mod common;
+
+use common::*;
+use libsql::Value;
+use memory_storage_turso::migration::{run_migration, MigrationOptions, NoopObserver, RunMode};
+use memory_storage_turso::sample::{encode_json, insert_legacy_rows, LegacyRow};
+
+fn execute(batch: usize) -> MigrationOptions {
+    MigrationOptions {
+        batch_size: batch,
+        build_vector_index: false,
+        ..Default::default()
+    }
+}
+
+fn verify_only() -> MigrationOptions {
+    MigrationOptions {
+        verify_only: true,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn every_row_migrates_bit_exact_and_a_rerun_does_nothing() {
+    let (t, summary) = TestDb::sample(&small_spec(3000, 7)).await;
+    let report = run_migration(&t.conn, &execute(128), &NoopObserver)
+        .await
+        .unwrap();
+    assert_eq!(report.mode, RunMode::Execute);
+    assert_eq!(report.source_rows, 3000);
+    let good = 3000 - summary.bad.len() as u64;
+    assert_eq!(report.rows_written(), good);
+    assert_eq!(report.quarantined_count, summary.bad.len() as u64);
+    let v = report.verification.as_ref().unwrap();
+    assert!(v.passed, "{:?}", v.discrepancies);
+    assert_eq!(v.rows_checked, 3000);
+    for (dim, n) in &summary.valid_per_dimension {
+        let table = expected_table(*dim as usize);
+        assert_eq!(
+            report.migrated.as_ref().unwrap()[table],
+            *n as u64,
+            "{table}"
+        );
+        assert_eq!(v.tables[table].expected, *n as u64);
+        assert_eq!(v.tables[table].actual, *n as u64);
+    }
+    let checked = assert_migrated_exactly(&t.conn, &bad_ids(&summary), true).await;
+    assert_eq!(checked as u64, good);
+    assert_eq!(
+        count(&t.conn, "embeddings").await,
+        3000,
+        "legacy rows are never removed"
+    );
+
+    let again = run_migration(&t.conn, &execute(128), &NoopObserver)
+        .await
+        .unwrap();
+    assert!(again.nothing_to_do);
+    assert_eq!(again.rows_written(), 0);
+    assert_eq!(
+        again.already_migrated.values().sum::<u64>(),
+        0,
+        "nothing after the checkpoint"
+    );
+    assert!(again.verification.unwrap().passed);
+    assert_eq!(again.quarantined_count, summary.bad.len() as u64);
+}
+
+#[tokio::test]
+async fn rows_written_after_a_finished_run_are_picked_up_and_changes_repaired() {
+    let (t, summary) = TestDb::sample(&small_spec(800, 3)).await;
+    run_migration(&t.conn, &execute(100), &NoopObserver)
+        .await
+        .unwrap();
+
+    // New rows on both sides of the checkpoint, and an update to a migrated row.
+    let v: Vec<f32> = (0..768).map(|i| i as f32 * 0.25 - 3.0).collect();
+    let new_row = |id: &str| LegacyRow {
+        embedding_id: id.to_string(),
+        item_id: format!("item-{id}"),
+        item_type: "episode".into(),
+        embedding_data: encode_json(&v),
+        embedding_vector: None,
+        dimension: 768,
+        model: "local".into(),
+        created_at: 1_750_000_000,
+    };
+    let legacy = read_table(&t.conn, "embeddings", true).await;
+    let victim = legacy
+        .iter()
+        .find(|(id, _)| !bad_ids(&summary).contains(id))
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    insert_legacy_rows(
+        &t.conn,
+        &[new_row("0000-first"), new_row("zzzz-last")],
+        true,
+    )
+    .await
+    .unwrap();
+    t.conn
+        .execute(
+            "UPDATE embeddings SET model = 'retrained-model' WHERE embedding_id = ?1",
+            [victim.as_str()],
+        )
+        .await
+        .unwrap();
+
+    let check = run_migration(&t.conn, &verify_only(), &NoopObserver)
+        .await
+        .unwrap();
+    let v = check.verification.unwrap();
+    assert!(!v.passed);
+    let kinds: Vec<(String, String)> = v
+        .discrepancies
+        .iter()
+        .map(|d| (d.embedding_id.clone(), d.kind.clone()))
+        .collect();
+    assert!(
+        kinds.contains(&("0000-first".into(), "missing".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&(victim.clone(), "differs".into())),
+        "{kinds:?}"
+    );
+
+    let report = run_migration(&t.conn, &execute(100), &NoopObserver)
+        .await
+        .unwrap();
+    assert!(!report.nothing_to_do);
+    assert_eq!(report.rows_written(), 3, "two new rows and one changed row");
+    assert!(report.verification.unwrap().passed);
+    assert_migrated_exactly(&t.conn, &bad_ids(&summary), true).await;
+}
+
+#[tokio::test]
+async fn verify_reports_tampered_orphaned_and_misplaced_rows() {
+    let (t, summary) = TestDb::sample(&small_spec(400, 11)).await;
+    run_migration(&t.conn, &execute(1000), &NoopObserver)
+        .await
+        .unwrap();
+    let clean = run_migration(&t.conn, &verify_only(), &NoopObserver)
+        .await
+        .unwrap();
+    assert!(clean.verification.unwrap().passed);
+
+    let rows384 = read_table(&t.conn, "embeddings_384", true).await;
+    let (tampered, _) = rows384.iter().next().unwrap();
+    // Flip the sign bit of one float.
+    let libsql::Value::Blob(mut bytes) = rows384.values().next().unwrap()[4].clone() else {
+        panic!("vector is not a blob")
+    };
+    bytes[7] ^= 0x80;
+    t.conn
+        .execute(
+            "UPDATE embeddings_384 SET embedding_vector = ?1 WHERE embedding_id = ?2",
+            libsql::params![bytes, tampered.as_str()],
+        )
+        .await
+        .unwrap();
+    t.conn
+        .execute(
+            "INSERT INTO embeddings_other SELECT 'orphan-id', item_id, item_type, embedding_data, embedding_vector, dimension, model, created_at FROM embeddings_384 LIMIT 1",
+            (),
+        )
+        .await
+        .unwrap();
+    let (misplaced, row) = rows384.iter().nth(1).unwrap();
+    t.conn
+        .execute(
+            "INSERT INTO embeddings_1024 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            row.clone(),
+        )
+        .await
+        .unwrap();
+
+    let report = run_migration(&t.conn, &verify_only(), &NoopObserver)
+        .await
+        .unwrap();
+    let v = report.verification.unwrap();
+    assert!(!v.passed);
+    assert_eq!(v.discrepancy_count, 3, "{:?}", v.discrepancies);
+    let find = |id: &str| {
+        v.discrepancies
+            .iter()
+            .find(|d| d.embedding_id == id)
+            .unwrap()
+    };
+    assert_eq!(find(tampered).kind, "differs");
+    assert!(find(tampered).detail.contains("embedding_vector"));
+    assert_eq!(find("orphan-id").kind, "orphan");
+    assert_eq!(find(misplaced).kind, "misplaced");
+    assert_eq!(
+        v.tables["embeddings_other"].actual,
+        v.tables["embeddings_other"].expected + 1
+    );
+
+    // Execute repairs what is repairable; the orphan is reported, never deleted.
+    let fixed = run_migration(&t.conn, &execute(1000), &NoopObserver)
+        .await
+        .unwrap();
+    let v = fixed.verification.unwrap();
+    assert_eq!(v.discrepancy_count, 1, "{:?}", v.discrepancies);
+    assert_eq!(v.discrepancies[0].embedding_id, "orphan-id");
+    t.conn
+        .execute(
+            "DELETE FROM embeddings_other WHERE embedding_id = 'orphan-id'",
+            (),
+        )
+        .await
+        .unwrap();
+    assert_migrated_exactly(&t.conn, &bad_ids(&summary), true).await;
+}
+
+#[tokio::test]
+async fn legacy_table_without_a_vector_column_migrates() {
+    let mut spec = small_spec(600, 5);
+    spec.with_vector_column = false;
+    let (t, summary) = TestDb::sample(&spec).await;
+    let cols = memory_storage_turso::schema::table_columns(&t.conn, "embeddings")
+        .await
+        .unwrap();
+    assert!(!cols.iter().any(|c| c == "embedding_vector"));
+    let report = run_migration(&t.conn, &execute(64), &NoopObserver)
+        .await
+        .unwrap();
+    assert!(!report.source_has_vector_column);
+    assert!(report.verification.unwrap().passed);
+    assert_eq!(report.quarantined_count, summary.bad.len() as u64);
+    assert_migrated_exactly(&t.conn, &bad_ids(&summary), false).await;
+}
+
+#[tokio::test]
+async fn tiny_byte_budget_still_covers_every_row_once() {
+    let (t, summary) = TestDb::sample(&small_spec(500, 9)).await;
+    let options = MigrationOptions {
+        batch_bytes: 1, // every window holds one row per table
+        ..execute(1000)
+    };
+    let report = run_migration(&t.conn, &options, &NoopObserver)
+        .await
+        .unwrap();
+    assert!(report.verification.unwrap().passed);
+    assert_migrated_exactly(&t.conn, &bad_ids(&summary), true).await;
+}
+
+#[tokio::test]
+async fn vector_indexes_are_built_after_the_copy_and_only_once() {
+    let mut spec = small_spec(120, 13);
+    spec.bad_rows = 0;
+    let (t, _) = TestDb::sample(&spec).await;
+    let report = run_migration(
+        &t.conn,
+        &MigrationOptions {
+            build_vector_index: true,
+            ..execute(50)
+        },
+        &NoopObserver,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.vector_indexes.len(), 4);
+    assert!(
+        report.vector_indexes.iter().all(|i| i.status == "built"),
+        "{:?}",
+        report.vector_indexes
+    );
+    for n in [384, 1024, 1536, 3072] {
+        assert!(memory_storage_turso::schema::object_exists(
+            &t.conn,
+            &format!("idx_embeddings_{n}_vector")
+        )
+        .await
+        .unwrap());
+    }
+    // The index answers a nearest-neighbour query for a migrated vector.
+    let rows = read_table(&t.conn, "embeddings_384", true).await;
+    let (id, row) = rows.iter().next().unwrap();
+    let mut hits = t
+        .conn
+        .query(
+            "SELECT e.embedding_id FROM vector_top_k('idx_embeddings_384_vector', ?1, 1) AS v JOIN embeddings_384 e ON e.rowid = v.id",
+            [row[4].clone()],
+        )
+        .await
+        .unwrap();
+    let first = hits.next().await.unwrap().unwrap();
+    assert_eq!(first.get_value(0).unwrap(), Value::Text(id.clone()));
+
+    let again = run_migration(&t.conn, &execute(50), &NoopObserver)
+        .await
+        .unwrap();
+    assert!(again.vector_indexes.iter().all(|i| i.status == "present"));
+    assert!(again.nothing_to_do);
+}

@@ -1,0 +1,96 @@
+//! Runs one `migrate_embeddings` command: calls the library, renders the
+//! report, picks the exit status.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use memory_storage_turso::migration::{migrate_embeddings_observed, MigrationReport};
+
+use crate::args::MigrateArgs;
+use crate::progress::LogProgress;
+use crate::render::summary;
+use crate::{EXIT_ATTENTION, EXIT_OK};
+
+/// A mistake in how the command was called (exit status 2).
+#[derive(Debug)]
+pub struct UsageError(pub &'static str);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Sets up logging on stderr: info by default, `-v` debug, `-vv` trace,
+/// `-q` errors only. `RUST_LOG` overrides.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "warn,memory_storage_turso={level},migrate_embeddings_cli={level},migrate_embeddings={level}"
+        ))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// The exit status a finished report calls for.
+pub fn exit_status(report: &MigrationReport) -> u8 {
+    if report.is_clean() {
+        EXIT_OK
+    } else {
+        EXIT_ATTENTION
+    }
+}
+
+/// Runs the migration the arguments ask for and prints its summary.
+pub async fn run(args: &MigrateArgs) -> anyhow::Result<u8> {
+    if !(args.dry_run || args.execute || args.verify) {
+        return Err(UsageError(
+            "say what to do: --dry-run, --execute or --verify (or --demo to try it on a sample)",
+        )
+        .into());
+    }
+    let Some(db) = args.db.as_deref() else {
+        return Err(UsageError(
+            "no database given: pass --db PATH_OR_URL or set TURSO_DATABASE_URL",
+        )
+        .into());
+    };
+    let report = run_on(db, args).await?;
+    Ok(exit_status(&report))
+}
+
+/// Runs on `db` and prints the summary (stdout) — used by `run` and the demo.
+pub async fn run_on(db: &str, args: &MigrateArgs) -> anyhow::Result<MigrationReport> {
+    let options = args.options();
+    let progress = LogProgress::new(Duration::from_secs(2));
+    let token = args.auth_token.clone().unwrap_or_default();
+    let what = if args.dry_run {
+        "dry run"
+    } else if args.verify {
+        "verification"
+    } else {
+        "migration"
+    };
+    let report = migrate_embeddings_observed(db, &token, &options, &progress)
+        .await
+        .with_context(|| format!("the {what} of {db} failed"))?;
+    print!("{}", summary(&report, db));
+    if let Some(path) = &args.report_json {
+        let json = serde_json::to_string_pretty(&report).context("serializing the report")?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+    }
+    Ok(report)
+}

@@ -1,0 +1,55 @@
+//! `--demo`: a sample legacy database in a temporary directory, then dry
+//! run, execute and verify on it, so a newcomer sees the whole job.
+
+use anyhow::Context;
+use memory_storage_turso::sample::{generate_legacy_database, SampleSpec};
+
+use crate::args::MigrateArgs;
+use crate::command::{exit_status, run_on};
+
+/// Builds the sample and runs the three steps; returns the exit status of
+/// the last one.
+pub async fn run(rows: usize, base: &MigrateArgs) -> anyhow::Result<u8> {
+    let dir = tempfile::tempdir().context("creating a temporary directory for the demo")?;
+    let path = dir.path().join("legacy-memory.db");
+    let path_str = path.to_string_lossy().to_string();
+    let spec = SampleSpec::realistic(rows, 42);
+    {
+        let db = libsql::Builder::new_local(&path)
+            .build()
+            .await
+            .context("creating the demo database")?;
+        let conn = db.connect().context("opening the demo database")?;
+        tracing::info!("demo: writing {rows} legacy rows to {path_str}");
+        let summary = generate_legacy_database(&conn, &spec)
+            .await
+            .context("filling the demo database")?;
+        println!(
+            "Demo: a legacy database with {} rows ({} of them bad on purpose) at {path_str}\n",
+            summary.total_rows,
+            summary.bad.len()
+        );
+    }
+    let step = |dry_run: bool, execute: bool, verify: bool| MigrateArgs {
+        db: Some(path_str.clone()),
+        dry_run,
+        execute,
+        verify,
+        // DiskANN builds take minutes on tens of thousands of rows: the demo
+        // shows the copy and verification, and says how to build them.
+        no_vector_index: true,
+        ..base.clone()
+    };
+    println!("$ migrate_embeddings --db {path_str} --dry-run");
+    run_on(&path_str, &step(true, false, false)).await?;
+    println!("\n$ migrate_embeddings --db {path_str} --execute --no-vector-index");
+    run_on(&path_str, &step(false, true, false)).await?;
+    println!("\n$ migrate_embeddings --db {path_str} --verify");
+    let report = run_on(&path_str, &step(false, false, true)).await?;
+    println!(
+        "\nThe demo database is deleted now. The bad rows above are planted on purpose (exit status 3 \
+         means: done, but some rows need a person). On a real database, drop --no-vector-index to \
+         build the DiskANN indexes after the copy."
+    );
+    Ok(exit_status(&report))
+}

@@ -1,0 +1,195 @@
+//! The human summary of a [`MigrationReport`].
+
+use std::fmt::Write;
+
+use memory_storage_turso::migration::{MigrationReport, RunMode};
+use memory_storage_turso::schema::TargetTable;
+
+/// How many bad rows and discrepancies the summary lists.
+const SHOWN: usize = 20;
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn get(map: Option<&std::collections::BTreeMap<String, u64>>, table: TargetTable) -> u64 {
+    map.and_then(|m| m.get(table.name()).copied()).unwrap_or(0)
+}
+
+/// The summary printed at the end of a run.
+pub fn summary(report: &MigrationReport, location: &str) -> String {
+    let mut out = String::new();
+    let _ = match report.mode {
+        RunMode::DryRun => writeln!(out, "Dry run of {location} (nothing was written)"),
+        RunMode::Execute => writeln!(out, "Migration of {location}"),
+        RunMode::Verify => writeln!(out, "Verification of {location} (nothing was written)"),
+    };
+    let _ = writeln!(
+        out,
+        "  legacy rows: {} (embedding_vector column: {})",
+        report.source_rows,
+        if report.source_has_vector_column {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    if let Some(from) = &report.resumed_from {
+        let _ = writeln!(out, "  resumed after checkpoint {from}");
+    }
+    let verification = report.verification.as_ref();
+    let _ = writeln!(
+        out,
+        "\n  {:<18} {:>10} {:>10} {:>10} {:>10}",
+        "table",
+        if report.mode == RunMode::DryRun {
+            "to copy"
+        } else {
+            "written"
+        },
+        "already",
+        "expected",
+        "holds"
+    );
+    for table in TargetTable::ALL {
+        let written = match report.mode {
+            RunMode::DryRun => get(report.planned.as_ref(), table),
+            _ => get(report.migrated.as_ref(), table),
+        };
+        let counts = verification.and_then(|v| v.tables.get(table.name()));
+        let _ = writeln!(
+            out,
+            "  {:<18} {:>10} {:>10} {:>10} {:>10}",
+            table.name(),
+            written,
+            get(Some(&report.already_migrated), table),
+            counts.map_or("-".into(), |c| c.expected.to_string()),
+            counts.map_or("-".into(), |c| c.actual.to_string()),
+        );
+    }
+    let _ = writeln!(out);
+    for phase in &report.phases {
+        let rate = if phase.seconds > 0.0 && phase.phase != "vector_index" {
+            format!(" ({:.0} rows/s)", phase.units as f64 / phase.seconds)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  {:<13} {:>8.1} s, {} {}{rate}",
+            phase.phase,
+            phase.seconds,
+            phase.units,
+            if phase.phase == "vector_index" {
+                "indexes"
+            } else {
+                "rows"
+            }
+        );
+    }
+    for index in &report.vector_indexes {
+        let _ = writeln!(
+            out,
+            "  vector index {:<27} {}{}",
+            index.index,
+            index.status,
+            if index.status == "built" {
+                format!(" in {:.1} s", index.seconds)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let Some(extra) = report.estimated_extra_bytes {
+        let _ = writeln!(out, "  estimated extra disk space: {}", bytes(extra));
+    }
+    if report.quarantined_count > 0 {
+        let _ = writeln!(
+            out,
+            "\n  {} row(s) cannot be migrated; they stay in `embeddings`{}:",
+            report.quarantined_count,
+            if report.mode == RunMode::Execute {
+                " and are recorded in embedding_migration_quarantine"
+            } else {
+                ""
+            }
+        );
+        for (code, n) in &report.quarantined_by_reason {
+            let _ = writeln!(out, "    {n:>6} {code}");
+        }
+        for row in report.quarantined.iter().take(SHOWN) {
+            let _ = writeln!(out, "    {}: {}", row.embedding_id, row.reason);
+        }
+        if report.quarantined_count as usize > SHOWN {
+            let _ = writeln!(
+                out,
+                "    … and {} more (--report-json FILE lists them all)",
+                report.quarantined_count as usize - SHOWN
+            );
+        }
+    }
+    if let Some(v) = verification {
+        let _ = writeln!(out);
+        if v.passed {
+            let _ = writeln!(
+                out,
+                "  verification passed: {} legacy rows compared column by column, vectors bit for bit{}",
+                v.rows_checked,
+                if v.repaired > 0 {
+                    format!(" ({} repaired first)", v.repaired)
+                } else {
+                    String::new()
+                }
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  verification FAILED: {} discrepancies",
+                v.discrepancy_count
+            );
+            for d in v.discrepancies.iter().take(SHOWN) {
+                let _ = writeln!(
+                    out,
+                    "    {} [{}] {}: {}",
+                    d.embedding_id, d.kind, d.table, d.detail
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "\n  {}", next_step(report));
+    out
+}
+
+fn next_step(report: &MigrationReport) -> &'static str {
+    match report.mode {
+        RunMode::DryRun => "Next: run with --execute to migrate (it resumes if stopped).",
+        RunMode::Verify if report.verification.as_ref().is_some_and(|v| v.passed) => {
+            "Every migrated row matches its source."
+        }
+        RunMode::Verify => "Next: run --execute to repair what differs, then --verify again.",
+        RunMode::Execute if report.interrupted => {
+            "Stopped after a committed batch: run --execute again to resume from the checkpoint."
+        }
+        RunMode::Execute if report.nothing_to_do => {
+            "Nothing to do: the migration was already complete; every row was verified again."
+        }
+        RunMode::Execute if report.verification.as_ref().is_some_and(|v| !v.passed) => {
+            "Verification found discrepancies (listed above); run --execute again or inspect them."
+        }
+        RunMode::Execute if report.quarantined_count > 0 => {
+            "Done. Fix the rows listed above in `embeddings`, then run --execute again to migrate them."
+        }
+        RunMode::Execute => "Done: every row migrated and verified.",
+    }
+}
