@@ -2,7 +2,7 @@
 //! run, execute and verify on it, so a newcomer sees the whole job.
 
 use anyhow::Context;
-use memory_storage_turso::sample::{generate_legacy_database, SampleSpec};
+use memory_storage_turso::sample::{generate_legacy_database, BadKind, SampleSpec};
 
 use crate::args::MigrateArgs;
 use crate::command::{exit_status, run_on};
@@ -13,7 +13,9 @@ pub async fn run(rows: usize, base: &MigrateArgs) -> anyhow::Result<u8> {
     let dir = tempfile::tempdir().context("creating a temporary directory for the demo")?;
     let path = dir.path().join("legacy-memory.db");
     let path_str = path.to_string_lossy().to_string();
-    let spec = SampleSpec::realistic(rows, 42);
+    let mut spec = SampleSpec::realistic(rows, 42);
+    // One of each kind of bad row the migration must report.
+    spec.bad_rows = spec.bad_rows.max(BadKind::ALL.len()).min(rows);
     {
         let db = libsql::Builder::new_local(&path)
             .build()

@@ -112,7 +112,13 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
         );
     }
     if let Some(extra) = report.estimated_extra_bytes {
-        let _ = writeln!(out, "  estimated extra disk space: {}", bytes(extra));
+        let index = report.estimated_vector_index_bytes.unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "  estimated extra disk space: {} for the rows, plus {} for the DiskANN vector indexes (0 with --no-vector-index)",
+            bytes(extra),
+            bytes(index)
+        );
     }
     if report.quarantined_count > 0 {
         let _ = writeln!(

@@ -53,7 +53,9 @@ async fn dry_run_leaves_the_file_byte_identical_and_predicts_the_copy() {
             .unwrap()
     );
 
-    // The execute writes exactly what the plan said.
+    // The execute writes exactly what the plan said, and the file grows
+    // by about what it estimated.
+    let size_before = std::fs::metadata(&t.path).unwrap().len();
     let exec = run_migration(
         &t.conn,
         &MigrationOptions {
@@ -65,6 +67,12 @@ async fn dry_run_leaves_the_file_byte_identical_and_predicts_the_copy() {
     .await
     .unwrap();
     let migrated = exec.migrated.unwrap();
+    let growth = std::fs::metadata(&t.path).unwrap().len() - size_before;
+    let ratio = extra as f64 / growth as f64;
+    assert!(
+        (0.85..1.5).contains(&ratio),
+        "estimated {extra} bytes, grew {growth}"
+    );
     for (table, n) in planned.iter().filter(|(_, n)| **n > 0) {
         assert_eq!(migrated[table], *n, "{table}");
     }

@@ -253,6 +253,15 @@ async fn vector_indexes_are_built_after_the_copy_and_only_once() {
     let mut spec = small_spec(120, 13);
     spec.bad_rows = 0;
     let (t, _) = TestDb::sample(&spec).await;
+    let first = run_migration(&t.conn, &execute(50), &NoopObserver)
+        .await
+        .unwrap();
+    assert!(
+        first.vector_indexes.iter().all(|i| i.status == "skipped"),
+        "{:?}",
+        first.vector_indexes
+    );
+    // A later execute builds what is missing, after nothing left to copy.
     let report = run_migration(
         &t.conn,
         &MigrationOptions {
@@ -263,6 +272,8 @@ async fn vector_indexes_are_built_after_the_copy_and_only_once() {
     )
     .await
     .unwrap();
+    assert_eq!(report.rows_written(), 0);
+    assert!(!report.nothing_to_do, "building indexes is work done");
     assert_eq!(report.vector_indexes.len(), 4);
     assert!(
         report.vector_indexes.iter().all(|i| i.status == "built"),

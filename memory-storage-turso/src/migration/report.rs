@@ -40,9 +40,14 @@ pub struct MigrationReport {
     pub quarantined_count: u64,
     /// Quarantined rows per reason code.
     pub quarantined_by_reason: BTreeMap<String, u64>,
-    /// Dry run: estimated extra disk space the migration needs, in bytes.
+    /// Dry run: estimated extra disk space of the copied rows (tables and
+    /// their item and key indexes), in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimated_extra_bytes: Option<u64>,
+    /// Dry run: estimated size of the DiskANN indexes over the copied rows
+    /// (default index options), in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_vector_index_bytes: Option<u64>,
     /// The checkpoint the copy resumed from, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<String>,
