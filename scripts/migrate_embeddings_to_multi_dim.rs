@@ -27,7 +27,11 @@ async fn main() -> ExitCode {
             } else {
                 eprintln!("error: {err:#}");
             }
-            let usage = err.downcast_ref::<command::UsageError>().is_some();
+            let usage = err.downcast_ref::<command::UsageError>().is_some()
+                || matches!(
+                    err.downcast_ref::<memory_storage_turso::Error>(),
+                    Some(memory_storage_turso::Error::InvalidOptions(_))
+                );
             ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FAILED })
         }
     }

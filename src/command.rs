@@ -57,9 +57,9 @@ pub fn exit_status(report: &MigrationReport) -> u8 {
 
 /// Runs the migration the arguments ask for and prints its summary.
 pub async fn run(args: &MigrateArgs) -> anyhow::Result<u8> {
-    if !(args.dry_run || args.execute || args.verify) {
+    if !(args.dry_run || args.execute || args.verify || args.rollback) {
         return Err(UsageError(
-            "say what to do: --dry-run, --execute or --verify (or --demo to try it on a sample)",
+            "say what to do: --dry-run, --execute, --verify or --rollback (or --demo to try it on a sample)",
         )
         .into());
     }
@@ -69,8 +69,46 @@ pub async fn run(args: &MigrateArgs) -> anyhow::Result<u8> {
         )
         .into());
     };
+    confirm_destructive(db, args)?;
     let report = run_on(db, args).await?;
     Ok(exit_status(&report))
+}
+
+/// Asks before a destructive step: `--yes` answers; off a terminal it is
+/// required.
+fn confirm_destructive(db: &str, args: &MigrateArgs) -> anyhow::Result<()> {
+    let question = if args.drop_old_table {
+        format!(
+            "After a verified migration, this DROPS the table `embeddings` from {db} \
+             (every row stays in the verified `embeddings_backup`)."
+        )
+    } else if args.rollback {
+        format!(
+            "This removes the rows the migration wrote from the target tables of {db} \
+             (and restores `embeddings` from `embeddings_backup` if it was dropped)."
+        )
+    } else {
+        return Ok(());
+    };
+    if args.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError(
+            "this step is destructive and stdin is not a terminal: pass --yes to confirm it",
+        )
+        .into());
+    }
+    eprint!("{question}\nContinue? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("reading the confirmation")?;
+    if matches!(answer.trim().to_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(UsageError("not confirmed: nothing was done").into())
+    }
 }
 
 /// Runs on `db` and prints the summary (stdout) — used by `run` and the demo.
@@ -82,6 +120,8 @@ pub async fn run_on(db: &str, args: &MigrateArgs) -> anyhow::Result<MigrationRep
         "dry run"
     } else if args.verify {
         "verification"
+    } else if args.rollback {
+        "rollback"
     } else {
         "migration"
     };

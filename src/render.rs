@@ -27,14 +27,70 @@ fn get(map: Option<&std::collections::BTreeMap<String, u64>>, table: TargetTable
     map.and_then(|m| m.get(table.name()).copied()).unwrap_or(0)
 }
 
+fn rollback_summary(report: &MigrationReport, location: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Rollback of {location}");
+    if let Some(r) = &report.rollback {
+        if r.restored_legacy {
+            let _ = writeln!(
+                out,
+                "  restored `embeddings` from `embeddings_backup` (checksum verified)"
+            );
+        }
+        let total: u64 = r.removed.values().sum();
+        let _ = writeln!(
+            out,
+            "  removed {total} migrated row(s) from the target tables"
+        );
+        for (table, n) in &r.removed {
+            let _ = writeln!(out, "    {table:<18} {n:>10}");
+        }
+        for t in &r.dropped_tables {
+            let _ = writeln!(
+                out,
+                "  dropped the empty table {t} (this migration created it)"
+            );
+        }
+        match &r.checkpoint {
+            Some(c) => {
+                let _ = writeln!(
+                    out,
+                    "\n  The checkpoint is back at {c}: --execute redoes the rows after it."
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "\n  The database is as it was before the migration (`embeddings_backup`, if any, is kept: drop it yourself once you no longer need it)."
+                );
+            }
+        }
+    }
+    out
+}
+
 /// The summary printed at the end of a run.
 pub fn summary(report: &MigrationReport, location: &str) -> String {
     let mut out = String::new();
     let _ = match report.mode {
+        RunMode::Rollback => return rollback_summary(report, location),
         RunMode::DryRun => writeln!(out, "Dry run of {location} (nothing was written)"),
         RunMode::Execute => writeln!(out, "Migration of {location}"),
         RunMode::Verify => writeln!(out, "Verification of {location} (nothing was written)"),
     };
+    if let Some(h) = &report.lock_taken_over_from {
+        let _ = writeln!(out, "  took over the lock of a migration that is gone: {h}");
+    }
+    if let Some(file) = &report.backup_file {
+        let _ = writeln!(out, "  whole-database copy written to {file}");
+    }
+    if let Some(b) = &report.backup {
+        let _ = writeln!(
+            out,
+            "  embeddings_backup {}: {} rows, checksum {}",
+            b.status, b.digest.rows, b.digest.checksum
+        );
+    }
     let _ = writeln!(
         out,
         "  legacy rows: {} (embedding_vector column: {})",
@@ -173,12 +229,32 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
             }
         }
     }
+    if report.removed_stale > 0 {
+        let _ = writeln!(
+            out,
+            "  removed {} migrated row(s) whose legacy row was deleted or went bad since",
+            report.removed_stale
+        );
+    }
+    if let Some(d) = &report.dropped_legacy {
+        let _ = writeln!(
+            out,
+            "\n  dropped `embeddings` after verifying every row; its {} rows are in embeddings_backup (checksum {}{})",
+            d.backup.rows,
+            d.backup.checksum,
+            if d.backup_refreshed { ", made now" } else { "" }
+        );
+    }
     let _ = writeln!(out, "\n  {}", next_step(report));
     out
 }
 
 fn next_step(report: &MigrationReport) -> &'static str {
     match report.mode {
+        RunMode::Rollback => "",
+        RunMode::Execute if report.dropped_legacy.is_some() => {
+            "Done: migrated, verified, legacy table dropped. `--rollback` undoes it all."
+        }
         RunMode::DryRun => "Next: run with --execute to migrate (it resumes if stopped).",
         RunMode::Verify if report.verification.as_ref().is_some_and(|v| v.passed) => {
             "Every migrated row matches its source."

@@ -29,7 +29,7 @@ fn stderr(out: &std::process::Output) -> String {
 fn usage_errors_exit_2() {
     let out = bin().output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--dry-run, --execute or --verify"));
+    assert!(stderr(&out).contains("--dry-run, --execute, --verify or --rollback"));
     let out = bin().args(["--dry-run"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("TURSO_DATABASE_URL"));

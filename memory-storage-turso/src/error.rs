@@ -35,6 +35,9 @@ pub enum Error {
     /// There is no legacy `embeddings` table to migrate.
     #[error("the database has no `embeddings` table: there is nothing to migrate (was it already migrated and dropped?)")]
     MissingLegacyTable,
+    /// The legacy table was dropped by a completed migration.
+    #[error("the `embeddings` table was dropped by a completed migration (at Unix time {at}): there is nothing left to migrate; `--rollback --yes` restores it from `embeddings_backup`")]
+    LegacyDropped { at: i64 },
     /// The legacy table lacks columns the migration needs.
     #[error("the `embeddings` table lacks the column(s) {}: it is not a memory-storage-turso embeddings table", missing.join(", "))]
     LegacyTableShape { missing: Vec<String> },
@@ -44,6 +47,66 @@ pub enum Error {
     /// The options make no sense together.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
+    /// The disk (or the database's size limit) is full.
+    #[error("the disk is full (or the database reached its size limit) while {context}; the batch in flight was rolled back and the checkpoint is intact: free space, then run --execute again to resume")]
+    DiskFull {
+        context: String,
+        #[source]
+        source: libsql::Error,
+    },
+    /// The database cannot be written.
+    #[error("the database is read-only (file permissions, a read-only mount or a read-only token) while {context}; nothing was changed by the failed step: make it writable, then run again")]
+    ReadOnly {
+        context: String,
+        #[source]
+        source: libsql::Error,
+    },
+    /// The database stayed busy through every retry.
+    #[error("the database stayed locked by another writer through {attempts} attempts while {context}; the checkpoint is intact: run again when the other writer is done (or raise --max-retries)")]
+    Busy {
+        context: String,
+        attempts: u32,
+        #[source]
+        source: libsql::Error,
+    },
+    /// Another live migration holds the lock.
+    #[error("another migration is running on this database: {holder}; wait for it to finish (a lock whose process is gone is taken over automatically)")]
+    LockHeld {
+        holder: crate::migration::lock::LockHolder,
+    },
+    /// The lock was taken over by another process during this run.
+    #[error("this run lost the migration lock{}; it stopped after its last committed batch", holder.as_ref().map(|h| format!(" to {h}")).unwrap_or_default())]
+    LockLost {
+        holder: Option<crate::migration::lock::LockHolder>,
+    },
+    /// A backup's rows do not match what they must.
+    #[error("the backup does not match: expected {} rows with checksum {}, found {} rows with checksum {}; nothing was dropped or restored", expected.rows, expected.checksum, found.rows, found.checksum)]
+    BackupMismatch {
+        expected: crate::migration::backup::TableDigest,
+        found: crate::migration::backup::TableDigest,
+    },
+    /// There is no backup whose integrity can be proven.
+    #[error("no verified `embeddings_backup` exists (or its recorded checksum is missing), so the legacy table cannot be restored by the tool; see the README's manual rollback")]
+    BackupUnverifiable,
+    /// `--backup-file` names an existing file.
+    #[error("{} exists already: the backup file is never overwritten, choose a new path", path.display())]
+    BackupFileExists { path: PathBuf },
+    /// The legacy table changed between verification and drop.
+    #[error("the `embeddings` table changed after this run verified it (an application is writing to it); it was not dropped: run --execute --drop-old-table again once writes have stopped")]
+    ChangedSinceVerification,
+    /// The database refused one row; the run quarantines it and retries the
+    /// batch without it (this error never leaves the library).
+    #[error("the database refused embedding {embedding_id} in {table}: {source}")]
+    RowRejected {
+        embedding_id: String,
+        key: Box<crate::migration::row::Key>,
+        table: String,
+        #[source]
+        source: libsql::Error,
+    },
+    /// The drop was refused.
+    #[error("the `embeddings` table was not dropped: {0}")]
+    DropRefused(String),
 }
 
 /// Result with the library's [`Error`].
@@ -56,9 +119,13 @@ pub(crate) trait DbContext<T> {
 
 impl<T> DbContext<T> for std::result::Result<T, libsql::Error> {
     fn db_context(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Database {
-            context: context(),
-            source,
+        self.map_err(|source| {
+            let context = context();
+            match crate::migration::retry::sqlite_code(&source) {
+                Some(13) => Error::DiskFull { context, source },
+                Some(8) => Error::ReadOnly { context, source },
+                _ => Error::Database { context, source },
+            }
         })
     }
 }

@@ -238,6 +238,43 @@ pub const QUARANTINE_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS embedding_mig
     recorded_at INTEGER NOT NULL
 )";
 
+/// The keys of every row this migration wrote, and where: a rollback removes
+/// exactly these, and a row whose legacy source was deleted is removed only
+/// when it is ours.
+pub const LEDGER_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS embedding_migration_ledger (
+    embedding_id TEXT PRIMARY KEY NOT NULL,
+    target_table TEXT NOT NULL
+) WITHOUT ROWID";
+
+/// One row naming the process that runs the migration now.
+pub const LOCK_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS embedding_migration_lock (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+)";
+
+/// The store's key/value table (created if missing, same shape as the one
+/// legacy databases may already have).
+pub const METADATA_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS metadata (
+    key TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL,
+    updated_at INTEGER
+)";
+
+/// Name of the ledger table.
+pub const LEDGER_TABLE: &str = "embedding_migration_ledger";
+/// Name of the lock table.
+pub const LOCK_TABLE: &str = "embedding_migration_lock";
+/// Name of the metadata table.
+pub const METADATA_TABLE: &str = "metadata";
+/// The copy of the legacy table made by `--backup`.
+pub const BACKUP_TABLE: &str = "embeddings_backup";
+/// The schema version a migrated database is at (1 is the single legacy
+/// table, 2 the per-dimension tables).
+pub const SCHEMA_VERSION: i64 = 2;
+
 /// Name of the checkpoint table.
 pub const CHECKPOINT_TABLE: &str = "embedding_migration_checkpoint";
 /// Name of the quarantine table.
@@ -255,7 +292,7 @@ pub async fn create_target_tables(conn: &Connection) -> Result<()> {
             .await
             .db_context(|| format!("creating the item index of {table}"))?;
     }
-    for sql in [CHECKPOINT_TABLE_SQL, QUARANTINE_TABLE_SQL] {
+    for sql in [CHECKPOINT_TABLE_SQL, QUARANTINE_TABLE_SQL, LEDGER_TABLE_SQL] {
         conn.execute(sql, ())
             .await
             .db_context(|| "creating the migration bookkeeping tables".to_string())?;

@@ -81,19 +81,37 @@ async fn an_incompatible_existing_target_table_is_never_altered() {
 }
 
 #[tokio::test]
-async fn unavailable_options_are_refused_not_ignored() {
+async fn contradictory_options_are_refused_before_anything_is_touched() {
     let (t, _) = TestDb::sample(&small_spec(20, 1)).await;
-    let err = run_migration(
-        &t.conn,
-        &MigrationOptions {
+    for options in [
+        MigrationOptions {
+            dry_run: true,
             drop_old_table: true,
             ..Default::default()
         },
-        &NoopObserver,
-    )
-    .await
-    .unwrap_err();
-    assert!(matches!(err, Error::InvalidOptions(_)));
+        MigrationOptions {
+            verify_only: true,
+            rollback: true,
+            ..Default::default()
+        },
+        MigrationOptions {
+            from_checkpoint: Some("a".into()),
+            ..Default::default()
+        },
+        MigrationOptions {
+            allow_quarantined: true,
+            ..Default::default()
+        },
+        MigrationOptions {
+            batch_size: 0,
+            ..Default::default()
+        },
+    ] {
+        let err = run_migration(&t.conn, &options, &NoopObserver)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
+    }
     assert!(
         !memory_storage_turso::schema::object_exists(&t.conn, "embeddings_384")
             .await

@@ -119,6 +119,15 @@ pub enum BadRowReason {
         /// The column name.
         column: &'static str,
     },
+    /// The database refused to store the row (a constraint of an existing
+    /// target table, a value too big…); the database's message in `detail`.
+    #[error("the database refused to store the row in {table}: {detail}")]
+    Rejected {
+        /// The target table.
+        table: String,
+        /// The database's message.
+        detail: String,
+    },
 }
 
 impl BadRowReason {
@@ -142,6 +151,7 @@ impl BadRowReason {
             Self::LegacyVectorMismatch { .. } => "legacy_vector_mismatch",
             Self::NotText { .. } => "not_text",
             Self::NullColumn { .. } => "null_column",
+            Self::Rejected { .. } => "rejected_by_database",
         }
     }
 }

@@ -4,8 +4,88 @@ use std::collections::BTreeMap;
 
 use super::compare::Finding;
 use super::observer::Observer;
+use super::retry::{backoff, classify_error, ErrorClass};
+use super::row::Key;
 use super::write::BatchWriter;
-use crate::error::Result;
+use crate::decode::BadRowReason;
+use crate::error::{Error, Result};
+
+/// Rows the database refused during this run, with the reason.
+pub type Rejected = BTreeMap<Key, BadRowReason>;
+
+/// Turns the findings of rows the database refused into bad rows.
+pub fn with_rejections(findings: Vec<Finding>, rejected: &Rejected) -> Vec<Finding> {
+    if rejected.is_empty() {
+        return findings;
+    }
+    findings
+        .into_iter()
+        .map(|f| match f {
+            Finding::Valid(v) if rejected.contains_key(&v.row.key) => {
+                let mut in_targets = v.misplaced.clone();
+                if v.in_place.is_some() {
+                    in_targets.push(v.table);
+                }
+                Finding::Bad {
+                    reason: rejected[&v.row.key].clone(),
+                    row: v.row,
+                    in_targets,
+                    quarantined: v.quarantined,
+                    ours: None,
+                }
+            }
+            other => other,
+        })
+        .collect()
+}
+
+/// Decides what follows a failed window (whose transaction the caller has
+/// rolled back): a refused row is remembered and the window retried
+/// without it; a transient error waits with backoff and retries, at most
+/// `max_retries` times; anything else ends the run.
+pub async fn after_failure(
+    error: Error,
+    attempt: &mut u32,
+    max_retries: u32,
+    rejected: &mut Rejected,
+) -> Result<()> {
+    match error {
+        Error::RowRejected {
+            key, table, source, ..
+        } => {
+            tracing::warn!("the database refused embedding {key} in {table}: {source}");
+            rejected.insert(
+                *key,
+                BadRowReason::Rejected {
+                    table,
+                    detail: source.to_string(),
+                },
+            );
+            Ok(())
+        }
+        e if classify_error(&e) == ErrorClass::Transient => {
+            if *attempt >= max_retries {
+                return Err(match e {
+                    Error::Database { context, source } => Error::Busy {
+                        context,
+                        attempts: *attempt + 1,
+                        source,
+                    },
+                    other => other,
+                });
+            }
+            *attempt += 1;
+            let wait = backoff(*attempt);
+            tracing::warn!(
+                "{e}; retrying in {} ms (attempt {attempt} of {max_retries})",
+                wait.as_millis()
+            );
+            tokio::time::sleep(wait).await;
+            Ok(())
+        }
+        e => Err(e),
+    }
+}
 
 /// How eagerly bad rows are (re-)recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,21 +105,32 @@ pub struct Applied {
     pub written: u64,
     /// Bad rows seen.
     pub bad: u64,
+    /// Rows this migration had written whose legacy row is gone or bad now,
+    /// removed.
+    pub removed: u64,
 }
 
 /// Whether a window's findings call for any write at all.
 pub fn needs_writes(findings: &[Finding]) -> bool {
     findings.iter().any(|f| match f {
         Finding::Valid(v) => !v.is_done() || v.quarantined,
-        Finding::Bad { quarantined, .. } => !quarantined,
-        Finding::StaleQuarantine { .. } => true,
-        Finding::Orphan { .. } => false,
+        Finding::Bad {
+            quarantined,
+            ours,
+            in_targets,
+            ..
+        } => !quarantined || ours.is_some_and(|t| in_targets.contains(&t)),
+        Finding::Stale { .. } => true,
+        Finding::Orphan { ours, tables, .. } => {
+            ours.is_some_and(|t| tables.iter().any(|(held, _)| *held == t))
+        }
     })
 }
 
 /// Writes what `findings` need, inside the writer's open transaction.
-/// Target rows without a legacy row, and copies of rows that have since gone
-/// bad, are left alone: they are reported, never deleted.
+/// A target row whose legacy row was deleted or went bad is removed only
+/// when the ledger says this migration wrote it; any other is reported,
+/// never deleted.
 pub async fn apply(
     findings: Vec<Finding>,
     writer: &mut BatchWriter<'_>,
@@ -70,9 +161,14 @@ pub async fn apply(
                 row,
                 reason,
                 quarantined,
-                ..
+                ours,
+                in_targets,
             } => {
                 applied.bad += 1;
+                if let Some(t) = ours.filter(|t| in_targets.contains(t)) {
+                    writer.delete(t, &row.key).await?;
+                    applied.removed += 1;
+                }
                 if !quarantined || quarantine == Quarantine::Always {
                     writer.quarantine(&row.key, &reason).await?;
                 }
@@ -80,8 +176,24 @@ pub async fn apply(
                     observer.row_quarantined(&row.key.to_string(), &reason);
                 }
             }
-            Finding::StaleQuarantine { key } => writer.unquarantine(&key).await?,
-            Finding::Orphan { .. } => {}
+            Finding::Stale {
+                key,
+                quarantined,
+                ledgered,
+            } => {
+                if quarantined {
+                    writer.unquarantine(&key).await?;
+                }
+                if ledgered {
+                    writer.forget(&key).await?;
+                }
+            }
+            Finding::Orphan { key, tables, ours } => {
+                if let Some(t) = ours.filter(|t| tables.iter().any(|(held, _)| held == t)) {
+                    writer.delete(t, &key).await?;
+                    applied.removed += 1;
+                }
+            }
         }
     }
     Ok(applied)

@@ -21,14 +21,23 @@ pub enum Finding {
         in_targets: Vec<TargetTable>,
         /// Already in the quarantine record.
         quarantined: bool,
+        /// The table this migration wrote the key to, per the ledger.
+        ours: Option<TargetTable>,
     },
     /// Target rows whose key has no legacy row.
     Orphan {
         key: Key,
         tables: Vec<(TargetTable, EmbeddingRow)>,
+        /// The table this migration wrote the key to (its legacy row was
+        /// deleted since), per the ledger.
+        ours: Option<TargetTable>,
     },
-    /// A quarantine entry whose legacy row is gone.
-    StaleQuarantine { key: Key },
+    /// Bookkeeping for a key that no table holds any more.
+    Stale {
+        key: Key,
+        quarantined: bool,
+        ledgered: bool,
+    },
 }
 
 /// A legacy row that decodes, compared with the target tables.
@@ -147,6 +156,7 @@ pub fn judge(window: Window) -> Vec<Finding> {
         legacy,
         targets,
         quarantined,
+        ledger,
         ..
     } = window;
     let mut legacy = legacy.into_iter().peekable();
@@ -158,6 +168,7 @@ pub fn judge(window: Window) -> Vec<Finding> {
         .map(|(t, rows)| (t, rows.into_iter().peekable()))
         .collect();
     let mut quarantined = quarantined.into_iter().peekable();
+    let mut ledger = ledger.into_iter().peekable();
     let mut out = Vec::new();
     loop {
         // The smallest key at the head of any stream.
@@ -174,6 +185,11 @@ pub fn judge(window: Window) -> Vec<Finding> {
                 next = Some(q.clone());
             }
         }
+        if let Some((l, _)) = ledger.peek() {
+            if next.as_ref().is_none_or(|k| l < k) {
+                next = Some(l.clone());
+            }
+        }
         let Some(key) = next else { break };
         let legacy_row = legacy.next_if(|r| r.key == key);
         let mut present = Vec::new();
@@ -183,12 +199,21 @@ pub fn judge(window: Window) -> Vec<Finding> {
             }
         }
         let is_quarantined = quarantined.next_if(|q| *q == key).is_some();
+        let ledgered = ledger.next_if(|(l, _)| *l == key);
+        let ours = ledgered
+            .as_ref()
+            .and_then(|(_, t)| TargetTable::from_name(t));
         out.push(match legacy_row {
-            Some(row) => judge_legacy(row, present, is_quarantined),
-            None if present.is_empty() => Finding::StaleQuarantine { key },
+            Some(row) => judge_legacy(row, present, is_quarantined, ours),
+            None if present.is_empty() => Finding::Stale {
+                key,
+                quarantined: is_quarantined,
+                ledgered: ledgered.is_some(),
+            },
             None => Finding::Orphan {
                 key,
                 tables: present,
+                ours,
             },
         });
     }
@@ -199,6 +224,7 @@ fn judge_legacy(
     row: EmbeddingRow,
     present: Vec<(TargetTable, EmbeddingRow)>,
     quarantined: bool,
+    ours: Option<TargetTable>,
 ) -> Finding {
     match check_legacy_row(&row) {
         Err(reason) => Finding::Bad {
@@ -206,6 +232,7 @@ fn judge_legacy(
             reason,
             in_targets: present.into_iter().map(|(t, _)| t).collect(),
             quarantined,
+            ours,
         },
         Ok((table, vector)) => {
             let mut in_place = None;
@@ -281,6 +308,7 @@ mod tests {
                 ),
             ],
             quarantined: vec![Key(Value::Text("e".into())), Key(Value::Text("y".into()))],
+            ledger: vec![(Key(Value::Text("z".into())), "embeddings_other".into())],
             upper: None,
         };
         let findings = judge(window);
@@ -322,8 +350,12 @@ mod tests {
             }
             f => panic!("{f:?}"),
         }
-        assert!(matches!(&findings[5], Finding::StaleQuarantine { key } if key.to_string() == "y"));
-        assert!(matches!(&findings[6], Finding::Orphan { key, .. } if key.to_string() == "z"));
+        assert!(
+            matches!(&findings[5], Finding::Stale { key, quarantined: true, ledgered: false } if key.to_string() == "y")
+        );
+        assert!(
+            matches!(&findings[6], Finding::Orphan { key, ours: Some(TargetTable::Other), .. } if key.to_string() == "z")
+        );
     }
 
     #[test]

@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use libsql::Connection;
 
-use super::apply::{apply, Quarantine};
+use super::apply::{after_failure, apply, with_rejections, Quarantine, Rejected};
 use super::compare::judge;
 use super::observer::{Observer, Phase};
 use super::row::Key;
 use super::scan::{Layout, Limits};
 use super::write::{mark_copy_completed, BatchWriter};
-use crate::error::Result;
+use crate::error::{DbContext, Result};
 use crate::schema::LEGACY_TABLE;
 
 /// What the copy phase did.
@@ -21,6 +21,7 @@ use crate::schema::LEGACY_TABLE;
 pub struct CopyOutcome {
     pub written: BTreeMap<String, u64>,
     pub already: BTreeMap<String, u64>,
+    pub removed: u64,
     pub rows_seen: u64,
     pub interrupted: bool,
     pub seconds: f64,
@@ -28,7 +29,6 @@ pub struct CopyOutcome {
 
 /// Legacy rows after `after`, for progress totals.
 pub async fn count_after(conn: &Connection, after: Option<&Key>) -> Result<u64> {
-    use crate::error::DbContext;
     let ctx = || format!("counting the rows of {LEGACY_TABLE}");
     let mut rows = match after {
         Some(k) => conn
@@ -50,58 +50,108 @@ pub async fn count_after(conn: &Connection, after: Option<&Key>) -> Result<u64> 
     Ok(n.max(0) as u64)
 }
 
+/// One window: read, judge, write, move the checkpoint, commit.
+struct Step {
+    upper: Option<Key>,
+    rows: u64,
+    already: BTreeMap<&'static str, u64>,
+    removed: u64,
+    empty: bool,
+}
+
+async fn copy_window(
+    conn: &Connection,
+    layout: &Layout,
+    after: Option<&Key>,
+    limits: Limits,
+    writer: &mut BatchWriter<'_>,
+    rejected: &Rejected,
+    observer: &dyn Observer,
+) -> Result<Step> {
+    let window = layout.next_window(conn, after, limits).await?;
+    if window.is_empty() {
+        return Ok(Step {
+            upper: None,
+            rows: 0,
+            already: BTreeMap::new(),
+            removed: 0,
+            empty: true,
+        });
+    }
+    let upper = window.upper.clone();
+    let checkpoint = upper
+        .clone()
+        .or_else(|| window.legacy.last().map(|r| r.key.clone()));
+    let rows = window.legacy.len() as u64;
+    let findings = with_rejections(judge(window), rejected);
+    writer.begin().await?;
+    let applied = apply(findings, writer, super::apply::Quarantine::Always, observer).await?;
+    if let Some(k) = &checkpoint {
+        writer.checkpoint(k).await?;
+    }
+    writer.commit().await?;
+    Ok(Step {
+        upper,
+        rows,
+        already: applied.already,
+        removed: applied.removed,
+        empty: false,
+    })
+}
+
 /// Copies every legacy row after `start` into its target table.
+#[allow(clippy::too_many_arguments)]
 pub async fn copy(
     conn: &Connection,
     layout: &Layout,
     start: Option<Key>,
     limits: Limits,
+    writer: &mut BatchWriter<'_>,
+    max_retries: u32,
+    rejected: &mut Rejected,
     observer: &dyn Observer,
 ) -> Result<CopyOutcome> {
+    let _ = Quarantine::Always;
     let began = Instant::now();
     let total = count_after(conn, start.as_ref()).await?;
     observer.phase_started(Phase::Copy, total);
     let mut outcome = CopyOutcome::default();
-    let mut writer = BatchWriter::new(conn);
     let mut after = start;
     loop {
         if observer.stop_requested() {
             outcome.interrupted = true;
             break;
         }
-        let window = layout.next_window(conn, after.as_ref(), limits).await?;
-        if window.is_empty() {
-            break;
-        }
-        let upper = window.upper.clone();
-        let checkpoint = upper
-            .clone()
-            .or_else(|| window.legacy.last().map(|r| r.key.clone()));
-        let rows = window.legacy.len() as u64;
-        let findings = judge(window);
-        writer.begin().await?;
-        let result = async {
-            let applied = apply(findings, &mut writer, Quarantine::Always, observer).await?;
-            if let Some(k) = &checkpoint {
-                writer.checkpoint(k).await?;
-            }
-            writer.commit().await?;
-            Ok::<_, crate::Error>(applied)
-        }
-        .await;
-        let applied = match result {
-            Ok(a) => a,
-            Err(e) => {
-                writer.rollback().await;
-                return Err(e);
+        let mut attempt = 0;
+        let step = loop {
+            match copy_window(
+                conn,
+                layout,
+                after.as_ref(),
+                limits,
+                writer,
+                rejected,
+                observer,
+            )
+            .await
+            {
+                Ok(step) => break step,
+                Err(e) => {
+                    writer.rollback().await;
+                    after_failure(e, &mut attempt, max_retries, rejected).await?;
+                }
             }
         };
-        for (table, n) in applied.already {
+        if step.empty {
+            break;
+        }
+        for (table, n) in step.already {
             *outcome.already.entry(table.to_string()).or_default() += n;
         }
-        outcome.rows_seen += rows;
+        outcome.removed += step.removed;
+        outcome.rows_seen += step.rows;
         observer.progress(Phase::Copy, outcome.rows_seen);
-        match upper {
+        match step.upper {
             Some(u) => after = Some(u),
             None => break,
         }

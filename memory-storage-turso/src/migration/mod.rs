@@ -16,17 +16,24 @@
 //! ```
 
 mod apply;
+pub mod backup;
 pub mod compare;
 mod copy;
+pub mod finalize;
 mod index;
+pub mod lock;
+pub mod metadata;
 pub mod observer;
 mod plan;
 pub mod report;
+pub mod retry;
+pub mod rollback;
 pub mod row;
 pub mod scan;
 mod verify;
 pub mod write;
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use libsql::Connection;
@@ -40,10 +47,13 @@ pub use report::{
 use crate::connect::{open, Access};
 use crate::error::{DbContext, Error, Result};
 use crate::schema::{
-    create_target_tables, object_exists, table_columns, TargetTable, COLUMNS, LEGACY_TABLE,
-    QUARANTINE_TABLE,
+    create_target_tables, object_exists, table_columns, TargetTable, COLUMNS, LEDGER_TABLE,
+    LEGACY_TABLE, QUARANTINE_TABLE, SCHEMA_VERSION,
 };
+use apply::Rejected;
+use lock::MigrationLock;
 use scan::{Layout, Limits};
+use write::BatchWriter;
 
 /// What a run should do.
 #[derive(Debug, Clone)]
@@ -52,14 +62,23 @@ pub struct MigrationOptions {
     pub dry_run: bool,
     /// Only verify (read only).
     pub verify_only: bool,
-    /// Copy the legacy table to `embeddings_backup` first (not available yet:
-    /// refused rather than ignored).
+    /// Copy the legacy table to `embeddings_backup` (verified by count and
+    /// checksum) before any target row is written.
     pub backup: bool,
+    /// Also write a consistent copy of the whole local database here
+    /// (`VACUUM INTO`) before migrating; never overwrites a file.
+    pub backup_file: Option<PathBuf>,
     /// Rows per batch transaction.
     pub batch_size: usize,
-    /// Drop the legacy table after a verified migration (not available yet:
-    /// refused rather than ignored).
+    /// Drop the legacy table once this run verified every row (a verified
+    /// `embeddings_backup` is made first if missing).
     pub drop_old_table: bool,
+    /// Let the drop proceed although rows are quarantined.
+    pub allow_quarantined: bool,
+    /// Undo the migration instead of running it.
+    pub rollback: bool,
+    /// With `rollback`: only undo what was migrated after this checkpoint.
+    pub from_checkpoint: Option<String>,
     /// Build the DiskANN indexes after the copy.
     pub build_vector_index: bool,
     /// Upper bound on the bytes of one batch (a batch of very large vectors
@@ -68,6 +87,8 @@ pub struct MigrationOptions {
     /// How many quarantined rows and discrepancies the report lists (counts
     /// are always exact).
     pub listed_limit: usize,
+    /// Retries of a batch after a transient error.
+    pub max_retries: u32,
 }
 
 impl Default for MigrationOptions {
@@ -76,18 +97,25 @@ impl Default for MigrationOptions {
             dry_run: false,
             verify_only: false,
             backup: false,
+            backup_file: None,
             batch_size: 1000,
             drop_old_table: false,
+            allow_quarantined: false,
+            rollback: false,
+            from_checkpoint: None,
             build_vector_index: true,
             batch_bytes: 32 << 20,
             listed_limit: 10_000,
+            max_retries: 5,
         }
     }
 }
 
 impl MigrationOptions {
     fn mode(&self) -> RunMode {
-        if self.dry_run {
+        if self.rollback {
+            RunMode::Rollback
+        } else if self.dry_run {
             RunMode::DryRun
         } else if self.verify_only {
             RunMode::Verify
@@ -97,21 +125,27 @@ impl MigrationOptions {
     }
 
     fn check(&self) -> Result<()> {
+        let invalid = |m: &str| Err(Error::InvalidOptions(m.to_string()));
         if self.batch_size == 0 {
-            return Err(Error::InvalidOptions(
-                "the batch size must be at least 1".into(),
-            ));
+            return invalid("the batch size must be at least 1");
         }
-        if self.dry_run && self.verify_only {
-            return Err(Error::InvalidOptions(
-                "choose one of dry run and verify".into(),
-            ));
+        if [self.dry_run, self.verify_only, self.rollback]
+            .iter()
+            .filter(|b| **b)
+            .count()
+            > 1
+        {
+            return invalid("choose one of dry run, verify and rollback");
         }
-        if self.backup || self.drop_old_table {
-            return Err(Error::InvalidOptions(
-                "backup and drop-old-table are not available in this version; nothing was done"
-                    .into(),
-            ));
+        let execute = self.mode() == RunMode::Execute;
+        if (self.drop_old_table || self.backup_file.is_some()) && !execute {
+            return invalid("--drop-old-table and --backup-file go with --execute");
+        }
+        if self.allow_quarantined && !self.drop_old_table {
+            return invalid("--allow-quarantined goes with --drop-old-table");
+        }
+        if self.from_checkpoint.is_some() && !self.rollback {
+            return invalid("--from-checkpoint goes with --rollback");
         }
         Ok(())
     }
@@ -143,7 +177,7 @@ pub async fn migrate_embeddings_observed(
 ) -> Result<MigrationReport> {
     options.check()?;
     let access = match options.mode() {
-        RunMode::Execute => Access::ReadWrite,
+        RunMode::Execute | RunMode::Rollback => Access::ReadWrite,
         RunMode::DryRun | RunMode::Verify => Access::ReadOnly,
     };
     let db = open(db_url, auth_token, access).await?;
@@ -157,8 +191,16 @@ pub async fn run_migration(
     observer: &dyn Observer,
 ) -> Result<MigrationReport> {
     options.check()?;
+    if options.mode() == RunMode::Rollback {
+        return run_rollback(conn, options).await;
+    }
     let legacy_columns = table_columns(conn, LEGACY_TABLE).await?;
     if legacy_columns.is_empty() {
+        if let Some(at) = metadata::get(conn, metadata::LEGACY_DROPPED_AT).await? {
+            return Err(Error::LegacyDropped {
+                at: at.parse().unwrap_or(0),
+            });
+        }
         return Err(Error::MissingLegacyTable);
     }
     let missing: Vec<String> = COLUMNS
@@ -176,42 +218,110 @@ pub async fn run_migration(
         source_rows: copy::count_after(conn, None).await?,
         ..Default::default()
     };
-    let mut layout = layout(conn, report.source_has_vector_column).await?;
-    if report.mode == RunMode::Execute {
-        // Only after every existing table was found compatible.
-        create_target_tables(conn).await?;
-        layout = self::layout(conn, report.source_has_vector_column).await?;
-    }
+    let layout = layout(conn, report.source_has_vector_column).await?;
     let limits = options.limits();
     match report.mode {
         RunMode::DryRun => plan::plan(conn, &layout, limits, observer, &mut report).await?,
         RunMode::Verify => {
+            let mut writer = BatchWriter::new(conn);
             verify::verify(
                 conn,
                 &layout,
                 limits,
                 verify::Repair::No,
+                &mut writer,
+                options.max_retries,
+                &mut Rejected::new(),
                 observer,
                 &mut report,
             )
             .await?
         }
-        RunMode::Execute => execute(conn, &layout, options, observer, &mut report).await?,
+        RunMode::Execute => {
+            let lock = MigrationLock::acquire(conn).await?;
+            report.lock_taken_over_from = lock.took_over_from.clone();
+            let result = execute(conn, options, &lock, observer, &mut report).await;
+            let released = lock.release(conn).await;
+            result?;
+            released?;
+        }
+        RunMode::Rollback => unreachable!("handled above"),
     }
     Ok(report)
 }
 
+async fn run_rollback(conn: &Connection, options: &MigrationOptions) -> Result<MigrationReport> {
+    let lock = MigrationLock::acquire(conn).await?;
+    let result = match &options.from_checkpoint {
+        Some(after) => rollback::rollback_after(conn, after).await,
+        None => rollback::rollback_all(conn).await,
+    };
+    let released = lock.release(conn).await;
+    let rolled = result?;
+    released?;
+    Ok(MigrationReport {
+        mode: RunMode::Rollback,
+        lock_taken_over_from: lock.took_over_from.clone(),
+        rollback: Some(rolled),
+        listed_limit: options.listed_limit,
+        ..Default::default()
+    })
+}
+
 async fn execute(
     conn: &Connection,
-    layout: &Layout,
     options: &MigrationOptions,
+    lock: &MigrationLock,
     observer: &dyn Observer,
     report: &mut MigrationReport,
 ) -> Result<()> {
+    // Only after every existing table was found compatible.
+    let mut created = Vec::new();
+    for t in TargetTable::ALL {
+        if !object_exists(conn, t.name()).await? {
+            created.push(t.name().to_string());
+        }
+    }
+    create_target_tables(conn).await?;
+    if !created.is_empty() {
+        let mut all: Vec<String> = metadata::get(conn, metadata::CREATED_TABLES)
+            .await?
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        all.extend(created);
+        all.sort();
+        all.dedup();
+        metadata::set(
+            conn,
+            metadata::CREATED_TABLES,
+            &serde_json::to_string(&all).unwrap_or_default(),
+        )
+        .await?;
+    }
+    let layout = layout(conn, report.source_has_vector_column).await?;
+    if let Some(path) = &options.backup_file {
+        backup::backup_file(conn, path).await?;
+        report.backup_file = Some(path.display().to_string());
+    }
+    if options.backup {
+        report.backup = Some(make_or_check_backup(conn).await?);
+    }
     let start = write::read_checkpoint(conn).await?;
     report.resumed_from = start.as_ref().map(|k| k.to_string());
+    let mut writer = BatchWriter::new(conn).with_lock(Some(lock.clone()));
+    let mut rejected = Rejected::new();
     let began = Instant::now();
-    let copied = copy::copy(conn, layout, start, options.limits(), observer).await?;
+    let copied = copy::copy(
+        conn,
+        &layout,
+        start,
+        options.limits(),
+        &mut writer,
+        options.max_retries,
+        &mut rejected,
+        observer,
+    )
+    .await?;
     report.phases.push(PhaseTiming {
         phase: Phase::Copy.name().into(),
         seconds: began.elapsed().as_secs_f64(),
@@ -219,6 +329,7 @@ async fn execute(
     });
     report.migrated = Some(copied.written);
     report.already_migrated = copied.already;
+    report.removed_stale = copied.removed;
     if copied.interrupted {
         report.interrupted = true;
         return Ok(());
@@ -227,15 +338,103 @@ async fn execute(
     let indexes_built = report.vector_indexes.iter().any(|i| i.status == "built");
     verify::verify(
         conn,
-        layout,
+        &layout,
         options.limits(),
         verify::Repair::Yes,
+        &mut writer,
+        options.max_retries,
+        &mut rejected,
         observer,
         report,
     )
     .await?;
-    report.nothing_to_do = report.rows_written() == 0 && !indexes_built;
+    report.nothing_to_do = report.rows_written() == 0
+        && !indexes_built
+        && report
+            .verification
+            .as_ref()
+            .is_some_and(|v| v.repaired == 0);
+    let passed = report.verification.as_ref().is_some_and(|v| v.passed);
+    if passed {
+        record_completion(conn, report).await?;
+    }
+    if options.drop_old_table {
+        if !passed {
+            let n = report
+                .verification
+                .as_ref()
+                .map_or(0, |v| v.discrepancy_count);
+            return Err(Error::DropRefused(format!(
+                "verification found {n} discrepancies (listed in the report); fix them and run again"
+            )));
+        }
+        if report.quarantined_count > 0 && !options.allow_quarantined {
+            return Err(Error::DropRefused(format!(
+                "{} rows are quarantined and exist only in `embeddings`; fix them and run again, \
+                 or pass --allow-quarantined (they then live on in `embeddings_backup` and the quarantine record)",
+                report.quarantined_count
+            )));
+        }
+        let verified = report
+            .source_digest
+            .clone()
+            .ok_or_else(|| Error::DropRefused("no verification digest".into()))?;
+        report.dropped_legacy = Some(finalize::drop_legacy(conn, &verified).await?);
+    }
     Ok(())
+}
+
+/// Makes `embeddings_backup`, or proves an existing one intact.
+async fn make_or_check_backup(conn: &Connection) -> Result<backup::BackupReport> {
+    if object_exists(conn, crate::schema::BACKUP_TABLE).await?
+        && backup::recorded_digest(conn).await?.is_some()
+    {
+        let digest = backup::verify_backup_table(conn).await?;
+        return Ok(backup::BackupReport {
+            status: "verified".into(),
+            digest,
+            file: None,
+        });
+    }
+    let ctx = || "making the backup table".to_string();
+    conn.execute("BEGIN IMMEDIATE", ()).await.db_context(ctx)?;
+    match backup::make_backup_table(conn).await {
+        Ok(digest) => {
+            conn.execute("COMMIT", ()).await.db_context(ctx)?;
+            Ok(backup::BackupReport {
+                status: "created".into(),
+                digest,
+                file: None,
+            })
+        }
+        Err(e) => {
+            let _ = conn.execute("ROLLBACK", ()).await;
+            Err(e)
+        }
+    }
+}
+
+/// Records the completed migration in `metadata`.
+async fn record_completion(conn: &Connection, report: &MigrationReport) -> Result<()> {
+    let counts: std::collections::BTreeMap<&String, u64> = report
+        .verification
+        .iter()
+        .flat_map(|v| v.tables.iter().map(|(t, c)| (t, c.expected)))
+        .collect();
+    metadata::set(conn, metadata::COMPLETED_AT, &write::unix_now().to_string()).await?;
+    metadata::set(
+        conn,
+        metadata::ROW_COUNTS,
+        &serde_json::to_string(&counts).unwrap_or_default(),
+    )
+    .await?;
+    metadata::set(
+        conn,
+        metadata::QUARANTINED,
+        &report.quarantined_count.to_string(),
+    )
+    .await?;
+    metadata::set(conn, metadata::SCHEMA_VERSION, &SCHEMA_VERSION.to_string()).await
 }
 
 /// Which tables exist, and that existing target tables have our columns.
@@ -263,6 +462,7 @@ async fn layout(conn: &Connection, legacy_has_vector: bool) -> Result<Layout> {
         legacy_has_vector,
         targets,
         quarantine: object_exists(conn, QUARANTINE_TABLE).await?,
+        ledger: object_exists(conn, LEDGER_TABLE).await?,
     })
 }
 

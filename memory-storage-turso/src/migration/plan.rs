@@ -93,7 +93,7 @@ pub async fn plan(
                     observer.row_quarantined(&row.key.to_string(), &reason);
                     report.add_quarantined(row.key.to_string(), reason.code(), reason.to_string());
                 }
-                Finding::Orphan { .. } | Finding::StaleQuarantine { .. } => {}
+                Finding::Orphan { .. } | Finding::Stale { .. } => {}
             }
         }
         observer.progress(Phase::Plan, seen);

@@ -16,6 +16,8 @@ pub enum RunMode {
     Execute,
     /// Verified only.
     Verify,
+    /// Undid a migration.
+    Rollback,
 }
 
 /// Everything a run found and did.
@@ -62,6 +64,27 @@ pub struct MigrationReport {
     pub nothing_to_do: bool,
     /// The run was asked to stop and did so after a committed batch.
     pub interrupted: bool,
+    /// Rows this migration had written whose legacy row was deleted (or went
+    /// bad) since, removed from the target tables.
+    pub removed_stale: u64,
+    /// Digest of the legacy table as the verification read it.
+    #[serde(skip_serializing_if = "Option::is_none", rename = "source_checksum")]
+    pub source_digest: Option<super::backup::TableDigest>,
+    /// The `embeddings_backup` step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<super::backup::BackupReport>,
+    /// The `--backup-file` copy of the whole database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_file: Option<String>,
+    /// The legacy table was dropped (after verification).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_legacy: Option<super::finalize::DropReport>,
+    /// What a rollback did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<super::rollback::RollbackReport>,
+    /// A stale lock this run took over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_taken_over_from: Option<super::lock::LockHolder>,
     /// How many entries the lists above hold at most.
     pub listed_limit: usize,
 }

@@ -9,7 +9,7 @@ use libsql::{Connection, Value};
 
 use super::row::{EmbeddingRow, Key};
 use crate::error::{DbContext, Result};
-use crate::schema::{TargetTable, LEGACY_TABLE, QUARANTINE_TABLE};
+use crate::schema::{TargetTable, LEDGER_TABLE, LEGACY_TABLE, QUARANTINE_TABLE};
 
 /// What exists in the database, decided once per run.
 #[derive(Debug, Clone)]
@@ -20,6 +20,8 @@ pub struct Layout {
     pub targets: Vec<TargetTable>,
     /// The quarantine record exists.
     pub quarantine: bool,
+    /// The ledger of migrated rows exists.
+    pub ledger: bool,
 }
 
 /// Page limits of one window.
@@ -37,6 +39,8 @@ pub struct Window {
     pub legacy: Vec<EmbeddingRow>,
     pub targets: Vec<(TargetTable, Vec<EmbeddingRow>)>,
     pub quarantined: Vec<Key>,
+    /// Keys this migration wrote, with the table it wrote them to.
+    pub ledger: Vec<(Key, String)>,
     /// `None`: the window reaches the end of every table.
     pub upper: Option<Key>,
 }
@@ -46,6 +50,7 @@ impl Window {
     pub fn is_empty(&self) -> bool {
         self.legacy.is_empty()
             && self.quarantined.is_empty()
+            && self.ledger.is_empty()
             && self.targets.iter().all(|(_, rows)| rows.is_empty())
     }
 }
@@ -72,7 +77,7 @@ fn range_clause(after: Option<&Key>, upper: Option<&Key>) -> (String, Vec<Value>
 
 /// Reads `(after, upper]` of one table, at most `limits` (when given).
 /// Returns the rows and whether the read stopped at a limit.
-async fn read_rows(
+pub(crate) async fn read_rows(
     conn: &Connection,
     table: &str,
     vector_col: &str,
@@ -117,6 +122,27 @@ async fn read_quarantined(
     let mut out = Vec::new();
     while let Some(row) = rows.next().await.db_context(ctx)? {
         out.push(Key(row.get_value(0).db_context(ctx)?));
+    }
+    Ok(out)
+}
+
+async fn read_ledger(
+    conn: &Connection,
+    after: Option<&Key>,
+    upper: Option<&Key>,
+) -> Result<Vec<(Key, String)>> {
+    let (clause, params) = range_clause(after, upper);
+    let sql = format!(
+        "SELECT embedding_id, target_table FROM {LEDGER_TABLE}{clause} ORDER BY embedding_id"
+    );
+    let ctx = || "reading the ledger of migrated rows".to_string();
+    let mut rows = conn.query(&sql, params).await.db_context(ctx)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await.db_context(ctx)? {
+        out.push((
+            Key(row.get_value(0).db_context(ctx)?),
+            row.get::<String>(1).db_context(ctx)?,
+        ));
     }
     Ok(out)
 }
@@ -187,10 +213,16 @@ impl Layout {
         } else {
             Vec::new()
         };
+        let ledger = if self.ledger {
+            read_ledger(conn, after, upper.as_ref()).await?
+        } else {
+            Vec::new()
+        };
         Ok(Window {
             legacy,
             targets,
             quarantined,
+            ledger,
             upper,
         })
     }
@@ -223,10 +255,16 @@ impl Layout {
         } else {
             Vec::new()
         };
+        let ledger = if self.ledger {
+            read_ledger(conn, after, upper).await?
+        } else {
+            Vec::new()
+        };
         Ok(Window {
             legacy,
             targets,
             quarantined,
+            ledger,
             upper: upper.cloned(),
         })
     }

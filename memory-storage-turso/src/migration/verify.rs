@@ -6,7 +6,10 @@ use std::time::Instant;
 
 use libsql::Connection;
 
-use super::apply::{apply, needs_writes, Quarantine};
+use xxhash_rust::xxh3::Xxh3;
+
+use super::apply::{after_failure, apply, needs_writes, with_rejections, Quarantine, Rejected};
+use super::backup::{hash_row, TableDigest};
 use super::compare::{judge, Finding};
 use super::observer::{Observer, Phase};
 use super::report::{Discrepancy, MigrationReport, Verification};
@@ -107,7 +110,7 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                     );
                 }
             }
-            Finding::Orphan { key, tables } => {
+            Finding::Orphan { key, tables, ours } => {
                 let list: Vec<TargetTable> = tables.iter().map(|(t, _)| *t).collect();
                 let dims: Vec<String> = tables
                     .iter()
@@ -125,14 +128,19 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                         kind: "orphan".into(),
                         table: names(&list),
                         detail: format!(
-                            "{} holds a row with no source row in the legacy table{}",
+                            "{} holds a row with no source row in the legacy table{}{}",
                             names(&list),
-                            dims.concat()
+                            dims.concat(),
+                            if ours.is_some() {
+                                " (this migration wrote it and its legacy row was deleted since: --execute removes it)"
+                            } else {
+                                " (not written by this migration: left alone)"
+                            }
                         ),
                     },
                 );
             }
-            Finding::StaleQuarantine { .. } => {}
+            Finding::Stale { .. } => {}
         }
     }
 }
@@ -145,13 +153,79 @@ fn target_counts(window: &super::scan::Window) -> Vec<(TargetTable, u64)> {
         .collect()
 }
 
+/// One verified window.
+struct Checked {
+    upper: Option<Key>,
+    counts: Vec<(TargetTable, u64)>,
+    findings: Vec<Finding>,
+    repaired: u64,
+    empty: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn verify_window(
+    conn: &Connection,
+    layout: &Layout,
+    after: Option<&Key>,
+    limits: Limits,
+    repair: Repair,
+    writer: &mut BatchWriter<'_>,
+    rejected: &Rejected,
+    observer: &dyn Observer,
+    digest: &mut Xxh3,
+) -> Result<Checked> {
+    let window = layout.next_window(conn, after, limits).await?;
+    if window.is_empty() {
+        return Ok(Checked {
+            upper: None,
+            counts: Vec::new(),
+            findings: Vec::new(),
+            repaired: 0,
+            empty: true,
+        });
+    }
+    let upper = window.upper.clone();
+    let mut counts = target_counts(&window);
+    let base = digest.clone();
+    for r in &window.legacy {
+        hash_row(digest, r);
+    }
+    let mut findings = with_rejections(judge(window), rejected);
+    let mut repaired = 0;
+    if repair == Repair::Yes && needs_writes(&findings) {
+        writer.begin().await?;
+        let applied = apply(findings, writer, Quarantine::Missing, observer).await?;
+        writer.commit().await?;
+        repaired = applied.written + applied.removed;
+        let window = layout.exact_window(conn, after, upper.as_ref()).await?;
+        counts = target_counts(&window);
+        *digest = base;
+        for r in &window.legacy {
+            hash_row(digest, r);
+        }
+        findings = with_rejections(judge(window), rejected);
+    }
+    Ok(Checked {
+        upper,
+        counts,
+        findings,
+        repaired,
+        empty: false,
+    })
+}
+
 /// Verifies every row, repairing where `repair` allows, and records the
-/// result (and the bad rows) in `report`.
+/// result (and the bad rows) in `report`, with a digest of the legacy
+/// table as this pass saw it.
+#[allow(clippy::too_many_arguments)]
 pub async fn verify(
     conn: &Connection,
     layout: &Layout,
     limits: Limits,
     repair: Repair,
+    writer: &mut BatchWriter<'_>,
+    max_retries: u32,
+    rejected: &mut Rejected,
     observer: &dyn Observer,
     report: &mut MigrationReport,
 ) -> Result<()> {
@@ -161,63 +235,75 @@ pub async fn verify(
     for t in &layout.targets {
         v.tables.entry(t.name().to_string()).or_default();
     }
-    let mut writer = BatchWriter::new(conn);
+    let written_before = writer.written_per_table();
+    let mut digest = Xxh3::new();
+    let mut digest_rows = 0u64;
     let mut after: Option<Key> = None;
     let mut seen = 0u64;
     loop {
-        let window = layout.next_window(conn, after.as_ref(), limits).await?;
-        if window.is_empty() {
-            break;
-        }
-        let upper = window.upper.clone();
-        let mut counts = target_counts(&window);
-        let mut findings = judge(window);
-        if repair == Repair::Yes && needs_writes(&findings) {
-            writer.begin().await?;
-            let result = async {
-                let applied = apply(findings, &mut writer, Quarantine::Missing, observer).await?;
-                writer.commit().await?;
-                Ok::<_, crate::Error>(applied)
-            }
-            .await;
-            match result {
-                Ok(applied) => v.repaired += applied.written,
+        let mut attempt = 0;
+        let checked = loop {
+            let mut attempt_digest = digest.clone();
+            match verify_window(
+                conn,
+                layout,
+                after.as_ref(),
+                limits,
+                repair,
+                writer,
+                rejected,
+                observer,
+                &mut attempt_digest,
+            )
+            .await
+            {
+                Ok(c) => {
+                    digest = attempt_digest;
+                    break c;
+                }
                 Err(e) => {
                     writer.rollback().await;
-                    return Err(e);
+                    after_failure(e, &mut attempt, max_retries, rejected).await?;
                 }
             }
-            let window = layout
-                .exact_window(conn, after.as_ref(), upper.as_ref())
-                .await?;
-            counts = target_counts(&window);
-            findings = judge(window);
+        };
+        if checked.empty {
+            break;
         }
-        seen += findings
+        v.repaired += checked.repaired;
+        let rows = checked
+            .findings
             .iter()
             .filter(|f| matches!(f, Finding::Valid(_) | Finding::Bad { .. }))
             .count() as u64;
-        for (t, n) in counts {
+        seen += rows;
+        digest_rows += rows;
+        for (t, n) in checked.counts {
             v.tables.entry(t.name().to_string()).or_default().actual += n;
         }
-        tally(&findings, &mut v, report);
+        tally(&checked.findings, &mut v, report);
         observer.progress(Phase::Verify, seen);
-        match upper {
+        match checked.upper {
             Some(u) => after = Some(u),
             None => break,
         }
     }
     if repair == Repair::Yes {
         let written = writer.written_per_table();
-        if !written.is_empty() {
-            let migrated = report.migrated.get_or_insert_with(Default::default);
-            for (t, n) in written {
-                *migrated.entry(t).or_default() += n;
+        for (t, n) in written {
+            let before = written_before.get(&t).copied().unwrap_or(0);
+            if n > before {
+                let migrated = report.migrated.get_or_insert_with(Default::default);
+                *migrated.entry(t).or_default() += n - before;
             }
         }
     }
     v.passed = v.discrepancy_count == 0;
     report.verification = Some(v);
+    report.source_digest = Some(TableDigest {
+        rows: digest_rows,
+        checksum: format!("{:032x}", digest.digest128()),
+    });
     observer.phase_finished(Phase::Verify, began.elapsed());
     report.phases.push(super::report::PhaseTiming {
         phase: Phase::Verify.name().into(),

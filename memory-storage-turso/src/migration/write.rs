@@ -3,10 +3,12 @@
 
 use libsql::{Connection, Statement, Value};
 
+use super::lock::MigrationLock;
+use super::retry::{classify, ErrorClass};
 use super::row::{EmbeddingRow, Key};
 use crate::decode::BadRowReason;
 use crate::error::{DbContext, Result};
-use crate::schema::{TargetTable, CHECKPOINT_TABLE, QUARANTINE_TABLE};
+use crate::schema::{TargetTable, CHECKPOINT_TABLE, LEDGER_TABLE, QUARANTINE_TABLE};
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
@@ -24,6 +26,9 @@ pub struct BatchWriter<'c> {
     deletes: [Option<Statement>; 5],
     quarantine: Option<Statement>,
     unquarantine: Option<Statement>,
+    ledger_add: Option<Statement>,
+    ledger_remove: Option<Statement>,
+    lock: Option<MigrationLock>,
     /// Rows written to each target table since the writer was made.
     pub written: [u64; 5],
     in_batch: u64,
@@ -53,6 +58,9 @@ impl<'c> BatchWriter<'c> {
             deletes: Default::default(),
             quarantine: None,
             unquarantine: None,
+            ledger_add: None,
+            ledger_remove: None,
+            lock: None,
             written: [0; 5],
             in_batch: 0,
         }
@@ -69,8 +77,17 @@ impl<'c> BatchWriter<'c> {
         Ok(())
     }
 
-    /// Commits the batch.
+    /// Refreshes `lock` with every commit, and stops if it was lost.
+    pub fn with_lock(mut self, lock: Option<MigrationLock>) -> Self {
+        self.lock = lock;
+        self
+    }
+
+    /// Commits the batch (refreshing the lock in it first).
     pub async fn commit(&mut self) -> Result<()> {
+        if let Some(lock) = &self.lock {
+            lock.refresh(self.conn).await?;
+        }
         self.conn
             .execute("COMMIT", ())
             .await
@@ -131,7 +148,7 @@ impl<'c> BatchWriter<'c> {
             )
         })
         .await?;
-        let key = row.key.to_string();
+        let key = row.key.clone();
         let params = vec![
             row.key.0,
             row.item_id,
@@ -142,9 +159,28 @@ impl<'c> BatchWriter<'c> {
             row.model,
             row.created_at,
         ];
-        run(stmt, params, || {
-            format!("writing embedding {key} to {table}")
+        let result = stmt.execute(params).await;
+        stmt.reset();
+        if let Err(source) = result {
+            if classify(&source) == ErrorClass::RowRejected {
+                return Err(crate::Error::RowRejected {
+                    embedding_id: key.to_string(),
+                    key: Box::new(key),
+                    table: table.name().to_string(),
+                    source,
+                });
+            }
+            return Err(source).db_context(|| format!("writing embedding {key} to {table}"));
+        }
+        let stmt = Self::prepared(self.conn, &mut self.ledger_add, || {
+            format!("INSERT OR REPLACE INTO {LEDGER_TABLE} (embedding_id, target_table) VALUES (?1, ?2)")
         })
+        .await?;
+        run(
+            stmt,
+            vec![key.0.clone(), Value::Text(table.name().to_string())],
+            || format!("recording embedding {key} in the ledger"),
+        )
         .await?;
         self.written[slot(table)] += 1;
         self.in_batch += 1;
@@ -159,6 +195,28 @@ impl<'c> BatchWriter<'c> {
         .await?;
         run(stmt, vec![key.0.clone()], || {
             format!("removing embedding {key} from {table}")
+        })
+        .await?;
+        let stmt = Self::prepared(self.conn, &mut self.ledger_remove, || {
+            format!("DELETE FROM {LEDGER_TABLE} WHERE embedding_id = ?1 AND (?2 IS NULL OR target_table = ?2)")
+        })
+        .await?;
+        run(
+            stmt,
+            vec![key.0.clone(), Value::Text(table.name().to_string())],
+            || format!("updating the ledger for {key}"),
+        )
+        .await
+    }
+
+    /// Drops a key from the ledger (no table holds it any more).
+    pub async fn forget(&mut self, key: &Key) -> Result<()> {
+        let stmt = Self::prepared(self.conn, &mut self.ledger_remove, || {
+            format!("DELETE FROM {LEDGER_TABLE} WHERE embedding_id = ?1 AND (?2 IS NULL OR target_table = ?2)")
+        })
+        .await?;
+        run(stmt, vec![key.0.clone(), Value::Null], || {
+            format!("updating the ledger for {key}")
         })
         .await
     }
