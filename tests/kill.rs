@@ -2,8 +2,10 @@
 //! middle of a copy, several times, then letting it finish: every row is
 //! present exactly once and bit-exact.
 
+use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use libsql::{Builder, Connection};
@@ -147,4 +149,176 @@ async fn sigkill_mid_copy_then_resume_loses_and_duplicates_nothing() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("verification passed"));
+}
+
+/// Starts a full lifecycle run (backup, copy, verify, drop) whose log lines
+/// come back through a channel.
+fn spawn_lifecycle(db: &Path) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_migrate_embeddings"))
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "--execute",
+            "--backup",
+            "--drop-old-table",
+            "--allow-quarantined",
+            "--yes",
+            "--no-vector-index",
+            "--batch-size",
+            "100",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for the log line that starts `phase`, waits `extra`, then kills.
+/// Returns whether the process was still running when killed.
+fn kill_in_phase(
+    child: &mut Child,
+    lines: &mpsc::Receiver<String>,
+    phase: &str,
+    extra: Duration,
+) -> bool {
+    let marker = format!(" {phase}: ");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(&marker) && line.contains("to go") => break,
+            Ok(_) => {}
+            Err(_) => panic!("the run never reached the {phase} phase"),
+        }
+    }
+    std::thread::sleep(extra);
+    let alive = child.try_wait().unwrap().is_none();
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    alive
+}
+
+async fn table_exists(conn: &Connection, name: &str) -> bool {
+    scalar(
+        conn,
+        &format!("SELECT count(*) FROM sqlite_master WHERE name = '{name}'"),
+    )
+    .await
+        == Some(1)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_inside_backup_copy_verify_and_drop_then_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    let db = Builder::new_local(&path).build().await.unwrap();
+    let conn = db.connect().unwrap();
+    let mut spec = SampleSpec::realistic(ROWS, 77);
+    spec.bad_rows = 16;
+    let summary = generate_legacy_database(&conn, &spec).await.unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+
+    // Inside the backup copy: the backup transaction is rolled back.
+    let (mut child, lines) = spawn_lifecycle(&path);
+    assert!(kill_in_phase(
+        &mut child,
+        &lines,
+        "backup",
+        Duration::from_millis(30)
+    ));
+    assert!(
+        !table_exists(&conn, "embeddings_backup").await,
+        "a half-made backup survived"
+    );
+
+    // Inside a copy batch.
+    let (mut child, lines) = spawn_lifecycle(&path);
+    let _ = kill_in_phase(&mut child, &lines, "copy", Duration::from_millis(0));
+    let mut child2 = spawn(&path);
+    // (a plain copy run, killed once a few batches are in, mid-batch)
+    assert!(kill_after(&mut child2, &conn, 2000, Duration::from_millis(23)).await);
+
+    // Inside verification.
+    let (mut child, lines) = spawn_lifecycle(&path);
+    assert!(kill_in_phase(
+        &mut child,
+        &lines,
+        "verify",
+        Duration::from_millis(200)
+    ));
+
+    // Inside the drop: the legacy table must still be there.
+    let (mut child, lines) = spawn_lifecycle(&path);
+    assert!(kill_in_phase(
+        &mut child,
+        &lines,
+        "drop",
+        Duration::from_millis(5)
+    ));
+    assert!(
+        table_exists(&conn, "embeddings").await,
+        "the drop was half done"
+    );
+
+    // Then let it finish.
+    let (mut child, _lines) = spawn_lifecycle(&path);
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "finished, with the planted bad rows quarantined"
+    );
+    assert!(
+        !table_exists(&conn, "embeddings").await,
+        "the legacy table was dropped"
+    );
+    assert_eq!(
+        scalar(&conn, "SELECT count(*) FROM embeddings_backup").await,
+        Some(ROWS as i64)
+    );
+
+    let good = (ROWS - summary.bad.len()) as i64;
+    let union = "SELECT embedding_id FROM embeddings_384 UNION ALL SELECT embedding_id FROM embeddings_1024 \
+                 UNION ALL SELECT embedding_id FROM embeddings_1536 UNION ALL SELECT embedding_id FROM embeddings_3072 \
+                 UNION ALL SELECT embedding_id FROM embeddings_other";
+    assert_eq!(
+        scalar(&conn, &format!("SELECT count(*) FROM ({union})")).await,
+        Some(good)
+    );
+    assert_eq!(
+        scalar(
+            &conn,
+            &format!("SELECT count(DISTINCT embedding_id) FROM ({union})")
+        )
+        .await,
+        Some(good)
+    );
+    for n in ["384", "1024", "1536", "3072", "other"] {
+        let mismatched = scalar(
+            &conn,
+            &format!(
+                "SELECT count(*) FROM embeddings_{n} t LEFT JOIN embeddings_backup e USING (embedding_id) \
+                 WHERE e.embedding_id IS NULL OR t.item_id IS NOT e.item_id OR t.item_type IS NOT e.item_type \
+                 OR t.embedding_data IS NOT e.embedding_data OR t.dimension IS NOT e.dimension \
+                 OR t.model IS NOT e.model OR t.created_at IS NOT e.created_at \
+                 OR length(t.embedding_vector) != 4 * t.dimension"
+            ),
+        )
+        .await;
+        assert_eq!(mismatched, Some(0), "embeddings_{n}");
+    }
 }

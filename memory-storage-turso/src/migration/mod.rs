@@ -304,7 +304,15 @@ async fn execute(
         report.backup_file = Some(path.display().to_string());
     }
     if options.backup {
+        let began = Instant::now();
+        observer.phase_started(Phase::Backup, report.source_rows);
         report.backup = Some(make_or_check_backup(conn).await?);
+        observer.phase_finished(Phase::Backup, began.elapsed());
+        report.phases.push(PhaseTiming {
+            phase: Phase::Backup.name().into(),
+            seconds: began.elapsed().as_secs_f64(),
+            units: report.source_rows,
+        });
     }
     let start = write::read_checkpoint(conn).await?;
     report.resumed_from = start.as_ref().map(|k| k.to_string());
@@ -379,7 +387,15 @@ async fn execute(
             .source_digest
             .clone()
             .ok_or_else(|| Error::DropRefused("no verification digest".into()))?;
+        let began = Instant::now();
+        observer.phase_started(Phase::Drop, report.source_rows);
         report.dropped_legacy = Some(finalize::drop_legacy(conn, &verified).await?);
+        observer.phase_finished(Phase::Drop, began.elapsed());
+        report.phases.push(PhaseTiming {
+            phase: Phase::Drop.name().into(),
+            seconds: began.elapsed().as_secs_f64(),
+            units: report.source_rows,
+        });
     }
     Ok(())
 }

@@ -9,6 +9,8 @@ use crate::decode::BadRowReason;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// Copying the legacy table to `embeddings_backup`.
+    Backup,
     /// The dry run's read of every row.
     Plan,
     /// Copying legacy rows into the target tables.
@@ -17,16 +19,20 @@ pub enum Phase {
     VectorIndex,
     /// Comparing every migrated row with its source.
     Verify,
+    /// Dropping the legacy table (after re-checking it).
+    Drop,
 }
 
 impl Phase {
     /// Lower-case name, as in reports.
     pub fn name(self) -> &'static str {
         match self {
+            Phase::Backup => "backup",
             Phase::Plan => "plan",
             Phase::Copy => "copy",
             Phase::VectorIndex => "vector_index",
             Phase::Verify => "verify",
+            Phase::Drop => "drop",
         }
     }
 }
