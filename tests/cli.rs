@@ -194,3 +194,69 @@ async fn quarantined_rows_exit_3_and_are_listed_in_the_json_report() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("cannot be migrated"), "{stdout}");
 }
+
+#[tokio::test]
+async fn destructive_steps_need_yes_off_a_terminal_and_do_nothing_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    sample_db(&path, 120, 0).await;
+    let db = path.to_str().unwrap();
+    let before = std::fs::read(&path).unwrap();
+    for args in [
+        vec!["--db", db, "--execute", "--drop-old-table"],
+        vec!["--db", db, "--rollback"],
+    ] {
+        let out = bin().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "{args:?} touched the database"
+        );
+    }
+    let out = bin()
+        .args([
+            "--db",
+            db,
+            "--execute",
+            "--backup",
+            "--drop-old-table",
+            "--yes",
+            "--no-vector-index",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dropped `embeddings`"));
+    let out = bin().args(["--db", db, "--execute"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--rollback"), "{}", stderr(&out));
+    let out = bin()
+        .args(["--db", db, "--rollback", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("restored `embeddings`"));
+    // Back to before the migration: everything is to be copied again.
+    let json = dir.path().join("plan.json");
+    let out = bin()
+        .args([
+            "--db",
+            db,
+            "--dry-run",
+            "--report-json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let planned: u64 = plan["planned"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(planned, 120);
+}
