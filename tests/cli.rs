@@ -21,6 +21,15 @@ async fn sample_db(path: &Path, rows: usize, bad: usize) {
     generate_legacy_database(&conn, &spec).await.unwrap();
 }
 
+/// The sum of a JSON object's numbers (a report's table → rows map).
+fn total(map: &serde_json::Value) -> u64 {
+    map.as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum()
+}
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
@@ -123,12 +132,7 @@ async fn execute_then_verify_with_json_reports_and_exit_statuses() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(plan["mode"], "dry_run");
-    let planned: u64 = plan["planned"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let planned = total(&plan["planned"]);
     assert_eq!(planned, 400);
 
     let out = bin()
@@ -148,12 +152,7 @@ async fn execute_then_verify_with_json_reports_and_exit_statuses() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("verification passed"), "{stdout}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let migrated: u64 = report["migrated"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let migrated = total(&report["migrated"]);
     assert_eq!(migrated, 400);
     assert_eq!(report["verification"]["passed"], true);
     assert_eq!(report["quarantined"], serde_json::json!([]));
@@ -252,11 +251,6 @@ async fn destructive_steps_need_yes_off_a_terminal_and_do_nothing_without_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let planned: u64 = plan["planned"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let planned = total(&plan["planned"]);
     assert_eq!(planned, 120);
 }

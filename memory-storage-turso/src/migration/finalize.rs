@@ -6,7 +6,7 @@ use libsql::Connection;
 
 use super::backup::{digest, make_backup_table, recorded_digest, TableDigest};
 use super::metadata;
-use super::write::unix_now;
+use super::write::{in_transaction, unix_now};
 use crate::error::{DbContext, Error, Result};
 use crate::schema::{object_exists, BACKUP_TABLE, LEGACY_TABLE};
 
@@ -25,8 +25,7 @@ pub struct DropReport {
 /// it too (remade here when it does not).
 pub async fn drop_legacy(conn: &Connection, verified: &TableDigest) -> Result<DropReport> {
     let ctx = || format!("dropping {LEGACY_TABLE}");
-    conn.execute("BEGIN IMMEDIATE", ()).await.db_context(ctx)?;
-    let result = async {
+    in_transaction(conn, "dropping the legacy table", async {
         let now = digest(conn, LEGACY_TABLE).await?;
         if &now != verified {
             return Err(Error::ChangedSinceVerification);
@@ -50,16 +49,6 @@ pub async fn drop_legacy(conn: &Connection, verified: &TableDigest) -> Result<Dr
             backup,
             backup_refreshed: refreshed,
         })
-    }
-    .await;
-    match result {
-        Ok(r) => {
-            conn.execute("COMMIT", ()).await.db_context(ctx)?;
-            Ok(r)
-        }
-        Err(e) => {
-            let _ = conn.execute("ROLLBACK", ()).await;
-            Err(e)
-        }
-    }
+    })
+    .await
 }

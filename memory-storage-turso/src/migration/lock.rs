@@ -5,7 +5,7 @@
 use libsql::{Connection, Value};
 use serde::Serialize;
 
-use super::write::unix_now;
+use super::write::{in_transaction, unix_now};
 use crate::error::{DbContext, Error, Result};
 use crate::schema::{LOCK_TABLE, LOCK_TABLE_SQL};
 
@@ -103,8 +103,7 @@ impl MigrationLock {
     pub async fn acquire(conn: &Connection) -> Result<MigrationLock> {
         let ctx = || "taking the migration lock".to_string();
         conn.execute(LOCK_TABLE_SQL, ()).await.db_context(ctx)?;
-        conn.execute("BEGIN IMMEDIATE", ()).await.db_context(ctx)?;
-        let result = async {
+        in_transaction(conn, "taking the migration lock", async {
             let host = host_name();
             let holder = current_holder(conn).await?;
             if let Some(h) = &holder {
@@ -128,18 +127,8 @@ impl MigrationLock {
                 started_at: now,
                 took_over_from: holder,
             })
-        }
-        .await;
-        match result {
-            Ok(lock) => {
-                conn.execute("COMMIT", ()).await.db_context(ctx)?;
-                Ok(lock)
-            }
-            Err(e) => {
-                let _ = conn.execute("ROLLBACK", ()).await;
-                Err(e)
-            }
-        }
+        })
+        .await
     }
 
     /// Refreshes the heartbeat (call inside a batch transaction) and checks

@@ -412,22 +412,15 @@ async fn make_or_check_backup(conn: &Connection) -> Result<backup::BackupReport>
             file: None,
         });
     }
-    let ctx = || "making the backup table".to_string();
-    conn.execute("BEGIN IMMEDIATE", ()).await.db_context(ctx)?;
-    match backup::make_backup_table(conn).await {
-        Ok(digest) => {
-            conn.execute("COMMIT", ()).await.db_context(ctx)?;
-            Ok(backup::BackupReport {
-                status: "created".into(),
-                digest,
-                file: None,
-            })
-        }
-        Err(e) => {
-            let _ = conn.execute("ROLLBACK", ()).await;
-            Err(e)
-        }
-    }
+    let digest = write::in_transaction(conn, "making the backup table", async {
+        backup::make_backup_table(conn).await
+    })
+    .await?;
+    Ok(backup::BackupReport {
+        status: "created".into(),
+        digest,
+        file: None,
+    })
 }
 
 /// Records the completed migration in `metadata`.

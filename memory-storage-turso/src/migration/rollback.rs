@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::backup::{digest, verify_backup_table};
 use super::metadata;
+use super::write::in_transaction;
 use crate::error::{DbContext, Error, Result};
 use crate::schema::{
     object_exists, TargetTable, BACKUP_TABLE, CHECKPOINT_TABLE, LEDGER_TABLE, LEGACY_TABLE,
@@ -26,28 +27,6 @@ pub struct RollbackReport {
     /// Partial rollback: the checkpoint the copy now resumes after.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
-}
-
-async fn in_transaction<T>(
-    conn: &Connection,
-    what: &'static str,
-    body: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    conn.execute("BEGIN IMMEDIATE", ())
-        .await
-        .db_context(|| what.to_string())?;
-    match body.await {
-        Ok(v) => {
-            conn.execute("COMMIT", ())
-                .await
-                .db_context(|| what.to_string())?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = conn.execute("ROLLBACK", ()).await;
-            Err(e)
-        }
-    }
 }
 
 async fn restore_legacy(conn: &Connection) -> Result<()> {

@@ -295,3 +295,27 @@ pub async fn mark_copy_completed(conn: &Connection) -> Result<()> {
     .db_context(|| "marking the copy complete".to_string())?;
     Ok(())
 }
+
+/// Runs `body` inside `BEGIN IMMEDIATE` … `COMMIT`, rolling back when it
+/// fails.
+pub(crate) async fn in_transaction<T>(
+    conn: &Connection,
+    what: &'static str,
+    body: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    conn.execute("BEGIN IMMEDIATE", ())
+        .await
+        .db_context(|| what.to_string())?;
+    match body.await {
+        Ok(v) => {
+            conn.execute("COMMIT", ())
+                .await
+                .db_context(|| what.to_string())?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute("ROLLBACK", ()).await;
+            Err(e)
+        }
+    }
+}
