@@ -104,6 +104,10 @@ pub enum Error {
         #[source]
         source: libsql::Error,
     },
+    /// An `embedding_id` is text that is not valid UTF-8: it cannot be
+    /// paged past safely, so the run stops before it.
+    #[error("{table} has an embedding_id that is not valid UTF-8 ({lossy:?}); the run stopped before it with every earlier batch committed: fix or remove that row, then run again")]
+    UnreadableKey { table: String, lossy: String },
     /// The drop was refused.
     #[error("the `embeddings` table was not dropped: {0}")]
     DropRefused(String),

@@ -119,6 +119,12 @@ pub enum BadRowReason {
         /// The column name.
         column: &'static str,
     },
+    /// A text column holds bytes that are not valid UTF-8.
+    #[error("the {column} column holds text that is not valid UTF-8")]
+    InvalidUtf8 {
+        /// The column name.
+        column: &'static str,
+    },
     /// The database refused to store the row (a constraint of an existing
     /// target table, a value too big…); the database's message in `detail`.
     #[error("the database refused to store the row in {table}: {detail}")]
@@ -152,6 +158,7 @@ impl BadRowReason {
             Self::NotText { .. } => "not_text",
             Self::NullColumn { .. } => "null_column",
             Self::Rejected { .. } => "rejected_by_database",
+            Self::InvalidUtf8 { .. } => "invalid_utf8",
         }
     }
 }

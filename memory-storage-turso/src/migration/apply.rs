@@ -65,14 +65,7 @@ pub async fn after_failure(
         }
         e if classify_error(&e) == ErrorClass::Transient => {
             if *attempt >= max_retries {
-                return Err(match e {
-                    Error::Database { context, source } => Error::Busy {
-                        context,
-                        attempts: *attempt + 1,
-                        source,
-                    },
-                    other => other,
-                });
+                return Err(super::retry::exhausted(e, *attempt + 1));
             }
             *attempt += 1;
             let wait = backoff(*attempt);

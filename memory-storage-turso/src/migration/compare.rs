@@ -65,6 +65,14 @@ impl ValidRow {
 
 /// Checks the types of a legacy row's columns, then decodes it.
 pub fn check_legacy_row(row: &EmbeddingRow) -> Result<(TargetTable, Vec<u8>), BadRowReason> {
+    if row.invalid_utf8 != 0 {
+        let column = crate::schema::COLUMNS
+            .iter()
+            .enumerate()
+            .find(|(i, _)| row.invalid_utf8 & (1 << i) != 0)
+            .map_or("?", |(_, c)| *c);
+        return Err(BadRowReason::InvalidUtf8 { column });
+    }
     for (column, value) in [
         ("item_id", &row.item_id),
         ("item_type", &row.item_type),
@@ -271,6 +279,7 @@ mod tests {
             dimension: Value::Integer(v.len() as i64),
             model: Value::Text("m".into()),
             created_at: Value::Integer(1_700_000_000),
+            invalid_utf8: 0,
         }
     }
 

@@ -157,7 +157,7 @@ pub async fn copy(
         }
     }
     if !outcome.interrupted {
-        mark_copy_completed(conn).await?;
+        super::retry::with_retries(max_retries, || mark_copy_completed(conn)).await?;
     }
     outcome.written = writer.written_per_table();
     outcome.seconds = began.elapsed().as_secs_f64();

@@ -52,6 +52,7 @@ use crate::schema::{
 };
 use apply::Rejected;
 use lock::MigrationLock;
+use retry::with_retries;
 use scan::{Layout, Limits};
 use write::BatchWriter;
 
@@ -238,10 +239,10 @@ pub async fn run_migration(
             .await?
         }
         RunMode::Execute => {
-            let lock = MigrationLock::acquire(conn).await?;
+            let lock = with_retries(options.max_retries, || MigrationLock::acquire(conn)).await?;
             report.lock_taken_over_from = lock.took_over_from.clone();
             let result = execute(conn, options, &lock, observer, &mut report).await;
-            let released = lock.release(conn).await;
+            let released = with_retries(options.max_retries, || lock.release(conn)).await;
             result?;
             released?;
         }
@@ -251,12 +252,13 @@ pub async fn run_migration(
 }
 
 async fn run_rollback(conn: &Connection, options: &MigrationOptions) -> Result<MigrationReport> {
-    let lock = MigrationLock::acquire(conn).await?;
+    let retries = options.max_retries;
+    let lock = with_retries(retries, || MigrationLock::acquire(conn)).await?;
     let result = match &options.from_checkpoint {
-        Some(after) => rollback::rollback_after(conn, after).await,
-        None => rollback::rollback_all(conn).await,
+        Some(after) => with_retries(retries, || rollback::rollback_after(conn, after)).await,
+        None => with_retries(retries, || rollback::rollback_all(conn)).await,
     };
-    let released = lock.release(conn).await;
+    let released = with_retries(retries, || lock.release(conn)).await;
     let rolled = result?;
     released?;
     Ok(MigrationReport {
@@ -282,7 +284,7 @@ async fn execute(
             created.push(t.name().to_string());
         }
     }
-    create_target_tables(conn).await?;
+    with_retries(options.max_retries, || create_target_tables(conn)).await?;
     if !created.is_empty() {
         let mut all: Vec<String> = metadata::get(conn, metadata::CREATED_TABLES)
             .await?
@@ -291,11 +293,10 @@ async fn execute(
         all.extend(created);
         all.sort();
         all.dedup();
-        metadata::set(
-            conn,
-            metadata::CREATED_TABLES,
-            &serde_json::to_string(&all).unwrap_or_default(),
-        )
+        let all = serde_json::to_string(&all).unwrap_or_default();
+        with_retries(options.max_retries, || {
+            metadata::set(conn, metadata::CREATED_TABLES, &all)
+        })
         .await?;
     }
     let layout = layout(conn, report.source_has_vector_column).await?;
@@ -306,7 +307,8 @@ async fn execute(
     if options.backup {
         let began = Instant::now();
         observer.phase_started(Phase::Backup, report.source_rows);
-        report.backup = Some(make_or_check_backup(conn).await?);
+        report.backup =
+            Some(with_retries(options.max_retries, || make_or_check_backup(conn)).await?);
         observer.phase_finished(Phase::Backup, began.elapsed());
         report.phases.push(PhaseTiming {
             phase: Phase::Backup.name().into(),
@@ -364,7 +366,13 @@ async fn execute(
             .is_some_and(|v| v.repaired == 0);
     let passed = report.verification.as_ref().is_some_and(|v| v.passed);
     if passed {
-        record_completion(conn, report).await?;
+        let done: &MigrationReport = report;
+        with_retries(options.max_retries, || {
+            write::in_transaction(conn, "recording the completed migration", async {
+                record_completion(conn, done).await
+            })
+        })
+        .await?;
     }
     if options.drop_old_table {
         if !passed {
@@ -389,7 +397,12 @@ async fn execute(
             .ok_or_else(|| Error::DropRefused("no verification digest".into()))?;
         let began = Instant::now();
         observer.phase_started(Phase::Drop, report.source_rows);
-        report.dropped_legacy = Some(finalize::drop_legacy(conn, &verified).await?);
+        report.dropped_legacy = Some(
+            with_retries(options.max_retries, || {
+                finalize::drop_legacy(conn, &verified)
+            })
+            .await?,
+        );
         observer.phase_finished(Phase::Drop, began.elapsed());
         report.phases.push(PhaseTiming {
             phase: Phase::Drop.name().into(),

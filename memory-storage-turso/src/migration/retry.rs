@@ -84,6 +84,47 @@ pub fn classify_error(e: &Error) -> ErrorClass {
     }
 }
 
+/// The error to report once a transient error outlasted every retry.
+pub fn exhausted(error: Error, attempts: u32) -> Error {
+    match error {
+        Error::Database { context, source } => Error::Busy {
+            context,
+            attempts,
+            source,
+        },
+        other => other,
+    }
+}
+
+/// Runs `step` until it succeeds, retrying transient errors (with
+/// backoff) at most `max_retries` times. `step` must leave nothing half
+/// done when it fails (one statement, or one transaction rolled back).
+pub async fn with_retries<T, F, Fut>(max_retries: u32, mut step: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match step().await {
+            Ok(v) => return Ok(v),
+            Err(e) if classify_error(&e) == ErrorClass::Transient => {
+                if attempt >= max_retries {
+                    return Err(exhausted(e, attempt + 1));
+                }
+                attempt += 1;
+                let wait = backoff(attempt);
+                tracing::warn!(
+                    "{e}; retrying in {} ms (attempt {attempt} of {max_retries})",
+                    wait.as_millis()
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Exponential backoff with jitter: 50 ms × 2^attempt, capped at 5 s, then
 /// a random 50–100% of that (so two waiting writers do not collide again).
 pub fn backoff(attempt: u32) -> Duration {

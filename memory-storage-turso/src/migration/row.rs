@@ -72,6 +72,32 @@ impl std::fmt::Display for Key {
     }
 }
 
+/// The eight columns, read so that text arrives as its exact bytes (libSQL's
+/// own text conversion stops at a NUL byte and panics on invalid UTF-8),
+/// followed by a mask of which columns held text.
+pub(crate) fn select_columns(vector_col: &str) -> String {
+    let cols = [
+        "embedding_id",
+        "item_id",
+        "item_type",
+        "embedding_data",
+        vector_col,
+        "dimension",
+        "model",
+        "created_at",
+    ];
+    let values: Vec<String> = cols
+        .iter()
+        .map(|c| format!("CASE WHEN typeof({c}) = 'text' THEN CAST({c} AS BLOB) ELSE {c} END"))
+        .collect();
+    let mask: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("((typeof({c}) = 'text') << {i})"))
+        .collect();
+    format!("{}, ({})", values.join(", "), mask.join(" | "))
+}
+
 /// The eight columns of an embedding row, values exactly as stored. A legacy
 /// table without an `embedding_vector` column reads it as NULL.
 #[derive(Debug, Clone)]
@@ -84,20 +110,43 @@ pub struct EmbeddingRow {
     pub dimension: Value,
     pub model: Value,
     pub created_at: Value,
+    /// Columns (bit i = column i) that hold text which is not valid UTF-8;
+    /// such a value is kept as its bytes in a `Value::Blob`.
+    pub invalid_utf8: u8,
 }
 
 impl EmbeddingRow {
-    /// Reads the eight columns in [`crate::schema::COLUMNS`] order.
+    /// Reads a row selected with [`select_columns`], in
+    /// [`crate::schema::COLUMNS`] order.
     pub(crate) fn from_row(row: &libsql::Row) -> Result<Self, libsql::Error> {
+        let mask = row.get::<i64>(8)?;
+        let mut invalid_utf8 = 0u8;
+        let mut get = |i: i32| -> Result<Value, libsql::Error> {
+            let v = row.get_value(i)?;
+            if mask & (1 << i) == 0 {
+                return Ok(v);
+            }
+            Ok(match v {
+                Value::Blob(bytes) => match String::from_utf8(bytes) {
+                    Ok(text) => Value::Text(text),
+                    Err(e) => {
+                        invalid_utf8 |= 1 << i;
+                        Value::Blob(e.into_bytes())
+                    }
+                },
+                other => other,
+            })
+        };
         Ok(EmbeddingRow {
-            key: Key(row.get_value(0)?),
-            item_id: row.get_value(1)?,
-            item_type: row.get_value(2)?,
-            embedding_data: row.get_value(3)?,
-            embedding_vector: row.get_value(4)?,
-            dimension: row.get_value(5)?,
-            model: row.get_value(6)?,
-            created_at: row.get_value(7)?,
+            key: Key(get(0)?),
+            item_id: get(1)?,
+            item_type: get(2)?,
+            embedding_data: get(3)?,
+            embedding_vector: get(4)?,
+            dimension: get(5)?,
+            model: get(6)?,
+            created_at: get(7)?,
+            invalid_utf8,
         })
     }
 

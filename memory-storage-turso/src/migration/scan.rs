@@ -87,7 +87,8 @@ pub(crate) async fn read_rows(
 ) -> Result<(Vec<EmbeddingRow>, bool)> {
     let (clause, mut params) = range_clause(after, upper);
     let mut sql = format!(
-        "SELECT embedding_id, item_id, item_type, embedding_data, {vector_col}, dimension, model, created_at FROM {table}{clause} ORDER BY embedding_id"
+        "SELECT {} FROM {table}{clause} ORDER BY embedding_id",
+        super::row::select_columns(vector_col)
     );
     if let Some(l) = limits {
         params.push(Value::Integer(l.rows as i64));
@@ -99,6 +100,12 @@ pub(crate) async fn read_rows(
     let mut bytes = 0usize;
     while let Some(row) = rows.next().await.db_context(ctx)? {
         let row = EmbeddingRow::from_row(&row).db_context(ctx)?;
+        if row.invalid_utf8 & 1 != 0 {
+            return Err(crate::Error::UnreadableKey {
+                table: table.to_string(),
+                lossy: row.key.to_string(),
+            });
+        }
         bytes += row.size();
         out.push(row);
         if let Some(l) = limits {

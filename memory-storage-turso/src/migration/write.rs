@@ -29,8 +29,10 @@ pub struct BatchWriter<'c> {
     ledger_add: Option<Statement>,
     ledger_remove: Option<Statement>,
     lock: Option<MigrationLock>,
-    /// Rows written to each target table since the writer was made.
+    /// Rows written to each target table by committed batches.
     pub written: [u64; 5],
+    /// Rows written to each target table by the batch in flight.
+    pending: [u64; 5],
     in_batch: u64,
 }
 
@@ -62,6 +64,7 @@ impl<'c> BatchWriter<'c> {
             ledger_remove: None,
             lock: None,
             written: [0; 5],
+            pending: [0; 5],
             in_batch: 0,
         }
     }
@@ -70,6 +73,7 @@ impl<'c> BatchWriter<'c> {
     /// here rather than half way through.
     pub async fn begin(&mut self) -> Result<()> {
         self.in_batch = 0;
+        self.pending = [0; 5];
         self.conn
             .execute("BEGIN IMMEDIATE", ())
             .await
@@ -92,11 +96,16 @@ impl<'c> BatchWriter<'c> {
             .execute("COMMIT", ())
             .await
             .db_context(|| "committing a batch".to_string())?;
+        for (total, n) in self.written.iter_mut().zip(self.pending) {
+            *total += n;
+        }
+        self.pending = [0; 5];
         Ok(())
     }
 
     /// Rolls back the batch in flight (used when a write failed).
     pub async fn rollback(&mut self) {
+        self.pending = [0; 5];
         if !self.conn.is_autocommit() {
             let _ = self.conn.execute("ROLLBACK", ()).await;
         }
@@ -182,7 +191,7 @@ impl<'c> BatchWriter<'c> {
             || format!("recording embedding {key} in the ledger"),
         )
         .await?;
-        self.written[slot(table)] += 1;
+        self.pending[slot(table)] += 1;
         self.in_batch += 1;
         Ok(())
     }

@@ -230,3 +230,46 @@ pub async fn count(conn: &Connection, table: &str) -> i64 {
         .unwrap();
     rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
 }
+
+/// Another connection to the file at `path` (its own `Database`, as a second
+/// process would have), waiting at most `busy` for a lock.
+pub async fn connect(path: &Path, busy: std::time::Duration) -> (Database, Connection) {
+    let db = Builder::new_local(path).build().await.unwrap();
+    let conn = db.connect().unwrap();
+    conn.busy_timeout(busy).unwrap();
+    (db, conn)
+}
+
+/// Proves every row the target tables hold is its legacy row, in the right
+/// table, every column identical and the vector bit for bit (rows not yet
+/// migrated are allowed). Returns the number of target rows.
+pub async fn assert_targets_exact(conn: &Connection, legacy_has_vector: bool) -> usize {
+    let legacy = read_table(conn, "embeddings", legacy_has_vector).await;
+    let mut held = 0;
+    for t in TARGETS {
+        for (id, target) in read_table(conn, t, true).await {
+            let row = legacy
+                .get(&id)
+                .unwrap_or_else(|| panic!("{t} holds {id}, which has no legacy row"));
+            let Value::Text(data) = &row[3] else {
+                panic!("data of {id}")
+            };
+            let vector = oracle_vector(data).unwrap_or_else(|| panic!("bad row {id} is in {t}"));
+            assert_eq!(t, expected_table(vector.len() / 4), "table of {id}");
+            for col in [0, 1, 2, 3, 5, 6, 7] {
+                assert!(
+                    same(&row[col], &target[col]),
+                    "row {id} column {col}: {:?} vs {:?}",
+                    row[col],
+                    target[col]
+                );
+            }
+            assert!(
+                matches!(&target[4], Value::Blob(b) if *b == vector),
+                "vector of {id} in {t} is not bit-exact"
+            );
+            held += 1;
+        }
+    }
+    held
+}
