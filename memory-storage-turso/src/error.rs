@@ -61,6 +61,14 @@ pub enum Error {
         #[source]
         source: libsql::Error,
     },
+    /// A table or column the run relies on disappeared or changed while it
+    /// ran.
+    #[error("the database schema changed under the migration while {context} ({source}); the batch in flight was rolled back and the checkpoint is intact: restore the table, then run --execute again")]
+    SchemaChanged {
+        context: String,
+        #[source]
+        source: libsql::Error,
+    },
     /// The database stayed busy through every retry.
     #[error("the database stayed locked by another writer through {attempts} attempts while {context}; the checkpoint is intact: run again when the other writer is done (or raise --max-retries)")]
     Busy {
@@ -116,6 +124,13 @@ pub enum Error {
 /// Result with the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+fn is_schema_message(e: &libsql::Error) -> bool {
+    let text = e.to_string();
+    text.contains("no such table")
+        || text.contains("no such column")
+        || text.contains("has no column")
+}
+
 /// Adds "what we were doing" to a libSQL error.
 pub(crate) trait DbContext<T> {
     fn db_context(self, context: impl FnOnce() -> String) -> Result<T>;
@@ -128,6 +143,8 @@ impl<T> DbContext<T> for std::result::Result<T, libsql::Error> {
             match crate::migration::retry::sqlite_code(&source) {
                 Some(13) => Error::DiskFull { context, source },
                 Some(8) => Error::ReadOnly { context, source },
+                Some(17) => Error::SchemaChanged { context, source },
+                Some(1) if is_schema_message(&source) => Error::SchemaChanged { context, source },
                 _ => Error::Database { context, source },
             }
         })

@@ -294,3 +294,62 @@ async fn a_row_the_database_refuses_is_quarantined_and_the_rest_migrates() {
         "every other good row migrated"
     );
 }
+
+/// Renames a target table from another connection once the copy is under way.
+struct RenameMidway {
+    path: std::path::PathBuf,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl memory_storage_turso::migration::Observer for RenameMidway {
+    fn progress(&self, phase: memory_storage_turso::migration::Phase, _done: u64) {
+        use std::sync::atomic::Ordering;
+        if phase == memory_storage_turso::migration::Phase::Copy
+            && !self.done.swap(true, Ordering::SeqCst)
+        {
+            let path = self.path.clone();
+            // The observer is synchronous: do the rename on its own thread and runtime.
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let db = libsql::Builder::new_local(&path).build().await.unwrap();
+                    let conn = db.connect().unwrap();
+                    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+                    conn.execute("ALTER TABLE embeddings_384 RENAME TO renamed_384", ())
+                        .await
+                        .unwrap();
+                });
+            })
+            .join()
+            .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_table_renamed_under_the_run_stops_it_with_one_sentence_and_the_checkpoint_intact() {
+    let (t, summary) = TestDb::sample(&small_spec(400, 41)).await;
+    let observer = RenameMidway {
+        path: t.path.clone(),
+        done: std::sync::atomic::AtomicBool::new(false),
+    };
+    let err = run_migration(&t.conn, &execute(50), &observer)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::SchemaChanged { .. }), "{err:?}");
+    assert!(err.to_string().contains("checkpoint is intact"), "{err}");
+    // Put it back: the next run resumes and completes.
+    t.conn
+        .execute("ALTER TABLE renamed_384 RENAME TO embeddings_384", ())
+        .await
+        .unwrap();
+    let report = run_migration(&t.conn, &execute(50), &NoopObserver)
+        .await
+        .unwrap();
+    assert!(report.resumed_from.is_some());
+    assert!(report.verification.unwrap().passed);
+    assert_migrated_exactly(&t.conn, &bad_ids(&summary), true).await;
+}
