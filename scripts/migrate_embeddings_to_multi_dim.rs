@@ -5,34 +5,24 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use migrate_embeddings_cli::args::Cli;
-use migrate_embeddings_cli::{command, demo, EXIT_FAILED, EXIT_USAGE};
+use migrate_embeddings_cli::{command, demo, progress, report_error};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    command::init_logging(cli.migrate.verbose, cli.migrate.quiet);
+    if let Err(err) = command::init_logging(&cli.global, progress::bars_wanted(&cli.global)) {
+        return report_error(&err, cli.global.verbose);
+    }
+    let stop = command::ctrl_c_flag();
     let result = if cli.demo {
-        demo::run(cli.demo_rows, &cli.migrate).await
+        demo::run(cli.demo_rows, &cli.global, &cli.migrate, stop).await
+    } else if cli.status {
+        command::status(&cli.global, &cli.migrate).await
     } else {
-        command::run(&cli.migrate).await
+        command::run(&cli.global, &cli.migrate, stop).await
     };
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(err) => {
-            if cli.migrate.verbose > 0 {
-                eprintln!("error: {err}");
-                for cause in err.chain().skip(1) {
-                    eprintln!("  caused by: {cause}");
-                }
-            } else {
-                eprintln!("error: {err:#}");
-            }
-            let usage = err.downcast_ref::<command::UsageError>().is_some()
-                || matches!(
-                    err.downcast_ref::<memory_storage_turso::Error>(),
-                    Some(memory_storage_turso::Error::InvalidOptions(_))
-                );
-            ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FAILED })
-        }
+        Err(err) => report_error(&err, cli.global.verbose),
     }
 }

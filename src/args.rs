@@ -1,63 +1,67 @@
-//! The arguments of `migrate_embeddings` (shared with any other front end
-//! that offers the same command).
+//! The arguments of `migrate_embeddings`, shared with
+//! `memory-cli migrate-embeddings`: both parse [`GlobalArgs`] and
+//! [`MigrateArgs`] and call the same [`crate::command::run`].
 
 use std::path::PathBuf;
 
-use clap::{ArgGroup, Args, Parser};
+use clap::{Args, Parser, ValueEnum};
 use memory_storage_turso::migration::MigrationOptions;
 
-/// Moves a legacy `embeddings` table into per-dimension tables
-/// (`embeddings_384`, `_1024`, `_1536`, `_3072`, `_other`), in checkpointed
-/// batches, verified bit for bit. Nothing is ever deleted from the legacy
-/// table.
-#[derive(Debug, Parser)]
-#[command(
-    name = "migrate_embeddings",
-    version,
-    after_help = "Examples:\n  \
-        migrate_embeddings --demo\n  \
-        migrate_embeddings --db memory.db --dry-run\n  \
-        migrate_embeddings --db memory.db --execute --report-json report.json\n  \
-        migrate_embeddings --db memory.db --verify\n  \
-        migrate_embeddings --db memory.db --execute --backup --drop-old-table\n  \
-        migrate_embeddings --db memory.db --rollback\n\n\
-        Exit status: 0 done and clean; 3 done, but rows were quarantined or verification \
-        found discrepancies; 2 bad usage; 1 failed."
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub migrate: MigrateArgs,
+/// How results are printed on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// A summary for people.
+    #[default]
+    Human,
+    /// The report as JSON, and nothing else, on stdout.
+    Json,
+}
 
-    /// Create a sample legacy database in a temporary directory and run
-    /// dry run, execute and verify on it.
-    #[arg(long, conflicts_with_all = ["dry_run", "execute", "verify", "rollback", "db"])]
-    pub demo: bool,
+/// Environment variables naming the database, in order of precedence
+/// (after `--db`): the current name first, then the store's older names.
+pub const DB_ENV: [&str; 3] = ["TURSO_DATABASE_URL", "TURSO_DB_URL", "TURSO_URL"];
+/// Environment variables holding the auth token, in order of precedence
+/// (after `--auth-token`).
+pub const TOKEN_ENV: [&str; 2] = ["TURSO_AUTH_TOKEN", "TURSO_TOKEN"];
 
-    /// Rows in the --demo database.
-    #[arg(long, default_value_t = 30_000, requires = "demo")]
-    pub demo_rows: usize,
+const ENV_HELP: &str = "Environment: the database is --db, else TURSO_DATABASE_URL, else TURSO_DB_URL, \
+else TURSO_URL; the token is --auth-token, else TURSO_AUTH_TOKEN, else TURSO_TOKEN.";
+
+/// Flags every command understands (global in `memory-cli`).
+#[derive(Debug, Clone, Args, Default)]
+pub struct GlobalArgs {
+    /// Output format on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+
+    /// Read everything and report what would happen; write nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors and the final summary (no progress).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Also write structured JSON log events (one per batch, one per
+    /// quarantined row) to FILE, appending.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 /// What to migrate and how.
-#[derive(Debug, Clone, Args)]
-#[command(group(ArgGroup::new("mode").args(["dry_run", "execute", "verify", "rollback"])))]
+#[derive(Debug, Clone, Args, Default)]
 pub struct MigrateArgs {
     /// Database: a local libSQL file path, or libsql://, https://, http:// URL.
-    #[arg(long, env = "TURSO_DATABASE_URL", value_name = "PATH_OR_URL")]
+    #[arg(long, global = true, value_name = "PATH_OR_URL")]
     pub db: Option<String>,
 
     /// Auth token for a remote database.
-    #[arg(
-        long,
-        env = "TURSO_AUTH_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
+    #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
-
-    /// Read everything and report what would happen; write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
 
     /// Copy, build vector indexes, verify. Resumes from the checkpoint.
     #[arg(long)]
@@ -75,7 +79,7 @@ pub struct MigrateArgs {
 
     /// With --rollback: only remove the rows migrated after this checkpoint
     /// (an embedding_id) and move the checkpoint back to it.
-    #[arg(long, value_name = "EMBEDDING_ID", conflicts_with_all = ["dry_run", "verify", "execute"])]
+    #[arg(long, value_name = "EMBEDDING_ID")]
     pub from_checkpoint: Option<String>,
 
     /// Copy `embeddings` to `embeddings_backup` (verified by count and
@@ -85,13 +89,13 @@ pub struct MigrateArgs {
 
     /// Also write a consistent copy of the whole (local) database to FILE
     /// before migrating; refuses to overwrite an existing file.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["dry_run", "verify", "rollback"])]
+    #[arg(long, value_name = "FILE")]
     pub backup_file: Option<PathBuf>,
 
     /// After a verified migration, drop `embeddings` (a verified
     /// `embeddings_backup` is made first if missing). Destructive: asks for
     /// confirmation, or --yes.
-    #[arg(long, conflicts_with_all = ["dry_run", "verify", "rollback"])]
+    #[arg(long)]
     pub drop_old_table: bool,
 
     /// Let --drop-old-table proceed although some rows are quarantined (they
@@ -121,21 +125,112 @@ pub struct MigrateArgs {
     /// Write the full report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub report_json: Option<PathBuf>,
+}
 
-    /// More log output (-v, -vv).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
+/// `migrate_embeddings`: moves a legacy `embeddings` table into
+/// per-dimension tables (`embeddings_384`, `_1024`, `_1536`, `_3072`,
+/// `_other`), in checkpointed batches, verified bit for bit. Nothing is ever
+/// deleted from the legacy table unless you ask for it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "migrate_embeddings",
+    version,
+    after_help = const_format_help()
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
 
-    /// Only errors and the final summary.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub migrate: MigrateArgs,
+
+    /// Show where a migration stands (checkpoint, rows left, quarantined
+    /// rows, lock holder) without changing anything.
+    #[arg(long)]
+    pub status: bool,
+
+    /// Create a sample legacy database in a temporary directory and run
+    /// dry run, execute and verify on it.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Rows in the --demo database.
+    #[arg(long, default_value_t = 30_000)]
+    pub demo_rows: usize,
+}
+
+const fn const_format_help() -> &'static str {
+    "Examples:
+  migrate_embeddings --demo
+  migrate_embeddings --db memory.db --dry-run
+  migrate_embeddings --db memory.db --execute --report-json report.json
+  migrate_embeddings --db memory.db --execute --format json > report.json
+  migrate_embeddings --db memory.db --verify
+  migrate_embeddings --db memory.db --status
+  migrate_embeddings --db memory.db --execute --backup --drop-old-table
+  migrate_embeddings --db memory.db --rollback
+
+Ctrl-C finishes the batch in flight, commits it and stops; --execute again resumes.
+
+Environment: the database is --db, else TURSO_DATABASE_URL, else TURSO_DB_URL, else TURSO_URL;
+the token is --auth-token, else TURSO_AUTH_TOKEN, else TURSO_TOKEN.
+
+Exit status: 0 done and clean; 3 done, but rows were quarantined or verification found
+discrepancies; 130 stopped by Ctrl-C (resumable); 2 bad usage; 1 failed."
+}
+
+/// What a command line asks the migration to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    DryRun,
+    Execute,
+    Verify,
+    Rollback,
 }
 
 impl MigrateArgs {
+    /// The database, from `--db` or the environment (see [`DB_ENV`]).
+    pub fn database(&self) -> Option<String> {
+        self.db.clone().or_else(|| {
+            DB_ENV
+                .iter()
+                .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        })
+    }
+
+    /// The auth token, from `--auth-token` or the environment (see
+    /// [`TOKEN_ENV`]); empty for a local file.
+    pub fn token(&self) -> String {
+        self.auth_token
+            .clone()
+            .or_else(|| {
+                TOKEN_ENV
+                    .iter()
+                    .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+            })
+            .unwrap_or_default()
+    }
+
+    /// The one mode asked for, or a usage message.
+    pub fn mode(&self, global: &GlobalArgs) -> Result<Mode, &'static str> {
+        let modes = [
+            (global.dry_run, Mode::DryRun),
+            (self.execute, Mode::Execute),
+            (self.verify, Mode::Verify),
+            (self.rollback, Mode::Rollback),
+        ];
+        let mut chosen = modes.iter().filter(|(on, _)| *on).map(|(_, m)| *m);
+        match (chosen.next(), chosen.next()) {
+            (Some(m), None) => Ok(m),
+            (None, _) => Err("say what to do: --dry-run, --execute, --verify or --rollback (or --demo to try it on a sample)"),
+            (Some(_), Some(_)) => Err("choose one of --dry-run, --execute, --verify and --rollback"),
+        }
+    }
+
     /// The library options these arguments ask for.
-    pub fn options(&self) -> MigrationOptions {
+    pub fn options(&self, global: &GlobalArgs) -> MigrationOptions {
         MigrationOptions {
-            dry_run: self.dry_run,
+            dry_run: global.dry_run,
             verify_only: self.verify,
             batch_size: self.batch_size as usize,
             build_vector_index: !self.no_vector_index,
@@ -151,6 +246,11 @@ impl MigrateArgs {
     }
 }
 
+/// The help line about the environment (for other front ends).
+pub fn env_help() -> &'static str {
+    ENV_HELP
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,21 +262,21 @@ mod tests {
     }
 
     #[test]
-    fn modes_exclude_each_other() {
-        assert!(Cli::try_parse_from(["m", "--db", "x", "--dry-run", "--execute"]).is_err());
-        assert!(Cli::try_parse_from(["m", "--demo", "--execute"]).is_err());
+    fn exactly_one_mode() {
+        let cli = Cli::try_parse_from(["m", "--db", "x", "--dry-run", "--execute"]).unwrap();
+        assert!(cli.migrate.mode(&cli.global).is_err());
+        let cli = Cli::try_parse_from(["m", "--db", "x"]).unwrap();
+        assert!(cli.migrate.mode(&cli.global).is_err());
         let cli = Cli::try_parse_from(["m", "--db", "x", "--verify", "--batch-size", "7"]).unwrap();
-        let o = cli.migrate.options();
+        assert_eq!(cli.migrate.mode(&cli.global), Ok(Mode::Verify));
+        let o = cli.migrate.options(&cli.global);
         assert!(o.verify_only && !o.dry_run);
         assert_eq!(o.batch_size, 7);
         assert!(Cli::try_parse_from(["m", "--db", "x", "--execute", "--batch-size", "0"]).is_err());
-        assert!(Cli::try_parse_from(["m", "--db", "x", "--dry-run", "--drop-old-table"]).is_err());
-        assert!(
-            Cli::try_parse_from(["m", "--db", "x", "--verify", "--from-checkpoint", "a"]).is_err()
-        );
-        let cli = Cli::try_parse_from(["m", "--db", "x", "--rollback", "--from-checkpoint", "a"])
-            .unwrap();
-        assert!(cli.migrate.options().rollback);
-        assert_eq!(cli.migrate.options().from_checkpoint.as_deref(), Some("a"));
+        let cli = Cli::try_parse_from(["m", "--db", "x", "--rollback", "--from-checkpoint", "a"]).unwrap();
+        assert!(cli.migrate.options(&cli.global).rollback);
+        assert_eq!(cli.migrate.options(&cli.global).from_checkpoint.as_deref(), Some("a"));
+        let cli = Cli::try_parse_from(["m", "--format", "json", "--dry-run"]).unwrap();
+        assert_eq!(cli.global.format, Format::Json);
     }
 }

@@ -1,16 +1,20 @@
-//! Runs one `migrate_embeddings` command: calls the library, renders the
-//! report, picks the exit status.
+//! Runs one migration command: calls the library, renders the report,
+//! picks the exit status. Shared by `migrate_embeddings` and
+//! `memory-cli migrate-embeddings`.
 
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
-use memory_storage_turso::migration::{migrate_embeddings_observed, MigrationReport};
+use memory_storage_turso::migration::{
+    migrate_embeddings_observed, migration_status, MigrationReport,
+};
 
-use crate::args::MigrateArgs;
-use crate::progress::LogProgress;
-use crate::render::summary;
-use crate::{EXIT_ATTENTION, EXIT_OK};
+use crate::args::{Format, GlobalArgs, MigrateArgs, Mode};
+use crate::progress::observer_for;
+use crate::render::{status_summary, summary};
+use crate::{EXIT_ATTENTION, EXIT_INTERRUPTED, EXIT_OK};
 
 /// A mistake in how the command was called (exit status 2).
 #[derive(Debug)]
@@ -24,65 +28,138 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Sets up logging on stderr: info by default, `-v` debug, `-vv` trace,
-/// `-q` errors only. `RUST_LOG` overrides.
-pub fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
+/// Sets up logging: human lines on stderr (info by default, `-v` debug,
+/// `-vv` trace, `-q` errors only; `RUST_LOG` overrides), and with
+/// `--log-file` JSON events (every batch, every quarantined row) appended to
+/// that file.
+pub fn init_logging(global: &GlobalArgs, progress_bars: bool) -> anyhow::Result<()> {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::EnvFilter;
+
+    let level = match (global.quiet, global.verbose) {
         (true, _) => "error",
+        (false, 0) if progress_bars => "warn",
         (false, 0) => "info",
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!(
-            "warn,memory_storage_turso={level},migrate_embeddings_cli={level},migrate_embeddings={level}"
-        ))
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let ours = ["memory_storage_turso", "migrate_embeddings_cli", "migrate_embeddings", "memory_cli"];
+    let directives = |level: &str| {
+        let mut d = String::from("warn");
+        for crate_name in ours {
+            d.push_str(&format!(",{crate_name}={level}"));
+        }
+        // Per-batch events are for the log file, not the terminal.
+        if level != "trace" {
+            d.push_str(",memory_storage_turso::batch=warn");
+        }
+        d
+    };
+    let stderr_filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives(level)));
+    let stderr_layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
+        .with_filter(stderr_filter);
+    let file_layer = match &global.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening the log file {}", path.display()))?;
+            let mut d = String::from("warn");
+            for crate_name in ours {
+                d.push_str(&format!(",{crate_name}=debug"));
+            }
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_filter(EnvFilter::new(d)),
+            )
+        }
+        None => None,
+    };
+    let _ = tracing_subscriber::registry()
+        .with(stderr_layer)
+        .with(file_layer)
         .try_init();
+    Ok(())
+}
+
+/// A flag set by Ctrl-C: the first asks the run to stop after the batch in
+/// flight; a second one ends the process at once (the open transaction is
+/// rolled back by the database, so nothing is lost).
+pub fn ctrl_c_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if set.swap(true, Ordering::SeqCst) {
+                eprintln!("\nSecond Ctrl-C: stopping now; the batch in flight is rolled back.");
+                std::process::exit(i32::from(EXIT_INTERRUPTED));
+            }
+            eprintln!("\nCtrl-C: finishing the batch in flight, then stopping (Ctrl-C again to stop at once)…");
+        }
+    });
+    flag
 }
 
 /// The exit status a finished report calls for.
 pub fn exit_status(report: &MigrationReport) -> u8 {
-    if report.is_clean() {
+    if report.interrupted {
+        EXIT_INTERRUPTED
+    } else if report.is_clean() {
         EXIT_OK
     } else {
         EXIT_ATTENTION
     }
 }
 
-/// Runs the migration the arguments ask for and prints its summary.
-pub async fn run(args: &MigrateArgs) -> anyhow::Result<u8> {
-    if !(args.dry_run || args.execute || args.verify || args.rollback) {
-        return Err(UsageError(
-            "say what to do: --dry-run, --execute, --verify or --rollback (or --demo to try it on a sample)",
-        )
-        .into());
-    }
-    let Some(db) = args.db.as_deref() else {
-        return Err(UsageError(
-            "no database given: pass --db PATH_OR_URL or set TURSO_DATABASE_URL",
-        )
-        .into());
-    };
-    confirm_destructive(db, args)?;
-    let report = run_on(db, args).await?;
+/// Runs the migration the arguments ask for and prints its result.
+pub async fn run(
+    global: &GlobalArgs,
+    args: &MigrateArgs,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<u8> {
+    let mode = args.mode(global).map_err(UsageError)?;
+    let db = args.database().ok_or(UsageError(
+        "no database given: pass --db PATH_OR_URL or set TURSO_DATABASE_URL",
+    ))?;
+    confirm_destructive(&db, args, mode)?;
+    let report = run_on(&db, global, args, stop).await?;
     Ok(exit_status(&report))
+}
+
+/// Shows where the migration in the database stands; changes nothing.
+pub async fn status(global: &GlobalArgs, args: &MigrateArgs) -> anyhow::Result<u8> {
+    let db = args.database().ok_or(UsageError(
+        "no database given: pass --db PATH_OR_URL or set TURSO_DATABASE_URL",
+    ))?;
+    let status = migration_status(&db, &args.token())
+        .await
+        .with_context(|| format!("reading the migration status of {db}"))?;
+    match global.format {
+        Format::Human => print!("{}", status_summary(&status, &db)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&status).context("serializing the status")?
+        ),
+    }
+    Ok(EXIT_OK)
 }
 
 /// Asks before a destructive step: `--yes` answers; off a terminal it is
 /// required.
-fn confirm_destructive(db: &str, args: &MigrateArgs) -> anyhow::Result<()> {
-    let question = if args.drop_old_table {
+fn confirm_destructive(db: &str, args: &MigrateArgs, mode: Mode) -> anyhow::Result<()> {
+    let question = if args.drop_old_table && mode == Mode::Execute {
         format!(
             "After a verified migration, this DROPS the table `embeddings` from {db} \
              (every row stays in the verified `embeddings_backup`)."
         )
-    } else if args.rollback {
+    } else if mode == Mode::Rollback {
         format!(
             "This removes the rows the migration wrote from the target tables of {db} \
              (and restores `embeddings` from `embeddings_backup` if it was dropped)."
@@ -111,24 +188,32 @@ fn confirm_destructive(db: &str, args: &MigrateArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Runs on `db` and prints the summary (stdout) — used by `run` and the demo.
-pub async fn run_on(db: &str, args: &MigrateArgs) -> anyhow::Result<MigrationReport> {
-    let options = args.options();
-    let progress = LogProgress::new(Duration::from_secs(2));
-    let token = args.auth_token.clone().unwrap_or_default();
-    let what = if args.dry_run {
-        "dry run"
-    } else if args.verify {
-        "verification"
-    } else if args.rollback {
-        "rollback"
-    } else {
-        "migration"
+/// Runs on `db` and prints the result on stdout (the summary, or only the
+/// JSON report with `--format json`) — used by `run` and the demo.
+pub async fn run_on(
+    db: &str,
+    global: &GlobalArgs,
+    args: &MigrateArgs,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<MigrationReport> {
+    let options = args.options(global);
+    let observer = observer_for(global, db, stop);
+    let what = match args.mode(global) {
+        Ok(Mode::DryRun) => "dry run",
+        Ok(Mode::Verify) => "verification",
+        Ok(Mode::Rollback) => "rollback",
+        _ => "migration",
     };
-    let report = migrate_embeddings_observed(db, &token, &options, &progress)
-        .await
-        .with_context(|| format!("the {what} of {db} failed"))?;
-    print!("{}", summary(&report, db));
+    let result = migrate_embeddings_observed(db, &args.token(), &options, observer.as_ref()).await;
+    observer.finish();
+    let report = result.with_context(|| format!("the {what} of {db} failed"))?;
+    match global.format {
+        Format::Human => print!("{}", summary(&report, db)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("serializing the report")?
+        ),
+    }
     if let Some(path) = &args.report_json {
         let json = serde_json::to_string_pretty(&report).context("serializing the report")?;
         std::fs::write(path, json + "\n")

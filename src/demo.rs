@@ -4,12 +4,20 @@
 use anyhow::Context;
 use memory_storage_turso::sample::{generate_legacy_database, BadKind, SampleSpec};
 
-use crate::args::MigrateArgs;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::args::{GlobalArgs, MigrateArgs};
 use crate::command::{exit_status, run_on};
 
 /// Builds the sample and runs the three steps; returns the exit status of
 /// the last one.
-pub async fn run(rows: usize, base: &MigrateArgs) -> anyhow::Result<u8> {
+pub async fn run(
+    rows: usize,
+    global: &GlobalArgs,
+    base: &MigrateArgs,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<u8> {
     let dir = tempfile::tempdir().context("creating a temporary directory for the demo")?;
     let path = dir.path().join("legacy-memory.db");
     let path_str = path.to_string_lossy().to_string();
@@ -32,9 +40,8 @@ pub async fn run(rows: usize, base: &MigrateArgs) -> anyhow::Result<u8> {
             summary.bad.len()
         );
     }
-    let step = |dry_run: bool, execute: bool, verify: bool| MigrateArgs {
+    let step = |execute: bool, verify: bool| MigrateArgs {
         db: Some(path_str.clone()),
-        dry_run,
         execute,
         verify,
         // DiskANN builds take minutes on tens of thousands of rows: the demo
@@ -42,12 +49,19 @@ pub async fn run(rows: usize, base: &MigrateArgs) -> anyhow::Result<u8> {
         no_vector_index: true,
         ..base.clone()
     };
+    let dry = GlobalArgs {
+        dry_run: true,
+        ..global.clone()
+    };
     println!("$ migrate_embeddings --db {path_str} --dry-run");
-    run_on(&path_str, &step(true, false, false)).await?;
+    run_on(&path_str, &dry, &step(false, false), stop.clone()).await?;
     println!("\n$ migrate_embeddings --db {path_str} --execute --no-vector-index");
-    run_on(&path_str, &step(false, true, false)).await?;
+    let copied = run_on(&path_str, global, &step(true, false), stop.clone()).await?;
+    if copied.interrupted {
+        return Ok(exit_status(&copied));
+    }
     println!("\n$ migrate_embeddings --db {path_str} --verify");
-    let report = run_on(&path_str, &step(false, false, true)).await?;
+    let report = run_on(&path_str, global, &step(false, true), stop).await?;
     println!(
         "\nThe demo database is deleted now. The bad rows above are planted on purpose (exit status 3 \
          means: done, but some rows need a person). On a real database, drop --no-vector-index to \

@@ -3,6 +3,7 @@
 //! `memory-storage-turso` library; this crate only asks and shows.
 
 pub mod args;
+pub mod bars;
 pub mod command;
 pub mod demo;
 pub mod progress;
@@ -15,5 +16,27 @@ pub const EXIT_FAILED: u8 = 1;
 /// Exit status: bad usage.
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status: done, but rows were quarantined or verification found
-/// discrepancies (or the run was interrupted before the end).
+/// discrepancies.
 pub const EXIT_ATTENTION: u8 = 3;
+/// Exit status: stopped by Ctrl-C after a committed batch (resumable).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Prints a failed command's error on stderr — one sentence with its causes,
+/// each cause on its own line with `-v` — and picks its exit status (2 for
+/// bad usage, 1 otherwise).
+pub fn report_error(err: &anyhow::Error, verbose: u8) -> std::process::ExitCode {
+    if verbose > 0 {
+        eprintln!("error: {err}");
+        for cause in err.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+    } else {
+        eprintln!("error: {err:#}");
+    }
+    let usage = err.downcast_ref::<command::UsageError>().is_some()
+        || matches!(
+            err.downcast_ref::<memory_storage_turso::Error>(),
+            Some(memory_storage_turso::Error::InvalidOptions(_))
+        );
+    std::process::ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FAILED })
+}

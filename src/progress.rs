@@ -1,15 +1,71 @@
-//! Progress as log lines: one line per phase start and end, and a line
-//! every few seconds in between (never an escape code).
+//! Progress for people: bars on a terminal ([`crate::bars`]), plain log
+//! lines every few seconds elsewhere (CI, a log file, `nohup`), nothing
+//! with `--quiet`. Every variant honours Ctrl-C through the stop flag and
+//! logs each quarantined row once (for `--log-file`).
 
-use std::sync::Mutex;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use memory_storage_turso::decode::BadRowReason;
 use memory_storage_turso::migration::{Observer, Phase};
 
+use crate::args::GlobalArgs;
+
+/// An observer the command can close when the run ends.
+pub trait Progress: Observer {
+    /// Clears whatever the progress display left on the terminal.
+    fn finish(&self) {}
+}
+
+/// Logs a quarantined row once, as a structured event.
+pub fn log_quarantined(embedding_id: &str, reason: &BadRowReason) {
+    tracing::info!(
+        target: "migrate_embeddings_cli::quarantine",
+        embedding_id,
+        code = reason.code(),
+        reason = %reason,
+        "row not migrated"
+    );
+}
+
+/// Whether progress bars will be drawn for these flags.
+pub fn bars_wanted(global: &GlobalArgs) -> bool {
+    !global.quiet && std::io::stderr().is_terminal() && std::env::var_os("NO_PROGRESS").is_none()
+}
+
+/// The progress display for these flags.
+pub fn observer_for(global: &GlobalArgs, db: &str, stop: Arc<AtomicBool>) -> Box<dyn Progress> {
+    if global.quiet {
+        Box::new(Quiet { stop })
+    } else if bars_wanted(global) {
+        Box::new(crate::bars::Bars::new(db, stop))
+    } else {
+        Box::new(LogProgress::new(Duration::from_secs(2), stop))
+    }
+}
+
+/// `--quiet`: nothing on the terminal.
+pub struct Quiet {
+    stop: Arc<AtomicBool>,
+}
+
+impl Observer for Quiet {
+    fn row_quarantined(&self, embedding_id: &str, reason: &BadRowReason) {
+        log_quarantined(embedding_id, reason);
+    }
+    fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+impl Progress for Quiet {}
+
 /// Renders progress events as `tracing` lines.
 pub struct LogProgress {
     every: Duration,
+    stop: Arc<AtomicBool>,
     state: Mutex<State>,
 }
 
@@ -21,10 +77,11 @@ struct State {
 
 impl LogProgress {
     /// A line at most every `every`.
-    pub fn new(every: Duration) -> Self {
+    pub fn new(every: Duration, stop: Arc<AtomicBool>) -> Self {
         let now = Instant::now();
         LogProgress {
             every,
+            stop,
             state: Mutex::new(State {
                 total: 0,
                 started: now,
@@ -66,22 +123,25 @@ impl Observer for LogProgress {
             String::new()
         };
         tracing::info!(
-            "{}: {done}/{} {} ({rate:.0}/s{eta})",
+            "{}: {done}/{} {} ({rate:.0}/s, {:.0} s elapsed{eta})",
             phase.name(),
             s.total,
-            unit(phase)
+            unit(phase),
+            secs
         );
     }
 
     fn row_quarantined(&self, embedding_id: &str, reason: &BadRowReason) {
-        tracing::warn!("not migrated: {embedding_id}: {reason}");
+        log_quarantined(embedding_id, reason);
     }
 
     fn phase_finished(&self, phase: Phase, elapsed: Duration) {
-        tracing::info!(
-            "{}: finished in {:.1} s",
-            phase.name(),
-            elapsed.as_secs_f64()
-        );
+        tracing::info!("{}: finished in {:.1} s", phase.name(), elapsed.as_secs_f64());
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
     }
 }
+
+impl Progress for LogProgress {}

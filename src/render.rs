@@ -275,3 +275,79 @@ fn next_step(report: &MigrationReport) -> &'static str {
         RunMode::Execute => "Done: every row migrated and verified.",
     }
 }
+
+fn when(t: Option<i64>) -> String {
+    match t {
+        Some(t) => {
+            let ago = memory_storage_turso::migration::write::unix_now() - t;
+            format!("Unix time {t} ({ago} s ago)")
+        }
+        None => "-".to_string(),
+    }
+}
+
+/// The human view of `--status`.
+pub fn status_summary(s: &memory_storage_turso::migration::MigrationStatus, location: &str) -> String {
+    let mut out = String::new();
+    let state = match s.state.as_str() {
+        "not_started" => "not started",
+        "in_progress" => "in progress (resumable with --execute)",
+        "copied" => "copied, not yet verified complete (run --execute)",
+        "completed" => "completed and verified",
+        "legacy_dropped" => "completed; the legacy table was dropped",
+        other => other,
+    };
+    let _ = writeln!(out, "Migration status of {location}: {state}");
+    let _ = writeln!(
+        out,
+        "  legacy rows:       {}",
+        s.legacy_rows.map_or("- (no `embeddings` table)".into(), |n| n.to_string())
+    );
+    let _ = writeln!(
+        out,
+        "  checkpoint:        {}",
+        s.checkpoint.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(out, "  rows written:      {}", s.rows_written);
+    let _ = writeln!(
+        out,
+        "  rows left:         {}",
+        s.rows_left.map_or("-".into(), |n| n.to_string())
+    );
+    let _ = writeln!(out, "  started:           {}", when(s.started_at));
+    let _ = writeln!(out, "  last batch:        {}", when(s.updated_at));
+    let _ = writeln!(out, "  completed:         {}", when(s.completed_at));
+    if s.legacy_dropped_at.is_some() {
+        let _ = writeln!(out, "  legacy dropped:    {}", when(s.legacy_dropped_at));
+    }
+    if let Some(n) = s.backup_rows {
+        let _ = writeln!(out, "  embeddings_backup: {n} rows");
+    }
+    let _ = writeln!(out, "  quarantined rows:  {}", s.quarantined);
+    for (code, n) in &s.quarantined_by_reason {
+        let _ = writeln!(out, "    {n:>8} {code}");
+    }
+    match &s.lock {
+        Some(h) if s.lock_stale => {
+            let _ = writeln!(out, "  lock:              held by {h}, which is gone (the next run takes it over)");
+        }
+        Some(h) => {
+            let _ = writeln!(out, "  lock:              held by {h}");
+        }
+        None => {
+            let _ = writeln!(out, "  lock:              free");
+        }
+    }
+    if !s.target_rows.is_empty() {
+        let _ = writeln!(out, "\n  {:<18} {:>10}  vector index", "table", "rows");
+        for (t, n) in &s.target_rows {
+            let index = match s.vector_indexes.get(t) {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "-",
+            };
+            let _ = writeln!(out, "  {t:<18} {n:>10}  {index}");
+        }
+    }
+    out
+}

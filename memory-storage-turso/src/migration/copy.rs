@@ -122,6 +122,7 @@ pub async fn copy(
             outcome.interrupted = true;
             break;
         }
+        let batch_began = Instant::now();
         let mut attempt = 0;
         let step = loop {
             match copy_window(
@@ -150,6 +151,21 @@ pub async fn copy(
         }
         outcome.removed += step.removed;
         outcome.rows_seen += step.rows;
+        let written = writer.written_per_table();
+        tracing::debug!(
+            target: "memory_storage_turso::batch",
+            phase = "copy",
+            rows = step.rows,
+            rows_done = outcome.rows_seen,
+            rows_total = total,
+            written = written.values().sum::<u64>(),
+            removed = step.removed,
+            retries = attempt,
+            checkpoint = %step.upper.as_ref().map(|k| k.to_string()).unwrap_or_else(|| "end".into()),
+            millis = batch_began.elapsed().as_millis() as u64,
+            "batch committed"
+        );
+        observer.written(&written);
         observer.progress(Phase::Copy, outcome.rows_seen);
         match step.upper {
             Some(u) => after = Some(u),

@@ -28,7 +28,10 @@ pub async fn build_indexes(
             continue;
         };
         let started = Instant::now();
-        let status = if object_exists(conn, name).await? {
+        let status = if observer.stop_requested() {
+            report.interrupted = true;
+            "skipped"
+        } else if object_exists(conn, name).await? {
             "present"
         } else if !build {
             "skipped"

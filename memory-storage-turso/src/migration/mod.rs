@@ -30,6 +30,7 @@ pub mod retry;
 pub mod rollback;
 pub mod row;
 pub mod scan;
+pub mod status;
 mod verify;
 pub mod write;
 
@@ -39,6 +40,7 @@ use std::time::Instant;
 use libsql::Connection;
 
 pub use observer::{NoopObserver, Observer, Phase};
+pub use status::{migration_status, status, MigrationStatus};
 pub use report::{
     Discrepancy, IndexStatus, MigrationReport, PhaseTiming, QuarantinedRow, RunMode, TableCount,
     Verification,
@@ -345,6 +347,9 @@ async fn execute(
         return Ok(());
     }
     index::build_indexes(conn, options.build_vector_index, observer, report).await?;
+    if report.interrupted {
+        return Ok(());
+    }
     let indexes_built = report.vector_indexes.iter().any(|i| i.status == "built");
     verify::verify(
         conn,
@@ -358,6 +363,9 @@ async fn execute(
         report,
     )
     .await?;
+    if report.interrupted {
+        return Ok(());
+    }
     report.nothing_to_do = report.rows_written() == 0
         && !indexes_built
         && report

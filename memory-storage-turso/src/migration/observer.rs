@@ -44,6 +44,9 @@ pub trait Observer: Send + Sync {
     fn phase_started(&self, _phase: Phase, _total: u64) {}
     /// `done` units of the phase are finished (cumulative).
     fn progress(&self, _phase: Phase, _done: u64) {}
+    /// After each committed copy batch: rows written so far, per target
+    /// table.
+    fn written(&self, _per_table: &std::collections::BTreeMap<String, u64>) {}
     /// A legacy row could not be migrated (reported once per run).
     fn row_quarantined(&self, _embedding_id: &str, _reason: &BadRowReason) {}
     /// A phase ended after `elapsed`.

@@ -241,6 +241,11 @@ pub async fn verify(
     let mut after: Option<Key> = None;
     let mut seen = 0u64;
     loop {
+        if observer.stop_requested() {
+            report.interrupted = true;
+            break;
+        }
+        let window_began = Instant::now();
         let mut attempt = 0;
         let checked = loop {
             let mut attempt_digest = digest.clone();
@@ -281,7 +286,19 @@ pub async fn verify(
         for (t, n) in checked.counts {
             v.tables.entry(t.name().to_string()).or_default().actual += n;
         }
+        let discrepancies_before = v.discrepancy_count;
         tally(&checked.findings, &mut v, report);
+        tracing::debug!(
+            target: "memory_storage_turso::batch",
+            phase = "verify",
+            rows,
+            rows_done = seen,
+            repaired = checked.repaired,
+            discrepancies = v.discrepancy_count - discrepancies_before,
+            retries = attempt,
+            millis = window_began.elapsed().as_millis() as u64,
+            "window verified"
+        );
         observer.progress(Phase::Verify, seen);
         match checked.upper {
             Some(u) => after = Some(u),
@@ -298,7 +315,8 @@ pub async fn verify(
             }
         }
     }
-    v.passed = v.discrepancy_count == 0;
+    // An interrupted verification did not cover every row: it cannot pass.
+    v.passed = v.discrepancy_count == 0 && !report.interrupted;
     report.verification = Some(v);
     report.source_digest = Some(TableDigest {
         rows: digest_rows,

@@ -1,0 +1,2 @@
+//! `memory-cli`: placeholder until the command line is written.
+fn main() {}
