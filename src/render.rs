@@ -23,6 +23,16 @@ fn bytes(n: u64) -> String {
     }
 }
 
+fn duration(secs: f64) -> String {
+    if secs < 90.0 {
+        format!("{secs:.0} s")
+    } else if secs < 5400.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!("{:.1} h", secs / 3600.0)
+    }
+}
+
 fn get(map: Option<&std::collections::BTreeMap<String, u64>>, table: TargetTable) -> u64 {
     map.and_then(|m| m.get(table.name()).copied()).unwrap_or(0)
 }
@@ -124,14 +134,16 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
             _ => get(report.migrated.as_ref(), table),
         };
         let counts = verification.and_then(|v| v.tables.get(table.name()));
+        let written_bytes = report.migrated_bytes.get(table.name()).copied();
         let _ = writeln!(
             out,
-            "  {:<18} {:>10} {:>10} {:>10} {:>10}",
+            "  {:<18} {:>10} {:>10} {:>10} {:>10} {:>10}",
             table.name(),
             written,
             get(Some(&report.already_migrated), table),
             counts.map_or("-".into(), |c| c.expected.to_string()),
             counts.map_or("-".into(), |c| c.actual.to_string()),
+            written_bytes.map_or(String::new(), bytes),
         );
     }
     let _ = writeln!(out);
@@ -166,6 +178,28 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
                 String::new()
             }
         );
+    }
+    if let Some(copy) = report.estimated_copy_seconds {
+        let _ = writeln!(
+            out,
+            "  estimated copy time: {} (measured read rate, sample written to a scratch database)",
+            duration(copy)
+        );
+    }
+    if let Some(index) = &report.estimated_index_seconds {
+        let total: f64 = index.values().sum();
+        if total > 0.0 {
+            let parts: Vec<String> = index
+                .iter()
+                .map(|(t, s)| format!("{t} {}", duration(*s)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  estimated vector index time: {} ({}; rough: timed DiskANN inserts, scaled)",
+                duration(total),
+                parts.join(", ")
+            );
+        }
     }
     if let Some(extra) = report.estimated_extra_bytes {
         let index = report.estimated_vector_index_bytes.unwrap_or(0);
@@ -287,7 +321,10 @@ fn when(t: Option<i64>) -> String {
 }
 
 /// The human view of `--status`.
-pub fn status_summary(s: &memory_storage_turso::migration::MigrationStatus, location: &str) -> String {
+pub fn status_summary(
+    s: &memory_storage_turso::migration::MigrationStatus,
+    location: &str,
+) -> String {
     let mut out = String::new();
     let state = match s.state.as_str() {
         "not_started" => "not started",
@@ -301,7 +338,8 @@ pub fn status_summary(s: &memory_storage_turso::migration::MigrationStatus, loca
     let _ = writeln!(
         out,
         "  legacy rows:       {}",
-        s.legacy_rows.map_or("- (no `embeddings` table)".into(), |n| n.to_string())
+        s.legacy_rows
+            .map_or("- (no `embeddings` table)".into(), |n| n.to_string())
     );
     let _ = writeln!(
         out,
@@ -329,7 +367,10 @@ pub fn status_summary(s: &memory_storage_turso::migration::MigrationStatus, loca
     }
     match &s.lock {
         Some(h) if s.lock_stale => {
-            let _ = writeln!(out, "  lock:              held by {h}, which is gone (the next run takes it over)");
+            let _ = writeln!(
+                out,
+                "  lock:              held by {h}, which is gone (the next run takes it over)"
+            );
         }
         Some(h) => {
             let _ = writeln!(out, "  lock:              held by {h}");

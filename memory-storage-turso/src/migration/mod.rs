@@ -19,6 +19,7 @@ mod apply;
 pub mod backup;
 pub mod compare;
 mod copy;
+mod estimate;
 pub mod finalize;
 mod index;
 pub mod lock;
@@ -40,11 +41,11 @@ use std::time::Instant;
 use libsql::Connection;
 
 pub use observer::{NoopObserver, Observer, Phase};
-pub use status::{migration_status, status, MigrationStatus};
 pub use report::{
     Discrepancy, IndexStatus, MigrationReport, PhaseTiming, QuarantinedRow, RunMode, TableCount,
     Verification,
 };
+pub use status::{migration_status, status, MigrationStatus};
 
 use crate::connect::{open, Access};
 use crate::error::{DbContext, Error, Result};
@@ -363,6 +364,7 @@ async fn execute(
         report,
     )
     .await?;
+    report.migrated_bytes = writer.bytes_per_table();
     if report.interrupted {
         return Ok(());
     }

@@ -61,6 +61,8 @@ pub async fn plan(
     for t in TargetTable::ALL {
         planned.insert(t.name().to_string(), 0u64);
     }
+    let mut sample: Vec<super::compare::ValidRow> = Vec::new();
+    let mut native_rows: std::collections::BTreeMap<TargetTable, u64> = Default::default();
     let mut extra = 0u64;
     let mut index_extra = 0u64;
     let mut seen = 0u64;
@@ -86,6 +88,10 @@ pub async fn plan(
                             extra += estimate(&v);
                             index_extra += vector_index_bytes(v.table);
                         }
+                        *native_rows.entry(v.table).or_default() += 1;
+                        if sample.len() < super::estimate::SAMPLE_ROWS {
+                            sample.push(v);
+                        }
                     }
                 }
                 Finding::Bad { row, reason, .. } => {
@@ -101,6 +107,14 @@ pub async fn plan(
             Some(u) => after = Some(u),
             None => break,
         }
+    }
+    let read_secs = began.elapsed().as_secs_f64();
+    let to_copy: u64 = planned.values().sum();
+    if to_copy > 0 {
+        if let Some(per_row) = super::estimate::write_seconds_per_row(sample).await? {
+            report.estimated_copy_seconds = Some(read_secs + per_row * to_copy as f64);
+        }
+        report.estimated_index_seconds = Some(super::estimate::index_seconds(&native_rows).await?);
     }
     report.planned = Some(planned);
     // B-tree pages are not full: measured growth is about 15% above the

@@ -50,6 +50,18 @@ pub struct MigrationReport {
     /// (default index options), in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimated_vector_index_bytes: Option<u64>,
+    /// Dry run: estimated seconds of the copy (measured read rate, plus a
+    /// sample of the rows written through the real writer to a scratch
+    /// database).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_copy_seconds: Option<f64>,
+    /// Dry run: estimated seconds to build each DiskANN index (timed inserts
+    /// into an indexed scratch table, scaled logarithmically).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_index_seconds: Option<BTreeMap<String, f64>>,
+    /// Execute: bytes written per target table (all columns).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub migrated_bytes: BTreeMap<String, u64>,
     /// The checkpoint the copy resumed from, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<String>,

@@ -62,9 +62,13 @@ pub async fn status(conn: &Connection) -> Result<MigrationStatus> {
     let mut s = MigrationStatus::default();
     let legacy = object_exists(conn, LEGACY_TABLE).await?;
     if legacy {
-        s.legacy_rows = one_i64(conn, &format!("SELECT count(*) FROM {LEGACY_TABLE}"), vec![])
-            .await?
-            .map(|n| n as u64);
+        s.legacy_rows = one_i64(
+            conn,
+            &format!("SELECT count(*) FROM {LEGACY_TABLE}"),
+            vec![],
+        )
+        .await?
+        .map(|n| n as u64);
     }
     if object_exists(conn, CHECKPOINT_TABLE).await? {
         let ctx = || "reading the checkpoint".to_string();
@@ -106,7 +110,9 @@ pub async fn status(conn: &Connection) -> Result<MigrationStatus> {
         let ctx = || "reading the quarantine record".to_string();
         let mut rows = conn
             .query(
-                &format!("SELECT reason_code, count(*) FROM {QUARANTINE_TABLE} GROUP BY reason_code"),
+                &format!(
+                    "SELECT reason_code, count(*) FROM {QUARANTINE_TABLE} GROUP BY reason_code"
+                ),
                 (),
             )
             .await

@@ -33,6 +33,10 @@ pub struct BatchWriter<'c> {
     pub written: [u64; 5],
     /// Rows written to each target table by the batch in flight.
     pending: [u64; 5],
+    /// Bytes (all columns) written to each table by committed batches, and
+    /// by the batch in flight.
+    bytes: [u64; 5],
+    pending_bytes: [u64; 5],
     in_batch: u64,
 }
 
@@ -65,6 +69,8 @@ impl<'c> BatchWriter<'c> {
             lock: None,
             written: [0; 5],
             pending: [0; 5],
+            bytes: [0; 5],
+            pending_bytes: [0; 5],
             in_batch: 0,
         }
     }
@@ -74,6 +80,7 @@ impl<'c> BatchWriter<'c> {
     pub async fn begin(&mut self) -> Result<()> {
         self.in_batch = 0;
         self.pending = [0; 5];
+        self.pending_bytes = [0; 5];
         self.conn
             .execute("BEGIN IMMEDIATE", ())
             .await
@@ -99,13 +106,18 @@ impl<'c> BatchWriter<'c> {
         for (total, n) in self.written.iter_mut().zip(self.pending) {
             *total += n;
         }
+        for (total, n) in self.bytes.iter_mut().zip(self.pending_bytes) {
+            *total += n;
+        }
         self.pending = [0; 5];
+        self.pending_bytes = [0; 5];
         Ok(())
     }
 
     /// Rolls back the batch in flight (used when a write failed).
     pub async fn rollback(&mut self) {
         self.pending = [0; 5];
+        self.pending_bytes = [0; 5];
         if !self.conn.is_autocommit() {
             let _ = self.conn.execute("ROLLBACK", ()).await;
         }
@@ -116,6 +128,16 @@ impl<'c> BatchWriter<'c> {
         TargetTable::ALL
             .iter()
             .zip(self.written)
+            .filter(|(_, n)| *n > 0)
+            .map(|(t, n)| (t.name().to_string(), n))
+            .collect()
+    }
+
+    /// Bytes written per target table by committed batches.
+    pub fn bytes_per_table(&self) -> std::collections::BTreeMap<String, u64> {
+        TargetTable::ALL
+            .iter()
+            .zip(self.bytes)
             .filter(|(_, n)| *n > 0)
             .map(|(t, n)| (t.name().to_string(), n))
             .collect()
@@ -158,6 +180,7 @@ impl<'c> BatchWriter<'c> {
         })
         .await?;
         let key = row.key.clone();
+        let size = (row.size() + vector.len()) as u64;
         let params = vec![
             row.key.0,
             row.item_id,
@@ -192,6 +215,7 @@ impl<'c> BatchWriter<'c> {
         )
         .await?;
         self.pending[slot(table)] += 1;
+        self.pending_bytes[slot(table)] += size;
         self.in_batch += 1;
         Ok(())
     }

@@ -1,0 +1,131 @@
+//! Time estimates for the dry run, from rates measured on this machine:
+//! the plan's own read and decode rate, a sample of the real rows written
+//! through the real writer into a scratch database, and DiskANN inserts
+//! timed per native dimension.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use libsql::{Builder, Connection, Value};
+
+use super::compare::ValidRow;
+use super::write::BatchWriter;
+use crate::error::{DbContext, Result};
+use crate::schema::{create_target_tables, create_vector_index, TargetTable};
+
+/// Rows kept from the plan for the write measurement.
+pub const SAMPLE_ROWS: usize = 256;
+
+/// How long the DiskANN measurement may take per native table.
+const INDEX_BUDGET: Duration = Duration::from_millis(400);
+
+/// A scratch database in the system's temporary directory, removed on drop
+/// (the user's database is never written by a dry run).
+struct Scratch {
+    _dir: std::path::PathBuf,
+    conn: Connection,
+    _db: libsql::Database,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+async fn scratch() -> Result<Scratch> {
+    let dir = std::env::temp_dir().join(format!(
+        "migrate-embeddings-estimate-{}-{}",
+        std::process::id(),
+        super::write::unix_now()
+    ));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("scratch.db");
+    let ctx = || "opening a scratch database for the estimate".to_string();
+    let db = Builder::new_local(&path).build().await.db_context(ctx)?;
+    let conn = db.connect().db_context(ctx)?;
+    Ok(Scratch {
+        _dir: dir,
+        conn,
+        _db: db,
+    })
+}
+
+/// Seconds per row to write `sample` through the real batch writer.
+pub async fn write_seconds_per_row(sample: Vec<ValidRow>) -> Result<Option<f64>> {
+    if sample.is_empty() {
+        return Ok(None);
+    }
+    let s = scratch().await?;
+    create_target_tables(&s.conn).await?;
+    let n = sample.len();
+    let mut writer = BatchWriter::new(&s.conn);
+    let began = Instant::now();
+    let mut rows = sample.into_iter().peekable();
+    while rows.peek().is_some() {
+        writer.begin().await?;
+        for v in rows.by_ref().take(64) {
+            writer.upsert(v.table, v.row, v.vector).await?;
+        }
+        writer.commit().await?;
+    }
+    Ok(Some(began.elapsed().as_secs_f64() / n as f64))
+}
+
+fn random_vector(dim: usize, seed: &mut u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(dim * 4);
+    for _ in 0..dim {
+        *seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let x = ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+/// Estimated seconds to build the DiskANN index of each native table that
+/// will receive `rows[table]` rows: inserts into an indexed scratch table
+/// are timed for a short budget, and the per-row cost is scaled by how
+/// DiskANN's search grows (logarithmically with the table).
+pub async fn index_seconds(rows: &BTreeMap<TargetTable, u64>) -> Result<BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    for (&table, &n) in rows {
+        let Some(dim) = table.native_dimension() else {
+            continue;
+        };
+        if n == 0 {
+            continue;
+        }
+        let s = scratch().await?;
+        s.conn
+            .execute(table.create_table_sql(), ())
+            .await
+            .db_context(|| format!("creating a scratch {table}"))?;
+        create_vector_index(&s.conn, table).await?;
+        let insert = format!(
+            "INSERT INTO {} (embedding_id, item_id, item_type, embedding_data, embedding_vector, dimension, model) VALUES (?1, 'i', 't', '[]', ?2, {dim}, 'm')",
+            table.name()
+        );
+        let mut seed = dim as u64;
+        let began = Instant::now();
+        let mut done = 0u64;
+        while began.elapsed() < INDEX_BUDGET && done < n {
+            s.conn
+                .execute(
+                    &insert,
+                    vec![
+                        Value::Text(format!("e{done}")),
+                        Value::Blob(random_vector(dim, &mut seed)),
+                    ],
+                )
+                .await
+                .db_context(|| format!("timing DiskANN inserts into {table}"))?;
+            done += 1;
+        }
+        let per_row = began.elapsed().as_secs_f64() / done.max(1) as f64;
+        let growth = ((n as f64).ln() / (done.max(2) as f64).ln()).max(1.0);
+        out.insert(table.name().to_string(), per_row * n as f64 * growth);
+    }
+    Ok(out)
+}
