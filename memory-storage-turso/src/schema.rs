@@ -300,10 +300,85 @@ pub async fn create_target_tables(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Builds the DiskANN index of one native table if it is missing.
+/// How DiskANN stores neighbour vectors (libSQL's `compress_neighbors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NeighborCompression {
+    Float1Bit,
+    Float8,
+    Float16,
+    FloatB16,
+    Float32,
+}
+
+impl NeighborCompression {
+    /// libSQL's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NeighborCompression::Float1Bit => "float1bit",
+            NeighborCompression::Float8 => "float8",
+            NeighborCompression::Float16 => "float16",
+            NeighborCompression::FloatB16 => "floatb16",
+            NeighborCompression::Float32 => "float32",
+        }
+    }
+
+    /// Parses libSQL's spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            NeighborCompression::Float1Bit,
+            NeighborCompression::Float8,
+            NeighborCompression::Float16,
+            NeighborCompression::FloatB16,
+            NeighborCompression::Float32,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
+/// Options of the DiskANN indexes, passed through to `libsql_vector_idx`.
+/// Typed, so nothing from input reaches the SQL text unchecked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct VectorIndexOptions {
+    /// `compress_neighbors=…`; libSQL's default keeps full vectors.
+    pub compress_neighbors: Option<NeighborCompression>,
+    /// `max_neighbors=…`; libSQL's default depends on the dimension.
+    pub max_neighbors: Option<u32>,
+}
+
+impl VectorIndexOptions {
+    /// The index's `CREATE INDEX` for `table` with these options.
+    pub fn sql(&self, table: TargetTable) -> Option<String> {
+        let name = table.vector_index_name()?;
+        let mut args = String::from("embedding_vector");
+        if let Some(c) = self.compress_neighbors {
+            args.push_str(&format!(", 'compress_neighbors={}'", c.as_str()));
+        }
+        if let Some(n) = self.max_neighbors {
+            args.push_str(&format!(", 'max_neighbors={n}'"));
+        }
+        Some(format!(
+            "CREATE INDEX IF NOT EXISTS {name} ON {}(libsql_vector_idx({args}))",
+            table.name()
+        ))
+    }
+}
+
+/// Builds the DiskANN index of one native table if it is missing, with
+/// libSQL's default options.
 pub async fn create_vector_index(conn: &Connection, table: TargetTable) -> Result<()> {
-    if let Some(sql) = table.vector_index_sql() {
-        conn.execute(sql, ())
+    create_vector_index_with(conn, table, &VectorIndexOptions::default()).await
+}
+
+/// Builds the DiskANN index of one native table if it is missing.
+pub async fn create_vector_index_with(
+    conn: &Connection,
+    table: TargetTable,
+    options: &VectorIndexOptions,
+) -> Result<()> {
+    if let Some(sql) = options.sql(table) {
+        conn.execute(&sql, ())
             .await
             .db_context(|| format!("building the vector index of {table}"))?;
     }
@@ -400,6 +475,25 @@ mod tests {
         for t in TargetTable::ALL {
             assert_eq!(TargetTable::from_name(t.name()), Some(t));
         }
+    }
+
+    #[test]
+    fn index_options_reach_the_sql_typed() {
+        let default = VectorIndexOptions::default();
+        assert_eq!(
+            default.sql(TargetTable::D384).as_deref(),
+            TargetTable::D384.vector_index_sql()
+        );
+        let o = VectorIndexOptions {
+            compress_neighbors: NeighborCompression::parse("float8"),
+            max_neighbors: Some(32),
+        };
+        assert_eq!(
+            o.sql(TargetTable::D1536).unwrap(),
+            "CREATE INDEX IF NOT EXISTS idx_embeddings_1536_vector ON embeddings_1536(libsql_vector_idx(embedding_vector, 'compress_neighbors=float8', 'max_neighbors=32'))"
+        );
+        assert_eq!(o.sql(TargetTable::Other), None);
+        assert_eq!(NeighborCompression::parse("float9"), None);
     }
 
     #[tokio::test]

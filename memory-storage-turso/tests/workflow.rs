@@ -308,3 +308,35 @@ async fn vector_indexes_are_built_after_the_copy_and_only_once() {
     assert!(again.vector_indexes.iter().all(|i| i.status == "present"));
     assert!(again.nothing_to_do);
 }
+
+#[tokio::test]
+async fn vector_index_options_are_passed_through() {
+    let mut spec = small_spec(60, 19);
+    spec.bad_rows = 0;
+    let (t, _) = TestDb::sample(&spec).await;
+    let options = MigrationOptions {
+        build_vector_index: true,
+        vector_index: memory_storage_turso::schema::VectorIndexOptions {
+            compress_neighbors: memory_storage_turso::schema::NeighborCompression::parse("float8"),
+            max_neighbors: Some(16),
+        },
+        ..execute(50)
+    };
+    let report = run_migration(&t.conn, &options, &NoopObserver)
+        .await
+        .unwrap();
+    assert!(report.verification.unwrap().passed);
+    let mut rows = t
+        .conn
+        .query(
+            "SELECT sql FROM sqlite_master WHERE name = 'idx_embeddings_384_vector'",
+            (),
+        )
+        .await
+        .unwrap();
+    let sql: String = rows.next().await.unwrap().unwrap().get(0).unwrap();
+    assert!(
+        sql.contains("'compress_neighbors=float8'") && sql.contains("'max_neighbors=16'"),
+        "{sql}"
+    );
+}

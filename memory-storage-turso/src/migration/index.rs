@@ -8,12 +8,13 @@ use libsql::Connection;
 use super::observer::{Observer, Phase};
 use super::report::{IndexStatus, MigrationReport, PhaseTiming};
 use crate::error::Result;
-use crate::schema::{create_vector_index, object_exists, TargetTable};
+use crate::schema::{create_vector_index_with, object_exists, TargetTable, VectorIndexOptions};
 
 /// Builds each missing DiskANN index (or records that it was skipped).
 pub async fn build_indexes(
     conn: &Connection,
     build: bool,
+    index_options: &VectorIndexOptions,
     observer: &dyn Observer,
     report: &mut MigrationReport,
 ) -> Result<()> {
@@ -36,7 +37,7 @@ pub async fn build_indexes(
         } else if !build {
             "skipped"
         } else {
-            create_vector_index(conn, table).await?;
+            create_vector_index_with(conn, table, index_options).await?;
             "built"
         };
         report.vector_indexes.push(IndexStatus {

@@ -85,6 +85,8 @@ pub struct MigrationOptions {
     pub from_checkpoint: Option<String>,
     /// Build the DiskANN indexes after the copy.
     pub build_vector_index: bool,
+    /// Options of those indexes (`compress_neighbors`, `max_neighbors`).
+    pub vector_index: crate::schema::VectorIndexOptions,
     /// Upper bound on the bytes of one batch (a batch of very large vectors
     /// is cut short so memory stays flat).
     pub batch_bytes: usize,
@@ -108,6 +110,7 @@ impl Default for MigrationOptions {
             rollback: false,
             from_checkpoint: None,
             build_vector_index: true,
+            vector_index: Default::default(),
             batch_bytes: 32 << 20,
             listed_limit: 10_000,
             max_retries: 5,
@@ -347,7 +350,14 @@ async fn execute(
         report.interrupted = true;
         return Ok(());
     }
-    index::build_indexes(conn, options.build_vector_index, observer, report).await?;
+    index::build_indexes(
+        conn,
+        options.build_vector_index,
+        &options.vector_index,
+        observer,
+        report,
+    )
+    .await?;
     if report.interrupted {
         return Ok(());
     }
