@@ -56,46 +56,63 @@ struct Step {
     rows: u64,
     already: BTreeMap<&'static str, u64>,
     removed: u64,
+}
+
+/// A window read and judged, ready to be written.
+struct Judged {
+    upper: Option<Key>,
+    checkpoint: Option<Key>,
+    rows: u64,
+    findings: Vec<super::compare::Finding>,
     empty: bool,
 }
 
-async fn copy_window(
-    conn: &Connection,
-    layout: &Layout,
-    after: Option<&Key>,
-    limits: Limits,
+/// Judges (decodes and compares) a window on a blocking thread, so the
+/// caller can write the previous window meanwhile.
+fn judge_in_background(window: super::scan::Window) -> tokio::task::JoinHandle<Judged> {
+    tokio::task::spawn_blocking(move || {
+        let empty = window.is_empty();
+        let upper = window.upper.clone();
+        let checkpoint = upper
+            .clone()
+            .or_else(|| window.legacy.last().map(|r| r.key.clone()));
+        let rows = window.legacy.len() as u64;
+        Judged {
+            upper,
+            checkpoint,
+            rows,
+            findings: judge(window),
+            empty,
+        }
+    })
+}
+
+async fn joined(handle: tokio::task::JoinHandle<Judged>) -> Judged {
+    match handle.await {
+        Ok(j) => j,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Writes a judged window and moves the checkpoint, in one transaction.
+async fn write_judged(
+    judged: Judged,
     writer: &mut BatchWriter<'_>,
     rejected: &Rejected,
     observer: &dyn Observer,
 ) -> Result<Step> {
-    let window = layout.next_window(conn, after, limits).await?;
-    if window.is_empty() {
-        return Ok(Step {
-            upper: None,
-            rows: 0,
-            already: BTreeMap::new(),
-            removed: 0,
-            empty: true,
-        });
-    }
-    let upper = window.upper.clone();
-    let checkpoint = upper
-        .clone()
-        .or_else(|| window.legacy.last().map(|r| r.key.clone()));
-    let rows = window.legacy.len() as u64;
-    let findings = with_rejections(judge(window), rejected);
+    let findings = with_rejections(judged.findings, rejected);
     writer.begin().await?;
-    let applied = apply(findings, writer, super::apply::Quarantine::Always, observer).await?;
-    if let Some(k) = &checkpoint {
+    let applied = apply(findings, writer, Quarantine::Always, observer).await?;
+    if let Some(k) = &judged.checkpoint {
         writer.checkpoint(k).await?;
     }
     writer.commit().await?;
     Ok(Step {
-        upper,
-        rows,
+        upper: judged.upper,
+        rows: judged.rows,
         already: applied.already,
         removed: applied.removed,
-        empty: false,
     })
 }
 
@@ -111,12 +128,12 @@ pub async fn copy(
     rejected: &mut Rejected,
     observer: &dyn Observer,
 ) -> Result<CopyOutcome> {
-    let _ = Quarantine::Always;
     let began = Instant::now();
     let total = count_after(conn, start.as_ref()).await?;
     observer.phase_started(Phase::Copy, total);
     let mut outcome = CopyOutcome::default();
     let mut after = start;
+    let mut ahead: Option<tokio::task::JoinHandle<Judged>> = None;
     loop {
         if observer.stop_requested() {
             outcome.interrupted = true;
@@ -125,27 +142,40 @@ pub async fn copy(
         let batch_began = Instant::now();
         let mut attempt = 0;
         let step = loop {
-            match copy_window(
-                conn,
-                layout,
-                after.as_ref(),
-                limits,
-                writer,
-                rejected,
-                observer,
-            )
-            .await
-            {
-                Ok(step) => break step,
+            let judged = match ahead.take() {
+                Some(handle) => joined(handle).await,
+                None => match layout.next_window(conn, after.as_ref(), limits).await {
+                    Ok(window) => joined(judge_in_background(window)).await,
+                    Err(e) => {
+                        after_failure(e, &mut attempt, max_retries, rejected).await?;
+                        continue;
+                    }
+                },
+            };
+            if judged.empty {
+                break None;
+            }
+            // Read the next window now and judge it while this one is
+            // written (the ranges are disjoint, so the order is safe). A
+            // failed read is simply not prefetched: the next turn reads
+            // again, with retries.
+            if let Some(upper) = &judged.upper {
+                if let Ok(window) = layout.next_window(conn, Some(upper), limits).await {
+                    ahead = Some(judge_in_background(window));
+                }
+            }
+            match write_judged(judged, writer, rejected, observer).await {
+                Ok(step) => break Some(step),
                 Err(e) => {
                     writer.rollback().await;
+                    ahead = None;
                     after_failure(e, &mut attempt, max_retries, rejected).await?;
                 }
             }
         };
-        if step.empty {
+        let Some(step) = step else {
             break;
-        }
+        };
         for (table, n) in step.already {
             *outcome.already.entry(table.to_string()).or_default() += n;
         }

@@ -34,10 +34,12 @@ impl Drop for Scratch {
 }
 
 async fn scratch() -> Result<Scratch> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "migrate-embeddings-estimate-{}-{}",
+        "migrate-embeddings-estimate-{}-{}-{}",
         std::process::id(),
-        super::write::unix_now()
+        super::write::unix_now(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join("scratch.db");

@@ -135,4 +135,34 @@ proptest! {
         let text = payload_with_size(algorithm, &compressed, raw.len());
         check_ok_invariants(&decode_embedding_data(&text));
     }
+
+    /// The decoder's fast float parser rounds exactly like the standard
+    /// library's (correctly rounded) one, on any JSON number: long digit
+    /// strings near halfway points, exponents, subnormals, overflow.
+    #[test]
+    fn prop_numbers_round_like_std(
+        negative in any::<bool>(),
+        int in "(0|[1-9][0-9]{0,30})",
+        frac in proptest::option::of("[0-9]{1,40}"),
+        exp in proptest::option::of(-60i32..60),
+    ) {
+        let mut token = String::new();
+        if negative {
+            token.push('-');
+        }
+        token.push_str(&int);
+        if let Some(f) = &frac {
+            token.push('.');
+            token.push_str(f);
+        }
+        if let Some(e) = exp {
+            token.push_str(&format!("e{e}"));
+        }
+        let expected: f32 = token.parse().unwrap();
+        let text = format!("[{token}]");
+        match decode_embedding_data(&text) {
+            Ok(bytes) => prop_assert_eq!(bytes, expected.to_le_bytes().to_vec(), "{}", token),
+            Err(_) => prop_assert!(!expected.is_finite(), "{} rejected but parses to {}", token, expected),
+        }
+    }
 }
