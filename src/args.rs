@@ -24,7 +24,8 @@ pub const DB_ENV: [&str; 3] = ["TURSO_DATABASE_URL", "TURSO_DB_URL", "TURSO_URL"
 /// (after `--auth-token`).
 pub const TOKEN_ENV: [&str; 2] = ["TURSO_AUTH_TOKEN", "TURSO_TOKEN"];
 
-const ENV_HELP: &str = "Environment: the database is --db, else TURSO_DATABASE_URL, else TURSO_DB_URL, \
+const ENV_HELP: &str =
+    "Environment: the database is --db, else TURSO_DATABASE_URL, else TURSO_DB_URL, \
 else TURSO_URL; the token is --auth-token, else TURSO_AUTH_TOKEN, else TURSO_TOKEN.";
 
 /// Flags every command understands (global in `memory-cli`).
@@ -121,6 +122,16 @@ pub struct MigrateArgs {
     /// what is missing).
     #[arg(long)]
     pub no_vector_index: bool,
+
+    /// DiskANN `compress_neighbors` for the vector indexes (float1bit,
+    /// float8, float16, floatb16, float32): smaller and faster to build,
+    /// at some cost in recall (see BENCHMARKS.md).
+    #[arg(long, value_name = "TYPE", value_parser = parse_compression)]
+    pub compress_neighbors: Option<memory_storage_turso::schema::NeighborCompression>,
+
+    /// DiskANN `max_neighbors` for the vector indexes.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_neighbors: Option<u32>,
 
     /// Write the full report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
@@ -241,9 +252,18 @@ impl MigrateArgs {
             rollback: self.rollback,
             from_checkpoint: self.from_checkpoint.clone(),
             max_retries: self.max_retries,
+            vector_index: memory_storage_turso::schema::VectorIndexOptions {
+                compress_neighbors: self.compress_neighbors,
+                max_neighbors: self.max_neighbors,
+            },
             ..Default::default()
         }
     }
+}
+
+fn parse_compression(s: &str) -> Result<memory_storage_turso::schema::NeighborCompression, String> {
+    memory_storage_turso::schema::NeighborCompression::parse(s)
+        .ok_or_else(|| "expected one of float1bit, float8, float16, floatb16, float32".to_string())
 }
 
 /// The help line about the environment (for other front ends).
@@ -273,9 +293,28 @@ mod tests {
         assert!(o.verify_only && !o.dry_run);
         assert_eq!(o.batch_size, 7);
         assert!(Cli::try_parse_from(["m", "--db", "x", "--execute", "--batch-size", "0"]).is_err());
-        let cli = Cli::try_parse_from(["m", "--db", "x", "--rollback", "--from-checkpoint", "a"]).unwrap();
+        let cli = Cli::try_parse_from(["m", "--db", "x", "--rollback", "--from-checkpoint", "a"])
+            .unwrap();
         assert!(cli.migrate.options(&cli.global).rollback);
-        assert_eq!(cli.migrate.options(&cli.global).from_checkpoint.as_deref(), Some("a"));
+        assert_eq!(
+            cli.migrate.options(&cli.global).from_checkpoint.as_deref(),
+            Some("a")
+        );
+        let cli = Cli::try_parse_from([
+            "m",
+            "--db",
+            "x",
+            "--execute",
+            "--compress-neighbors",
+            "float8",
+            "--max-neighbors",
+            "16",
+        ])
+        .unwrap();
+        let o = cli.migrate.options(&cli.global).vector_index;
+        assert_eq!(o.compress_neighbors.map(|c| c.as_str()), Some("float8"));
+        assert_eq!(o.max_neighbors, Some(16));
+        assert!(Cli::try_parse_from(["m", "--compress-neighbors", "float9"]).is_err());
         let cli = Cli::try_parse_from(["m", "--format", "json", "--dry-run"]).unwrap();
         assert_eq!(cli.global.format, Format::Json);
     }

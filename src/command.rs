@@ -43,7 +43,12 @@ pub fn init_logging(global: &GlobalArgs, progress_bars: bool) -> anyhow::Result<
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let ours = ["memory_storage_turso", "migrate_embeddings_cli", "migrate_embeddings", "memory_cli"];
+    let ours = [
+        "memory_storage_turso",
+        "migrate_embeddings_cli",
+        "migrate_embeddings",
+        "memory_cli",
+    ];
     let directives = |level: &str| {
         let mut d = String::from("warn");
         for crate_name in ours {
@@ -58,7 +63,7 @@ pub fn init_logging(global: &GlobalArgs, progress_bars: bool) -> anyhow::Result<
     let stderr_filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives(level)));
     let stderr_layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(crate::bars::BarsAwareStderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .with_filter(stderr_filter);
@@ -97,11 +102,14 @@ pub fn ctrl_c_flag() -> Arc<AtomicBool> {
     let set = flag.clone();
     tokio::spawn(async move {
         while tokio::signal::ctrl_c().await.is_ok() {
+            let say = |text: &str| {
+                crate::bars::shared_multi().suspend(|| eprintln!("\n{text}"));
+            };
             if set.swap(true, Ordering::SeqCst) {
-                eprintln!("\nSecond Ctrl-C: stopping now; the batch in flight is rolled back.");
+                say("Second Ctrl-C: stopping now; the batch in flight is rolled back.");
                 std::process::exit(i32::from(EXIT_INTERRUPTED));
             }
-            eprintln!("\nCtrl-C: finishing the batch in flight, then stopping (Ctrl-C again to stop at once)…");
+            say("Ctrl-C: finishing the batch in flight, then stopping (Ctrl-C again to stop at once)…");
         }
     });
     flag

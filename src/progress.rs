@@ -136,7 +136,11 @@ impl Observer for LogProgress {
     }
 
     fn phase_finished(&self, phase: Phase, elapsed: Duration) {
-        tracing::info!("{}: finished in {:.1} s", phase.name(), elapsed.as_secs_f64());
+        tracing::info!(
+            "{}: finished in {:.1} s",
+            phase.name(),
+            elapsed.as_secs_f64()
+        );
     }
 
     fn stop_requested(&self) -> bool {
