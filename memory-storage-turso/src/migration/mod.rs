@@ -111,7 +111,7 @@ impl Default for MigrationOptions {
             from_checkpoint: None,
             build_vector_index: true,
             vector_index: Default::default(),
-            batch_bytes: 32 << 20,
+            batch_bytes: 8 << 20,
             listed_limit: 10_000,
             max_retries: 5,
         }

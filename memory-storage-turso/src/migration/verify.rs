@@ -159,38 +159,70 @@ struct Checked {
     counts: Vec<(TargetTable, u64)>,
     findings: Vec<Finding>,
     repaired: u64,
-    empty: bool,
+    /// The legacy digest after this window's rows.
+    digest: Xxh3,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn verify_window(
+/// A window read, its legacy rows digested, and its judging under way on
+/// a blocking thread.
+struct Read {
+    upper: Option<Key>,
+    counts: Vec<(TargetTable, u64)>,
+    digest_before: Xxh3,
+    digest_after: Xxh3,
+    judging: Option<tokio::task::JoinHandle<Vec<Finding>>>,
+}
+
+async fn read_window(
     conn: &Connection,
     layout: &Layout,
     after: Option<&Key>,
     limits: Limits,
+    digest: &Xxh3,
+) -> Result<Read> {
+    let window = layout.next_window(conn, after, limits).await?;
+    let mut digest_after = digest.clone();
+    for r in &window.legacy {
+        hash_row(&mut digest_after, r);
+    }
+    Ok(Read {
+        upper: window.upper.clone(),
+        counts: target_counts(&window),
+        digest_before: digest.clone(),
+        digest_after,
+        judging: (!window.is_empty()).then(|| tokio::task::spawn_blocking(move || judge(window))),
+    })
+}
+
+async fn joined(handle: tokio::task::JoinHandle<Vec<Finding>>) -> Vec<Finding> {
+    match handle.await {
+        Ok(f) => f,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Takes a read window's findings, repairs what `repair` allows, and looks
+/// at a repaired window again.
+#[allow(clippy::too_many_arguments)]
+async fn finish_window(
+    conn: &Connection,
+    layout: &Layout,
+    after: Option<&Key>,
+    read: Read,
+    judging: tokio::task::JoinHandle<Vec<Finding>>,
     repair: Repair,
     writer: &mut BatchWriter<'_>,
     rejected: &Rejected,
     observer: &dyn Observer,
-    digest: &mut Xxh3,
 ) -> Result<Checked> {
-    let window = layout.next_window(conn, after, limits).await?;
-    if window.is_empty() {
-        return Ok(Checked {
-            upper: None,
-            counts: Vec::new(),
-            findings: Vec::new(),
-            repaired: 0,
-            empty: true,
-        });
-    }
-    let upper = window.upper.clone();
-    let mut counts = target_counts(&window);
-    let base = digest.clone();
-    for r in &window.legacy {
-        hash_row(digest, r);
-    }
-    let mut findings = with_rejections(judge(window), rejected);
+    let Read {
+        upper,
+        mut counts,
+        digest_before,
+        mut digest_after,
+        ..
+    } = read;
+    let mut findings = with_rejections(joined(judging).await, rejected);
     let mut repaired = 0;
     if repair == Repair::Yes && needs_writes(&findings) {
         writer.begin().await?;
@@ -199,9 +231,9 @@ async fn verify_window(
         repaired = applied.written + applied.removed;
         let window = layout.exact_window(conn, after, upper.as_ref()).await?;
         counts = target_counts(&window);
-        *digest = base;
+        digest_after = digest_before;
         for r in &window.legacy {
-            hash_row(digest, r);
+            hash_row(&mut digest_after, r);
         }
         findings = with_rejections(judge(window), rejected);
     }
@@ -210,7 +242,7 @@ async fn verify_window(
         counts,
         findings,
         repaired,
-        empty: false,
+        digest: digest_after,
     })
 }
 
@@ -239,6 +271,7 @@ pub async fn verify(
     let mut digest = Xxh3::new();
     let mut digest_rows = 0u64;
     let mut after: Option<Key> = None;
+    let mut ahead: Option<Read> = None;
     let mut seen = 0u64;
     loop {
         if observer.stop_requested() {
@@ -248,33 +281,53 @@ pub async fn verify(
         let window_began = Instant::now();
         let mut attempt = 0;
         let checked = loop {
-            let mut attempt_digest = digest.clone();
-            match verify_window(
+            let mut read = match ahead.take() {
+                Some(r) => r,
+                None => match read_window(conn, layout, after.as_ref(), limits, &digest).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        after_failure(e, &mut attempt, max_retries, rejected).await?;
+                        continue;
+                    }
+                },
+            };
+            let Some(judging) = read.judging.take() else {
+                break None;
+            };
+            // Read the next window while this one is judged (a failed read
+            // is not prefetched: the next turn reads again, with retries).
+            if let Some(upper) = read.upper.clone() {
+                if let Ok(next) =
+                    read_window(conn, layout, Some(&upper), limits, &read.digest_after).await
+                {
+                    ahead = Some(next);
+                }
+            }
+            match finish_window(
                 conn,
                 layout,
                 after.as_ref(),
-                limits,
+                read,
+                judging,
                 repair,
                 writer,
                 rejected,
                 observer,
-                &mut attempt_digest,
             )
             .await
             {
-                Ok(c) => {
-                    digest = attempt_digest;
-                    break c;
-                }
+                Ok(c) => break Some(c),
                 Err(e) => {
                     writer.rollback().await;
+                    ahead = None;
                     after_failure(e, &mut attempt, max_retries, rejected).await?;
                 }
             }
         };
-        if checked.empty {
+        let Some(checked) = checked else {
             break;
-        }
+        };
+        digest = checked.digest.clone();
         v.repaired += checked.repaired;
         let rows = checked
             .findings
