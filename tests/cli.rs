@@ -254,3 +254,50 @@ async fn destructive_steps_need_yes_off_a_terminal_and_do_nothing_without_it() {
     let planned = total(&plan["planned"]);
     assert_eq!(planned, 120);
 }
+
+#[tokio::test]
+async fn the_log_file_has_one_json_event_per_batch_and_per_quarantined_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    sample_db(&path, 600, 12).await;
+    let log = dir.path().join("run.log");
+    let out = bin()
+        .args([
+            "--db",
+            path.to_str().unwrap(),
+            "--execute",
+            "--no-vector-index",
+            "--batch-size",
+            "100",
+            "-q",
+        ])
+        .arg("--log-file")
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let batches: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["fields"]["message"] == "batch committed")
+        .collect();
+    assert!(batches.len() >= 6, "{} batch events", batches.len());
+    let rows: u64 = batches
+        .iter()
+        .map(|e| e["fields"]["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rows, 600, "the batch events cover every row");
+    let mut quarantined: Vec<String> = events
+        .iter()
+        .filter(|e| e["fields"]["message"] == "row not migrated")
+        .map(|e| e["fields"]["embedding_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(quarantined.len(), 12, "each quarantined row logged once");
+    quarantined.sort();
+    quarantined.dedup();
+    assert_eq!(quarantined.len(), 12);
+}
