@@ -150,11 +150,11 @@ pub async fn status(global: &GlobalArgs, args: &MigrateArgs) -> anyhow::Result<u
         .await
         .with_context(|| format!("reading the migration status of {db}"))?;
     match global.format {
-        Format::Human => print!("{}", status_summary(&status, &db)),
-        Format::Json => println!(
-            "{}",
+        Format::Human => emit(&status_summary(&status, &db))?,
+        Format::Json => emit(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&status).context("serializing the status")?
-        ),
+        ))?,
     }
     Ok(EXIT_OK)
 }
@@ -196,6 +196,17 @@ fn confirm_destructive(db: &str, args: &MigrateArgs, mode: Mode) -> anyhow::Resu
     }
 }
 
+/// Writes to stdout; a reader that went away (`| head`) is not an error
+/// worth a panic: the run's work is committed either way.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}
+
 /// Runs on `db` and prints the result on stdout (the summary, or only the
 /// JSON report with `--format json`) — used by `run` and the demo.
 pub async fn run_on(
@@ -216,11 +227,11 @@ pub async fn run_on(
     observer.finish();
     let report = result.with_context(|| format!("the {what} of {db} failed"))?;
     match global.format {
-        Format::Human => print!("{}", summary(&report, db)),
-        Format::Json => println!(
-            "{}",
+        Format::Human => emit(&summary(&report, db))?,
+        Format::Json => emit(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&report).context("serializing the report")?
-        ),
+        ))?,
     }
     if let Some(path) = &args.report_json {
         let json = serde_json::to_string_pretty(&report).context("serializing the report")?;

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::args::{GlobalArgs, MigrateArgs};
-use crate::command::{exit_status, run_on};
+use crate::command::{emit, exit_status, run_on};
 
 /// Builds the sample and runs the three steps; returns the exit status of
 /// the last one.
@@ -34,11 +34,11 @@ pub async fn run(
         let summary = generate_legacy_database(&conn, &spec)
             .await
             .context("filling the demo database")?;
-        println!(
+        emit(&format!(
             "Demo: a legacy database with {} rows ({} of them bad on purpose) at {path_str}\n",
             summary.total_rows,
             summary.bad.len()
-        );
+        ))?;
     }
     let step = |execute: bool, verify: bool| MigrateArgs {
         db: Some(path_str.clone()),
@@ -53,19 +53,23 @@ pub async fn run(
         dry_run: true,
         ..global.clone()
     };
-    println!("$ migrate_embeddings --db {path_str} --dry-run");
+    emit(&format!("$ migrate_embeddings --db {path_str} --dry-run\n"))?;
     run_on(&path_str, &dry, &step(false, false), stop.clone()).await?;
-    println!("\n$ migrate_embeddings --db {path_str} --execute --no-vector-index");
+    emit(&format!(
+        "\n$ migrate_embeddings --db {path_str} --execute --no-vector-index\n"
+    ))?;
     let copied = run_on(&path_str, global, &step(true, false), stop.clone()).await?;
     if copied.interrupted {
         return Ok(exit_status(&copied));
     }
-    println!("\n$ migrate_embeddings --db {path_str} --verify");
+    emit(&format!(
+        "\n$ migrate_embeddings --db {path_str} --verify\n"
+    ))?;
     let report = run_on(&path_str, global, &step(false, true), stop).await?;
-    println!(
+    emit(&format!(
         "\nThe demo database is deleted now. The bad rows above are planted on purpose (exit status 3 \
          means: done, but some rows need a person). On a real database, drop --no-vector-index to \
-         build the DiskANN indexes after the copy."
-    );
+         build the DiskANN indexes after the copy.\n"
+    ))?;
     Ok(exit_status(&report))
 }

@@ -19,9 +19,10 @@ pub trait Progress: Observer {
     fn finish(&self) {}
 }
 
-/// Logs a quarantined row once, as a structured event.
+/// Logs a quarantined row once, as a structured event (in the `--log-file`,
+/// and on stderr with `-v`; the summary lists them anyway).
 pub fn log_quarantined(embedding_id: &str, reason: &BadRowReason) {
-    tracing::info!(
+    tracing::debug!(
         target: "migrate_embeddings_cli::quarantine",
         embedding_id,
         code = reason.code(),

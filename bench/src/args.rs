@@ -1,0 +1,115 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Benchmarks the embeddings migration against libSQL's own `INSERT … SELECT`
+/// and `CREATE INDEX`, on identical copies of one generated legacy database,
+/// and writes the results as Markdown (plus a scaling plot).
+#[derive(Debug, Parser)]
+#[command(name = "migrate-bench", version)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Rows of the legacy database of the main comparison.
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: usize,
+    /// Where the databases are made (a temporary folder inside it, removed at the end).
+    #[arg(long, default_value = "/tmp")]
+    pub dir: PathBuf,
+    /// Sizes of the scaling run, comma-separated (e.g. 10000,100000,1000000); none by default.
+    #[arg(long, value_delimiter = ',')]
+    pub scaling: Vec<usize>,
+    /// 384-dimension rows of the vector-index comparison.
+    #[arg(long, default_value_t = 2000)]
+    pub index_rows: usize,
+    /// Rows of the row-at-a-time floor.
+    #[arg(long, default_value_t = 3000)]
+    pub floor_rows: usize,
+    /// The Markdown report to write.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    pub out: PathBuf,
+    /// The scaling plot to write (PNG), when --scaling is given.
+    #[arg(long, default_value = "docs/scaling.png")]
+    pub plot: PathBuf,
+    /// Seed of the generated data and of the recall queries.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Internal subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs our migration (copy + verify, no vector index) on DB and prints
+    /// its report and peak memory as JSON: the parent measures it this way.
+    #[command(hide = true)]
+    Child {
+        #[arg(long)]
+        db: PathBuf,
+    },
+}
+
+impl Args {
+    /// The command line that reproduces this run, as a user types it.
+    pub fn command_line(&self) -> String {
+        let mut cmd = format!(
+            "cargo run --release -p migrate-bench -- --rows {}",
+            self.rows
+        );
+        if !self.scaling.is_empty() {
+            let sizes: Vec<String> = self.scaling.iter().map(|s| s.to_string()).collect();
+            cmd.push_str(&format!(" --scaling {}", sizes.join(",")));
+        }
+        if self.index_rows != 2000 {
+            cmd.push_str(&format!(" --index-rows {}", self.index_rows));
+        }
+        if self.floor_rows != 3000 {
+            cmd.push_str(&format!(" --floor-rows {}", self.floor_rows));
+        }
+        if self.dir != std::path::Path::new("/tmp") {
+            cmd.push_str(&format!(" --dir {}", self.dir.display()));
+        }
+        if self.seed != 1 {
+            cmd.push_str(&format!(" --seed {}", self.seed));
+        }
+        if self.out != std::path::Path::new("BENCHMARKS.md") {
+            cmd.push_str(&format!(" --out {}", self.out.display()));
+        }
+        if self.plot != std::path::Path::new("docs/scaling.png") {
+            cmd.push_str(&format!(" --plot {}", self.plot.display()));
+        }
+        cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_round_trips_the_options_that_matter() {
+        let args = Args::parse_from([
+            "migrate-bench",
+            "--rows",
+            "3000",
+            "--scaling",
+            "2000,5000",
+            "--index-rows",
+            "300",
+            "--dir",
+            "/var/tmp",
+        ]);
+        assert_eq!(args.scaling, vec![2000, 5000]);
+        assert_eq!(
+            args.command_line(),
+            "cargo run --release -p migrate-bench -- --rows 3000 --scaling 2000,5000 --index-rows 300 --dir /var/tmp"
+        );
+    }
+
+    #[test]
+    fn child_is_a_hidden_subcommand() {
+        let args = Args::parse_from(["migrate-bench", "child", "--db", "/x.db"]);
+        assert!(matches!(args.command, Some(Command::Child { .. })));
+    }
+}

@@ -1,0 +1,40 @@
+//! `migrate-bench`: measures the embeddings migration beside libSQL doing the
+//! same copy and the same index build itself, and writes `BENCHMARKS.md`.
+//!
+//! ```text
+//! cargo run --release -p migrate-bench -- --rows 100000 --scaling 10000,100000,1000000
+//! ```
+
+mod args;
+mod floor;
+mod index;
+mod legacy;
+mod machine;
+mod ours;
+mod plot;
+mod recall;
+mod reference;
+mod report;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Args, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match &args.command {
+        Some(Command::Child { db }) => ours::child_main(db).await,
+        None => run::run(&args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("migrate-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

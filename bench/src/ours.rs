@@ -1,0 +1,205 @@
+//! Our migration, run in a child process (the bench binary re-executed as
+//! `migrate-bench child --db PATH`) so its peak resident memory is its own.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use memory_storage_turso::connect::{open, Access};
+use memory_storage_turso::migration::{run_migration, MigrationOptions, NoopObserver};
+use serde::Deserialize;
+
+/// What the child prints on stdout: the whole report, and its peak memory.
+#[derive(Debug, Deserialize)]
+struct ChildOutput {
+    /// `VmHWM` of the child just before it exits, KiB.
+    peak_rss_kib: Option<u64>,
+    report: ReportView,
+}
+
+/// The parts of `MigrationReport` the benchmark reads.
+#[derive(Debug, Deserialize)]
+struct ReportView {
+    source_rows: u64,
+    #[serde(default)]
+    migrated: Option<BTreeMap<String, u64>>,
+    quarantined_count: u64,
+    #[serde(default)]
+    verification: Option<VerificationView>,
+    phases: Vec<PhaseView>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VerificationView {
+    passed: bool,
+    rows_checked: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct PhaseView {
+    phase: String,
+    seconds: f64,
+}
+
+/// One run of our migration (copy + verify, no vector index).
+#[derive(Debug, Clone, Default)]
+pub struct Ours {
+    /// Rows in the legacy table.
+    pub source_rows: u64,
+    /// Rows written by the copy.
+    pub rows: u64,
+    pub copy_seconds: f64,
+    pub verify_seconds: f64,
+    /// Rows the verification compared.
+    pub rows_verified: u64,
+    pub verification_passed: bool,
+    pub quarantined: u64,
+    /// Wall time of the child process, start to exit.
+    pub process_seconds: f64,
+    /// Peak resident memory of the child, bytes.
+    pub peak_rss_bytes: u64,
+    /// Where the peak came from (`VmHWM` or `ru_maxrss`).
+    pub rss_source: &'static str,
+}
+
+impl Ours {
+    /// Copy plus verification, seconds.
+    pub fn copy_verify_seconds(&self) -> f64 {
+        self.copy_seconds + self.verify_seconds
+    }
+}
+
+/// The options of the measured run.
+fn options() -> MigrationOptions {
+    MigrationOptions {
+        build_vector_index: false,
+        ..Default::default()
+    }
+}
+
+/// The child: migrates `db` and prints `{"peak_rss_kib": …, "report": …}`.
+pub async fn child_main(db: &Path) -> Result<()> {
+    let path = db.to_string_lossy();
+    let opened = open(&path, "", Access::ReadWrite)
+        .await
+        .with_context(|| format!("opening {path}"))?;
+    let report = run_migration(&opened.conn, &options(), &NoopObserver)
+        .await
+        .with_context(|| format!("migrating {path}"))?;
+    drop(opened);
+    let out = serde_json::json!({
+        "peak_rss_kib": vm_hwm_kib(),
+        "report": report,
+    });
+    println!("{out}");
+    Ok(())
+}
+
+/// Peak resident set of this process (`VmHWM` in /proc/self/status), KiB.
+fn vm_hwm_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_hwm(&status)
+}
+
+fn parse_vm_hwm(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Largest peak resident set of any waited-for child so far, KiB (Linux).
+fn children_max_rss_kib() -> Option<u64> {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    (rc == 0).then(|| u64::try_from(usage.ru_maxrss).unwrap_or(0))
+}
+
+/// Runs our migration on `db` in a child process and reads its report.
+pub fn run_child(db: &Path) -> Result<Ours> {
+    let exe = std::env::current_exe().context("finding the benchmark's own executable")?;
+    let began = Instant::now();
+    let output = Command::new(&exe)
+        .arg("child")
+        .arg("--db")
+        .arg(db)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {} child", exe.display()))?;
+    let process_seconds = began.elapsed().as_secs_f64();
+    if !output.status.success() {
+        bail!(
+            "the migration child failed on {} ({})",
+            db.display(),
+            output.status
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let child: ChildOutput = serde_json::from_str(stdout.trim())
+        .with_context(|| format!("reading the child's report: {}", stdout.trim()))?;
+    let (peak_kib, rss_source) = match child.peak_rss_kib {
+        Some(kib) => (kib, "VmHWM"),
+        None => (children_max_rss_kib().unwrap_or(0), "ru_maxrss"),
+    };
+    let seconds_of = |name: &str| {
+        child
+            .report
+            .phases
+            .iter()
+            .filter(|p| p.phase == name)
+            .map(|p| p.seconds)
+            .sum::<f64>()
+    };
+    let verification = child.report.verification.as_ref();
+    Ok(Ours {
+        source_rows: child.report.source_rows,
+        rows: child
+            .report
+            .migrated
+            .as_ref()
+            .map_or(0, |m| m.values().sum()),
+        copy_seconds: seconds_of("copy"),
+        verify_seconds: seconds_of("verify"),
+        rows_verified: verification.map_or(0, |v| v.rows_checked),
+        verification_passed: verification.is_some_and(|v| v.passed),
+        quarantined: child.report.quarantined_count,
+        process_seconds,
+        peak_rss_bytes: peak_kib * 1024,
+        rss_source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_vm_hwm_from_proc_status() {
+        let status = "Name:\tx\nVmPeak:\t  200 kB\nVmHWM:\t   33512 kB\nVmRSS:\t 1 kB\n";
+        assert_eq!(parse_vm_hwm(status), Some(33512));
+        assert_eq!(parse_vm_hwm("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn parses_the_report_the_library_serializes() {
+        let report = memory_storage_turso::migration::MigrationReport {
+            source_rows: 7,
+            migrated: Some([("embeddings_384".to_string(), 7)].into()),
+            phases: vec![memory_storage_turso::migration::PhaseTiming {
+                phase: "copy".into(),
+                seconds: 1.5,
+                units: 7,
+            }],
+            ..Default::default()
+        };
+        let text = serde_json::json!({"peak_rss_kib": 10, "report": report}).to_string();
+        let child: ChildOutput = serde_json::from_str(&text).unwrap();
+        assert_eq!(child.report.source_rows, 7);
+        assert_eq!(child.report.phases[0].seconds, 1.5);
+        assert_eq!(child.peak_rss_kib, Some(10));
+    }
+}
