@@ -66,10 +66,10 @@ pub async fn run(
         "\n$ migrate_embeddings --db {path_str} --verify\n"
     ))?;
     let report = run_on(&path_str, global, &step(false, true), stop).await?;
-    emit(&format!(
+    emit(
         "\nThe demo database is deleted now. The bad rows above are planted on purpose (exit status 3 \
          means: done, but some rows need a person). On a real database, drop --no-vector-index to \
          build the DiskANN indexes after the copy.\n"
-    ))?;
+    )?;
     Ok(exit_status(&report))
 }
