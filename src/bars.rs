@@ -162,12 +162,8 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BarsAwareStderr {
     }
 }
 
-fn unit(phase: Phase) -> &'static str {
-    if phase == Phase::VectorIndex {
-        "indexes"
-    } else {
-        "rows"
-    }
+fn unit(_phase: Phase) -> &'static str {
+    "rows"
 }
 
 /// Running and finished bars share this layout; the text either side of

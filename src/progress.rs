@@ -92,12 +92,8 @@ impl LogProgress {
     }
 }
 
-fn unit(phase: Phase) -> &'static str {
-    if phase == Phase::VectorIndex {
-        "indexes"
-    } else {
-        "rows"
-    }
+fn unit(_phase: Phase) -> &'static str {
+    "rows"
 }
 
 impl Observer for LogProgress {

@@ -148,7 +148,7 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
     }
     let _ = writeln!(out);
     for phase in &report.phases {
-        let rate = if phase.seconds > 0.0 && phase.phase != "vector_index" {
+        let rate = if phase.seconds > 0.0 && phase.units > 0 {
             format!(" ({:.0} rows/s)", phase.units as f64 / phase.seconds)
         } else {
             String::new()
@@ -156,14 +156,7 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
         let _ = writeln!(
             out,
             "  {:<13} {:>8.1} s, {} {}{rate}",
-            phase.phase,
-            phase.seconds,
-            phase.units,
-            if phase.phase == "vector_index" {
-                "indexes"
-            } else {
-                "rows"
-            }
+            phase.phase, phase.seconds, phase.units, "rows"
         );
     }
     for index in &report.vector_indexes {
@@ -172,7 +165,7 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
             "  vector index {:<27} {}{}",
             index.index,
             index.status,
-            if index.status == "built" {
+            if index.status.ends_with("built") {
                 format!(" in {:.1} s", index.seconds)
             } else {
                 String::new()

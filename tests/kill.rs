@@ -318,3 +318,126 @@ async fn sigkill_inside_backup_copy_verify_and_drop_then_resume() {
         assert_eq!(mismatched, Some(0), "embeddings_{n}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_inside_the_vector_index_build_resumes_without_starting_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    let db = Builder::new_local(&path).build().await.unwrap();
+    let conn = db.connect().unwrap();
+    let spec = SampleSpec {
+        dimension_mix: vec![(384, 1)],
+        bad_rows: 0,
+        compressed_percent: 0,
+        ..SampleSpec::realistic(1200, 9)
+    };
+    generate_legacy_database(&conn, &spec).await.unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let run = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_migrate_embeddings"))
+            .args([
+                "--db",
+                path.to_str().unwrap(),
+                "--execute",
+                "--format",
+                "json",
+            ])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
+    };
+    // Kill once the index build has committed some batches.
+    let (mut child, lines) = run();
+    let marker = " vector_index: ";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !lines
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .map(|l| l.contains(marker))
+        .unwrap_or_else(|_| panic!("the run never reached the index phase"))
+    {}
+    let progress = "SELECT last_rowid FROM embedding_migration_index_progress WHERE target_table = 'embeddings_384'";
+    while scalar(&conn, progress).await.unwrap_or(0) < 300 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the index build finished before the kill"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the index build made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    let indexed_before = scalar(&conn, progress).await.unwrap();
+    assert!(
+        indexed_before >= 300 && indexed_before < 1200,
+        "{indexed_before}"
+    );
+
+    // Resume: the build continues where it stopped.
+    let (child, _lines) = run();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let index384 = report["vector_indexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["table"] == "embeddings_384")
+        .unwrap()
+        .clone();
+    assert_eq!(index384["status"], "resumed and built", "{index384}");
+    let phase = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "vector_index")
+        .unwrap()
+        .clone();
+    assert!(
+        phase["units"].as_i64().unwrap() <= 1200 - indexed_before + 100,
+        "the second run indexed {} rows: it started over",
+        phase["units"]
+    );
+    assert_eq!(report["verification"]["passed"], true);
+    // The index is on the live table, complete, and answers queries.
+    assert_eq!(
+        scalar(&conn, "SELECT count(*) FROM sqlite_master WHERE name = 'idx_embeddings_384_vector' AND tbl_name = 'embeddings_384'").await,
+        Some(1)
+    );
+    assert_eq!(
+        scalar(&conn, "SELECT count(*) FROM embeddings_384").await,
+        Some(1200)
+    );
+    assert_eq!(
+        scalar(
+            &conn,
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE '%_indexing%'"
+        )
+        .await,
+        Some(0),
+        "the indexing table and its triggers are gone"
+    );
+    let hit = scalar(
+        &conn,
+        "SELECT count(*) FROM embeddings_384 e WHERE e.rowid IN (SELECT id FROM vector_top_k('idx_embeddings_384_vector', (SELECT embedding_vector FROM embeddings_384 ORDER BY rowid LIMIT 1), 1)) AND e.rowid = (SELECT min(rowid) FROM embeddings_384)",
+    )
+    .await;
+    assert_eq!(hit, Some(1), "a row's own vector finds that row first");
+}

@@ -148,6 +148,27 @@ impl TargetTable {
         usize::try_from(dimension).is_ok_and(|d| d > 0 && route(d) == self)
     }
 
+    /// The table a resumable vector-index build fills (it becomes this
+    /// table when the build completes); `None` for `embeddings_other`.
+    pub fn indexing_table(self) -> Option<&'static str> {
+        match self {
+            TargetTable::D384 => Some("embeddings_384_indexing"),
+            TargetTable::D1024 => Some("embeddings_1024_indexing"),
+            TargetTable::D1536 => Some("embeddings_1536_indexing"),
+            TargetTable::D3072 => Some("embeddings_3072_indexing"),
+            TargetTable::Other => None,
+        }
+    }
+
+    /// This table's `CREATE TABLE` under another name (the indexing table).
+    pub fn create_table_sql_named(self, name: &str) -> String {
+        self.create_table_sql().replacen(
+            &format!("IF NOT EXISTS {} (", self.name()),
+            &format!("IF NOT EXISTS {name} ("),
+            1,
+        )
+    }
+
     /// `CREATE TABLE IF NOT EXISTS` for this table.
     pub fn create_table_sql(self) -> &'static str {
         match self {
@@ -263,6 +284,17 @@ pub const METADATA_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS metadata (
     updated_at INTEGER
 )";
 
+/// Progress of resumable vector-index builds: the last rowid copied into
+/// each indexing table.
+pub const INDEX_PROGRESS_TABLE_SQL: &str =
+    "CREATE TABLE IF NOT EXISTS embedding_migration_index_progress (
+    target_table TEXT PRIMARY KEY NOT NULL,
+    last_rowid INTEGER NOT NULL
+)";
+
+/// Name of the index-build progress table.
+pub const INDEX_PROGRESS_TABLE: &str = "embedding_migration_index_progress";
+
 /// Name of the ledger table.
 pub const LEDGER_TABLE: &str = "embedding_migration_ledger";
 /// Name of the lock table.
@@ -350,6 +382,12 @@ pub struct VectorIndexOptions {
 impl VectorIndexOptions {
     /// The index's `CREATE INDEX` for `table` with these options.
     pub fn sql(&self, table: TargetTable) -> Option<String> {
+        self.sql_on(table, table.name())
+    }
+
+    /// The index of `table` (its name), created on the table named `on`
+    /// (the indexing table of a resumable build).
+    pub fn sql_on(&self, table: TargetTable, on: &str) -> Option<String> {
         let name = table.vector_index_name()?;
         let mut args = String::from("embedding_vector");
         if let Some(c) = self.compress_neighbors {
@@ -359,8 +397,7 @@ impl VectorIndexOptions {
             args.push_str(&format!(", 'max_neighbors={n}'"));
         }
         Some(format!(
-            "CREATE INDEX IF NOT EXISTS {name} ON {}(libsql_vector_idx({args}))",
-            table.name()
+            "CREATE INDEX IF NOT EXISTS {name} ON {on}(libsql_vector_idx({args}))"
         ))
     }
 }
@@ -475,6 +512,14 @@ mod tests {
         for t in TargetTable::ALL {
             assert_eq!(TargetTable::from_name(t.name()), Some(t));
         }
+    }
+
+    #[test]
+    fn the_indexing_table_has_the_same_columns_under_its_own_name() {
+        let sql = TargetTable::D1024.create_table_sql_named("embeddings_1024_indexing");
+        assert!(sql.starts_with("CREATE TABLE IF NOT EXISTS embeddings_1024_indexing ("));
+        assert!(sql.contains("embedding_vector F32_BLOB(1024)"));
+        assert_eq!(TargetTable::Other.indexing_table(), None);
     }
 
     #[test]

@@ -1,44 +1,283 @@
 //! The vector-index phase: DiskANN indexes built after the copy, one native
-//! table at a time.
+//! table at a time, resumably and with progress.
+//!
+//! libSQL builds a DiskANN index over existing rows in one long statement:
+//! no progress, and a crash starts it over. Instead, each table's index is
+//! created on an empty *indexing table* of the same shape, the rows are
+//! copied into it in rowid order, a batch per transaction with its progress
+//! committed alongside, and triggers mirror any write to the live table
+//! meanwhile. When every row is in, one transaction drops the live table
+//! and renames the indexing table in its place (rowids kept), so the index
+//! ends up exactly as `CREATE INDEX … ON embeddings_N` would have made it.
+//! The verification that follows compares every row with its source.
 
 use std::time::Instant;
 
-use libsql::Connection;
+use libsql::{Connection, Value};
 
 use super::observer::{Observer, Phase};
 use super::report::{IndexStatus, MigrationReport, PhaseTiming};
-use crate::error::Result;
-use crate::schema::{create_vector_index_with, object_exists, TargetTable, VectorIndexOptions};
+use super::retry::with_retries;
+use super::write::in_transaction;
+use crate::error::{DbContext, Result};
+use crate::schema::{
+    object_exists, TargetTable, VectorIndexOptions, COLUMNS, INDEX_PROGRESS_TABLE,
+    INDEX_PROGRESS_TABLE_SQL,
+};
+
+/// Rows per index-build transaction: DiskANN inserts take milliseconds
+/// each, so batches stay short.
+const INDEX_BATCH: usize = 100;
+
+async fn count(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<i64> {
+    let ctx = || format!("counting for the index build ({sql})");
+    let mut rows = conn.query(sql, params).await.db_context(ctx)?;
+    match rows.next().await.db_context(ctx)? {
+        Some(row) => match row.get_value(0).db_context(ctx)? {
+            Value::Integer(n) => Ok(n),
+            _ => Ok(0),
+        },
+        None => Ok(0),
+    }
+}
+
+/// Where the index of `table` stands.
+enum IndexState {
+    /// On the live table: done.
+    Present,
+    /// On the indexing table: a build to resume.
+    Building,
+    Missing,
+}
+
+async fn index_state(conn: &Connection, table: TargetTable) -> Result<IndexState> {
+    let Some(name) = table.vector_index_name() else {
+        return Ok(IndexState::Missing);
+    };
+    let ctx = || format!("looking up {name}");
+    let mut rows = conn
+        .query("SELECT tbl_name FROM sqlite_master WHERE name = ?1", [name])
+        .await
+        .db_context(ctx)?;
+    Ok(match rows.next().await.db_context(ctx)? {
+        None => IndexState::Missing,
+        Some(row) if row.get::<String>(0).db_context(ctx)? == table.name() => IndexState::Present,
+        Some(_) => IndexState::Building,
+    })
+}
+
+fn column_list() -> String {
+    COLUMNS.join(", ")
+}
+
+/// Sets up the indexing table, its index, the mirroring triggers and the
+/// progress row, in one transaction.
+async fn start_build(
+    conn: &Connection,
+    table: TargetTable,
+    options: &VectorIndexOptions,
+) -> Result<()> {
+    let (Some(building), Some(index_sql)) = (
+        table.indexing_table(),
+        options.sql_on(table, table.indexing_table().unwrap_or_default()),
+    ) else {
+        return Ok(());
+    };
+    let live = table.name();
+    let cols = column_list();
+    let new_cols: String = COLUMNS
+        .iter()
+        .map(|c| format!("new.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    in_transaction(conn, "starting a vector index build", async {
+        let ctx = || format!("starting the index build of {live}");
+        conn.execute(&format!("DROP TABLE IF EXISTS {building}"), ()).await.db_context(ctx)?;
+        conn.execute(&table.create_table_sql_named(building), ()).await.db_context(ctx)?;
+        conn.execute(&index_sql, ()).await.db_context(ctx)?;
+        for (event, body) in [
+            ("INSERT", format!("INSERT OR REPLACE INTO {building} (rowid, {cols}) VALUES (new.rowid, {new_cols});")),
+            ("UPDATE", format!("DELETE FROM {building} WHERE rowid = old.rowid; INSERT OR REPLACE INTO {building} (rowid, {cols}) VALUES (new.rowid, {new_cols});")),
+            ("DELETE", format!("DELETE FROM {building} WHERE rowid = old.rowid;")),
+        ] {
+            conn.execute(
+                &format!("CREATE TRIGGER IF NOT EXISTS {building}_{} AFTER {event} ON {live} BEGIN {body} END", event.to_lowercase()),
+                (),
+            )
+            .await
+            .db_context(ctx)?;
+        }
+        conn.execute(INDEX_PROGRESS_TABLE_SQL, ()).await.db_context(ctx)?;
+        conn.execute(
+            &format!("INSERT OR REPLACE INTO {INDEX_PROGRESS_TABLE} (target_table, last_rowid) VALUES (?1, 0)"),
+            [live],
+        )
+        .await
+        .db_context(ctx)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Copies the next batch into the indexing table; returns the rows copied.
+async fn copy_batch(conn: &Connection, table: TargetTable) -> Result<u64> {
+    let Some(building) = table.indexing_table() else {
+        return Ok(0);
+    };
+    let live = table.name();
+    let cols = column_list();
+    in_transaction(conn, "copying rows into a vector index", async {
+        let ctx = || format!("building the vector index of {live}");
+        let last = count(
+            conn,
+            &format!("SELECT last_rowid FROM {INDEX_PROGRESS_TABLE} WHERE target_table = ?1"),
+            vec![Value::Text(live.to_string())],
+        )
+        .await?;
+        let upto = count(
+            conn,
+            &format!("SELECT coalesce(max(rowid), ?1) FROM (SELECT rowid FROM {live} WHERE rowid > ?1 ORDER BY rowid LIMIT {INDEX_BATCH})"),
+            vec![Value::Integer(last)],
+        )
+        .await?;
+        if upto <= last {
+            return Ok(0);
+        }
+        // A row the triggers already mirrored is newer than this copy: keep it.
+        let n = conn
+            .execute(
+                &format!("INSERT OR IGNORE INTO {building} (rowid, {cols}) SELECT rowid, {cols} FROM {live} WHERE rowid > ?1 AND rowid <= ?2 ORDER BY rowid"),
+                vec![Value::Integer(last), Value::Integer(upto)],
+            )
+            .await
+            .db_context(ctx)?;
+        conn.execute(
+            &format!("UPDATE {INDEX_PROGRESS_TABLE} SET last_rowid = ?2 WHERE target_table = ?1"),
+            vec![Value::Text(live.to_string()), Value::Integer(upto)],
+        )
+        .await
+        .db_context(ctx)?;
+        Ok(n.max(1))
+    })
+    .await
+}
+
+/// Puts the indexing table in the live table's place, in one transaction.
+async fn swap(conn: &Connection, table: TargetTable) -> Result<()> {
+    let Some(building) = table.indexing_table() else {
+        return Ok(());
+    };
+    let live = table.name();
+    in_transaction(conn, "finishing a vector index build", async {
+        let ctx = || format!("finishing the vector index of {live}");
+        let live_rows = count(conn, &format!("SELECT count(*) FROM {live}"), vec![]).await?;
+        let built_rows = count(conn, &format!("SELECT count(*) FROM {building}"), vec![]).await?;
+        if live_rows != built_rows {
+            return Err(crate::Error::DropRefused(format!(
+                "the index build of {live} holds {built_rows} rows but the table has {live_rows}; nothing was swapped"
+            )));
+        }
+        conn.execute(&format!("DROP TABLE {live}"), ()).await.db_context(ctx)?;
+        conn.execute(&format!("ALTER TABLE {building} RENAME TO {live}"), ())
+            .await
+            .db_context(ctx)?;
+        conn.execute(table.item_index_sql(), ()).await.db_context(ctx)?;
+        conn.execute(
+            &format!("DELETE FROM {INDEX_PROGRESS_TABLE} WHERE target_table = ?1"),
+            [live],
+        )
+        .await
+        .db_context(ctx)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Rows still to index in `table` (for progress totals).
+async fn rows_left(conn: &Connection, table: TargetTable, resuming: bool) -> Result<i64> {
+    let last = if resuming {
+        count(
+            conn,
+            &format!("SELECT last_rowid FROM {INDEX_PROGRESS_TABLE} WHERE target_table = ?1"),
+            vec![Value::Text(table.name().to_string())],
+        )
+        .await?
+    } else {
+        0
+    };
+    count(
+        conn,
+        &format!("SELECT count(*) FROM {} WHERE rowid > ?1", table.name()),
+        vec![Value::Integer(last)],
+    )
+    .await
+}
 
 /// Builds each missing DiskANN index (or records that it was skipped).
 pub async fn build_indexes(
     conn: &Connection,
     build: bool,
     index_options: &VectorIndexOptions,
+    max_retries: u32,
     observer: &dyn Observer,
     report: &mut MigrationReport,
 ) -> Result<()> {
     let began = Instant::now();
-    let natives: Vec<TargetTable> = TargetTable::ALL
-        .into_iter()
-        .filter(|t| t.is_native())
-        .collect();
-    observer.phase_started(Phase::VectorIndex, natives.len() as u64);
-    for (done, table) in natives.into_iter().enumerate() {
+    let mut plan = Vec::new();
+    let mut total = 0u64;
+    for table in TargetTable::ALL.into_iter().filter(|t| t.is_native()) {
+        let state = index_state(conn, table).await?;
+        let left = match state {
+            IndexState::Present => 0,
+            _ if !build || !object_exists(conn, table.name()).await? => 0,
+            IndexState::Building => rows_left(conn, table, true).await?,
+            IndexState::Missing => rows_left(conn, table, false).await?,
+        };
+        total += left.max(0) as u64;
+        plan.push((table, state));
+    }
+    observer.phase_started(Phase::VectorIndex, total);
+    let mut done = 0u64;
+    for (table, state) in plan {
         let Some(name) = table.vector_index_name() else {
             continue;
         };
         let started = Instant::now();
-        let status = if observer.stop_requested() {
-            report.interrupted = true;
-            "skipped"
-        } else if object_exists(conn, name).await? {
-            "present"
-        } else if !build {
-            "skipped"
-        } else {
-            create_vector_index_with(conn, table, index_options).await?;
-            "built"
+        let status = match state {
+            IndexState::Present => "present",
+            _ if !build => "skipped",
+            _ if report.interrupted || observer.stop_requested() => {
+                report.interrupted = true;
+                "stopped"
+            }
+            state => {
+                let resumed = matches!(state, IndexState::Building);
+                if !resumed {
+                    with_retries(max_retries, || start_build(conn, table, index_options)).await?;
+                }
+                loop {
+                    if observer.stop_requested() {
+                        report.interrupted = true;
+                        break;
+                    }
+                    let n = with_retries(max_retries, || copy_batch(conn, table)).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    done += n;
+                    observer.progress(Phase::VectorIndex, done);
+                }
+                if report.interrupted {
+                    "stopped"
+                } else {
+                    with_retries(max_retries, || swap(conn, table)).await?;
+                    if resumed {
+                        "resumed and built"
+                    } else {
+                        "built"
+                    }
+                }
+            }
         };
         report.vector_indexes.push(IndexStatus {
             table: table.name().to_string(),
@@ -46,13 +285,12 @@ pub async fn build_indexes(
             status: status.to_string(),
             seconds: started.elapsed().as_secs_f64(),
         });
-        observer.progress(Phase::VectorIndex, done as u64 + 1);
     }
     observer.phase_finished(Phase::VectorIndex, began.elapsed());
     report.phases.push(PhaseTiming {
         phase: Phase::VectorIndex.name().into(),
         seconds: began.elapsed().as_secs_f64(),
-        units: report.vector_indexes.len() as u64,
+        units: done,
     });
     Ok(())
 }

@@ -354,6 +354,7 @@ async fn execute(
         conn,
         options.build_vector_index,
         &options.vector_index,
+        options.max_retries,
         observer,
         report,
     )
@@ -361,7 +362,10 @@ async fn execute(
     if report.interrupted {
         return Ok(());
     }
-    let indexes_built = report.vector_indexes.iter().any(|i| i.status == "built");
+    let indexes_built = report
+        .vector_indexes
+        .iter()
+        .any(|i| i.status.ends_with("built"));
     verify::verify(
         conn,
         &layout,

@@ -137,7 +137,25 @@ pub async fn rollback_all(conn: &Connection) -> Result<RollbackReport> {
                 report.dropped_tables.push(table.name().to_string());
             }
         }
-        for t in [CHECKPOINT_TABLE, QUARANTINE_TABLE, LEDGER_TABLE] {
+        // An index build in progress: its triggers, table and progress.
+        for table in TargetTable::ALL {
+            if let Some(building) = table.indexing_table() {
+                for event in ["insert", "update", "delete"] {
+                    conn.execute(&format!("DROP TRIGGER IF EXISTS {building}_{event}"), ())
+                        .await
+                        .db_context(|| format!("dropping the triggers of {building}"))?;
+                }
+                conn.execute(&format!("DROP TABLE IF EXISTS {building}"), ())
+                    .await
+                    .db_context(|| format!("dropping {building}"))?;
+            }
+        }
+        for t in [
+            CHECKPOINT_TABLE,
+            QUARANTINE_TABLE,
+            LEDGER_TABLE,
+            crate::schema::INDEX_PROGRESS_TABLE,
+        ] {
             conn.execute(&format!("DROP TABLE IF EXISTS {t}"), ())
                 .await
                 .db_context(|| format!("dropping {t}"))?;
