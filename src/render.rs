@@ -155,8 +155,8 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<13} {:>8.1} s, {} {}{rate}",
-            phase.phase, phase.seconds, phase.units, "rows"
+            "  {:<13} {:>8.1} s, {} rows{rate}",
+            phase.phase, phase.seconds, phase.units
         );
     }
     for index in &report.vector_indexes {

@@ -312,22 +312,32 @@ pub const CHECKPOINT_TABLE: &str = "embedding_migration_checkpoint";
 /// Name of the quarantine table.
 pub const QUARANTINE_TABLE: &str = "embedding_migration_quarantine";
 
-/// Creates every target table and item index that is missing (never alters
-/// one that exists), and the migration's bookkeeping tables. Vector indexes
-/// are left to [`create_vector_index`]: they are built after the copy.
+/// Creates every target table that is missing (never alters one that
+/// exists), and the migration's bookkeeping tables. The item indexes come
+/// after the bulk copy ([`create_item_indexes`]): built from the loaded
+/// rows they cost a sort, where maintaining them row by row costs a random
+/// b-tree insert each, which grows with the table. Vector indexes are left
+/// to the vector-index phase.
 pub async fn create_target_tables(conn: &Connection) -> Result<()> {
     for table in TargetTable::ALL {
         conn.execute(table.create_table_sql(), ())
             .await
             .db_context(|| format!("creating table {table}"))?;
-        conn.execute(table.item_index_sql(), ())
-            .await
-            .db_context(|| format!("creating the item index of {table}"))?;
     }
     for sql in [CHECKPOINT_TABLE_SQL, QUARANTINE_TABLE_SQL, LEDGER_TABLE_SQL] {
         conn.execute(sql, ())
             .await
             .db_context(|| "creating the migration bookkeeping tables".to_string())?;
+    }
+    Ok(())
+}
+
+/// Creates the item index of every target table where it is missing.
+pub async fn create_item_indexes(conn: &Connection) -> Result<()> {
+    for table in TargetTable::ALL {
+        conn.execute(table.item_index_sql(), ())
+            .await
+            .db_context(|| format!("creating the item index of {table}"))?;
     }
     Ok(())
 }
@@ -550,6 +560,7 @@ mod tests {
         let conn = db.connect().unwrap();
         create_target_tables(&conn).await.unwrap();
         create_target_tables(&conn).await.unwrap(); // idempotent
+        create_item_indexes(&conn).await.unwrap();
         for t in TargetTable::ALL {
             assert_eq!(table_columns(&conn, t.name()).await.unwrap(), COLUMNS);
             let item = format!("idx_{}_item", t.name());

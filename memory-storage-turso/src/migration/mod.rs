@@ -338,6 +338,12 @@ async fn execute(
         observer,
     )
     .await?;
+    if !copied.interrupted {
+        with_retries(options.max_retries, || {
+            crate::schema::create_item_indexes(conn)
+        })
+        .await?;
+    }
     report.phases.push(PhaseTiming {
         phase: Phase::Copy.name().into(),
         seconds: began.elapsed().as_secs_f64(),
@@ -350,6 +356,7 @@ async fn execute(
         report.interrupted = true;
         return Ok(());
     }
+
     index::build_indexes(
         conn,
         options.build_vector_index,
