@@ -319,6 +319,10 @@ async fn sigkill_inside_backup_copy_verify_and_drop_then_resume() {
     }
 }
 
+/// Rows of 1536 dimensions in the index-build test (DiskANN inserts of that
+/// size take tens of milliseconds each).
+const INDEX_ROWS: i64 = 600;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_inside_the_vector_index_build_resumes_without_starting_over() {
     let dir = tempfile::tempdir().unwrap();
@@ -326,10 +330,10 @@ async fn sigkill_inside_the_vector_index_build_resumes_without_starting_over() {
     let db = Builder::new_local(&path).build().await.unwrap();
     let conn = db.connect().unwrap();
     let spec = SampleSpec {
-        dimension_mix: vec![(384, 1)],
+        dimension_mix: vec![(1536, 1)],
         bad_rows: 0,
         compressed_percent: 0,
-        ..SampleSpec::realistic(1200, 9)
+        ..SampleSpec::realistic(INDEX_ROWS as usize, 9)
     };
     generate_legacy_database(&conn, &spec).await.unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
@@ -361,32 +365,34 @@ async fn sigkill_inside_the_vector_index_build_resumes_without_starting_over() {
         });
         (child, rx)
     };
-    // Kill once the index build has committed some batches.
+    // Kill once the index build reports committed rows (its progress line
+    // comes after a batch commits; the database itself stays locked by the
+    // long index transactions, so it is not polled).
     let (mut child, lines) = run();
-    let marker = " vector_index: ";
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !lines
-        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        .map(|l| l.contains(marker))
-        .unwrap_or_else(|_| panic!("the run never reached the index phase"))
-    {}
-    let progress = "SELECT last_rowid FROM embedding_migration_index_progress WHERE target_table = 'embeddings_384'";
-    while scalar(&conn, progress).await.unwrap_or(0) < 300 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the index build finished before the kill"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the index build made no progress"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("the index build reported no progress"));
+        let done = line
+            .split(" vector_index: ")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|n| n.trim().parse::<i64>().ok());
+        if done.is_some_and(|n| n >= 100) {
+            break;
+        }
     }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the index build finished before the kill"
+    );
+    let progress = "SELECT last_rowid FROM embedding_migration_index_progress WHERE target_table = 'embeddings_1536'";
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
     let indexed_before = scalar(&conn, progress).await.unwrap();
     assert!(
-        (300..1200).contains(&indexed_before),
+        (100..INDEX_ROWS).contains(&indexed_before),
         "{indexed_before}"
     );
 
@@ -395,14 +401,14 @@ async fn sigkill_inside_the_vector_index_build_resumes_without_starting_over() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let index384 = report["vector_indexes"]
+    let index = report["vector_indexes"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|i| i["table"] == "embeddings_384")
+        .find(|i| i["table"] == "embeddings_1536")
         .unwrap()
         .clone();
-    assert_eq!(index384["status"], "resumed and built", "{index384}");
+    assert_eq!(index["status"], "resumed and built", "{index}");
     let phase = report["phases"]
         .as_array()
         .unwrap()
@@ -411,19 +417,19 @@ async fn sigkill_inside_the_vector_index_build_resumes_without_starting_over() {
         .unwrap()
         .clone();
     assert!(
-        phase["units"].as_i64().unwrap() <= 1200 - indexed_before + 100,
+        phase["units"].as_i64().unwrap() <= INDEX_ROWS - indexed_before + 100,
         "the second run indexed {} rows: it started over",
         phase["units"]
     );
     assert_eq!(report["verification"]["passed"], true);
     // The index is on the live table, complete, and answers queries.
     assert_eq!(
-        scalar(&conn, "SELECT count(*) FROM sqlite_master WHERE name = 'idx_embeddings_384_vector' AND tbl_name = 'embeddings_384'").await,
+        scalar(&conn, "SELECT count(*) FROM sqlite_master WHERE name = 'idx_embeddings_1536_vector' AND tbl_name = 'embeddings_1536'").await,
         Some(1)
     );
     assert_eq!(
-        scalar(&conn, "SELECT count(*) FROM embeddings_384").await,
-        Some(1200)
+        scalar(&conn, "SELECT count(*) FROM embeddings_1536").await,
+        Some(INDEX_ROWS)
     );
     assert_eq!(
         scalar(
@@ -436,7 +442,7 @@ async fn sigkill_inside_the_vector_index_build_resumes_without_starting_over() {
     );
     let hit = scalar(
         &conn,
-        "SELECT count(*) FROM embeddings_384 e WHERE e.rowid IN (SELECT id FROM vector_top_k('idx_embeddings_384_vector', (SELECT embedding_vector FROM embeddings_384 ORDER BY rowid LIMIT 1), 1)) AND e.rowid = (SELECT min(rowid) FROM embeddings_384)",
+        "SELECT count(*) FROM embeddings_1536 e WHERE e.rowid IN (SELECT id FROM vector_top_k('idx_embeddings_1536_vector', (SELECT embedding_vector FROM embeddings_1536 ORDER BY rowid LIMIT 1), 1)) AND e.rowid = (SELECT min(rowid) FROM embeddings_1536)",
     )
     .await;
     assert_eq!(hit, Some(1), "a row's own vector finds that row first");
