@@ -159,24 +159,17 @@ async fn sigkill_mid_copy_then_resume_loses_and_duplicates_nothing() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("verification passed"));
 }
 
-/// Starts a full lifecycle run (backup, copy, verify, drop) whose log lines
-/// come back through a channel.
-fn spawn_lifecycle(db: &Path) -> (Child, mpsc::Receiver<String>) {
+/// Starts the binary with `args`, its stderr lines coming back through a
+/// channel (stdout piped when `keep_stdout`, else discarded).
+fn spawn_logged(args: &[&str], keep_stdout: bool) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_migrate_embeddings"))
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "--execute",
-            "--backup",
-            "--drop-old-table",
-            "--allow-quarantined",
-            "--yes",
-            "--no-vector-index",
-            "--batch-size",
-            "100",
-        ])
+        .args(args)
         .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
+        .stdout(if keep_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -193,6 +186,25 @@ fn spawn_lifecycle(db: &Path) -> (Child, mpsc::Receiver<String>) {
         }
     });
     (child, rx)
+}
+
+/// Starts a full lifecycle run (backup, copy, verify, drop).
+fn spawn_lifecycle(db: &Path) -> (Child, mpsc::Receiver<String>) {
+    spawn_logged(
+        &[
+            "--db",
+            db.to_str().unwrap(),
+            "--execute",
+            "--backup",
+            "--drop-old-table",
+            "--allow-quarantined",
+            "--yes",
+            "--no-vector-index",
+            "--batch-size",
+            "100",
+        ],
+        false,
+    )
 }
 
 /// Waits for the log line that starts `phase`, waits `extra`, then kills.
@@ -337,34 +349,8 @@ async fn sigkill_inside_the_vector_index_build_resumes_without_starting_over() {
     };
     generate_legacy_database(&conn, &spec).await.unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    let run = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_migrate_embeddings"))
-            .args([
-                "--db",
-                path.to_str().unwrap(),
-                "--execute",
-                "--format",
-                "json",
-            ])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        (child, rx)
-    };
+    let db_arg = path.to_str().unwrap();
+    let run = || spawn_logged(&["--db", db_arg, "--execute", "--format", "json"], true);
     // Kill once the index build reports committed rows (its progress line
     // comes after a batch commits; the database itself stays locked by the
     // long index transactions, so it is not polled).
