@@ -6,6 +6,7 @@
 //! ```
 
 mod args;
+mod disk;
 mod floor;
 mod index;
 mod legacy;

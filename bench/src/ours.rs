@@ -16,6 +16,11 @@ use serde::Deserialize;
 struct ChildOutput {
     /// `VmHWM` of the child just before it exits, KiB.
     peak_rss_kib: Option<u64>,
+    /// CPU seconds of the child in user space and in the kernel.
+    #[serde(default)]
+    cpu_user_seconds: f64,
+    #[serde(default)]
+    cpu_system_seconds: f64,
     report: ReportView,
 }
 
@@ -62,6 +67,12 @@ pub struct Ours {
     pub peak_rss_bytes: u64,
     /// Where the peak came from (`VmHWM` or `ru_maxrss`).
     pub rss_source: &'static str,
+    /// CPU seconds of the child in user space (our code, libSQL, the
+    /// decoder) and in the kernel (reads and writes of the file).
+    pub cpu_user_seconds: f64,
+    pub cpu_system_seconds: f64,
+    /// Size of the database file after the run, bytes.
+    pub db_bytes: u64,
 }
 
 impl Ours {
@@ -89,8 +100,11 @@ pub async fn child_main(db: &Path) -> Result<()> {
         .await
         .with_context(|| format!("migrating {path}"))?;
     drop(opened);
+    let cpu = own_cpu_seconds();
     let out = serde_json::json!({
         "peak_rss_kib": vm_hwm_kib(),
+        "cpu_user_seconds": cpu.0,
+        "cpu_system_seconds": cpu.1,
         "report": report,
     });
     println!("{out}");
@@ -108,6 +122,17 @@ fn parse_vm_hwm(status: &str) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// CPU seconds of this process so far: (user, system).
+fn own_cpu_seconds() -> (f64, f64) {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return (0.0, 0.0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(usage.ru_utime), secs(usage.ru_stime))
 }
 
 /// Largest peak resident set of any waited-for child so far, KiB (Linux).
@@ -170,6 +195,9 @@ pub fn run_child(db: &Path) -> Result<Ours> {
         process_seconds,
         peak_rss_bytes: peak_kib * 1024,
         rss_source,
+        cpu_user_seconds: child.cpu_user_seconds,
+        cpu_system_seconds: child.cpu_system_seconds,
+        db_bytes: std::fs::metadata(db).map_or(0, |m| m.len()),
     })
 }
 

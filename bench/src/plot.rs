@@ -19,6 +19,15 @@ pub struct Point {
     pub rows: u64,
     pub copy_seconds: f64,
     pub copy_verify_seconds: f64,
+    /// The machine's own time to write the bytes the run added.
+    pub write_seconds: f64,
+}
+
+impl Point {
+    /// Copy + verify less the machine's write time: the cost that is ours.
+    fn own_seconds(&self) -> f64 {
+        (self.copy_verify_seconds - self.write_seconds).max(0.0)
+    }
 }
 
 /// The font the plot used, if any.
@@ -111,7 +120,8 @@ fn render(
     let x_max = sorted.iter().map(rows).fold(0.0, f64::max);
     let y_min = sorted
         .iter()
-        .map(|p| secs(p.copy_seconds))
+        .flat_map(|p| [p.copy_seconds, p.own_seconds(), p.write_seconds])
+        .map(secs)
         .fold(f64::INFINITY, f64::min);
     let y_max = sorted
         .iter()
@@ -175,6 +185,22 @@ fn render(
                 .map(|p| (rows(p), secs(p.copy_seconds)))
                 .collect(),
         ),
+        (
+            "copy + verify less the machine's write time",
+            RGBColor(30, 150, 70),
+            sorted
+                .iter()
+                .map(|p| (rows(p), secs(p.own_seconds())))
+                .collect(),
+        ),
+        (
+            "machine: writing the same bytes to a file",
+            RGBColor(130, 130, 130),
+            sorted
+                .iter()
+                .map(|p| (rows(p), secs(p.write_seconds)))
+                .collect(),
+        ),
     ];
     for (name, color, data) in series {
         let drawn = chart.draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))?;
@@ -188,9 +214,10 @@ fn render(
                 .map(|xy| Circle::new(xy, 4, color.filled())),
         )?;
     }
-    // Linear growth from the smallest size: what flat per-row cost looks like.
+    // Linear growth of our own cost from the smallest size: what a flat
+    // per-row cost looks like.
     let first = &sorted[0];
-    let (x0, y0) = (rows(first), secs(first.copy_verify_seconds));
+    let (x0, y0) = (rows(first), secs(first.own_seconds()));
     let guide = DashedLineSeries::new(
         [(x0, y0), (x_max * 1.5, y0 * x_max * 1.5 / x0)],
         8,
@@ -226,11 +253,13 @@ mod tests {
                 rows: 2000,
                 copy_seconds: 0.2,
                 copy_verify_seconds: 0.3,
+                write_seconds: 0.1,
             },
             Point {
                 rows: 5000,
                 copy_seconds: 0.45,
                 copy_verify_seconds: 0.7,
+                write_seconds: 0.2,
             },
         ]
     }

@@ -18,6 +18,10 @@ pub const MILLION_TARGET_SECONDS: f64 = 300.0;
 pub const RSS_TARGET_BYTES: u64 = 64 << 20;
 /// Our index phase within this multiple of libSQL's `CREATE INDEX`.
 pub const INDEX_TARGET: f64 = 1.1;
+/// Linear in rows: the per-row cost of our work (our time less the machine's
+/// own time to write the same bytes) varies by at most this factor across
+/// the scaling sizes.
+pub const LINEAR_TARGET: f64 = 1.5;
 
 /// One size of the scaling run.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +29,38 @@ pub struct ScaleRun {
     /// Size of the legacy file, bytes.
     pub legacy_bytes: u64,
     pub ours: Ours,
+    /// Seconds the machine takes to write, as plain 4 KiB writes to a fresh
+    /// file, the bytes our run added to the database.
+    pub write_seconds: f64,
+}
+
+impl ScaleRun {
+    /// Bytes our run added to the database.
+    pub fn grown_bytes(&self) -> u64 {
+        self.ours.db_bytes.saturating_sub(self.legacy_bytes)
+    }
+
+    /// Copy + verify, µs per row.
+    pub fn micros_per_row(&self) -> f64 {
+        per_row(self.ours.copy_verify_seconds(), self.ours.rows)
+    }
+
+    /// Copy + verify less the machine's time to write the same bytes, µs
+    /// per row: the part of the cost that is ours.
+    pub fn own_micros_per_row(&self) -> f64 {
+        per_row(
+            (self.ours.copy_verify_seconds() - self.write_seconds).max(0.0),
+            self.ours.rows,
+        )
+    }
+}
+
+fn per_row(seconds: f64, rows: u64) -> f64 {
+    if rows > 0 {
+        seconds * 1e6 / rows as f64
+    } else {
+        0.0
+    }
 }
 
 /// Everything one run measured.
@@ -136,6 +172,16 @@ impl Results {
             .chain([self.ours.peak_rss_bytes])
             .max()
             .unwrap_or(0);
+        let own: Vec<f64> = self
+            .scaling
+            .iter()
+            .map(ScaleRun::own_micros_per_row)
+            .filter(|c| *c > 0.0)
+            .collect();
+        let spread = (own.len() >= 2).then(|| {
+            own.iter().cloned().fold(0.0, f64::max)
+                / own.iter().cloned().fold(f64::INFINITY, f64::min)
+        });
         let index = match (self.index.raw_seconds(), self.index.ours_default()) {
             (Some(raw), Some(ours)) if raw > 0.0 => Some(ours.seconds / raw),
             _ => None,
@@ -186,6 +232,19 @@ impl Results {
                     measured: "no measurement".into(),
                     verdict: Verdict::NotRun,
                 },
+            },
+            Target {
+                name: format!(
+                    "time linear in rows: our per-row cost (less the machine's own write time) within {LINEAR_TARGET}× across sizes"
+                ),
+                measured: match spread {
+                    Some(s) => format!(
+                        "{s:.2}× ({} µs per row)",
+                        own.iter().map(|c| format!("{c:.1}")).collect::<Vec<_>>().join(", ")
+                    ),
+                    None => "fewer than 2 --scaling sizes".into(),
+                },
+                verdict: spread.map_or(Verdict::NotRun, |s| Verdict::of(s <= LINEAR_TARGET)),
             },
         ]
     }

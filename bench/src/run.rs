@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::args::Args;
 use crate::report::{rate, thousands, Results, ScaleRun};
-use crate::{floor, index, legacy, machine, ours, plot, reference};
+use crate::{disk, floor, index, legacy, machine, ours, plot, reference};
 
 /// Runs the whole benchmark and writes the report and the plot.
 pub async fn run(args: &Args) -> Result<()> {
@@ -124,10 +124,21 @@ pub async fn run(args: &Args) -> Result<()> {
                 ours.peak_rss_bytes as f64 / (1u64 << 20) as f64
             ),
         );
-        results.scaling.push(ScaleRun {
+        let mut run = ScaleRun {
             legacy_bytes: generated.bytes,
             ours,
-        });
+            write_seconds: 0.0,
+        };
+        run.write_seconds = disk::write_seconds(w, run.grown_bytes(), disk::SETTLE)?;
+        say(
+            began,
+            &format!(
+                "  machine: writing the {:.1} MB our run added takes {:.2} s",
+                run.grown_bytes() as f64 / 1e6,
+                run.write_seconds
+            ),
+        );
+        results.scaling.push(run);
     }
 
     if !results.scaling.is_empty() {
@@ -138,6 +149,7 @@ pub async fn run(args: &Args) -> Result<()> {
                 rows: s.ours.source_rows,
                 copy_seconds: s.ours.copy_seconds,
                 copy_verify_seconds: s.ours.copy_verify_seconds(),
+                write_seconds: s.write_seconds,
             })
             .collect();
         let font = plot::find_font(Path::new(plot::PREFERRED_FONT), Path::new(plot::FONT_ROOT));

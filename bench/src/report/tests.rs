@@ -13,6 +13,9 @@ fn ours(rows: u64, copy: f64, verify: f64, rss_mib: u64) -> Ours {
         process_seconds: copy + verify + 0.1,
         peak_rss_bytes: rss_mib << 20,
         rss_source: "VmHWM",
+        cpu_user_seconds: copy + verify,
+        cpu_system_seconds: 0.0,
+        db_bytes: 0,
     }
 }
 
@@ -74,10 +77,12 @@ fn results() -> Results {
             ScaleRun {
                 legacy_bytes: 1_000_000,
                 ours: ours(100, 0.1, 0.05, 20),
+                write_seconds: 0.05,
             },
             ScaleRun {
                 legacy_bytes: 10_000_000,
                 ours: ours(1000, 0.3, 0.2, 70),
+                write_seconds: 0.0,
             },
         ],
         plot: Some(("docs/scaling.png".into(), Some("DejaVuSans.ttf".into()))),
@@ -100,8 +105,41 @@ fn targets_compare_with_the_reference() {
             // The largest peak of all runs, the scaling ones included.
             ("70.0 MiB", Verdict::Fail),
             ("1.20×", Verdict::Fail),
+            // (0.15 − 0.05) s / 100 rows against 0.5 s / 1000 rows.
+            ("2.00× (1000.0, 500.0 µs per row)", Verdict::Fail),
         ]
     );
+}
+
+#[test]
+fn linearity_is_judged_on_the_cost_that_is_ours() {
+    let mut r = results();
+    // Raw per-row cost doubles (1,000 → 2,000 µs), but the machine's own
+    // write time for the extra bytes accounts for the difference.
+    r.scaling = vec![
+        ScaleRun {
+            legacy_bytes: 0,
+            ours: ours(1000, 0.6, 0.4, 20),
+            write_seconds: 0.2,
+        },
+        ScaleRun {
+            legacy_bytes: 0,
+            ours: ours(10_000, 12.0, 8.0, 20),
+            write_seconds: 12.0,
+        },
+    ];
+    let linear = r.targets().pop().expect("the linearity target");
+    assert_eq!(linear.measured, "1.00× (800.0, 800.0 µs per row)");
+    assert_eq!(linear.verdict, Verdict::Pass);
+    // Without the baseline the same runs are not linear.
+    for s in &mut r.scaling {
+        s.write_seconds = 0.0;
+    }
+    let linear = r.targets().pop().expect("the linearity target");
+    assert_eq!(linear.verdict, Verdict::Fail);
+    // One size proves nothing.
+    r.scaling.truncate(1);
+    assert_eq!(r.targets().pop().map(|t| t.verdict), Some(Verdict::NotRun));
 }
 
 #[test]
@@ -110,6 +148,7 @@ fn the_million_target_uses_the_million_row_run() {
     r.scaling.push(ScaleRun {
         legacy_bytes: 0,
         ours: ours(1_000_000, 200.0, 150.0, 40),
+        write_seconds: 0.0,
     });
     let million = &r.targets()[2];
     assert_eq!(million.measured, "350.0 s");
@@ -132,7 +171,7 @@ fn markdown_has_every_section_and_number() {
         "| floor: row at a time, autocommit (first 100 rows) | 80 | 2.00 | 40 | 0.05× | — | — |",
         "| libSQL `CREATE INDEX` | 2.00 | 1.00× | 0.900 | 1.00 |",
         "| ours, default | 2.40 | 1.20× | 0.910 | 1.10 |",
-        "| 1,000 | 10.0 | 0.30 | 0.20 | 0.50 | 2,000 | 500.0 | 70.0 MiB |",
+        "| 1,000 | 10.0 | 0.0 | 0.30 | 0.20 | 0.50 | 2,000 | 500.0 | 0.00 | 500.0 | 500.0 | 0.0 | 70.0 MiB |",
         "![seconds against rows, log-log](docs/scaling.png)",
         "700 × 384, 300 × 1536 dimensions; 200 of them compressed payloads",
         "Each of our 3 runs copied every row and verified it",
