@@ -1,0 +1,270 @@
+//! The HTTP side: Hrana's `/v2/pipeline`, `/v3/pipeline` and `/v3/cursor`
+//! (what the `libsql` remote client calls), version probes, and the
+//! control endpoints tests use to arm faults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hrana_server::{HranaConfig, PipelineError, SessionManager};
+use hyper::{Body, Method, Request, Response, StatusCode};
+use tokio::net::TcpListener;
+
+use crate::backend::FileBackend;
+use crate::faults::{Action, Fault, Faults};
+
+/// Everything a request needs.
+pub struct Server {
+    pub backend: FileBackend,
+    pub sessions: SessionManager,
+    pub config: HranaConfig,
+    pub faults: Faults,
+    /// Added before every Hrana request is handled (simulated latency).
+    pub delay: Duration,
+}
+
+/// Returned by the service to make hyper close the connection without a
+/// response.
+#[derive(Debug)]
+struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+/// Accepts connections forever, one task each.
+pub async fn serve(listener: TcpListener, server: Arc<Server>) -> anyhow::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let server = server.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(server.clone(), req));
+            // An error here is a dropped connection (ours or the client's).
+            let _ = hyper::server::conn::Http::new()
+                .http1_only(true)
+                .http1_keep_alive(true)
+                .serve_connection(stream, service)
+                .await;
+        });
+    }
+}
+
+fn reply(status: StatusCode, body: impl Into<Body>) -> Response<Body> {
+    let mut resp = Response::new(body.into());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error_reply(status: StatusCode, message: &str) -> Response<Body> {
+    reply(status, serde_json::json!({ "error": message }).to_string())
+}
+
+fn bearer(req: &Request<Body>) -> Option<&str> {
+    req.headers()
+        .get(hyper::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+async fn handle(server: Arc<Server>, req: Request<Body>) -> Result<Response<Body>, DropConnection> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match (&method, path.as_str()) {
+        (&Method::GET, "/health" | "/v2" | "/v3") => return Ok(reply(StatusCode::OK, "")),
+        (&Method::GET | &Method::POST | &Method::DELETE, _) => {}
+        _ => {
+            return Ok(error_reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+            ))
+        }
+    }
+    let token = bearer(&req).unwrap_or_default().to_string();
+    if !server.backend.token_matches(&token) {
+        return Ok(error_reply(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized: missing or invalid bearer token",
+        ));
+    }
+    let body = match hyper::body::to_bytes(req.into_body()).await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => return Err(DropConnection),
+    };
+    match (method, path.as_str()) {
+        (Method::POST, "/v2/pipeline" | "/v3/pipeline") => {
+            hrana(server, token, body, Endpoint::Pipeline).await
+        }
+        (Method::POST, "/v3/cursor") => hrana(server, token, body, Endpoint::Cursor).await,
+        (Method::POST, "/control/faults") => Ok(arm(&server, &body)),
+        (Method::DELETE, "/control/faults") => {
+            server.faults.clear();
+            Ok(reply(StatusCode::OK, "{}"))
+        }
+        (Method::GET, "/control/stats") => Ok(reply(
+            StatusCode::OK,
+            serde_json::to_string(&server.faults.stats()).unwrap_or_default(),
+        )),
+        _ => Ok(error_reply(StatusCode::NOT_FOUND, "not found")),
+    }
+}
+
+/// Arms one fault (a JSON object) or several (an array).
+fn arm(server: &Server, body: &str) -> Response<Body> {
+    let parsed: Result<Vec<Fault>, _> = serde_json::from_str::<Vec<Fault>>(body)
+        .or_else(|_| serde_json::from_str::<Fault>(body).map(|f| vec![f]));
+    match parsed {
+        Ok(faults) => {
+            server.faults.arm(faults);
+            reply(
+                StatusCode::OK,
+                serde_json::to_string(&server.faults.stats()).unwrap_or_default(),
+            )
+        }
+        Err(e) => error_reply(StatusCode::BAD_REQUEST, &format!("bad fault: {e}")),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Pipeline,
+    Cursor,
+}
+
+async fn hrana(
+    server: Arc<Server>,
+    token: String,
+    body: String,
+    endpoint: Endpoint,
+) -> Result<Response<Body>, DropConnection> {
+    if !server.delay.is_zero() {
+        tokio::time::sleep(server.delay).await;
+    }
+    let action = server.faults.on_request(&body);
+    match action {
+        Action::Serve | Action::DropAfter => {}
+        Action::DropBefore => return Err(DropConnection),
+        Action::Status500 => {
+            return Ok(error_reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error (injected)",
+            ))
+        }
+        Action::Stall(d) => tokio::time::sleep(d).await,
+    }
+    let mut value: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(error_reply(
+                StatusCode::BAD_REQUEST,
+                &format!("bad JSON: {e}"),
+            ))
+        }
+    };
+    pad_base64(&mut value);
+    let worker = server.clone();
+    let outcome = tokio::task::spawn_blocking(move || execute(&worker, &token, value, endpoint))
+        .await
+        .unwrap_or_else(|_| Err(PipelineError::Internal("the handler panicked".into())));
+    if action == Action::DropAfter {
+        return Err(DropConnection);
+    }
+    Ok(match outcome {
+        Ok(body) => reply(StatusCode::OK, body),
+        Err(e) => {
+            let status = match &e {
+                PipelineError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+                PipelineError::BadRequest(_) => StatusCode::BAD_REQUEST,
+                PipelineError::ReadOnly(_) => StatusCode::FORBIDDEN,
+                PipelineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error_reply(status, &e.to_string())
+        }
+    })
+}
+
+/// Runs a pipeline or cursor request (blocking: SQLite may wait on a lock).
+fn execute(
+    server: &Server,
+    token: &str,
+    value: serde_json::Value,
+    endpoint: Endpoint,
+) -> Result<String, PipelineError> {
+    let bad = |e: serde_json::Error| PipelineError::BadRequest(format!("bad request: {e}"));
+    match endpoint {
+        Endpoint::Pipeline => {
+            let request = serde_json::from_value(value).map_err(bad)?;
+            let response = hrana_server::handle_pipeline(
+                &server.backend,
+                &server.sessions,
+                &server.config,
+                token,
+                request,
+            )?;
+            serde_json::to_string(&response)
+                .map_err(|e| PipelineError::Internal(format!("serializing the response: {e}")))
+        }
+        Endpoint::Cursor => {
+            let request = serde_json::from_value(value).map_err(bad)?;
+            hrana_server::handle_cursor(
+                &server.backend,
+                &server.sessions,
+                &server.config,
+                token,
+                request,
+            )
+            .map(|c| c.ndjson)
+        }
+    }
+}
+
+/// Hrana clients (libSQL's among them) send blobs in base64 without
+/// padding; hrana-server 0.1.0 decodes only padded base64, so pad it here.
+fn pad_base64(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let is_blob = map.get("type").and_then(|t| t.as_str()) == Some("blob");
+            if is_blob {
+                if let Some(serde_json::Value::String(b64)) = map.get_mut("base64") {
+                    while b64.len() % 4 != 0 {
+                        b64.push('=');
+                    }
+                }
+            }
+            for v in map.values_mut() {
+                pad_base64(v);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(pad_base64),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_get_padded_and_nothing_else_changes() {
+        let mut v = serde_json::json!({
+            "requests": [{"type": "execute", "stmt": {"sql": "x", "args": [
+                {"type": "blob", "base64": "AAECAw"},
+                {"type": "text", "value": "AAECAw"},
+                {"type": "blob", "base64": "AAEC"}
+            ]}}]
+        });
+        pad_base64(&mut v);
+        let args = &v["requests"][0]["stmt"]["args"];
+        assert_eq!(args[0]["base64"], "AAECAw==");
+        assert_eq!(args[1]["value"], "AAECAw");
+        assert_eq!(args[2]["base64"], "AAEC");
+    }
+}
