@@ -119,6 +119,38 @@ pub enum Error {
     /// The drop was refused.
     #[error("the `embeddings` table was not dropped: {0}")]
     DropRefused(String),
+    /// The database records a schema version newer than this code knows.
+    #[error("the database is at schema version {found}, newer than version {supported} that this build knows: upgrade memory-storage-turso before opening it (nothing was changed)")]
+    SchemaTooNew { found: i64, supported: i64 },
+    /// The recorded schema version is not a number.
+    #[error("the metadata key `schema_version` holds {value:?}, not a version number: fix it by hand (nothing was changed)")]
+    SchemaVersionUnreadable { value: String },
+    /// The store was opened on a database without the per-dimension tables.
+    #[error("the database lacks the table(s) {}: call initialize_schema first", missing.join(", "))]
+    SchemaNotInitialized { missing: Vec<String> },
+    /// An embedding handed to the store cannot be stored.
+    #[error("embedding {embedding_id} cannot be stored: {reason}")]
+    InvalidEmbedding {
+        embedding_id: String,
+        reason: String,
+    },
+    /// A search query cannot be run.
+    #[error("invalid search query: {0}")]
+    InvalidQuery(String),
+    /// A stored row cannot be read back as an embedding.
+    #[error("embedding {embedding_id} in {table} cannot be read: {reason}")]
+    UndecodableEmbedding {
+        table: String,
+        embedding_id: String,
+        #[source]
+        reason: crate::decode::BadRowReason,
+    },
+    /// Another process's migration did not finish in time.
+    #[error("waited {waited_secs} s for another process's migration ({}) to finish; it is still running: start again later, or raise SchemaOptions::wait_for_migration", holder.as_ref().map(|h| h.to_string()).unwrap_or_else(|| "holder unknown".into()))]
+    MigrationWaitTimedOut {
+        holder: Option<crate::migration::lock::LockHolder>,
+        waited_secs: u64,
+    },
 }
 
 /// Result with the library's [`Error`].

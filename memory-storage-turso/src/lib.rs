@@ -4,12 +4,17 @@
 //! The library never prints: progress leaves it through
 //! [`migration::Observer`], results through [`migration::MigrationReport`],
 //! and failures as a typed [`Error`].
+//!
+//! Applications call [`init::initialize_schema`] at start, then read, write
+//! and search through [`store::EmbeddingStore`].
 
 pub mod connect;
 pub mod decode;
 pub mod error;
+pub mod init;
 pub mod migration;
 pub mod sample;
 pub mod schema;
+pub mod store;
 
 pub use error::{Error, Result};

@@ -1,0 +1,107 @@
+//! Reading stored rows back as [`Embedding`]s: from a per-dimension table
+//! (the vector from its `F32_BLOB`) or from the legacy table (the vector
+//! decoded from `embedding_data` by the crate's one decoder).
+
+use libsql::Value;
+
+use super::types::Embedding;
+use crate::decode::{vector_from_le_bytes, BadRowReason};
+use crate::error::{DbContext, Error, Result};
+use crate::migration::compare::check_legacy_row;
+use crate::migration::row::{type_name, EmbeddingRow};
+use crate::schema::{TargetTable, LEGACY_TABLE};
+
+/// The eight columns (text read as exact bytes, in
+/// [`crate::schema::COLUMNS`] order) and then any `extra` expressions;
+/// `vector_col` is `embedding_vector`, or `NULL` for a legacy table
+/// without that column.
+pub(crate) fn select_sql(vector_col: &str, extra: &str) -> String {
+    let columns = crate::migration::row::select_columns(vector_col);
+    if extra.is_empty() {
+        columns
+    } else {
+        format!("{columns}, {extra}")
+    }
+}
+
+/// Reads one row selected with [`select_sql`].
+pub(crate) fn read_row(row: &libsql::Row, what: &str) -> Result<EmbeddingRow> {
+    EmbeddingRow::from_row(row).db_context(|| format!("reading {what}"))
+}
+
+fn undecodable(table: &str, row: &EmbeddingRow, reason: BadRowReason) -> Error {
+    Error::UndecodableEmbedding {
+        table: table.to_string(),
+        embedding_id: row.key.to_string(),
+        reason,
+    }
+}
+
+fn text(value: &Value, column: &'static str) -> std::result::Result<String, BadRowReason> {
+    match value {
+        Value::Text(s) => Ok(s.clone()),
+        Value::Null => Err(BadRowReason::NullColumn { column }),
+        other => Err(BadRowReason::NotText {
+            column,
+            found: type_name(other),
+        }),
+    }
+}
+
+fn integer(value: &Value, column: &'static str) -> std::result::Result<i64, BadRowReason> {
+    match value {
+        Value::Integer(i) => Ok(*i),
+        Value::Null => Err(BadRowReason::NullColumn { column }),
+        other => Err(BadRowReason::InvalidDimension {
+            found: format!("{} in {column}", type_name(other)),
+        }),
+    }
+}
+
+fn columns(row: &EmbeddingRow, vector: Vec<f32>) -> std::result::Result<Embedding, BadRowReason> {
+    Ok(Embedding {
+        embedding_id: text(&row.key.0, "embedding_id")?,
+        item_id: text(&row.item_id, "item_id")?,
+        item_type: text(&row.item_type, "item_type")?,
+        model: text(&row.model, "model")?,
+        vector,
+        created_at: integer(&row.created_at, "created_at")?,
+    })
+}
+
+/// The bytes of a well-formed vector column: a blob of `4 × dimension`.
+fn blob_vector(row: &EmbeddingRow) -> Option<Vec<f32>> {
+    let (Value::Blob(bytes), Value::Integer(dim)) = (&row.embedding_vector, &row.dimension) else {
+        return None;
+    };
+    let dim = usize::try_from(*dim).ok()?;
+    (dim > 0 && bytes.len() == 4 * dim)
+        .then(|| vector_from_le_bytes(bytes))
+        .flatten()
+}
+
+/// A row of a per-dimension table. The vector is the `F32_BLOB` as stored;
+/// a row without one (written by something else) is decoded from its
+/// `embedding_data`, compressed or not.
+pub(crate) fn from_target(row: EmbeddingRow, table: TargetTable) -> Result<Embedding> {
+    let vector = match blob_vector(&row) {
+        Some(v) => v,
+        None => {
+            let mut probe = row.clone();
+            probe.embedding_vector = Value::Null;
+            let (_, bytes) =
+                check_legacy_row(&probe).map_err(|r| undecodable(table.name(), &row, r))?;
+            vector_from_le_bytes(&bytes).unwrap_or_default()
+        }
+    };
+    columns(&row, vector).map_err(|r| undecodable(table.name(), &row, r))
+}
+
+/// A row of the legacy table, checked exactly as the migration checks it
+/// (a row the migration would quarantine is an error here too), the vector
+/// decoded from `embedding_data`.
+pub(crate) fn from_legacy(row: EmbeddingRow) -> Result<Embedding> {
+    let (_, bytes) = check_legacy_row(&row).map_err(|r| undecodable(LEGACY_TABLE, &row, r))?;
+    let vector = vector_from_le_bytes(&bytes).unwrap_or_default();
+    columns(&row, vector).map_err(|r| undecodable(LEGACY_TABLE, &row, r))
+}

@@ -1,0 +1,388 @@
+//! `find_similar`: the native DiskANN index through `vector_top_k` where it
+//! exists, brute force with `vector_distance_cos` elsewhere, and — during a
+//! transition — the legacy rows not migrated yet, decoded and ranked here.
+//!
+//! Both database paths run in two phases: first the candidates' `rowid`,
+//! key, `item_type` and distance only, then the full rows of the (at most
+//! `k`) survivors, so a search never reads the vectors and payloads of rows
+//! it drops.
+
+use std::collections::HashMap;
+
+use libsql::{Connection, Value};
+
+use super::rows::{from_legacy, from_target, read_row, select_sql};
+use super::transition::{absent_from, legacy};
+use super::types::{Embedding, SimilarEmbedding, Source};
+use crate::decode::vector_to_le_bytes;
+use crate::error::{DbContext, Error, Result};
+use crate::schema::{route, TargetTable, LEGACY_TABLE};
+
+/// With an `item_type` filter the index is asked for this many times `k`
+/// candidates (at least `k + OVERFETCH_MIN`), and again this many times
+/// more while too few survive the filter and the index has more.
+pub const OVERFETCH: usize = 4;
+/// Smallest over-fetch margin with a filter.
+pub const OVERFETCH_MIN: usize = 16;
+/// Past this many candidates a filtered search scans the table instead: a
+/// rare `item_type` is found faster, and exactly, by brute force.
+pub const MAX_INDEX_CANDIDATES: usize = 4096;
+
+/// What to search for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Query<'q> {
+    pub vector: &'q [f32],
+    pub item_type: Option<&'q str>,
+    pub k: usize,
+    pub min_similarity: Option<f32>,
+}
+
+impl Query<'_> {
+    fn check(&self) -> Result<()> {
+        let invalid = |m: String| Err(Error::InvalidQuery(m));
+        if self.vector.is_empty() {
+            return invalid("the query vector is empty".into());
+        }
+        if let Some(i) = self.vector.iter().position(|x| !x.is_finite()) {
+            return invalid(format!(
+                "element {i} of the query vector is NaN or infinite"
+            ));
+        }
+        if self.vector.iter().all(|x| *x == 0.0) {
+            return invalid("the query vector is all zeros: it has no cosine similarity".into());
+        }
+        if self.min_similarity.is_some_and(|m| !m.is_finite()) {
+            return invalid("min_similarity must be a finite number".into());
+        }
+        Ok(())
+    }
+
+    /// Largest cosine distance a hit may have.
+    fn max_distance(&self) -> f64 {
+        self.min_similarity
+            .map_or(f64::INFINITY, |m| 1.0 - f64::from(m))
+    }
+
+    fn keeps(&self, item_type: &Value, distance: f64) -> bool {
+        let type_ok = match self.item_type {
+            Some(want) => matches!(item_type, Value::Text(t) if t == want),
+            None => true,
+        };
+        type_ok && distance <= self.max_distance()
+    }
+}
+
+/// A candidate of the first phase.
+#[derive(Debug, Clone)]
+struct Candidate {
+    rowid: i64,
+    embedding_id: Value,
+    item_type: Value,
+    distance: f64,
+}
+
+fn by_distance(a: &(f64, String), b: &(f64, String)) -> std::cmp::Ordering {
+    a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1))
+}
+
+fn key_text(v: &Value) -> String {
+    match v {
+        Value::Text(s) => s.clone(),
+        other => crate::migration::row::Key(other.clone()).to_string(),
+    }
+}
+
+async fn candidates(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<Vec<Candidate>> {
+    let ctx = || "searching for similar embeddings".to_string();
+    let mut rows = conn.query(sql, params).await.db_context(ctx)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await.db_context(ctx)? {
+        let distance = match row.get_value(3).db_context(ctx)? {
+            Value::Real(d) => d,
+            Value::Integer(d) => d as f64,
+            _ => continue, // NULL: a zero vector has no cosine distance
+        };
+        out.push(Candidate {
+            rowid: row.get::<i64>(0).db_context(ctx)?,
+            embedding_id: row.get_value(1).db_context(ctx)?,
+            item_type: row.get_value(2).db_context(ctx)?,
+            distance,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether `table` has its DiskANN index (on the table itself, not on the
+/// twin of a vector-index build in progress).
+pub(crate) async fn has_vector_index(conn: &Connection, table: TargetTable) -> Result<bool> {
+    let Some(index) = table.vector_index_name() else {
+        return Ok(false);
+    };
+    let ctx = || format!("looking up the vector index of {table}");
+    let mut rows = conn
+        .query(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1 AND tbl_name = ?2",
+            [index, table.name()],
+        )
+        .await
+        .db_context(ctx)?;
+    Ok(rows.next().await.db_context(ctx)?.is_some())
+}
+
+/// How a table is searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum SearchMethod {
+    /// `vector_top_k` over this DiskANN index.
+    VectorIndex(&'static str),
+    /// `vector_distance_cos` over every row of the query's dimension.
+    Scan,
+}
+
+/// How `table` is searched now.
+pub(crate) async fn method(conn: &Connection, table: TargetTable) -> Result<SearchMethod> {
+    Ok(match table.vector_index_name() {
+        Some(name) if has_vector_index(conn, table).await? => SearchMethod::VectorIndex(name),
+        _ => SearchMethod::Scan,
+    })
+}
+
+/// Candidates from the index: `fetch` nearest by DiskANN, exact distances.
+async fn index_candidates(
+    conn: &Connection,
+    table: TargetTable,
+    index: &str,
+    query: &[u8],
+    fetch: usize,
+) -> Result<Vec<Candidate>> {
+    let sql = format!(
+        "SELECT t.rowid, t.embedding_id, t.item_type, \
+         vector_distance_cos(t.embedding_vector, vector32(?1)) \
+         FROM vector_top_k('{index}', vector32(?1), ?2) AS v \
+         JOIN {} AS t ON t.rowid = v.id",
+        table.name()
+    );
+    candidates(
+        conn,
+        &sql,
+        vec![Value::Blob(query.to_vec()), Value::Integer(fetch as i64)],
+    )
+    .await
+}
+
+/// Candidates by brute force: every row of the query's dimension (and
+/// type), ranked by `vector_distance_cos`, the best `k` kept.
+async fn scan_candidates(
+    conn: &Connection,
+    table: TargetTable,
+    query: &Query<'_>,
+    bytes: &[u8],
+) -> Result<Vec<Candidate>> {
+    let mut params = vec![
+        Value::Blob(bytes.to_vec()),
+        Value::Integer(query.vector.len() as i64),
+        Value::Integer(query.k as i64),
+    ];
+    let mut filter = String::new();
+    if let Some(t) = query.item_type {
+        filter.push_str(" AND item_type = ?4");
+        params.push(Value::Text(t.to_string()));
+    }
+    if let Some(m) = query.min_similarity {
+        filter.push_str(&format!(" AND distance <= ?{}", params.len() + 1));
+        params.push(Value::Real(1.0 - f64::from(m)));
+    }
+    let sql = format!(
+        "SELECT rowid, embedding_id, item_type, \
+         vector_distance_cos(embedding_vector, vector32(?1)) AS distance \
+         FROM {} WHERE embedding_vector IS NOT NULL AND dimension = ?2 \
+         AND distance IS NOT NULL{filter} \
+         ORDER BY distance, embedding_id LIMIT ?3",
+        table.name()
+    );
+    candidates(conn, &sql, params).await
+}
+
+/// The surviving candidates of `table`, best first, at most `k`: through
+/// the index with adaptive over-fetch, or by brute force.
+async fn table_candidates(
+    conn: &Connection,
+    table: TargetTable,
+    query: &Query<'_>,
+) -> Result<Vec<Candidate>> {
+    let bytes = vector_to_le_bytes(query.vector);
+    let index = match method(conn, table).await? {
+        SearchMethod::VectorIndex(name) => name,
+        SearchMethod::Scan => return scan_candidates(conn, table, query, &bytes).await,
+    };
+    let mut fetch = match query.item_type {
+        Some(_) => (query.k * OVERFETCH).max(query.k + OVERFETCH_MIN),
+        None => query.k,
+    };
+    loop {
+        let found = index_candidates(conn, table, index, &bytes, fetch).await?;
+        let exhausted = found.len() < fetch;
+        let farthest = found.iter().map(|c| c.distance).fold(0.0, f64::max);
+        let mut kept: Vec<Candidate> = found
+            .into_iter()
+            .filter(|c| query.keeps(&c.item_type, c.distance))
+            .collect();
+        let done = kept.len() >= query.k
+            || exhausted
+            || query.item_type.is_none()
+            || farthest > query.max_distance();
+        if done {
+            kept.sort_by(|a, b| {
+                by_distance(
+                    &(a.distance, key_text(&a.embedding_id)),
+                    &(b.distance, key_text(&b.embedding_id)),
+                )
+            });
+            kept.truncate(query.k);
+            return Ok(kept);
+        }
+        fetch = fetch.saturating_mul(OVERFETCH);
+        if fetch > MAX_INDEX_CANDIDATES {
+            return scan_candidates(conn, table, query, &bytes).await;
+        }
+    }
+}
+
+/// The full rows of the candidates, in the candidates' order.
+async fn fetch_rows(
+    conn: &Connection,
+    table: TargetTable,
+    found: Vec<Candidate>,
+) -> Result<Vec<SimilarEmbedding>> {
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {} FROM {} WHERE rowid IN ({})",
+        select_sql("embedding_vector", "rowid"),
+        table.name(),
+        vec!["?"; found.len()].join(", ")
+    );
+    let params: Vec<Value> = found.iter().map(|c| Value::Integer(c.rowid)).collect();
+    let ctx = || format!("reading search hits from {table}");
+    let mut rows = conn.query(&sql, params).await.db_context(ctx)?;
+    let mut by_rowid: HashMap<i64, Embedding> = HashMap::new();
+    while let Some(row) = rows.next().await.db_context(ctx)? {
+        let rowid = row.get::<i64>(9).db_context(ctx)?;
+        by_rowid.insert(rowid, from_target(read_row(&row, table.name())?, table)?);
+    }
+    Ok(found
+        .into_iter()
+        .filter_map(|c| {
+            // A row deleted between the two phases is simply not a hit.
+            by_rowid.remove(&c.rowid).map(|embedding| SimilarEmbedding {
+                embedding,
+                similarity: 1.0 - c.distance,
+                source: Source::Table(table),
+            })
+        })
+        .collect())
+}
+
+/// Cosine distance computed here, for legacy rows (f64 accumulation).
+fn cosine_distance(a: &[f32], b: &[f32]) -> Option<f64> {
+    let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(*x), f64::from(*y));
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    let norm = (na * nb).sqrt();
+    (norm > 0.0).then(|| 1.0 - dot / norm)
+}
+
+/// Legacy rows of the query's dimension that no per-dimension table holds,
+/// ranked here. Rows the migration would quarantine are skipped.
+async fn legacy_hits(conn: &Connection, query: &Query<'_>) -> Result<Vec<SimilarEmbedding>> {
+    let Some(legacy) = legacy(conn).await? else {
+        return Ok(Vec::new());
+    };
+    let mut params = vec![Value::Integer(query.vector.len() as i64)];
+    let mut filter = String::new();
+    if let Some(t) = query.item_type {
+        filter.push_str(" AND e.item_type = ?2");
+        params.push(Value::Text(t.to_string()));
+    }
+    let sql = format!(
+        "SELECT {} FROM {LEGACY_TABLE} AS e WHERE e.dimension = ?1{filter} AND {}",
+        select_sql(legacy.vector_col, ""),
+        absent_from(&TargetTable::ALL)
+    );
+    let ctx = || format!("searching the rows of {LEGACY_TABLE} not migrated yet");
+    let mut rows = conn.query(&sql, params).await.db_context(ctx)?;
+    let mut hits = Vec::new();
+    while let Some(row) = rows.next().await.db_context(ctx)? {
+        let Ok(embedding) = from_legacy(read_row(&row, LEGACY_TABLE)?) else {
+            continue;
+        };
+        let Some(distance) = cosine_distance(&embedding.vector, query.vector) else {
+            continue;
+        };
+        if distance <= query.max_distance() {
+            hits.push(SimilarEmbedding {
+                embedding,
+                similarity: 1.0 - distance,
+                source: Source::Legacy,
+            });
+        }
+    }
+    Ok(hits)
+}
+
+/// The `k` stored embeddings most similar to the query, best first.
+pub(crate) async fn find_similar(
+    conn: &Connection,
+    query: &Query<'_>,
+    include_legacy: bool,
+) -> Result<Vec<SimilarEmbedding>> {
+    query.check()?;
+    if query.k == 0 {
+        return Ok(Vec::new());
+    }
+    let table = route(query.vector.len());
+    let found = table_candidates(conn, table, query).await?;
+    let mut hits = fetch_rows(conn, table, found).await?;
+    if include_legacy {
+        hits.extend(legacy_hits(conn, query).await?);
+        hits.sort_by(|a, b| {
+            by_distance(
+                &(1.0 - a.similarity, a.embedding.embedding_id.clone()),
+                &(1.0 - b.similarity, b.embedding.embedding_id.clone()),
+            )
+        });
+        hits.truncate(query.k);
+    }
+    Ok(hits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_distance_matches_the_definition() {
+        assert_eq!(cosine_distance(&[1.0, 0.0], &[1.0, 0.0]), Some(0.0));
+        assert_eq!(cosine_distance(&[1.0, 0.0], &[0.0, 2.0]), Some(1.0));
+        assert_eq!(cosine_distance(&[1.0, 0.0], &[-3.0, 0.0]), Some(2.0));
+        assert_eq!(cosine_distance(&[0.0, 0.0], &[1.0, 0.0]), None);
+    }
+
+    #[test]
+    fn bad_queries_are_refused() {
+        let q = |v: &'static [f32]| Query {
+            vector: v,
+            item_type: None,
+            k: 3,
+            min_similarity: None,
+        };
+        for v in [&[][..], &[0.0, 0.0][..], &[1.0, f32::NAN][..]] {
+            assert!(matches!(q(v).check(), Err(Error::InvalidQuery(_))), "{v:?}");
+        }
+        assert!(q(&[1.0, 0.0]).check().is_ok());
+    }
+}

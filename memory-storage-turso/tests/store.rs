@@ -1,0 +1,528 @@
+//! The embedding store against real libSQL files: bit-exact round trips in
+//! every table, batches, deletes, reads that fall back to unmigrated legacy
+//! rows (compressed ones too), and searches ranked exactly like a
+//! brute-force cosine ranking computed here.
+
+mod common;
+
+use common::*;
+use libsql::{Connection, Value};
+use memory_storage_turso::init::{initialize_schema, SchemaOptions};
+use memory_storage_turso::sample::{
+    create_legacy_table, encode_compressed, encode_json, insert_legacy_rows, Compression, LegacyRow,
+};
+use memory_storage_turso::schema::TargetTable;
+use memory_storage_turso::store::{Embedding, EmbeddingStore, SearchMethod, Source};
+use memory_storage_turso::Error;
+
+/// splitmix64, for deterministic vectors.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f32 {
+        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vector(&mut self, dim: usize) -> Vec<f32> {
+        (0..dim).map(|_| self.unit()).collect()
+    }
+}
+
+const TYPES: [&str; 3] = ["episode", "pattern", "embedding"];
+
+fn embedding(id: usize, dim: usize, rng: &mut Rng) -> Embedding {
+    let mut e = Embedding::new(
+        format!("e{id:05}"),
+        format!("item-{}", id / 2),
+        TYPES[id % TYPES.len()],
+        format!("model-{dim}"),
+        rng.vector(dim),
+    );
+    e.created_at = 1_700_000_000 + id as i64;
+    e
+}
+
+/// An initialized database (vector indexes as asked) and a store on it.
+async fn store_on(t: &TestDb, vector_indexes: bool) -> EmbeddingStore {
+    let options = SchemaOptions {
+        vector_indexes,
+        ..Default::default()
+    };
+    initialize_schema(&t.conn, &options).await.unwrap();
+    EmbeddingStore::open(t.conn.clone()).await.unwrap()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    1.0 - dot / (na * nb)
+}
+
+/// The ids of the `k` rows nearest to `query` by cosine, computed here.
+fn brute_force(
+    rows: &[Embedding],
+    query: &[f32],
+    item_type: Option<&str>,
+    k: usize,
+    min_similarity: Option<f32>,
+) -> Vec<String> {
+    let mut scored: Vec<(f64, &str)> = rows
+        .iter()
+        .filter(|e| e.vector.len() == query.len())
+        .filter(|e| item_type.is_none_or(|t| e.item_type == t))
+        .map(|e| (cosine_distance(&e.vector, query), e.embedding_id.as_str()))
+        .filter(|(d, _)| min_similarity.is_none_or(|m| 1.0 - d >= f64::from(m)))
+        .collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
+    scored
+        .into_iter()
+        .take(k)
+        .map(|(_, id)| id.to_string())
+        .collect()
+}
+
+async fn search_ids(
+    store: &EmbeddingStore,
+    query: &[f32],
+    item_type: Option<&str>,
+    k: usize,
+    min_similarity: Option<f32>,
+) -> Vec<String> {
+    let hits = store
+        .find_similar(query, item_type, k, min_similarity)
+        .await
+        .unwrap();
+    for pair in hits.windows(2) {
+        assert!(pair[0].similarity >= pair[1].similarity, "not best first");
+    }
+    for h in &hits {
+        assert_eq!(h.embedding.vector.len(), query.len());
+        if let Some(t) = item_type {
+            assert_eq!(h.embedding.item_type, t);
+        }
+        if let Some(m) = min_similarity {
+            assert!(h.similarity >= f64::from(m) - 1e-6);
+        }
+    }
+    hits.into_iter().map(|h| h.embedding.embedding_id).collect()
+}
+
+async fn one_value(conn: &Connection, sql: &str, id: &str) -> Value {
+    let mut rows = conn.query(sql, [id]).await.unwrap();
+    rows.next().await.unwrap().unwrap().get_value(0).unwrap()
+}
+
+#[tokio::test]
+async fn every_dimension_round_trips_bit_for_bit_in_its_own_table() {
+    let t = TestDb::empty().await;
+    let store = store_on(&t, false).await;
+    let special = [
+        -0.0,
+        f32::from_bits(1),
+        f32::MAX,
+        -f32::MAX,
+        f32::MIN_POSITIVE,
+        0.1,
+        1.0 / 3.0,
+    ];
+    let mut rng = Rng(7);
+    let mut stored = Vec::new();
+    for (i, dim) in [384, 1024, 1536, 3072, 768, 5, 1].into_iter().enumerate() {
+        let mut e = embedding(i, dim, &mut rng);
+        for (slot, x) in e.vector.iter_mut().zip(special) {
+            *slot = x;
+        }
+        store.store(&e).await.unwrap();
+        stored.push(e);
+    }
+    for e in &stored {
+        let got = store.get_by_id(&e.embedding_id).await.unwrap().unwrap();
+        let table = expected_table(e.vector.len());
+        assert_eq!(got.source.to_string(), table);
+        assert_eq!(bits(&got.embedding.vector), bits(&e.vector), "{table}");
+        assert_eq!(got.embedding, *e);
+        // What is on disk: the vector as little-endian f32 bytes in a blob,
+        // plain JSON text that reads back to the same bits.
+        let sql = format!("SELECT embedding_vector FROM {table} WHERE embedding_id = ?1");
+        let bytes: Vec<u8> = e.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+        assert_eq!(
+            one_value(&t.conn, &sql, &e.embedding_id).await,
+            Value::Blob(bytes)
+        );
+        let sql = format!("SELECT embedding_data FROM {table} WHERE embedding_id = ?1");
+        let Value::Text(json) = one_value(&t.conn, &sql, &e.embedding_id).await else {
+            panic!("embedding_data is not text")
+        };
+        assert!(json.starts_with('['), "{json:.40}");
+        let parsed: Vec<f32> = serde_json::from_str(&json).unwrap();
+        assert_eq!(bits(&parsed), bits(&e.vector));
+        let sql = format!("SELECT dimension FROM {table} WHERE embedding_id = ?1");
+        assert_eq!(
+            one_value(&t.conn, &sql, &e.embedding_id).await,
+            Value::Integer(e.vector.len() as i64)
+        );
+    }
+    // The whole item, across tables, oldest first.
+    let item = store.get_by_item("item-1", "embedding").await.unwrap();
+    let ids: Vec<&str> = item
+        .iter()
+        .map(|s| s.embedding.embedding_id.as_str())
+        .collect();
+    assert_eq!(ids, ["e00002"]);
+    let item = store.get_by_item("item-0", "episode").await.unwrap();
+    assert_eq!(item.len(), 1);
+    assert!(store.get_by_id("nope").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_batch_is_grouped_per_table_and_all_or_nothing() {
+    let t = TestDb::empty().await;
+    let store = store_on(&t, false).await;
+    let mut rng = Rng(11);
+    let dims = [384, 1536, 1024, 3072, 768, 384, 12];
+    let batch: Vec<Embedding> = (0..210)
+        .map(|i| embedding(i, dims[i % dims.len()], &mut rng))
+        .collect();
+    store.store_batch(&batch).await.unwrap();
+    assert_eq!(count(&t.conn, "embeddings_384").await, 60);
+    assert_eq!(count(&t.conn, "embeddings_1536").await, 30);
+    assert_eq!(count(&t.conn, "embeddings_1024").await, 30);
+    assert_eq!(count(&t.conn, "embeddings_3072").await, 30);
+    assert_eq!(count(&t.conn, "embeddings_other").await, 60);
+    for e in batch.iter().step_by(17) {
+        let got = store.get_by_id(&e.embedding_id).await.unwrap().unwrap();
+        assert_eq!(got.embedding, *e);
+    }
+
+    // A key stored again under another dimension moves: never in two tables.
+    let mut moved = batch[0].clone();
+    moved.vector = rng.vector(1536);
+    store.store_batch(&[moved.clone()]).await.unwrap();
+    assert_eq!(count(&t.conn, "embeddings_384").await, 59);
+    let got = store.get_by_id(&moved.embedding_id).await.unwrap().unwrap();
+    assert_eq!(got.source, Source::Table(TargetTable::D1536));
+    assert_eq!(got.embedding, moved);
+
+    // An invalid embedding refuses the whole batch before anything is written.
+    let mut bad = vec![embedding(1000, 384, &mut rng), embedding(1001, 7, &mut rng)];
+    bad[1].vector[3] = f32::NAN;
+    let err = store.store_batch(&bad).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidEmbedding { embedding_id, .. } if embedding_id == "e01001"),
+        "{err}"
+    );
+    assert!(store.get_by_id("e01000").await.unwrap().is_none());
+
+    // A failure inside the transaction (the database refuses a row late in
+    // the batch) rolls back every table.
+    t.conn
+        .execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON embeddings_other \
+             WHEN NEW.embedding_id = 'e02003' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            (),
+        )
+        .await
+        .unwrap();
+    let late: Vec<Embedding> = (2000..2004)
+        .map(|i| embedding(i, [384, 1536, 1024, 9][i % 4], &mut rng))
+        .collect();
+    let before: i64 = {
+        let mut n = 0;
+        for table in TARGETS {
+            n += count(&t.conn, table).await;
+        }
+        n
+    };
+    assert!(store.store_batch(&late).await.is_err());
+    let mut after = 0;
+    for table in TARGETS {
+        after += count(&t.conn, table).await;
+    }
+    assert_eq!(after, before, "a failed batch left rows behind");
+    assert!(store.get_by_id("e02000").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn delete_removes_a_key_from_wherever_it_is() {
+    let t = TestDb::empty().await;
+    create_legacy_table(&t.conn, true).await.unwrap();
+    let mut rng = Rng(3);
+    let v = rng.vector(384);
+    insert_legacy_rows(&t.conn, &[legacy_row("old", &v, false)], true)
+        .await
+        .unwrap();
+    let store = store_on(&t, false).await;
+    let batch: Vec<Embedding> = (0..4)
+        .map(|i| embedding(i, [384, 7][i % 2], &mut rng))
+        .collect();
+    store.store_batch(&batch).await.unwrap();
+
+    assert!(store.delete("e00001").await.unwrap());
+    assert!(store.get_by_id("e00001").await.unwrap().is_none());
+    assert_eq!(count(&t.conn, "embeddings_other").await, 1);
+    assert!(!store.delete("e00001").await.unwrap(), "deleted twice");
+    // A legacy-only row is deleted from the legacy table: no read brings it back.
+    assert_eq!(
+        store.get_by_id("old").await.unwrap().unwrap().source,
+        Source::Legacy
+    );
+    assert!(store.delete("old").await.unwrap());
+    assert!(store.get_by_id("old").await.unwrap().is_none());
+    assert_eq!(count(&t.conn, "embeddings").await, 0);
+    assert!(store.get_by_id("e00000").await.unwrap().is_some());
+}
+
+fn legacy_row(id: &str, v: &[f32], compressed: bool) -> LegacyRow {
+    let alg = Compression::ALL[id.len() % 3];
+    LegacyRow {
+        embedding_id: id.to_string(),
+        item_id: format!("item-{id}"),
+        item_type: "episode".into(),
+        embedding_data: if compressed {
+            encode_compressed(alg, v)
+        } else {
+            encode_json(v)
+        },
+        embedding_vector: None,
+        dimension: v.len() as i64,
+        model: "legacy-model".into(),
+        created_at: 1_650_000_000,
+    }
+}
+
+#[tokio::test]
+async fn reads_fall_back_to_unmigrated_legacy_rows_compressed_ones_too() {
+    let (t, summary) = TestDb::sample(&{
+        let mut spec = small_spec(300, 5);
+        spec.compressed_percent = 60;
+        spec
+    })
+    .await;
+    let store = store_on(&t, false).await;
+    assert!(store.in_transition().await.unwrap());
+    let legacy = read_table(&t.conn, "embeddings", true).await;
+    let bad = bad_ids(&summary);
+    let mut compressed = 0;
+    for (id, row) in &legacy {
+        let got = store.get_by_id(id).await;
+        if bad.contains(id) {
+            assert!(
+                matches!(&got, Err(Error::UndecodableEmbedding { table, .. }) if table == "embeddings"),
+                "bad row {id}: {got:?}"
+            );
+            continue;
+        }
+        let got = got.unwrap().unwrap();
+        assert_eq!(got.source, Source::Legacy);
+        let Value::Text(data) = &row[3] else { panic!() };
+        compressed += usize::from(data.starts_with("__compressed__:"));
+        let oracle = oracle_vector(data).unwrap();
+        let bytes: Vec<u8> = got
+            .embedding
+            .vector
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        assert_eq!(bytes, oracle, "vector of {id}");
+        assert_eq!(Value::Text(got.embedding.item_id.clone()), row[1]);
+        assert_eq!(Value::Integer(got.embedding.created_at), row[7]);
+    }
+    assert!(
+        compressed >= 20,
+        "only {compressed} compressed rows were read"
+    );
+
+    // Writes go to the new tables; a key the legacy table holds is
+    // superseded there, so the newer write is what every read sees.
+    let (id, row) = legacy
+        .iter()
+        .find(|(id, r)| !bad.contains(id) && matches!(&r[5], Value::Integer(384)))
+        .unwrap();
+    let Value::Text(item_id) = &row[1] else {
+        panic!()
+    };
+    let Value::Text(item_type) = &row[2] else {
+        panic!()
+    };
+    let mut newer = Embedding::new(
+        id.clone(),
+        item_id.clone(),
+        item_type.clone(),
+        "new",
+        vec![0.25; 384],
+    );
+    newer.created_at = 1;
+    store.store(&newer).await.unwrap();
+    let got = store.get_by_id(id).await.unwrap().unwrap();
+    assert_eq!(got.source, Source::Table(TargetTable::D384));
+    assert_eq!(got.embedding, newer);
+    let item = store.get_by_item(item_id, item_type).await.unwrap();
+    assert_eq!(
+        item.iter()
+            .filter(|s| s.embedding.embedding_id == *id)
+            .count(),
+        1
+    );
+    assert_eq!(
+        count(&t.conn, "embeddings").await as usize,
+        legacy.len() - 1
+    );
+}
+
+#[tokio::test]
+async fn search_without_an_index_ranks_exactly_like_brute_force() {
+    let t = TestDb::empty().await;
+    let store = store_on(&t, false).await;
+    let mut rng = Rng(21);
+    let mut rows: Vec<Embedding> = (0..240).map(|i| embedding(i, 384, &mut rng)).collect();
+    // embeddings_other holds several dimensions: a query only meets its own.
+    rows.extend((240..400).map(|i| embedding(i, [48, 50][i % 2], &mut rng)));
+    store.store_batch(&rows).await.unwrap();
+    assert_eq!(store.search_method(384).await.unwrap(), SearchMethod::Scan);
+    assert_eq!(store.search_method(48).await.unwrap(), SearchMethod::Scan);
+    for (q, dim) in [(0, 384), (1, 384), (2, 48), (3, 50)] {
+        let query = Rng(100 + q).vector(dim);
+        for (item_type, k, min) in [
+            (None, 10, None),
+            (Some("pattern"), 7, None),
+            (None, 50, Some(0.05)),
+            (Some("episode"), 10, Some(0.0)),
+        ] {
+            let got = search_ids(&store, &query, item_type, k, min).await;
+            let want = brute_force(&rows, &query, item_type, k, min);
+            assert_eq!(got, want, "dim {dim}, {item_type:?}, k {k}, min {min:?}");
+            assert!(!got.is_empty());
+        }
+    }
+    // A row's own vector finds that row first, with similarity 1.
+    let hits = store
+        .find_similar(&rows[5].vector, None, 1, None)
+        .await
+        .unwrap();
+    assert_eq!(hits[0].embedding, rows[5]);
+    assert!((hits[0].similarity - 1.0).abs() < 1e-6);
+    // A similarity no row reaches finds nothing; a bad query is an error.
+    assert!(store
+        .find_similar(&rows[5].vector, Some("nope"), 5, None)
+        .await
+        .unwrap()
+        .is_empty());
+    let none = store
+        .find_similar(&Rng(1).vector(384), None, 5, Some(0.99))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert!(matches!(
+        store.find_similar(&[0.0; 384], None, 5, None).await,
+        Err(Error::InvalidQuery(_))
+    ));
+}
+
+#[tokio::test]
+async fn search_through_the_vector_index_ranks_exactly_like_brute_force() {
+    let t = TestDb::empty().await;
+    let store = store_on(&t, true).await;
+    assert_eq!(
+        store.search_method(384).await.unwrap(),
+        SearchMethod::VectorIndex("idx_embeddings_384_vector")
+    );
+    let mut rng = Rng(33);
+    let rows: Vec<Embedding> = (0..300).map(|i| embedding(i, 384, &mut rng)).collect();
+    store.store_batch(&rows).await.unwrap();
+    for q in 0..4 {
+        // Half the queries are noisy copies of a row, half random.
+        let query: Vec<f32> = if q % 2 == 0 {
+            let mut noise = Rng(500 + q);
+            rows[(q * 37) as usize]
+                .vector
+                .iter()
+                .map(|x| x + 0.3 * noise.unit())
+                .collect()
+        } else {
+            Rng(500 + q).vector(384)
+        };
+        for (item_type, k, min) in [
+            (None, 10, None),
+            (Some("pattern"), 10, None), // over-fetch: a third of the rows qualify
+            (None, 10, Some(0.1)),
+            (Some("embedding"), 5, Some(0.0)),
+        ] {
+            let got = search_ids(&store, &query, item_type, k, min).await;
+            let want = brute_force(&rows, &query, item_type, k, min);
+            assert_eq!(got, want, "query {q}, {item_type:?}, k {k}, min {min:?}");
+        }
+    }
+    // After a delete the row is no longer found.
+    assert!(store.delete(&rows[74].embedding_id).await.unwrap());
+    let hits = search_ids(&store, &rows[74].vector, None, 3, None).await;
+    assert!(!hits.contains(&rows[74].embedding_id));
+}
+
+#[tokio::test]
+async fn during_the_transition_search_ranks_unmigrated_legacy_rows_in() {
+    let t = TestDb::empty().await;
+    create_legacy_table(&t.conn, false).await.unwrap();
+    let mut rng = Rng(44);
+    let legacy: Vec<Embedding> = (0..60)
+        .map(|i| {
+            let mut e = embedding(i, 384, &mut rng);
+            e.embedding_id = format!("legacy-{i:03}");
+            e.item_id = format!("item-legacy-{i:03}");
+            e.item_type = "episode".into();
+            e.model = "legacy-model".into();
+            e.created_at = 1_650_000_000;
+            e
+        })
+        .collect();
+    let legacy_rows: Vec<LegacyRow> = legacy
+        .iter()
+        .enumerate()
+        .map(|(i, e)| legacy_row(&e.embedding_id, &e.vector, i % 2 == 0))
+        .collect();
+    insert_legacy_rows(&t.conn, &legacy_rows, false)
+        .await
+        .unwrap();
+    let store = store_on(&t, true).await;
+    assert!(store.in_transition().await.unwrap());
+    let mut fresh: Vec<Embedding> = (100..160).map(|i| embedding(i, 384, &mut rng)).collect();
+    for e in &mut fresh {
+        e.item_type = "episode".into();
+    }
+    store.store_batch(&fresh).await.unwrap();
+    let all: Vec<Embedding> = legacy.iter().chain(&fresh).cloned().collect();
+    for q in 0..3 {
+        let query = Rng(900 + q).vector(384);
+        let got = search_ids(&store, &query, Some("episode"), 10, None).await;
+        assert_eq!(
+            got,
+            brute_force(&all, &query, Some("episode"), 10, None),
+            "query {q}"
+        );
+        assert!(
+            got.iter().any(|id| id.starts_with("legacy-")),
+            "no legacy hit"
+        );
+    }
+    let hits = store
+        .find_similar(&legacy[3].vector, None, 1, None)
+        .await
+        .unwrap();
+    assert_eq!(hits[0].source, Source::Legacy);
+    assert_eq!(hits[0].embedding.embedding_id, "legacy-003");
+    assert_eq!(bits(&hits[0].embedding.vector), bits(&legacy[3].vector));
+}
