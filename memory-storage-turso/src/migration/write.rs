@@ -1,5 +1,12 @@
 //! The one place that writes migrated rows: a transaction per batch, with
 //! prepared statements reused across batches.
+//!
+//! Rows are buffered per target table and written as multi-row `INSERT`
+//! statements of up to [`CHUNK_ROWS`] rows (or [`CHUNK_BYTES`]): a batch is a
+//! handful of statements, which is what keeps a remote database, where every
+//! statement is a round trip, fast. Every other write flushes the buffers
+//! first, so statements still reach the database in the order they were
+//! asked for.
 
 use libsql::{Connection, Statement, Value};
 
@@ -17,16 +24,50 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Most rows in one multi-row `INSERT` (8 parameters each, far below
+/// SQLite's limit of 32,766).
+pub const CHUNK_ROWS: usize = 100;
+/// A table's buffer is written once it holds this many bytes.
+pub const CHUNK_BYTES: usize = 4 << 20;
+/// Columns of a target row, in [`UPSERT_COLUMNS`] order.
+const COLUMNS: usize = 8;
+const UPSERT_COLUMNS: &str =
+    "embedding_id, item_id, item_type, embedding_data, embedding_vector, dimension, model, created_at";
+
+/// Rows waiting to be written to one target table.
+#[derive(Default)]
+struct Buffer {
+    /// `COLUMNS` values per row.
+    params: Vec<Value>,
+    keys: Vec<Key>,
+    bytes: usize,
+}
+
+/// `INSERT OR REPLACE INTO {table} (…) VALUES (?, …), … ` for `rows` rows.
+fn multi_row_sql(table: &str, columns: &str, per_row: usize, rows: usize) -> String {
+    let one = format!("({})", vec!["?"; per_row].join(", "));
+    format!(
+        "INSERT OR REPLACE INTO {table} ({columns}) VALUES {}",
+        vec![one; rows].join(", ")
+    )
+}
+
 /// Writes batches into the target tables, the quarantine record and the
 /// checkpoint. Every write happens between [`BatchWriter::begin`] and
 /// [`BatchWriter::commit`].
 pub struct BatchWriter<'c> {
     conn: &'c Connection,
+    /// Single-row upserts (used to find the row a chunk was refused for).
     upserts: [Option<Statement>; 5],
+    /// Full-chunk upserts, and the ledger's.
+    chunk_upserts: [Option<Statement>; 5],
+    chunk_ledger: Option<Statement>,
+    buffers: [Buffer; 5],
+    /// `(embedding_id, target table)` waiting for the ledger.
+    ledger_buffer: Vec<Value>,
     deletes: [Option<Statement>; 5],
     quarantine: Option<Statement>,
     unquarantine: Option<Statement>,
-    ledger_add: Option<Statement>,
     ledger_remove: Option<Statement>,
     lock: Option<MigrationLock>,
     /// Rows written to each target table by committed batches.
@@ -61,10 +102,13 @@ impl<'c> BatchWriter<'c> {
         BatchWriter {
             conn,
             upserts: Default::default(),
+            chunk_upserts: Default::default(),
+            chunk_ledger: None,
+            buffers: Default::default(),
+            ledger_buffer: Vec::new(),
             deletes: Default::default(),
             quarantine: None,
             unquarantine: None,
-            ledger_add: None,
             ledger_remove: None,
             lock: None,
             written: [0; 5],
@@ -78,6 +122,7 @@ impl<'c> BatchWriter<'c> {
     /// Starts a batch: `BEGIN IMMEDIATE`, so a second writer waits or fails
     /// here rather than half way through.
     pub async fn begin(&mut self) -> Result<()> {
+        self.discard_buffers();
         self.in_batch = 0;
         self.pending = [0; 5];
         self.pending_bytes = [0; 5];
@@ -96,6 +141,7 @@ impl<'c> BatchWriter<'c> {
 
     /// Commits the batch (refreshing the lock in it first).
     pub async fn commit(&mut self) -> Result<()> {
+        self.flush().await?;
         if let Some(lock) = &self.lock {
             lock.refresh(self.conn).await?;
         }
@@ -116,6 +162,7 @@ impl<'c> BatchWriter<'c> {
 
     /// Rolls back the batch in flight (used when a write failed).
     pub async fn rollback(&mut self) {
+        self.discard_buffers();
         self.pending = [0; 5];
         self.pending_bytes = [0; 5];
         if !self.conn.is_autocommit() {
@@ -165,23 +212,22 @@ impl<'c> BatchWriter<'c> {
     }
 
     /// Writes one row into `table`, every column carried over as stored and
-    /// the vector bound as little-endian f32 bytes (never as text).
+    /// the vector bound as little-endian f32 bytes (never as text). The row
+    /// is buffered: it reaches the database with its table's next chunk, at
+    /// the latest when the batch commits.
     pub async fn upsert(
         &mut self,
         table: TargetTable,
         row: EmbeddingRow,
         vector: Vec<u8>,
     ) -> Result<()> {
-        let stmt = Self::prepared(self.conn, &mut self.upserts[slot(table)], || {
-            format!(
-                "INSERT OR REPLACE INTO {} (embedding_id, item_id, item_type, embedding_data, embedding_vector, dimension, model, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                table.name()
-            )
-        })
-        .await?;
+        let i = slot(table);
+        let size = row.size() + vector.len();
         let key = row.key.clone();
-        let size = (row.size() + vector.len()) as u64;
-        let params = vec![
+        self.ledger_buffer
+            .extend([key.0.clone(), Value::Text(table.name().to_string())]);
+        let buffer = &mut self.buffers[i];
+        buffer.params.extend([
             row.key.0,
             row.item_id,
             row.item_type,
@@ -190,38 +236,128 @@ impl<'c> BatchWriter<'c> {
             row.dimension,
             row.model,
             row.created_at,
-        ];
-        let result = stmt.execute(params).await;
-        stmt.reset();
-        if let Err(source) = result {
-            if classify(&source) == ErrorClass::RowRejected {
-                return Err(crate::Error::RowRejected {
-                    embedding_id: key.to_string(),
-                    key: Box::new(key),
-                    table: table.name().to_string(),
-                    source,
-                });
-            }
-            return Err(source).db_context(|| format!("writing embedding {key} to {table}"));
+        ]);
+        buffer.keys.push(key);
+        buffer.bytes += size;
+        self.pending[i] += 1;
+        self.pending_bytes[i] += size as u64;
+        self.in_batch += 1;
+        if buffer.keys.len() >= CHUNK_ROWS || buffer.bytes >= CHUNK_BYTES {
+            self.flush_table(i).await?;
         }
-        let stmt = Self::prepared(self.conn, &mut self.ledger_add, || {
-            format!("INSERT OR REPLACE INTO {LEDGER_TABLE} (embedding_id, target_table) VALUES (?1, ?2)")
+        Ok(())
+    }
+
+    /// Writes every buffered row and ledger entry.
+    async fn flush(&mut self) -> Result<()> {
+        for i in 0..TargetTable::ALL.len() {
+            self.flush_table(i).await?;
+        }
+        self.flush_ledger().await
+    }
+
+    fn discard_buffers(&mut self) {
+        self.buffers = Default::default();
+        self.ledger_buffer.clear();
+    }
+
+    /// Writes the rows buffered for table `i` as one statement.
+    async fn flush_table(&mut self, i: usize) -> Result<()> {
+        let buffer = std::mem::take(&mut self.buffers[i]);
+        let n = buffer.keys.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let table = TargetTable::ALL[i];
+        let sql = || multi_row_sql(table.name(), UPSERT_COLUMNS, COLUMNS, n);
+        let result = if n == CHUNK_ROWS {
+            let stmt = Self::prepared(self.conn, &mut self.chunk_upserts[i], sql).await?;
+            let result = stmt.execute(buffer.params.clone()).await;
+            stmt.reset();
+            result
+        } else {
+            let sql = sql();
+            let stmt = self
+                .conn
+                .prepare(&sql)
+                .await
+                .db_context(|| format!("preparing a {n}-row insert into {table}"))?;
+            stmt.execute(buffer.params.clone()).await
+        };
+        match result {
+            Ok(_) => Ok(()),
+            // A statement that fails changes nothing: write the rows one at a
+            // time to name the one the database refused.
+            Err(source) if classify(&source) == ErrorClass::RowRejected => {
+                self.find_rejected(table, buffer, source).await
+            }
+            Err(source) => Err(source).db_context(|| {
+                format!(
+                    "writing {n} embeddings ({} to {}) to {table}",
+                    buffer.keys[0],
+                    buffer.keys[n - 1]
+                )
+            }),
+        }
+    }
+
+    /// Writes `buffer`'s rows one by one and returns the refusal of the
+    /// first row the database refuses (the caller rolls the batch back).
+    async fn find_rejected(
+        &mut self,
+        table: TargetTable,
+        buffer: Buffer,
+        chunk_error: libsql::Error,
+    ) -> Result<()> {
+        let stmt = Self::prepared(self.conn, &mut self.upserts[slot(table)], || {
+            multi_row_sql(table.name(), UPSERT_COLUMNS, COLUMNS, 1)
         })
         .await?;
-        run(
-            stmt,
-            vec![key.0.clone(), Value::Text(table.name().to_string())],
-            || format!("recording embedding {key} in the ledger"),
-        )
-        .await?;
-        self.pending[slot(table)] += 1;
-        self.pending_bytes[slot(table)] += size;
-        self.in_batch += 1;
+        for (key, params) in buffer.keys.into_iter().zip(buffer.params.chunks(COLUMNS)) {
+            let result = stmt.execute(params.to_vec()).await;
+            stmt.reset();
+            match result {
+                Ok(_) => {}
+                Err(source) if classify(&source) == ErrorClass::RowRejected => {
+                    return Err(crate::Error::RowRejected {
+                        embedding_id: key.to_string(),
+                        key: Box::new(key),
+                        table: table.name().to_string(),
+                        source,
+                    });
+                }
+                Err(source) => {
+                    return Err(source).db_context(|| format!("writing embedding {key} to {table}"))
+                }
+            }
+        }
+        Err(chunk_error).db_context(|| {
+            format!("writing to {table}: the database refused a chunk but none of its rows alone")
+        })
+    }
+
+    /// Writes the buffered ledger entries, in chunks.
+    async fn flush_ledger(&mut self) -> Result<()> {
+        let entries = std::mem::take(&mut self.ledger_buffer);
+        for chunk in entries.chunks(2 * CHUNK_ROWS) {
+            let n = chunk.len() / 2;
+            let sql = || multi_row_sql(LEDGER_TABLE, "embedding_id, target_table", 2, n);
+            let result = if n == CHUNK_ROWS {
+                let stmt = Self::prepared(self.conn, &mut self.chunk_ledger, sql).await?;
+                let result = stmt.execute(chunk.to_vec()).await.map(|_| ());
+                stmt.reset();
+                result
+            } else {
+                self.conn.execute(&sql(), chunk.to_vec()).await.map(|_| ())
+            };
+            result.db_context(|| format!("recording {n} embeddings in the ledger"))?;
+        }
         Ok(())
     }
 
     /// Removes `key` from `table` (a copy in the wrong table).
     pub async fn delete(&mut self, table: TargetTable, key: &Key) -> Result<()> {
+        self.flush().await?;
         let stmt = Self::prepared(self.conn, &mut self.deletes[slot(table)], || {
             format!("DELETE FROM {} WHERE embedding_id = ?1", table.name())
         })
@@ -244,6 +380,7 @@ impl<'c> BatchWriter<'c> {
 
     /// Drops a key from the ledger (no table holds it any more).
     pub async fn forget(&mut self, key: &Key) -> Result<()> {
+        self.flush().await?;
         let stmt = Self::prepared(self.conn, &mut self.ledger_remove, || {
             format!("DELETE FROM {LEDGER_TABLE} WHERE embedding_id = ?1 AND (?2 IS NULL OR target_table = ?2)")
         })
@@ -256,6 +393,7 @@ impl<'c> BatchWriter<'c> {
 
     /// Records a bad row in the quarantine record (replacing an older reason).
     pub async fn quarantine(&mut self, key: &Key, reason: &BadRowReason) -> Result<()> {
+        self.flush().await?;
         let stmt = Self::prepared(self.conn, &mut self.quarantine, || {
             format!("INSERT OR REPLACE INTO {QUARANTINE_TABLE} (embedding_id, reason_code, reason, recorded_at) VALUES (?1, ?2, ?3, ?4)")
         })
@@ -271,6 +409,7 @@ impl<'c> BatchWriter<'c> {
 
     /// Removes a key from the quarantine record (its row is now good or gone).
     pub async fn unquarantine(&mut self, key: &Key) -> Result<()> {
+        self.flush().await?;
         let stmt = Self::prepared(self.conn, &mut self.unquarantine, || {
             format!("DELETE FROM {QUARANTINE_TABLE} WHERE embedding_id = ?1")
         })
@@ -283,6 +422,7 @@ impl<'c> BatchWriter<'c> {
 
     /// Moves the checkpoint to `last`, in the batch's transaction.
     pub async fn checkpoint(&mut self, last: &Key) -> Result<()> {
+        self.flush().await?;
         let now = unix_now();
         self.conn
             .execute(
@@ -350,5 +490,90 @@ pub(crate) async fn in_transaction<T>(
             let _ = conn.execute("ROLLBACK", ()).await;
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::row::Key;
+    use crate::schema::create_target_tables;
+
+    #[test]
+    fn multi_row_statements_have_one_group_of_placeholders_per_row() {
+        assert_eq!(
+            multi_row_sql("t", "a, b", 2, 3),
+            "INSERT OR REPLACE INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?)"
+        );
+    }
+
+    fn row(id: &str, dim: i64) -> EmbeddingRow {
+        EmbeddingRow {
+            key: Key(Value::Text(id.to_string())),
+            item_id: Value::Text(format!("item-{id}")),
+            item_type: Value::Text("doc".into()),
+            embedding_data: Value::Text("[]".into()),
+            embedding_vector: Value::Null,
+            dimension: Value::Integer(dim),
+            model: Value::Text("m".into()),
+            created_at: Value::Integer(1),
+            invalid_utf8: 0,
+        }
+    }
+
+    async fn count(conn: &Connection, sql: &str) -> i64 {
+        let mut rows = conn.query(sql, ()).await.expect("query");
+        let row = rows.next().await.expect("step").expect("a row");
+        row.get::<i64>(0).expect("count")
+    }
+
+    /// Rows of a batch reach their tables and the ledger only through
+    /// chunks, and all of them do by the commit, whatever the chunk
+    /// boundaries; a rollback forgets what was buffered.
+    #[tokio::test]
+    async fn buffered_rows_are_all_written_by_the_commit() {
+        let db = libsql::Builder::new_local(":memory:")
+            .build()
+            .await
+            .expect("db");
+        let conn = db.connect().expect("conn");
+        create_target_tables(&conn).await.expect("tables");
+        let mut writer = BatchWriter::new(&conn);
+        writer.begin().await.expect("begin");
+        let n = CHUNK_ROWS + 7;
+        for i in 0..n {
+            writer
+                .upsert(TargetTable::Other, row(&format!("{i:05}"), 3), vec![0; 12])
+                .await
+                .expect("upsert");
+        }
+        // One full chunk went out when the buffer filled; 7 rows wait.
+        assert_eq!(
+            count(&conn, "SELECT count(*) FROM embeddings_other").await,
+            CHUNK_ROWS as i64
+        );
+        writer.commit().await.expect("commit");
+        assert_eq!(
+            count(&conn, "SELECT count(*) FROM embeddings_other").await,
+            n as i64
+        );
+        assert_eq!(
+            count(&conn, &format!("SELECT count(*) FROM {LEDGER_TABLE}")).await,
+            n as i64
+        );
+        assert_eq!(writer.written_per_table()["embeddings_other"], n as u64);
+
+        writer.begin().await.expect("begin");
+        writer
+            .upsert(TargetTable::Other, row("zzz", 3), vec![0; 12])
+            .await
+            .expect("upsert");
+        writer.rollback().await;
+        writer.begin().await.expect("begin");
+        writer.commit().await.expect("commit");
+        assert_eq!(
+            count(&conn, "SELECT count(*) FROM embeddings_other").await,
+            n as i64
+        );
     }
 }
