@@ -2,6 +2,7 @@
 //! (what the `libsql` remote client calls), version probes, and the
 //! control endpoints tests use to arm faults.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,10 @@ pub struct Server {
     pub faults: Faults,
     /// Added before every Hrana request is handled (simulated latency).
     pub delay: Duration,
+    /// Print the start of every Hrana request body on stderr.
+    pub log_requests: bool,
+    /// Hrana requests being handled now (streams do not expire meanwhile).
+    pub in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// Returned by the service to make hyper close the connection without a
@@ -149,6 +154,10 @@ async fn hrana(
         tokio::time::sleep(server.delay).await;
     }
     let action = server.faults.on_request(&body);
+    if server.log_requests {
+        let start: String = body.chars().take(300).collect();
+        eprintln!("hrana-test-server: {action:?} {start}");
+    }
     match action {
         Action::Serve | Action::DropAfter => {}
         Action::DropBefore => return Err(DropConnection),
@@ -171,9 +180,11 @@ async fn hrana(
     };
     pad_base64(&mut value);
     let worker = server.clone();
+    server.in_flight.fetch_add(1, Ordering::SeqCst);
     let outcome = tokio::task::spawn_blocking(move || execute(&worker, &token, value, endpoint))
         .await
         .unwrap_or_else(|_| Err(PipelineError::Internal("the handler panicked".into())));
+    server.in_flight.fetch_sub(1, Ordering::SeqCst);
     if action == Action::DropAfter {
         return Err(DropConnection);
     }

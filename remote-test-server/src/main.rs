@@ -53,6 +53,11 @@ struct Args {
     /// milliseconds.
     #[arg(long, default_value_t = 5_000)]
     busy_timeout_ms: u64,
+
+    /// Print the start of every Hrana request on stderr (with the fault it
+    /// met), to see what a client sends.
+    #[arg(long)]
+    log_requests: bool,
 }
 
 #[tokio::main]
@@ -81,6 +86,8 @@ async fn main() -> anyhow::Result<()> {
         config,
         faults: faults::Faults::default(),
         delay: Duration::from_millis(args.delay_ms),
+        log_requests: args.log_requests,
+        in_flight: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -92,11 +99,15 @@ async fn main() -> anyhow::Result<()> {
     drop(out);
 
     // Expire abandoned streams (rolling their transactions back) even when
-    // no request comes to trigger it, as sqld does.
+    // no request comes to trigger it, as sqld does; not while a request
+    // runs, whose stream hrana-server would count as idle since it began.
     let sweeper = server.clone();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
+            if sweeper.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                continue;
+            }
             let s = sweeper.clone();
             let _ = tokio::task::spawn_blocking(move || s.sessions.cleanup_expired()).await;
         }

@@ -17,6 +17,7 @@
 
 mod apply;
 pub mod backup;
+mod capabilities;
 pub mod compare;
 mod copy;
 mod estimate;
@@ -197,6 +198,14 @@ pub async fn run_migration(
     options: &MigrationOptions,
     observer: &dyn Observer,
 ) -> Result<MigrationReport> {
+    retry::on_connection(conn, run_on(conn, options, observer)).await
+}
+
+async fn run_on(
+    conn: &Connection,
+    options: &MigrationOptions,
+    observer: &dyn Observer,
+) -> Result<MigrationReport> {
     options.check()?;
     if options.mode() == RunMode::Rollback {
         return run_rollback(conn, options).await;
@@ -245,6 +254,7 @@ pub async fn run_migration(
             .await?
         }
         RunMode::Execute => {
+            capabilities::require_vector_functions(conn, options.build_vector_index).await?;
             let lock = with_retries(options.max_retries, || MigrationLock::acquire(conn)).await?;
             report.lock_taken_over_from = lock.took_over_from.clone();
             let result = execute(conn, options, &lock, observer, &mut report).await;

@@ -1,0 +1,762 @@
+//! The migration over the network: the real `migrate_embeddings` binary
+//! against `hrana-test-server` (Hrana HTTP over SQLite, the protocol of
+//! Turso and sqld) serving a temporary legacy database, with faults
+//! injected. Afterwards the server is stopped and the file opened locally
+//! with libSQL: every legacy row is present exactly once, bit for bit, in
+//! the right table.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use libsql::{Builder, Connection, Value};
+use memory_storage_turso::sample::{generate_legacy_database, SampleSpec, SampleSummary};
+
+const TOKEN: &str = "remote-test-token-51c0ffee";
+
+/// The test server binary, built (or brought up to date) once per test
+/// run with the same cargo and profile as this test: never skipped.
+fn server_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_BIN_EXE_migrate_embeddings"))
+            .parent()
+            .expect("the binary has a directory")
+            .to_path_buf();
+        let bin = dir.join("hrana-test-server");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "remote-test-server"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo build -p remote-test-server");
+        assert!(status.success(), "cargo build -p remote-test-server failed");
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
+    })
+}
+
+/// A running `hrana-test-server` on one database file.
+struct Server {
+    child: Option<Child>,
+    db: PathBuf,
+    /// `127.0.0.1:PORT`.
+    addr: String,
+    extra: Vec<String>,
+}
+
+impl Server {
+    fn start(db: &Path, extra: &[&str]) -> Server {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = Self::spawn(db, "127.0.0.1:0", &extra);
+        Server {
+            child: Some(child),
+            db: db.to_path_buf(),
+            addr,
+            extra,
+        }
+    }
+
+    fn spawn(db: &Path, listen: &str, extra: &[String]) -> (Child, String) {
+        let mut child = Command::new(server_binary())
+            .arg(db)
+            .args(["--listen", listen, "--token", TOKEN])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting hrana-test-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("reading the server's address");
+        let addr = line
+            .trim()
+            .strip_prefix("http://")
+            .unwrap_or_else(|| panic!("the server printed {line:?}, not its address"))
+            .to_string();
+        (child, addr)
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Kills the server (as a crash would).
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same file and port.
+    fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut child = Command::new(server_binary())
+                .arg(&self.db)
+                .args(["--listen", &self.addr, "--token", TOKEN])
+                .args(&self.extra)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("restarting hrana-test-server");
+            let mut line = String::new();
+            let _ = BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line);
+            if line.starts_with("http://") {
+                self.child = Some(child);
+                return;
+            }
+            let _ = child.wait();
+            assert!(
+                Instant::now() < deadline,
+                "could not restart on {}",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends a control request; returns the status code and the body.
+    fn control(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut stream =
+            std::net::TcpStream::connect(&self.addr).expect("connecting to the server");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        )
+        .expect("sending a control request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .expect("reading the control response");
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// Arms faults (a JSON object or array, see the server's `faults.rs`).
+    fn arm(&self, faults: &str) {
+        let (status, body) = self.control("POST", "/control/faults", faults);
+        assert_eq!(status, 200, "arming {faults}: {body}");
+    }
+
+    /// The server's counters: requests, fired, armed.
+    fn stats(&self) -> serde_json::Value {
+        let (status, body) = self.control("GET", "/control/stats", "");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("stats are JSON")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Writes a legacy database of `rows` rows (realistic mix, 16 bad rows).
+async fn sample_db(path: &Path, rows: usize, seed: u64) -> SampleSummary {
+    let db = Builder::new_local(path).build().await.unwrap();
+    let conn = db.connect().unwrap();
+    let mut spec = SampleSpec::realistic(rows, seed);
+    spec.bad_rows = 16;
+    generate_legacy_database(&conn, &spec).await.unwrap()
+}
+
+/// `migrate_embeddings` against `url` with the test token in `--auth-token`.
+fn migrate(url: &str, args: &[&str]) -> Command {
+    migrate_as(url, TOKEN, args)
+}
+
+/// `migrate_embeddings` against `url` with `token` in `--auth-token`.
+fn migrate_as(url: &str, token: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_migrate_embeddings"));
+    cmd.args(["--db", url, "--auth-token", token])
+        .args(args)
+        .env_remove("TURSO_DATABASE_URL")
+        .env_remove("TURSO_AUTH_TOKEN")
+        .env_remove("TURSO_TOKEN")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+fn run(url: &str, args: &[&str]) -> Output {
+    migrate(url, args)
+        .output()
+        .expect("running migrate_embeddings")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
+}
+
+async fn local(path: &Path) -> Connection {
+    let db = Builder::new_local(path).build().await.unwrap();
+    let conn = db.connect().unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn
+}
+
+async fn scalar(conn: &Connection, sql: &str) -> Option<i64> {
+    let mut rows = conn.query(sql, ()).await.ok()?;
+    rows.next().await.ok()??.get::<i64>(0).ok()
+}
+
+async fn table_exists(conn: &Connection, name: &str) -> bool {
+    scalar(
+        conn,
+        &format!("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{name}'"),
+    )
+    .await
+        == Some(1)
+}
+
+const TARGETS: [&str; 5] = [
+    "embeddings_384",
+    "embeddings_1024",
+    "embeddings_1536",
+    "embeddings_3072",
+    "embeddings_other",
+];
+
+/// Every row of `table` (all columns, in the legacy column order but the
+/// vector), keyed by embedding_id.
+async fn rows_of(conn: &Connection, table: &str) -> BTreeMap<String, Vec<Value>> {
+    let mut out = BTreeMap::new();
+    let mut rows = conn
+        .query(
+            &format!(
+                "SELECT embedding_id, item_id, item_type, embedding_data, dimension, model, created_at, embedding_vector FROM {table}"
+            ),
+            (),
+        )
+        .await
+        .unwrap();
+    while let Some(row) = rows.next().await.unwrap() {
+        let values: Vec<Value> = (0..8).map(|i| row.get_value(i).unwrap()).collect();
+        let key = match &values[0] {
+            Value::Text(s) => s.clone(),
+            other => format!("{other:?}"),
+        };
+        assert!(
+            out.insert(key, values).is_none(),
+            "a duplicate key in {table}"
+        );
+    }
+    out
+}
+
+/// The proof a migration is right: with the server stopped, every good
+/// legacy row is in exactly one target table, the one its dimension routes
+/// to, every column equal to its source and the vector equal bit for bit to
+/// the decoded `embedding_data`; the bad rows are in none; no target row
+/// lacks a source.
+async fn assert_migrated_exactly(path: &Path, summary: &SampleSummary) {
+    let conn = local(path).await;
+    let legacy = rows_of(&conn, "embeddings").await;
+    assert_eq!(legacy.len(), summary.total_rows);
+    let bad: std::collections::BTreeSet<&str> =
+        summary.bad.iter().map(|(id, _)| id.as_str()).collect();
+    let mut found: BTreeMap<String, (&str, Vec<Value>)> = BTreeMap::new();
+    for table in TARGETS {
+        for (key, values) in rows_of(&conn, table).await {
+            if let Some((other, _)) = found.get(&key) {
+                panic!("{key} is in {other} and in {table}");
+            }
+            found.insert(key, (table, values));
+        }
+    }
+    assert_eq!(found.len(), legacy.len() - bad.len(), "rows migrated");
+    for (key, source) in &legacy {
+        if bad.contains(key.as_str()) {
+            assert!(!found.contains_key(key), "bad row {key} was migrated");
+            continue;
+        }
+        let (table, target) = found
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} is in no target table"));
+        let Value::Integer(dimension) = source[4] else {
+            panic!("{key}: dimension is {:?}", source[4]);
+        };
+        let expected_table = match dimension {
+            384 | 1024 | 1536 | 3072 => format!("embeddings_{dimension}"),
+            _ => "embeddings_other".into(),
+        };
+        assert_eq!(*table, expected_table, "{key} routed");
+        assert_eq!(&target[..7], &source[..7], "{key}: the columns");
+        let Value::Text(data) = &source[3] else {
+            panic!("{key}: embedding_data is not text");
+        };
+        let vector = memory_storage_turso::decode::decode_embedding_data(data)
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_eq!(target[7], Value::Blob(vector), "{key}: the vector bits");
+    }
+    // An independent oracle for the plain-JSON rows: libSQL's own parser.
+    for table in &TARGETS[..4] {
+        let mismatched = scalar(
+            &conn,
+            &format!(
+                "SELECT count(*) FROM {table} WHERE embedding_data NOT LIKE '\\_\\_compressed\\_\\_:%' ESCAPE '\\' \
+                 AND embedding_vector IS NOT vector32(embedding_data)"
+            ),
+        )
+        .await;
+        assert_eq!(mismatched, Some(0), "{table}");
+    }
+}
+
+/// Rows the checkpoint says are written (0 before the first batch).
+async fn checkpoint_rows(path: &Path) -> i64 {
+    let conn = local(path).await;
+    scalar(
+        &conn,
+        "SELECT rows_written FROM embedding_migration_checkpoint WHERE id = 1",
+    )
+    .await
+    .unwrap_or(0)
+}
+
+/// Waits (at most a minute) until the checkpoint passes `rows`, or the
+/// child ends; returns whether it is still running.
+async fn wait_for_checkpoint(child: &mut Child, path: &Path, rows: i64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while checkpoint_rows(path).await < rows {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        assert!(Instant::now() < deadline, "the migration made no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.try_wait().unwrap().is_none()
+}
+
+fn finish(child: Child) -> Output {
+    child
+        .wait_with_output()
+        .expect("waiting for migrate_embeddings")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_execute_verify_and_status_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    let summary = sample_db(&path, 600, 1).await;
+    let server = Server::start(&path, &[]);
+    let url = server.url();
+
+    let before = std::fs::read(&path).unwrap();
+    let out = run(&url, &["--dry-run", "--format", "json", "-q"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let report = json(&out);
+    let planned: u64 = report["planned"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(planned as usize, summary.total_rows - summary.bad.len());
+    assert_eq!(report["quarantined_count"], summary.bad.len());
+    assert_eq!(std::fs::read(&path).unwrap(), before, "a dry run wrote");
+
+    let out = run(
+        &url,
+        &[
+            "--execute",
+            "--no-vector-index",
+            "--batch-size",
+            "100",
+            "--format",
+            "json",
+            "-q",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let report = json(&out);
+    assert_eq!(report["verification"]["passed"], true, "{}", text(&out));
+    let migrated: u64 = report["migrated"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(migrated as usize, summary.total_rows - summary.bad.len());
+
+    let out = run(&url, &["--verify", "-q"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("verification passed"),
+        "{}",
+        text(&out)
+    );
+
+    let out = run(&url, &["--status", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let status = json(&out);
+    assert_eq!(status["state"], "completed", "{}", text(&out));
+    assert_eq!(status["quarantined"], summary.bad.len());
+    assert_eq!(status["rows_left"], 0);
+
+    drop(server);
+    assert_migrated_exactly(&path, &summary).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_without_vector_functions_stops_up_front_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    sample_db(&path, 300, 2).await;
+    let server = Server::start(&path, &[]);
+    let out = run(&server.url(), &["--execute", "-q"]);
+    // The command asks for what this database cannot do: a usage error.
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--no-vector-index"), "{}", text(&out));
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one sentence: {}",
+        text(&out)
+    );
+    drop(server);
+    let conn = local(&path).await;
+    for table in TARGETS {
+        assert!(!table_exists(&conn, table).await, "{table} was created");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_copy_then_resume_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    let summary = sample_db(&path, 1500, 3).await;
+    // A little latency so the kills land mid-copy.
+    let server = Server::start(&path, &["--delay-ms", "2"]);
+    let url = server.url();
+    let args = ["--execute", "--no-vector-index", "--batch-size", "50", "-q"];
+    let mut killed = 0;
+    for rows in [1, 400, 900] {
+        let mut child = migrate(&url, &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if wait_for_checkpoint(&mut child, &path, rows).await {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(killed >= 2, "only {killed} kills landed mid-copy");
+    // The lock of the killed run is on this host and its process is gone:
+    // the next run takes it over and resumes.
+    let out = run(&url, &args);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    drop(server);
+    assert_migrated_exactly(&path, &summary).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_drop_and_rollback_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    let summary = sample_db(&path, 500, 4).await;
+    let original = rows_of(&local(&path).await, "embeddings").await;
+    let server = Server::start(&path, &[]);
+    let url = server.url();
+
+    let out = run(
+        &url,
+        &[
+            "--execute",
+            "--no-vector-index",
+            "--backup",
+            "--drop-old-table",
+            "--allow-quarantined",
+            "--yes",
+            "--format",
+            "json",
+            "-q",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let report = json(&out);
+    assert_eq!(report["backup"]["status"], "created", "{}", text(&out));
+    assert!(report["dropped_legacy"].is_object(), "{}", text(&out));
+    {
+        let conn = local(&path).await;
+        assert!(!table_exists(&conn, "embeddings").await);
+        assert_eq!(rows_of(&conn, "embeddings_backup").await, original);
+    }
+    let out = run(&url, &["--status", "--format", "json"]);
+    assert_eq!(json(&out)["state"], "legacy_dropped", "{}", text(&out));
+
+    let out = run(&url, &["--rollback", "--yes", "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    drop(server);
+    let conn = local(&path).await;
+    assert_eq!(rows_of(&conn, "embeddings").await, original, "restored");
+    for table in TARGETS {
+        if table_exists(&conn, table).await {
+            assert_eq!(
+                scalar(&conn, &format!("SELECT count(*) FROM {table}")).await,
+                Some(0)
+            );
+        }
+    }
+    assert_eq!(original.len(), summary.total_rows);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_run_is_refused_while_the_first_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    let summary = sample_db(&path, 800, 5).await;
+    let server = Server::start(&path, &["--delay-ms", "5"]);
+    let url = server.url();
+    let args = ["--execute", "--no-vector-index", "--batch-size", "40", "-q"];
+    let mut first = migrate(&url, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_checkpoint(&mut first, &path, 1).await, "too fast");
+    let second = run(&url, &args);
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another migration is running"),
+        "{}",
+        text(&second)
+    );
+    let out = finish(first);
+    assert_eq!(out.status.code(), Some(3));
+    drop(server);
+    assert_migrated_exactly(&path, &summary).await;
+}
+
+/// Runs a migration of a fresh database while `faults` fire, and proves
+/// the result exact and every fault fired.
+async fn migrate_through(faults: &str, seed: u64, server_args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    let summary = sample_db(&path, 600, seed).await;
+    let server = Server::start(&path, server_args);
+    server.arm(faults);
+    let out = run(
+        &server.url(),
+        &[
+            "--execute",
+            "--no-vector-index",
+            "--batch-size",
+            "100",
+            "--max-retries",
+            "10",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stats = server.stats();
+    assert_eq!(
+        stats["armed"],
+        0,
+        "not every fault fired: {stats}\n{}",
+        text(&out)
+    );
+    drop(server);
+    assert_migrated_exactly(&path, &summary).await;
+    stats
+}
+
+// What the libSQL client sends: a batch's rows as multi-row `REPLACE INTO
+// embeddings_N …` statements (it re-renders `INSERT OR REPLACE`), and
+// `COMMIT;` (see the server's --log-requests).
+const ROW_WRITE: &str = r#""sql":"REPLACE INTO embeddings_"#;
+const COMMIT: &str = r#""sql":"COMMIT"#;
+
+fn fault(kind: &str, skip: u32, matching: Option<&str>) -> serde_json::Value {
+    let mut f = serde_json::json!({ "kind": kind, "skip": skip });
+    if let Some(m) = matching {
+        f["matching"] = m.into();
+    }
+    f
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_dropped_mid_batch_lose_and_duplicate_nothing() {
+    // Row writes inside batches: the connection drops before the server
+    // reads them (the batch's transaction stays open there).
+    let faults = serde_json::json!([
+        fault("drop_before", 2, Some(ROW_WRITE)),
+        fault("drop_before", 3, Some(ROW_WRITE)),
+        fault("drop_before", 1, Some(COMMIT)),
+    ]);
+    migrate_through(&faults.to_string(), 11, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_dropped_after_the_commit_applied_duplicates_nothing() {
+    // Two COMMITs are applied but the client only sees the connection
+    // close; one row write is executed and its answer lost (its stream,
+    // holding the batch's transaction, is abandoned and expires).
+    let faults = serde_json::json!([
+        fault("drop_after", 1, Some(COMMIT)),
+        fault("drop_after", 1, Some(COMMIT)),
+        fault("drop_after", 5, Some(ROW_WRITE)),
+    ]);
+    migrate_through(&faults.to_string(), 12, &["--stream-ttl-ms", "3000"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_errors_mid_run_are_retried() {
+    // 500s on a row write, a COMMIT, and whatever request comes 40th.
+    let faults = serde_json::json!([
+        fault("status_500", 3, Some(ROW_WRITE)),
+        fault("status_500", 1, Some(COMMIT)),
+        fault("status_500", 40, None),
+    ]);
+    migrate_through(&faults.to_string(), 13, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_commit_is_waited_for() {
+    // The answer to the 2nd COMMIT comes 3 s late.
+    let mut stall = fault("stall", 1, Some(COMMIT));
+    stall["stall_ms"] = 3000.into();
+    migrate_through(&stall.to_string(), 14, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_restart_mid_run_is_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    let summary = sample_db(&path, 1200, 15).await;
+    let mut server = Server::start(&path, &["--delay-ms", "3"]);
+    let mut child = migrate(
+        &server.url(),
+        &[
+            "--execute",
+            "--no-vector-index",
+            "--batch-size",
+            "50",
+            "--max-retries",
+            "10",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    assert!(
+        wait_for_checkpoint(&mut child, &path, 300).await,
+        "the run ended before the restart"
+    );
+    server.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    server.restart();
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    drop(server);
+    assert_migrated_exactly(&path, &summary).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_never_appears_in_output_logs_or_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    sample_db(&path, 300, 16).await;
+    let server = Server::start(&path, &[]);
+    let url = server.url();
+    let log = dir.path().join("log.jsonl");
+    let report = dir.path().join("report.json");
+    let log_arg = log.to_str().unwrap();
+    let report_arg = report.to_str().unwrap();
+    let mut seen = Vec::new();
+    let mut check = |out: Output, what: &str| {
+        seen.push(format!("{what}: {:?}", out.status.code()));
+        let all = text(&out);
+        assert!(!all.contains(TOKEN), "{what} shows the token:\n{all}");
+        out
+    };
+    check(run(&url, &["--dry-run", "-v"]), "dry run -v");
+    check(
+        run(
+            &url,
+            &[
+                "--execute",
+                "--no-vector-index",
+                "--format",
+                "json",
+                "--log-file",
+                log_arg,
+                "--report-json",
+                report_arg,
+                "-vv",
+            ],
+        ),
+        "execute -vv --format json",
+    );
+    check(run(&url, &["--execute", "-v"]), "no vector functions");
+    check(run(&url, &["--status", "-v"]), "status");
+    check(run(&url, &["--verify", "--format", "json"]), "verify");
+    // Failures: a wrong token (the right one must not show either), no
+    // server at all, a token passed through the environment.
+    let wrong = check(
+        migrate_as(&url, "wrong-token-9d1e", &["--dry-run", "-vv"])
+            .output()
+            .unwrap(),
+        "wrong token",
+    );
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    assert!(
+        !text(&wrong).contains("wrong-token-9d1e"),
+        "{}",
+        text(&wrong)
+    );
+    drop(server);
+    let gone = check(
+        run(&url, &["--execute", "-vv", "--max-retries", "1"]),
+        "no server",
+    );
+    assert_eq!(gone.status.code(), Some(1), "{}", text(&gone));
+    let env = Command::new(env!("CARGO_BIN_EXE_migrate_embeddings"))
+        .args(["--db", &url, "--status", "-vv"])
+        .env("TURSO_AUTH_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    check(env, "token from the environment");
+    for file in [&log, &report] {
+        let content = std::fs::read_to_string(file).unwrap_or_default();
+        assert!(!content.is_empty(), "{} is empty", file.display());
+        assert!(
+            !content.contains(TOKEN),
+            "{} shows the token",
+            file.display()
+        );
+    }
+}
