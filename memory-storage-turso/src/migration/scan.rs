@@ -55,6 +55,30 @@ impl Window {
     }
 }
 
+/// Which keys a read covers.
+#[derive(Clone, Copy)]
+enum Span<'k> {
+    /// The key range `(after, upper]`.
+    Range(Option<&'k Key>, Option<&'k Key>),
+    /// Exactly these keys.
+    Keys(&'k [Key]),
+}
+
+impl Span<'_> {
+    fn clause(&self) -> (String, Vec<Value>) {
+        match *self {
+            Span::Range(after, upper) => range_clause(after, upper),
+            Span::Keys(keys) => {
+                let marks: Vec<String> = (1..=keys.len()).map(|i| format!("?{i}")).collect();
+                (
+                    format!(" WHERE embedding_id IN ({})", marks.join(", ")),
+                    keys.iter().map(|k| k.0.clone()).collect(),
+                )
+            }
+        }
+    }
+}
+
 /// `WHERE` clause and parameters for the key range `(after, upper]`.
 fn range_clause(after: Option<&Key>, upper: Option<&Key>) -> (String, Vec<Value>) {
     let mut conds = Vec::new();
@@ -85,7 +109,17 @@ pub(crate) async fn read_rows(
     upper: Option<&Key>,
     limits: Option<Limits>,
 ) -> Result<(Vec<EmbeddingRow>, bool)> {
-    let (clause, mut params) = range_clause(after, upper);
+    read_span(conn, table, vector_col, Span::Range(after, upper), limits).await
+}
+
+async fn read_span(
+    conn: &Connection,
+    table: &str,
+    vector_col: &str,
+    span: Span<'_>,
+    limits: Option<Limits>,
+) -> Result<(Vec<EmbeddingRow>, bool)> {
+    let (clause, mut params) = span.clause();
     let mut sql = format!(
         "SELECT {} FROM {table}{clause} ORDER BY embedding_id",
         super::row::select_columns(vector_col)
@@ -117,12 +151,8 @@ pub(crate) async fn read_rows(
     Ok((out, false))
 }
 
-async fn read_quarantined(
-    conn: &Connection,
-    after: Option<&Key>,
-    upper: Option<&Key>,
-) -> Result<Vec<Key>> {
-    let (clause, params) = range_clause(after, upper);
+async fn read_quarantined(conn: &Connection, span: Span<'_>) -> Result<Vec<Key>> {
+    let (clause, params) = span.clause();
     let sql = format!("SELECT embedding_id FROM {QUARANTINE_TABLE}{clause} ORDER BY embedding_id");
     let ctx = || "reading the quarantine record".to_string();
     let mut rows = conn.query(&sql, params).await.db_context(ctx)?;
@@ -133,12 +163,8 @@ async fn read_quarantined(
     Ok(out)
 }
 
-async fn read_ledger(
-    conn: &Connection,
-    after: Option<&Key>,
-    upper: Option<&Key>,
-) -> Result<Vec<(Key, String)>> {
-    let (clause, params) = range_clause(after, upper);
+async fn read_ledger(conn: &Connection, span: Span<'_>) -> Result<Vec<(Key, String)>> {
+    let (clause, params) = span.clause();
     let sql = format!(
         "SELECT embedding_id, target_table FROM {LEDGER_TABLE}{clause} ORDER BY embedding_id"
     );
@@ -215,13 +241,14 @@ impl Layout {
         for (_, rows) in &mut targets {
             trim(rows, &upper);
         }
+        let span = Span::Range(after, upper.as_ref());
         let quarantined = if self.quarantine {
-            read_quarantined(conn, after, upper.as_ref()).await?
+            read_quarantined(conn, span).await?
         } else {
             Vec::new()
         };
         let ledger = if self.ledger {
-            read_ledger(conn, after, upper.as_ref()).await?
+            read_ledger(conn, span).await?
         } else {
             Vec::new()
         };
@@ -242,28 +269,35 @@ impl Layout {
         after: Option<&Key>,
         upper: Option<&Key>,
     ) -> Result<Window> {
-        let (legacy, _) = read_rows(
-            conn,
-            LEGACY_TABLE,
-            self.legacy_vector_col(),
-            after,
-            upper,
-            None,
-        )
-        .await?;
+        let mut window = self.read_all(conn, Span::Range(after, upper)).await?;
+        window.upper = upper.cloned();
+        Ok(window)
+    }
+
+    /// Reads every row of every table whose key is one of `keys` (at most
+    /// a few hundred: they are bound parameters).
+    pub async fn keys_window(&self, conn: &Connection, keys: &[Key]) -> Result<Window> {
+        if keys.is_empty() {
+            return Ok(Window::default());
+        }
+        self.read_all(conn, Span::Keys(keys)).await
+    }
+
+    async fn read_all(&self, conn: &Connection, span: Span<'_>) -> Result<Window> {
+        let (legacy, _) =
+            read_span(conn, LEGACY_TABLE, self.legacy_vector_col(), span, None).await?;
         let mut targets = Vec::with_capacity(self.targets.len());
         for &table in &self.targets {
-            let (rows, _) =
-                read_rows(conn, table.name(), "embedding_vector", after, upper, None).await?;
+            let (rows, _) = read_span(conn, table.name(), "embedding_vector", span, None).await?;
             targets.push((table, rows));
         }
         let quarantined = if self.quarantine {
-            read_quarantined(conn, after, upper).await?
+            read_quarantined(conn, span).await?
         } else {
             Vec::new()
         };
         let ledger = if self.ledger {
-            read_ledger(conn, after, upper).await?
+            read_ledger(conn, span).await?
         } else {
             Vec::new()
         };
@@ -272,7 +306,7 @@ impl Layout {
             targets,
             quarantined,
             ledger,
-            upper: upper.cloned(),
+            upper: None,
         })
     }
 }
