@@ -26,6 +26,7 @@ mod index;
 pub mod lock;
 pub mod metadata;
 pub mod observer;
+pub mod online;
 mod plan;
 pub mod report;
 pub mod retry;
@@ -96,6 +97,10 @@ pub struct MigrationOptions {
     pub listed_limit: usize,
     /// Retries of a batch after a transient error.
     pub max_retries: u32,
+    /// Keep the legacy table writable: triggers log every change an
+    /// application makes during the run, the engine mirrors those rows, and
+    /// the triggers are removed in the transaction of the final check.
+    pub online: bool,
 }
 
 impl Default for MigrationOptions {
@@ -115,6 +120,7 @@ impl Default for MigrationOptions {
             batch_bytes: 8 << 20,
             listed_limit: 10_000,
             max_retries: 5,
+            online: false,
         }
     }
 }
@@ -151,6 +157,9 @@ impl MigrationOptions {
         }
         if self.allow_quarantined && !self.drop_old_table {
             return invalid("--allow-quarantined goes with --drop-old-table");
+        }
+        if self.online && !execute {
+            return invalid("--online goes with --execute");
         }
         if self.from_checkpoint.is_some() && !self.rollback {
             return invalid("--from-checkpoint goes with --rollback");
@@ -274,6 +283,14 @@ async fn run_rollback(conn: &Connection, options: &MigrationOptions) -> Result<M
         Some(after) => with_retries(retries, || rollback::rollback_after(conn, after)).await,
         None => with_retries(retries, || rollback::rollback_all(conn)).await,
     };
+    // An online run's triggers go with the rows they were mirroring.
+    let result = match result {
+        Ok(r) if online::active(conn).await? => {
+            with_retries(retries, || online::uninstall(conn)).await?;
+            Ok(r)
+        }
+        other => other,
+    };
     let released = with_retries(retries, || lock.release(conn)).await;
     let rolled = result?;
     released?;
@@ -314,6 +331,9 @@ async fn execute(
             metadata::set(conn, metadata::CREATED_TABLES, &all)
         })
         .await?;
+    }
+    if options.online {
+        with_retries(options.max_retries, || online::install(conn)).await?;
     }
     let layout = layout(conn, report.source_has_vector_column).await?;
     if let Some(path) = &options.backup_file {
@@ -366,6 +386,22 @@ async fn execute(
         report.interrupted = true;
         return Ok(());
     }
+    let online_active = online::active(conn).await?;
+    if online_active {
+        let mirrored = online::catch_up(
+            conn,
+            &layout,
+            &mut writer,
+            options.max_retries,
+            &mut rejected,
+            observer,
+        )
+        .await?;
+        report.online = Some(online::OnlineReport {
+            mirrored,
+            ..Default::default()
+        });
+    }
 
     index::build_indexes(
         conn,
@@ -405,6 +441,67 @@ async fn execute(
             .verification
             .as_ref()
             .is_some_and(|v| v.repaired == 0);
+    // Online: discrepancies can come from the application's writes during
+    // the verification; the final check settles them or fails.
+    let unsettled = match &report.verification {
+        Some(v) if online_active && !v.passed => v.all_keys(),
+        Some(v) if online_active && v.passed => Some(Vec::new()),
+        _ => None,
+    };
+    if let Some(also) = unsettled {
+        let more = online::catch_up(
+            conn,
+            &layout,
+            &mut writer,
+            options.max_retries,
+            &mut rejected,
+            observer,
+        )
+        .await?;
+        let last = online::finish(
+            conn,
+            &layout,
+            &also,
+            &mut writer,
+            options.max_retries,
+            &mut rejected,
+            observer,
+        )
+        .await?;
+        let online = report.online.get_or_insert_with(Default::default);
+        online.mirrored += more;
+        match last {
+            online::Finish::Done(n) => {
+                online.final_keys = n;
+                online.triggers_removed = true;
+                if let Some(v) = report.verification.as_mut() {
+                    if !v.passed {
+                        v.settled_in_final_check = v.discrepancy_count;
+                        v.discrepancy_count = 0;
+                        v.discrepancies.clear();
+                        v.passed = !report.interrupted;
+                    }
+                }
+            }
+            online::Finish::Unsettled(key) => {
+                if let Some(v) = report.verification.as_mut() {
+                    if v.passed {
+                        v.passed = false;
+                        let limit = report.listed_limit;
+                        v.discrepancy_count += 1;
+                        if v.discrepancies.len() < limit {
+                            v.discrepancies.push(Discrepancy {
+                                embedding_id: key,
+                                kind: "unsettled".into(),
+                                table: String::new(),
+                                detail: "still differs after the final mirror of an online run; the triggers stay".into(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
     let passed = report.verification.as_ref().is_some_and(|v| v.passed);
     if passed {
         let done: &MigrationReport = report;

@@ -91,6 +91,9 @@ pub struct MigrationReport {
     /// The legacy table was dropped (after verification).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped_legacy: Option<super::finalize::DropReport>,
+    /// What the online mode (triggers on the legacy table) did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online: Option<super::online::OnlineReport>,
     /// What a rollback did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<super::rollback::RollbackReport>,
@@ -155,14 +158,43 @@ pub struct Verification {
     pub discrepancy_count: u64,
     /// Rows this run repaired while verifying (execute only).
     pub repaired: u64,
+    /// Online runs: discrepancies on rows the application changed while
+    /// they were being verified, each checked again and found settled in
+    /// the final transaction (they are no longer listed above).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub settled_in_final_check: u64,
+    /// The keys of the discrepancies (up to [`KEYS_KEPT`]), for the final
+    /// check of an online run.
+    #[serde(skip)]
+    pub(crate) keys: Vec<super::row::Key>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Discrepancy keys kept for an online run's final check.
+pub(crate) const KEYS_KEPT: usize = 100_000;
+
 impl Verification {
-    pub(crate) fn add(&mut self, limit: usize, d: Discrepancy) {
+    pub(crate) fn add(&mut self, limit: usize, key: &super::row::Key, d: Discrepancy) {
         self.discrepancy_count += 1;
+        if self.keys.len() < KEYS_KEPT {
+            self.keys.push(key.clone());
+        }
         if self.discrepancies.len() < limit {
             self.discrepancies.push(d);
         }
+    }
+
+    /// Every discrepancy's key, when all were kept.
+    pub(crate) fn all_keys(&self) -> Option<Vec<super::row::Key>> {
+        (self.keys.len() as u64 == self.discrepancy_count).then(|| {
+            let mut keys = self.keys.clone();
+            keys.sort();
+            keys.dedup();
+            keys
+        })
     }
 }
 

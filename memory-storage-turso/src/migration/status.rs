@@ -43,6 +43,9 @@ pub struct MigrationStatus {
     /// Who holds the migration lock, and whether that holder is gone.
     pub lock: Option<LockHolder>,
     pub lock_stale: bool,
+    /// An online run's triggers are logging changes: this many are waiting
+    /// to be mirrored (`None`: no online run under way).
+    pub online_changes_pending: Option<u64>,
 }
 
 async fn one_i64(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<Option<i64>> {
@@ -141,6 +144,11 @@ pub async fn status(conn: &Connection) -> Result<MigrationStatus> {
     s.backup_rows = num(metadata::get(conn, metadata::BACKUP_ROWS).await?).map(|n| n as u64);
     s.lock = current_holder(conn).await?;
     s.lock_stale = s.lock.as_ref().is_some_and(|h| is_stale(h, &host_name()));
+    if super::online::active(conn).await? {
+        let sql = format!("SELECT count(*) FROM {}", super::online::CHANGES_TABLE);
+        s.online_changes_pending =
+            Some(one_i64(conn, &sql, vec![]).await?.unwrap_or(0).max(0) as u64);
+    }
     s.state = if s.legacy_dropped_at.is_some() && !legacy {
         "legacy_dropped"
     } else if s.completed_at.is_some() && s.rows_left == Some(0) {

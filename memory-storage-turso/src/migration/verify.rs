@@ -51,6 +51,7 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                 match &row.in_place {
                     None => v.add(
                         limit,
+                        &row.row.key,
                         Discrepancy {
                             embedding_id: id.clone(),
                             kind: "missing".into(),
@@ -60,6 +61,7 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                     ),
                     Some(cols) if !cols.is_empty() => v.add(
                         limit,
+                        &row.row.key,
                         Discrepancy {
                             embedding_id: id.clone(),
                             kind: "differs".into(),
@@ -72,6 +74,7 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                 if !row.misplaced.is_empty() {
                     v.add(
                         limit,
+                        &row.row.key,
                         Discrepancy {
                             embedding_id: id,
                             kind: "misplaced".into(),
@@ -98,6 +101,7 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                 if !in_targets.is_empty() {
                     v.add(
                         limit,
+                        &row.key,
                         Discrepancy {
                             embedding_id: id,
                             kind: "bad_row_in_target".into(),
@@ -123,6 +127,7 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                     .collect();
                 v.add(
                     limit,
+                    key,
                     Discrepancy {
                         embedding_id: key.to_string(),
                         kind: "orphan".into(),

@@ -249,7 +249,7 @@ impl<'c> BatchWriter<'c> {
     }
 
     /// Writes every buffered row and ledger entry.
-    async fn flush(&mut self) -> Result<()> {
+    pub(crate) async fn flush(&mut self) -> Result<()> {
         for i in 0..TargetTable::ALL.len() {
             self.flush_table(i).await?;
         }

@@ -1,0 +1,297 @@
+//! Online migration: triggers on the legacy table record the key of every
+//! row an application inserts, updates or deletes while the migration runs,
+//! and the engine mirrors those rows into the target tables through the same
+//! judge and writer as the copy (so a bad row goes to the quarantine record,
+//! never to a target, and vectors travel as bytes, never through SQL text).
+//!
+//! The triggers only log keys: decoding compressed payloads and checking
+//! dimensions cannot be done in SQL, and one decoder is the rule. The log
+//! is drained after the copy and after the verification; the last drain
+//! runs in one write transaction (the application's writers wait for it),
+//! which re-verifies the rows it mirrors and then removes the triggers and
+//! the log, so no change can fall between the verification and the switch.
+
+use libsql::{Connection, Value};
+use serde::Serialize;
+
+use super::apply::{after_failure, apply, needs_writes, with_rejections, Quarantine, Rejected};
+use super::compare::{judge, Finding};
+use super::observer::Observer;
+use super::row::Key;
+use super::scan::Layout;
+use super::write::BatchWriter;
+use crate::error::{DbContext, Result};
+use crate::schema::{object_exists, LEGACY_TABLE};
+
+/// The log of changed keys. `embedding_id` has no declared type so a key
+/// keeps its exact value; the rowid grows with every change (the triggers
+/// `INSERT OR REPLACE`), so a key changed again after it was read is told
+/// apart from the change that was mirrored.
+pub const CHANGES_TABLE: &str = "embedding_migration_changes";
+
+/// The triggers, by name.
+pub const TRIGGERS: [&str; 3] = [
+    "embedding_migration_on_insert",
+    "embedding_migration_on_update",
+    "embedding_migration_on_delete",
+];
+
+/// Keys mirrored per transaction.
+const KEYS_PER_BATCH: usize = 200;
+
+/// What the online mode did in this run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct OnlineReport {
+    /// Changed keys mirrored while the migration ran.
+    pub mirrored: u64,
+    /// Changed keys mirrored and re-verified in the final transaction.
+    pub final_keys: u64,
+    /// The triggers were removed (the migration is complete; the
+    /// application now writes to the target tables).
+    pub triggers_removed: bool,
+}
+
+fn ddl() -> Vec<String> {
+    let log = |key: &str| {
+        format!("INSERT OR REPLACE INTO {CHANGES_TABLE} (embedding_id) VALUES ({key});")
+    };
+    vec![
+        format!("CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (embedding_id PRIMARY KEY NOT NULL)"),
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS {} AFTER INSERT ON {LEGACY_TABLE} BEGIN {} END",
+            TRIGGERS[0],
+            log("NEW.embedding_id")
+        ),
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS {} AFTER UPDATE ON {LEGACY_TABLE} BEGIN {} {} END",
+            TRIGGERS[1],
+            log("OLD.embedding_id"),
+            log("NEW.embedding_id")
+        ),
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS {} AFTER DELETE ON {LEGACY_TABLE} BEGIN {} END",
+            TRIGGERS[2],
+            log("OLD.embedding_id")
+        ),
+    ]
+}
+
+/// Installs the log and the triggers (idempotent), in one transaction.
+pub async fn install(conn: &Connection) -> Result<()> {
+    super::write::in_transaction(conn, "installing the online-migration triggers", async {
+        for sql in ddl() {
+            conn.execute(&sql, ())
+                .await
+                .db_context(|| format!("running {sql}"))?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Whether changes are being logged (an online migration is under way).
+pub async fn active(conn: &Connection) -> Result<bool> {
+    object_exists(conn, CHANGES_TABLE).await
+}
+
+/// Removes the triggers and the log, inside the caller's transaction.
+async fn remove(conn: &Connection) -> Result<()> {
+    for t in TRIGGERS {
+        conn.execute(&format!("DROP TRIGGER IF EXISTS {t}"), ())
+            .await
+            .db_context(|| format!("dropping trigger {t}"))?;
+    }
+    conn.execute(&format!("DROP TABLE IF EXISTS {CHANGES_TABLE}"), ())
+        .await
+        .db_context(|| format!("dropping {CHANGES_TABLE}"))?;
+    Ok(())
+}
+
+/// Removes the triggers and the log in a transaction of their own (rollback).
+pub async fn uninstall(conn: &Connection) -> Result<()> {
+    super::write::in_transaction(conn, "removing the online-migration triggers", remove(conn)).await
+}
+
+/// Up to `limit` logged changes, oldest first: `(rowid, key)`.
+async fn logged(conn: &Connection, limit: usize) -> Result<Vec<(i64, Key)>> {
+    let ctx = || format!("reading {CHANGES_TABLE}");
+    let mut rows = conn
+        .query(
+            &format!("SELECT rowid, embedding_id FROM {CHANGES_TABLE} ORDER BY rowid LIMIT ?1"),
+            [limit as i64],
+        )
+        .await
+        .db_context(ctx)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await.db_context(ctx)? {
+        out.push((
+            row.get::<i64>(0).db_context(ctx)?,
+            Key(row.get_value(1).db_context(ctx)?),
+        ));
+    }
+    Ok(out)
+}
+
+/// Forgets the changes that were mirrored (a key changed again since has a
+/// new rowid and stays).
+async fn forget(conn: &Connection, done: &[(i64, Key)]) -> Result<()> {
+    for (rowid, key) in done {
+        conn.execute(
+            &format!("DELETE FROM {CHANGES_TABLE} WHERE rowid = ?1 AND embedding_id = ?2"),
+            vec![Value::Integer(*rowid), key.0.clone()],
+        )
+        .await
+        .db_context(|| format!("clearing the change of {key} from {CHANGES_TABLE}"))?;
+    }
+    Ok(())
+}
+
+/// The keys of `changes`, deduplicated and sorted.
+fn keys(changes: &[(i64, Key)]) -> Vec<Key> {
+    let mut keys: Vec<Key> = changes.iter().map(|(_, k)| k.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Mirrors logged changes until the log is empty, a batch per transaction.
+/// Returns how many changes were mirrored.
+pub async fn catch_up(
+    conn: &Connection,
+    layout: &Layout,
+    writer: &mut BatchWriter<'_>,
+    max_retries: u32,
+    rejected: &mut Rejected,
+    observer: &dyn Observer,
+) -> Result<u64> {
+    let mut mirrored = 0u64;
+    let mut attempt = 0;
+    loop {
+        if observer.stop_requested() {
+            return Ok(mirrored);
+        }
+        let step = async {
+            let changes = logged(conn, KEYS_PER_BATCH).await?;
+            if changes.is_empty() {
+                return Ok(None);
+            }
+            let window = layout.keys_window(conn, &keys(&changes)).await?;
+            let findings = with_rejections(judge(window), rejected);
+            writer.begin().await?;
+            apply(findings, writer, Quarantine::Always, observer).await?;
+            forget(conn, &changes).await?;
+            writer.commit().await?;
+            Ok(Some(changes.len() as u64))
+        };
+        match step.await {
+            Ok(Some(n)) => mirrored += n,
+            Ok(None) => return Ok(mirrored),
+            Err(e) => {
+                writer.rollback().await;
+                after_failure(e, &mut attempt, max_retries, rejected).await?;
+            }
+        }
+    }
+}
+
+/// How the final step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// Settled: the triggers and the log are gone; this many logged
+    /// changes were mirrored in the final transaction.
+    Done(u64),
+    /// This key still differs after mirroring: nothing of the final step
+    /// was kept, the triggers stay.
+    Unsettled(String),
+}
+
+/// A finding that still calls for a change after the final mirror: the
+/// target tables would not equal the legacy table.
+fn unsettled(findings: &[Finding]) -> Option<String> {
+    findings.iter().find_map(|f| {
+        let unsettled = match f {
+            Finding::Orphan { ours: None, .. } => true,
+            _ => needs_writes(std::slice::from_ref(f)),
+        };
+        unsettled.then(|| match f {
+            Finding::Valid(v) => v.row.key.to_string(),
+            Finding::Bad { row, .. } => row.key.to_string(),
+            Finding::Stale { key, .. } | Finding::Orphan { key, .. } => key.to_string(),
+        })
+    })
+}
+
+/// The final step, in one write transaction: mirrors what is left in the
+/// log and the rows in `also` (the verification's discrepancies, which an
+/// application's writes during the verification can cause), judges those
+/// rows again (the verification of every row not proven settled by the full
+/// verification), and removes the triggers and the log. Writers
+/// of the legacy table wait for this transaction; nothing changes between
+/// its verification and the removal of the triggers.
+pub async fn finish(
+    conn: &Connection,
+    layout: &Layout,
+    also: &[Key],
+    writer: &mut BatchWriter<'_>,
+    max_retries: u32,
+    rejected: &mut Rejected,
+    observer: &dyn Observer,
+) -> Result<Finish> {
+    let mut attempt = 0;
+    loop {
+        let step = async {
+            writer.begin().await?;
+            let changes = logged(conn, usize::MAX >> 1).await?;
+            let mut keys = keys(&changes);
+            keys.extend(also.iter().cloned());
+            keys.sort();
+            keys.dedup();
+            for chunk in keys.chunks(KEYS_PER_BATCH) {
+                let findings =
+                    with_rejections(judge(layout.keys_window(conn, chunk).await?), rejected);
+                apply(findings, writer, Quarantine::Always, observer).await?;
+            }
+            writer.flush().await?;
+            for chunk in keys.chunks(KEYS_PER_BATCH) {
+                let findings =
+                    with_rejections(judge(layout.keys_window(conn, chunk).await?), rejected);
+                if let Some(key) = unsettled(&findings) {
+                    return Ok(Finish::Unsettled(key));
+                }
+            }
+            remove(conn).await?;
+            writer.commit().await?;
+            Ok(Finish::Done(changes.len() as u64))
+        };
+        match step.await {
+            Ok(Finish::Done(n)) => return Ok(Finish::Done(n)),
+            Ok(unsettled) => {
+                writer.rollback().await;
+                return Ok(unsettled);
+            }
+            Err(e) => {
+                writer.rollback().await;
+                after_failure(e, &mut attempt, max_retries, rejected).await?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_sorted_and_unique() {
+        let k = |s: &str| Key(Value::Text(s.into()));
+        let changes = vec![(3, k("b")), (1, k("a")), (5, k("b"))];
+        assert_eq!(keys(&changes), vec![k("a"), k("b")]);
+    }
+
+    #[test]
+    fn the_update_trigger_logs_both_keys() {
+        let update = &ddl()[2];
+        assert!(update.contains("VALUES (OLD.embedding_id)"));
+        assert!(update.contains("VALUES (NEW.embedding_id)"));
+    }
+}
