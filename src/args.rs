@@ -123,6 +123,14 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub no_vector_index: bool,
 
+    /// With --execute: the application may keep writing to `embeddings`.
+    /// Triggers log every changed row, the run mirrors them into the new
+    /// tables (bad rows to the quarantine record), and removes the triggers
+    /// in the transaction of its final check; from then on the application
+    /// must write to the new tables.
+    #[arg(long)]
+    pub online: bool,
+
     /// DiskANN `compress_neighbors` for the vector indexes (float1bit,
     /// float8, float16, floatb16, float32): smaller and faster to build,
     /// at some cost in recall (see BENCHMARKS.md).
@@ -252,6 +260,7 @@ impl MigrateArgs {
             rollback: self.rollback,
             from_checkpoint: self.from_checkpoint.clone(),
             max_retries: self.max_retries,
+            online: self.online,
             vector_index: memory_storage_turso::schema::VectorIndexOptions {
                 compress_neighbors: self.compress_neighbors,
                 max_neighbors: self.max_neighbors,

@@ -256,6 +256,26 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
             }
         }
     }
+    if let Some(o) = &report.online {
+        let _ = writeln!(
+            out,
+            "  online: mirrored {} change(s) the application made during the run, {} in the final check{}",
+            o.mirrored,
+            o.final_keys,
+            if o.triggers_removed {
+                "; triggers removed: the application must now write to the new tables"
+            } else {
+                "; the triggers stay until a run finishes (run --execute --online again)"
+            }
+        );
+        if let Some(v) = verification.filter(|v| v.settled_in_final_check > 0) {
+            let _ = writeln!(
+                out,
+                "  {} row(s) changed while being verified were checked again in the final transaction and match",
+                v.settled_in_final_check
+            );
+        }
+    }
     if report.removed_stale > 0 {
         let _ = writeln!(
             out,
@@ -371,6 +391,12 @@ pub fn status_summary(
         None => {
             let _ = writeln!(out, "  lock:              free");
         }
+    }
+    if let Some(n) = s.online_changes_pending {
+        let _ = writeln!(
+            out,
+            "  online:            triggers on `embeddings` are logging changes ({n} waiting to be mirrored)"
+        );
     }
     if !s.target_rows.is_empty() {
         let _ = writeln!(out, "\n  {:<18} {:>10}  vector index", "table", "rows");
