@@ -256,6 +256,15 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
             }
         }
     }
+    if !report.search_checks.is_empty() {
+        let sampled: u64 = report.search_checks.iter().map(|c| c.sampled).sum();
+        let found: u64 = report.search_checks.iter().map(|c| c.found_first).sum();
+        let _ = writeln!(
+            out,
+            "  search smoke test: {found} of {sampled} sampled rows in {} indexed table(s) came back first when searched with their own vector",
+            report.search_checks.len()
+        );
+    }
     if let Some(o) = &report.online {
         let _ = writeln!(
             out,

@@ -280,6 +280,12 @@ async fn vector_indexes_are_built_after_the_copy_and_only_once() {
         "{:?}",
         report.vector_indexes
     );
+    // The verification ended with the search smoke test on every index.
+    assert_eq!(report.search_checks.len(), 4, "{:?}", report.search_checks);
+    for c in &report.search_checks {
+        assert!(c.sampled > 0 && c.passed(), "{c:?}");
+    }
+    assert!(report.verification.as_ref().unwrap().passed);
     for n in [384, 1024, 1536, 3072] {
         assert!(memory_storage_turso::schema::object_exists(
             &t.conn,

@@ -33,6 +33,7 @@ pub mod retry;
 pub mod rollback;
 pub mod row;
 pub mod scan;
+pub mod smoke;
 pub mod status;
 mod verify;
 pub mod write;
@@ -260,7 +261,8 @@ async fn run_on(
                 observer,
                 &mut report,
             )
-            .await?
+            .await?;
+            smoke_test(conn, &mut report).await?;
         }
         RunMode::Execute => {
             capabilities::require_vector_functions(conn, options.build_vector_index).await?;
@@ -274,6 +276,36 @@ async fn run_on(
         RunMode::Rollback => unreachable!("handled above"),
     }
     Ok(report)
+}
+
+/// Ends a passed verification with the search smoke test; a table whose
+/// index does not find its own rows fails the verification.
+async fn smoke_test(conn: &Connection, report: &mut MigrationReport) -> Result<()> {
+    if !report.verification.as_ref().is_some_and(|v| v.passed) {
+        return Ok(());
+    }
+    report.search_checks = smoke::search_smoke_test(conn).await?;
+    let limit = report.listed_limit;
+    if let Some(v) = report.verification.as_mut() {
+        for c in report.search_checks.iter().filter(|c| !c.passed()) {
+            v.passed = false;
+            for id in &c.missed {
+                v.discrepancy_count += 1;
+                if v.discrepancies.len() < limit {
+                    v.discrepancies.push(Discrepancy {
+                        embedding_id: id.clone(),
+                        kind: "search".into(),
+                        table: c.table.clone(),
+                        detail: format!(
+                            "a top-1 search of {} with this row's own vector did not return it",
+                            c.table
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn run_rollback(conn: &Connection, options: &MigrationOptions) -> Result<MigrationReport> {
@@ -502,6 +534,7 @@ async fn execute(
             }
         }
     }
+    smoke_test(conn, report).await?;
     let passed = report.verification.as_ref().is_some_and(|v| v.passed);
     if passed {
         let done: &MigrationReport = report;

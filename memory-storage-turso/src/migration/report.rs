@@ -91,6 +91,10 @@ pub struct MigrationReport {
     /// The legacy table was dropped (after verification).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped_legacy: Option<super::finalize::DropReport>,
+    /// The search smoke test that ends a verification (tables with a
+    /// vector index only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub search_checks: Vec<super::smoke::SearchCheck>,
     /// What the online mode (triggers on the legacy table) did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub online: Option<super::online::OnlineReport>,
