@@ -301,3 +301,52 @@ async fn the_log_file_has_one_json_event_per_batch_and_per_quarantined_row() {
     quarantined.dedup();
     assert_eq!(quarantined.len(), 12);
 }
+
+#[tokio::test]
+async fn online_runs_say_what_they_mirrored_and_leave_no_trigger() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    sample_db(&path, 300, 0).await;
+    let db = path.to_str().unwrap();
+    let json = dir.path().join("report.json");
+
+    // --online goes with --execute only.
+    let out = bin()
+        .args(["--db", db, "--verify", "--online"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--online"), "{}", stderr(&out));
+
+    let out = bin()
+        .args([
+            "--db",
+            db,
+            "--execute",
+            "--online",
+            "--no-vector-index",
+            "--report-json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("online: mirrored 0 change(s)"), "{stdout}");
+    assert!(stdout.contains("triggers removed"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["online"]["triggers_removed"], true);
+    assert_eq!(report["verification"]["passed"], true);
+
+    let db = libsql::Builder::new_local(&path).build().await.unwrap();
+    let conn = db.connect().unwrap();
+    let mut rows = conn
+        .query(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' OR name = 'embedding_migration_changes'",
+            (),
+        )
+        .await
+        .unwrap();
+    let n = rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap();
+    assert_eq!(n, 0, "no trigger or change log is left behind");
+}
