@@ -140,8 +140,10 @@ impl EmbeddingStore {
     ///
     /// A native table with its DiskANN index is searched through
     /// `vector_top_k`; with an `item_type` filter it over-fetches
-    /// ([`OVERFETCH`] × k, at least k + [`OVERFETCH_MIN`], growing ×4 while
-    /// too few survive, and scanning past [`MAX_INDEX_CANDIDATES`]).
+    /// ([`OVERFETCH`] × k, at least k + [`OVERFETCH_MIN`], then more, sized
+    /// by the share that survived, while too few survive; scanning instead
+    /// when the index has no more candidates to give or past
+    /// [`MAX_INDEX_CANDIDATES`]).
     /// `embeddings_other`, and a native table without its index, are
     /// scanned with `vector_distance_cos`. During a transition the
     /// unmigrated legacy rows are ranked in as well (see the module docs).

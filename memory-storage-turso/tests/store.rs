@@ -442,7 +442,12 @@ async fn search_through_the_vector_index_ranks_exactly_like_brute_force() {
         SearchMethod::VectorIndex("idx_embeddings_384_vector")
     );
     let mut rng = Rng(33);
-    let rows: Vec<Embedding> = (0..300).map(|i| embedding(i, 384, &mut rng)).collect();
+    let mut rows: Vec<Embedding> = (0..300).map(|i| embedding(i, 384, &mut rng)).collect();
+    // Six rows of a rare type: a filtered search must over-fetch again and
+    // again until the index is exhausted.
+    for e in rows.iter_mut().skip(7).step_by(50) {
+        e.item_type = "rare".into();
+    }
     store.store_batch(&rows).await.unwrap();
     for q in 0..4 {
         // Half the queries are noisy copies of a row, half random.
@@ -461,6 +466,7 @@ async fn search_through_the_vector_index_ranks_exactly_like_brute_force() {
             (Some("pattern"), 10, None), // over-fetch: a third of the rows qualify
             (None, 10, Some(0.1)),
             (Some("embedding"), 5, Some(0.0)),
+            (Some("rare"), 5, None),
         ] {
             let got = search_ids(&store, &query, item_type, k, min).await;
             let want = brute_force(&rows, &query, item_type, k, min);

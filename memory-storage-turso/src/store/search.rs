@@ -18,14 +18,17 @@ use crate::decode::vector_to_le_bytes;
 use crate::error::{DbContext, Error, Result};
 use crate::schema::{route, TargetTable, LEGACY_TABLE};
 
-/// With an `item_type` filter the index is asked for this many times `k`
-/// candidates (at least `k + OVERFETCH_MIN`), and again this many times
-/// more while too few survive the filter and the index has more.
-pub const OVERFETCH: usize = 4;
+/// With an `item_type` filter the index is first asked for this many times
+/// `k` candidates (at least `k + OVERFETCH_MIN`). When fewer than `k`
+/// survive the filter and the index has more, the next round asks for
+/// enough to expect `2k` survivors at the share that survived so far
+/// (between 2× and 16× more candidates).
+pub const OVERFETCH: usize = 8;
 /// Smallest over-fetch margin with a filter.
 pub const OVERFETCH_MIN: usize = 16;
 /// Past this many candidates a filtered search scans the table instead: a
-/// rare `item_type` is found faster, and exactly, by brute force.
+/// rare `item_type` is found faster, and exactly, by brute force. It does
+/// so too when the index returns fewer candidates than asked.
 pub const MAX_INDEX_CANDIDATES: usize = 4096;
 
 /// What to search for.
@@ -220,16 +223,14 @@ async fn table_candidates(
     };
     loop {
         let found = index_candidates(conn, table, index, &bytes, fetch).await?;
-        let exhausted = found.len() < fetch;
+        let ran_out = found.len() < fetch;
         let farthest = found.iter().map(|c| c.distance).fold(0.0, f64::max);
         let mut kept: Vec<Candidate> = found
             .into_iter()
             .filter(|c| query.keeps(&c.item_type, c.distance))
             .collect();
-        let done = kept.len() >= query.k
-            || exhausted
-            || query.item_type.is_none()
-            || farthest > query.max_distance();
+        let done =
+            kept.len() >= query.k || query.item_type.is_none() || farthest > query.max_distance();
         if done {
             kept.sort_by(|a, b| {
                 by_distance(
@@ -240,11 +241,21 @@ async fn table_candidates(
             kept.truncate(query.k);
             return Ok(kept);
         }
-        fetch = fetch.saturating_mul(OVERFETCH);
-        if fetch > MAX_INDEX_CANDIDATES {
+        // Too few survived the filter. An index that returned fewer
+        // candidates than asked has no more to give (DiskANN may not reach
+        // every row even then): the table is small next to `fetch`, so a
+        // scan is cheap, and exact.
+        fetch = next_fetch(fetch, kept.len(), query.k);
+        if ran_out || fetch > MAX_INDEX_CANDIDATES {
             return scan_candidates(conn, table, query, &bytes).await;
         }
     }
+}
+
+/// The candidates to ask for after `fetch` gave only `kept` survivors.
+fn next_fetch(fetch: usize, kept: usize, k: usize) -> usize {
+    let factor = (2 * k).div_ceil(kept.max(1)).clamp(2, 16);
+    fetch.saturating_mul(factor)
 }
 
 /// The full rows of the candidates, in the candidates' order.
@@ -370,6 +381,14 @@ mod tests {
         assert_eq!(cosine_distance(&[1.0, 0.0], &[0.0, 2.0]), Some(1.0));
         assert_eq!(cosine_distance(&[1.0, 0.0], &[-3.0, 0.0]), Some(2.0));
         assert_eq!(cosine_distance(&[0.0, 0.0], &[1.0, 0.0]), None);
+    }
+
+    #[test]
+    fn over_fetch_grows_with_the_share_filtered_out() {
+        assert_eq!(next_fetch(80, 5, 10), 320); // a 16th survived: 4×
+        assert_eq!(next_fetch(80, 9, 10), 240); // just short: at least 2×… 3×
+        assert_eq!(next_fetch(80, 0, 10), 1280); // none: 16×
+        assert_eq!(next_fetch(80, 1, 1), 160);
     }
 
     #[test]
