@@ -58,10 +58,15 @@ use crate::schema::TargetTable;
 pub const TRANSITION_RECHECK: Duration = Duration::from_secs(30);
 
 /// Reads, writes and searches embeddings of any dimension on one libSQL
-/// connection.
+/// connection. It can be shared between tasks (`Arc<EmbeddingStore>`): its
+/// write transactions take turns on the connection. Reads made meanwhile on
+/// the same connection see the write in flight; for isolation, open a store
+/// per connection.
 pub struct EmbeddingStore {
     conn: Connection,
     transition: Mutex<TransitionState>,
+    /// One write transaction at a time on `conn`.
+    writing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +96,7 @@ impl EmbeddingStore {
                 unmigrated,
                 checked: Instant::now(),
             }),
+            writing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -102,13 +108,14 @@ impl EmbeddingStore {
     /// Stores one embedding in the table of its dimension (replacing any
     /// embedding with the same `embedding_id`, in whichever table).
     pub async fn store(&self, embedding: &Embedding) -> Result<()> {
-        write::store_batch(&self.conn, std::slice::from_ref(embedding)).await
+        self.store_batch(std::slice::from_ref(embedding)).await
     }
 
     /// Stores many embeddings of any mix of dimensions in one transaction,
     /// grouped per table into multi-row `INSERT`s. When a key appears twice
     /// the last one wins. Nothing is written if any embedding is invalid.
     pub async fn store_batch(&self, embeddings: &[Embedding]) -> Result<()> {
+        let _turn = self.writing.lock().await;
         write::store_batch(&self.conn, embeddings).await
     }
 
@@ -131,6 +138,7 @@ impl EmbeddingStore {
     /// Deletes `embedding_id` wherever it is (the legacy table included);
     /// returns whether anything was deleted.
     pub async fn delete(&self, embedding_id: &str) -> Result<bool> {
+        let _turn = self.writing.lock().await;
         write::delete(&self.conn, embedding_id).await
     }
 

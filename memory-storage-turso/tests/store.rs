@@ -532,3 +532,37 @@ async fn during_the_transition_search_ranks_unmigrated_legacy_rows_in() {
     assert_eq!(hits[0].embedding.embedding_id, "legacy-003");
     assert_eq!(bits(&hits[0].embedding.vector), bits(&legacy[3].vector));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_store_shared_by_many_tasks_writes_every_row() {
+    let t = TestDb::empty().await;
+    let store = std::sync::Arc::new(store_on(&t, false).await);
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng(task);
+            for i in 0..20 {
+                let id = (task as usize) * 100 + i;
+                store
+                    .store(&embedding(id, [384, 1536, 5][i % 3], &mut rng))
+                    .await
+                    .unwrap();
+                let hits = store
+                    .find_similar(&rng.vector(5), None, 3, None)
+                    .await
+                    .unwrap();
+                assert!(hits.len() <= 3);
+            }
+            assert!(store.delete(&format!("e{:05}", task * 100)).await.unwrap());
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut total = 0;
+    for table in TARGETS {
+        total += count(&t.conn, table).await;
+    }
+    assert_eq!(total, 8 * 19);
+}

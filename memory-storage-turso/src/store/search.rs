@@ -132,6 +132,9 @@ pub(crate) async fn has_vector_index(conn: &Connection, table: TargetTable) -> R
     Ok(rows.next().await.db_context(ctx)?.is_some())
 }
 
+/// Rows per `rowid IN (…)` read of the hits.
+const ROWS_PER_FETCH: usize = 500;
+
 /// How a table is searched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum SearchMethod {
@@ -267,25 +270,31 @@ async fn fetch_rows(
     if found.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT {} FROM {} WHERE rowid IN ({})",
-        select_sql("embedding_vector", "rowid"),
-        table.name(),
-        vec!["?"; found.len()].join(", ")
-    );
-    let params: Vec<Value> = found.iter().map(|c| Value::Integer(c.rowid)).collect();
     let ctx = || format!("reading search hits from {table}");
-    let mut rows = conn.query(&sql, params).await.db_context(ctx)?;
     let mut by_rowid: HashMap<i64, Embedding> = HashMap::new();
-    while let Some(row) = rows.next().await.db_context(ctx)? {
-        let rowid = row.get::<i64>(9).db_context(ctx)?;
-        by_rowid.insert(rowid, from_target(read_row(&row, table.name())?, table)?);
+    for chunk in found.chunks(ROWS_PER_FETCH) {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE rowid IN ({})",
+            select_sql("embedding_vector", "rowid"),
+            table.name(),
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let params: Vec<Value> = chunk.iter().map(|c| Value::Integer(c.rowid)).collect();
+        let mut rows = conn.query(&sql, params).await.db_context(ctx)?;
+        while let Some(row) = rows.next().await.db_context(ctx)? {
+            let rowid = row.get::<i64>(9).db_context(ctx)?;
+            by_rowid.insert(rowid, from_target(read_row(&row, table.name())?, table)?);
+        }
     }
     Ok(found
         .into_iter()
         .filter_map(|c| {
-            // A row deleted between the two phases is simply not a hit.
-            by_rowid.remove(&c.rowid).map(|embedding| SimilarEmbedding {
+            // A row deleted (or replaced under a new rowid) between the two
+            // steps is simply not a hit.
+            let embedding = by_rowid
+                .remove(&c.rowid)
+                .filter(|e| e.embedding_id == key_text(&c.embedding_id))?;
+            Some(SimilarEmbedding {
                 embedding,
                 similarity: 1.0 - c.distance,
                 source: Source::Table(table),
