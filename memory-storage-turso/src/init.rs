@@ -74,7 +74,8 @@ pub enum AutoMigration {
     NotNeeded,
     /// Unmigrated legacy rows exist and `auto_migrate` is off.
     Disabled,
-    /// This call ran the migration.
+    /// This call ran the migration. Quarantined rows and discrepancies are
+    /// in the report (data, not errors): check `verification`.
     Ran(Box<MigrationReport>),
     /// Another process (or task) held the migration lock; this call waited
     /// until it finished and found nothing left to migrate.
