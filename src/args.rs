@@ -26,7 +26,8 @@ pub const TOKEN_ENV: [&str; 2] = ["TURSO_AUTH_TOKEN", "TURSO_TOKEN"];
 
 const ENV_HELP: &str =
     "Environment: the database is --db, else TURSO_DATABASE_URL, else TURSO_DB_URL, \
-else TURSO_URL; the token is --auth-token, else TURSO_AUTH_TOKEN, else TURSO_TOKEN.";
+else TURSO_URL; the token is --auth-token or --auth-token-file, else TURSO_AUTH_TOKEN, else \
+TURSO_TOKEN.";
 
 /// Flags every command understands (global in `memory-cli`).
 #[derive(Debug, Clone, Args, Default)]
@@ -60,9 +61,19 @@ pub struct MigrateArgs {
     #[arg(long, global = true, value_name = "PATH_OR_URL")]
     pub db: Option<String>,
 
-    /// Auth token for a remote database.
+    /// Auth token for a remote database (visible to other users in the
+    /// process list: prefer --auth-token-file or TURSO_AUTH_TOKEN).
     #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+
+    /// Read the auth token from FILE (surrounding whitespace ignored).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        conflicts_with = "auth_token"
+    )]
+    pub auth_token_file: Option<PathBuf>,
 
     /// Copy, build vector indexes, verify. Resumes from the checkpoint.
     #[arg(long)]
@@ -192,7 +203,7 @@ const fn const_format_help() -> &'static str {
 Ctrl-C finishes the batch in flight, commits it and stops; --execute again resumes.
 
 Environment: the database is --db, else TURSO_DATABASE_URL, else TURSO_DB_URL, else TURSO_URL;
-the token is --auth-token, else TURSO_AUTH_TOKEN, else TURSO_TOKEN.
+the token is --auth-token or --auth-token-file, else TURSO_AUTH_TOKEN, else TURSO_TOKEN.
 
 Exit status: 0 done and clean; 3 done, but rows were quarantined or verification found
 discrepancies; 130 stopped by Ctrl-C (resumable); 2 bad usage; 1 failed."
@@ -217,17 +228,29 @@ impl MigrateArgs {
         })
     }
 
-    /// The auth token, from `--auth-token` or the environment (see
-    /// [`TOKEN_ENV`]); empty for a local file.
-    pub fn token(&self) -> String {
-        self.auth_token
-            .clone()
-            .or_else(|| {
-                TOKEN_ENV
-                    .iter()
-                    .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-            })
-            .unwrap_or_default()
+    /// The auth token, from `--auth-token`, `--auth-token-file` or the
+    /// environment (see [`TOKEN_ENV`]); empty for a local file. An error
+    /// names the file, never what it holds.
+    pub fn token(&self) -> anyhow::Result<String> {
+        if let Some(token) = &self.auth_token {
+            return Ok(token.clone());
+        }
+        if let Some(path) = &self.auth_token_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("cannot read the auth token file {}: {e}", path.display())
+            })?;
+            let token = text.trim();
+            anyhow::ensure!(
+                !token.is_empty(),
+                "the auth token file {} is empty",
+                path.display()
+            );
+            return Ok(token.to_string());
+        }
+        Ok(TOKEN_ENV
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+            .unwrap_or_default())
     }
 
     /// The one mode asked for, or a usage message.
@@ -326,5 +349,31 @@ mod tests {
         assert!(Cli::try_parse_from(["m", "--compress-neighbors", "float9"]).is_err());
         let cli = Cli::try_parse_from(["m", "--format", "json", "--dry-run"]).unwrap();
         assert_eq!(cli.global.format, Format::Json);
+    }
+
+    #[test]
+    fn the_token_comes_from_the_flag_or_a_file_and_a_bad_file_is_named_not_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "  file-token\n").unwrap();
+        let f = file.to_str().unwrap();
+        let cli = Cli::try_parse_from(["m", "--auth-token-file", f]).unwrap();
+        assert_eq!(cli.migrate.token().unwrap(), "file-token");
+        let cli = Cli::try_parse_from(["m", "--auth-token", "flag-token"]).unwrap();
+        assert_eq!(cli.migrate.token().unwrap(), "flag-token");
+        assert!(Cli::try_parse_from(["m", "--auth-token", "a", "--auth-token-file", f]).is_err());
+        std::fs::write(&file, "\n").unwrap();
+        let cli = Cli::try_parse_from(["m", "--auth-token-file", f]).unwrap();
+        assert!(cli
+            .migrate
+            .token()
+            .unwrap_err()
+            .to_string()
+            .contains("is empty"));
+        let missing = dir.path().join("missing");
+        let cli =
+            Cli::try_parse_from(["m", "--auth-token-file", missing.to_str().unwrap()]).unwrap();
+        let err = cli.migrate.token().unwrap_err().to_string();
+        assert!(err.contains("missing"), "{err}");
     }
 }

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
+use memory_storage_turso::connect::shown_location;
+use memory_storage_turso::migration::retry::is_unauthorized;
 use memory_storage_turso::migration::{
     migrate_embeddings_observed, migration_status, MigrationReport,
 };
@@ -136,7 +138,7 @@ pub async fn run(
     let db = args.database().ok_or(UsageError(
         "no database given: pass --db PATH_OR_URL or set TURSO_DATABASE_URL",
     ))?;
-    confirm_destructive(&db, args, mode)?;
+    confirm_destructive(&shown_location(&db), args, mode)?;
     let report = run_on(&db, global, args, stop).await?;
     Ok(exit_status(&report))
 }
@@ -146,11 +148,13 @@ pub async fn status(global: &GlobalArgs, args: &MigrateArgs) -> anyhow::Result<u
     let db = args.database().ok_or(UsageError(
         "no database given: pass --db PATH_OR_URL or set TURSO_DATABASE_URL",
     ))?;
-    let status = migration_status(&db, &args.token())
+    let shown = shown_location(&db);
+    let status = migration_status(&db, &args.token()?)
         .await
-        .with_context(|| format!("reading the migration status of {db}"))?;
+        .map_err(explain)
+        .with_context(|| format!("reading the migration status of {shown}"))?;
     match global.format {
-        Format::Human => emit(&status_summary(&status, &db))?,
+        Format::Human => emit(&status_summary(&status, &shown))?,
         Format::Json => emit(&format!(
             "{}\n",
             serde_json::to_string_pretty(&status).context("serializing the status")?
@@ -196,6 +200,23 @@ fn confirm_destructive(db: &str, args: &MigrateArgs, mode: Mode) -> anyhow::Resu
     }
 }
 
+/// A library error, with what to do when a server refused the token.
+fn explain(e: memory_storage_turso::Error) -> anyhow::Error {
+    let refused = match &e {
+        memory_storage_turso::Error::Open { source, .. }
+        | memory_storage_turso::Error::Database { source, .. } => is_unauthorized(source),
+        _ => false,
+    };
+    let e = anyhow::Error::from(e);
+    if refused {
+        e.context(
+            "the server refused the auth token: check --auth-token, --auth-token-file or TURSO_AUTH_TOKEN",
+        )
+    } else {
+        e
+    }
+}
+
 /// Writes to stdout; a reader that went away (`| head`) is not an error
 /// worth a panic: the run's work is committed either way.
 pub fn emit(text: &str) -> anyhow::Result<()> {
@@ -216,18 +237,23 @@ pub async fn run_on(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<MigrationReport> {
     let options = args.options(global);
-    let observer = observer_for(global, db, stop);
+    let token = args.token()?;
+    // Shown in messages: a secret inside the URL never is.
+    let shown = shown_location(db);
+    let observer = observer_for(global, &shown, stop);
     let what = match args.mode(global) {
         Ok(Mode::DryRun) => "dry run",
         Ok(Mode::Verify) => "verification",
         Ok(Mode::Rollback) => "rollback",
         _ => "migration",
     };
-    let result = migrate_embeddings_observed(db, &args.token(), &options, observer.as_ref()).await;
+    let result = migrate_embeddings_observed(db, &token, &options, observer.as_ref()).await;
     observer.finish();
-    let report = result.with_context(|| format!("the {what} of {db} failed"))?;
+    let report = result
+        .map_err(explain)
+        .with_context(|| format!("the {what} of {shown} failed"))?;
     match global.format {
-        Format::Human => emit(&summary(&report, db))?,
+        Format::Human => emit(&summary(&report, &shown))?,
         Format::Json => emit(&format!(
             "{}\n",
             serde_json::to_string_pretty(&report).context("serializing the report")?

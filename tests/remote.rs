@@ -738,6 +738,33 @@ async fn the_token_never_appears_in_output_logs_or_reports() {
         "{}",
         text(&wrong)
     );
+    assert!(
+        text(&wrong).contains("refused the auth token"),
+        "{}",
+        text(&wrong)
+    );
+    // From a file; and a token inside the URL is not shown either.
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let from_file = Command::new(env!("CARGO_BIN_EXE_migrate_embeddings"))
+        .args(["--db", &url, "--status", "-v"])
+        .arg("--auth-token-file")
+        .arg(&token_file)
+        .env_remove("TURSO_AUTH_TOKEN")
+        .output()
+        .unwrap();
+    let from_file = check(from_file, "token from a file");
+    assert_eq!(from_file.status.code(), Some(0), "{}", text(&from_file));
+    let in_url = format!("{url}?authToken={TOKEN}");
+    let out = check(run(&in_url, &["--verify", "-vv"]), "token in the URL");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let out = check(
+        migrate_as(&in_url, "wrong-token-9d1e", &["--verify"])
+            .output()
+            .unwrap(),
+        "token in the URL, failing",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     drop(server);
     let gone = check(
         run(&url, &["--execute", "-vv", "--max-retries", "1"]),

@@ -35,29 +35,67 @@ pub fn is_remote(url: &str) -> bool {
         .any(|p| url.starts_with(p))
 }
 
+/// `url` as it may be shown: a password in it, and the values of its query
+/// string (where a token can hide, `?authToken=…`), are replaced by `***`.
+pub fn shown_location(url: &str) -> String {
+    if !is_remote(url) {
+        return url.to_string();
+    }
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut shown = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let authority = match authority.rsplit_once('@') {
+                Some((user, host)) => {
+                    let user = user.split(':').next().unwrap_or_default();
+                    format!("{user}:***@{host}")
+                }
+                None => authority.to_string(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => base.to_string(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) => format!("{k}=***"),
+                None => p.to_string(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&params.join("&"));
+    }
+    shown
+}
+
 /// Opens `url` (a path, or a remote URL with `auth_token`). A local path
-/// must exist and be a database: nothing is ever created here.
+/// must exist and be a database: nothing is ever created here. The token
+/// never appears in an error (nor does a secret in the URL).
 pub async fn open(url: &str, auth_token: &str, access: Access) -> Result<Db> {
     if is_remote(url) {
+        let location = shown_location(url);
+        let failed = |source| Error::Open {
+            location: location.clone(),
+            source,
+        };
         let database = Builder::new_remote(url.to_string(), auth_token.to_string())
             .build()
             .await
-            .map_err(|source| Error::Open {
-                location: url.to_string(),
-                source,
-            })?;
-        let conn = database.connect().map_err(|source| Error::Open {
-            location: url.to_string(),
-            source,
-        })?;
-        probe(&conn).await.map_err(|source| Error::Open {
-            location: url.to_string(),
-            source,
-        })?;
+            .map_err(failed)?;
+        let conn = database.connect().map_err(failed)?;
+        probe(&conn).await.map_err(failed)?;
         return Ok(Db {
             database,
             conn,
-            location: url.to_string(),
+            location,
             local: None,
         });
     }
@@ -100,9 +138,38 @@ pub async fn open(url: &str, auth_token: &str, access: Access) -> Result<Db> {
     })
 }
 
-/// Reads the schema once: fails early on a file that is not a database.
+/// Reads the schema once: fails early on a file that is not a database (or
+/// a server that refuses the token).
 async fn probe(conn: &Connection) -> std::result::Result<(), libsql::Error> {
     let mut rows = conn.query("SELECT count(*) FROM sqlite_master", ()).await?;
     rows.next().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_a_url_are_never_shown() {
+        assert_eq!(shown_location("memory.db"), "memory.db");
+        assert_eq!(
+            shown_location("http://127.0.0.1:8080"),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            shown_location("libsql://db-org.turso.io?authToken=s3cr3t&tls=1"),
+            "libsql://db-org.turso.io?authToken=***&tls=***"
+        );
+        assert_eq!(
+            shown_location("https://user:s3cr3t@host:443/path"),
+            "https://user:***@host:443/path"
+        );
+        for url in [
+            "libsql://h?authToken=s3cr3t",
+            "https://u:s3cr3t@h/x?jwt=s3cr3t",
+        ] {
+            assert!(!shown_location(url).contains("s3cr3t"), "{url}");
+        }
+    }
 }
