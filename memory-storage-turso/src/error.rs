@@ -145,6 +145,14 @@ pub enum Error {
         #[source]
         reason: crate::decode::BadRowReason,
     },
+    /// A stored row's column holds a value of the wrong type.
+    #[error("embedding {embedding_id} in {table} cannot be read: its {column} column holds {found}, not an integer")]
+    UnreadableColumn {
+        table: String,
+        embedding_id: String,
+        column: &'static str,
+        found: String,
+    },
     /// Another process's migration did not finish in time.
     #[error("waited {waited_secs} s for another process's migration ({}) to finish; it is still running: start again later, or raise SchemaOptions::wait_for_migration", holder.as_ref().map(|h| h.to_string()).unwrap_or_else(|| "holder unknown".into()))]
     MigrationWaitTimedOut {

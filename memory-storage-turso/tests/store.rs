@@ -566,3 +566,30 @@ async fn one_store_shared_by_many_tasks_writes_every_row() {
     }
     assert_eq!(total, 8 * 19);
 }
+
+#[tokio::test]
+async fn a_legacy_row_with_an_unreadable_column_is_a_typed_error_naming_it() {
+    let t = TestDb::empty().await;
+    create_legacy_table(&t.conn, false).await.unwrap();
+    let v = Rng(8).vector(384);
+    let mut rows = vec![legacy_row("good", &v, true), legacy_row("odd", &v, false)];
+    rows[0].created_at = 1_650_000_123;
+    insert_legacy_rows(&t.conn, &rows, false).await.unwrap();
+    t.conn
+        .execute(
+            "UPDATE embeddings SET created_at = 'yesterday' WHERE embedding_id = 'odd'",
+            (),
+        )
+        .await
+        .unwrap();
+    let store = store_on(&t, false).await;
+    let good = store.get_by_id("good").await.unwrap().unwrap();
+    assert_eq!(good.embedding.created_at, 1_650_000_123);
+    assert_eq!(bits(&good.embedding.vector), bits(&v));
+    let err = store.get_by_id("odd").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::UnreadableColumn { column: "created_at", embedding_id, .. } if embedding_id == "odd"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("\"yesterday\""), "{err}");
+}

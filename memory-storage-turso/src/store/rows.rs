@@ -48,24 +48,36 @@ fn text(value: &Value, column: &'static str) -> std::result::Result<String, BadR
     }
 }
 
-fn integer(value: &Value, column: &'static str) -> std::result::Result<i64, BadRowReason> {
-    match value {
-        Value::Integer(i) => Ok(*i),
-        Value::Null => Err(BadRowReason::NullColumn { column }),
-        other => Err(BadRowReason::InvalidDimension {
-            found: format!("{} in {column}", type_name(other)),
-        }),
-    }
+/// `created_at` as stored: an integer, or a whole real or decimal text
+/// some legacy writers left.
+fn created_at(table: &str, row: &EmbeddingRow) -> Result<i64> {
+    let whole = |r: f64| (r.fract() == 0.0 && r.abs() < 9.0e15).then_some(r as i64);
+    let found = match &row.created_at {
+        Value::Integer(i) => return Ok(*i),
+        Value::Real(r) => whole(*r),
+        Value::Text(t) => t.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    found.ok_or_else(|| Error::UnreadableColumn {
+        table: table.to_string(),
+        embedding_id: row.key.to_string(),
+        column: "created_at",
+        found: match &row.created_at {
+            Value::Text(t) => format!("the text {t:?}"),
+            other => type_name(other).to_string(),
+        },
+    })
 }
 
-fn columns(row: &EmbeddingRow, vector: Vec<f32>) -> std::result::Result<Embedding, BadRowReason> {
+fn columns(table: &str, row: &EmbeddingRow, vector: Vec<f32>) -> Result<Embedding> {
+    let text = |v: &Value, c| text(v, c).map_err(|r| undecodable(table, row, r));
     Ok(Embedding {
         embedding_id: text(&row.key.0, "embedding_id")?,
         item_id: text(&row.item_id, "item_id")?,
         item_type: text(&row.item_type, "item_type")?,
         model: text(&row.model, "model")?,
         vector,
-        created_at: integer(&row.created_at, "created_at")?,
+        created_at: created_at(table, row)?,
     })
 }
 
@@ -94,7 +106,7 @@ pub(crate) fn from_target(row: EmbeddingRow, table: TargetTable) -> Result<Embed
             vector_from_le_bytes(&bytes).unwrap_or_default()
         }
     };
-    columns(&row, vector).map_err(|r| undecodable(table.name(), &row, r))
+    columns(table.name(), &row, vector)
 }
 
 /// A row of the legacy table, checked exactly as the migration checks it
@@ -103,5 +115,5 @@ pub(crate) fn from_target(row: EmbeddingRow, table: TargetTable) -> Result<Embed
 pub(crate) fn from_legacy(row: EmbeddingRow) -> Result<Embedding> {
     let (_, bytes) = check_legacy_row(&row).map_err(|r| undecodable(LEGACY_TABLE, &row, r))?;
     let vector = vector_from_le_bytes(&bytes).unwrap_or_default();
-    columns(&row, vector).map_err(|r| undecodable(LEGACY_TABLE, &row, r))
+    columns(LEGACY_TABLE, &row, vector)
 }
