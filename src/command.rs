@@ -138,6 +138,14 @@ pub async fn run(
     let db = args.database().ok_or(UsageError(
         "no database given: pass --db PATH_OR_URL or set TURSO_DATABASE_URL",
     ))?;
+    if args.backup_file.is_some() && memory_storage_turso::connect::is_remote(&db) {
+        // VACUUM INTO would write the file on the server's disk, if anywhere.
+        return Err(UsageError(
+            "--backup-file copies a local database file; for a remote database use --backup \
+             (a verified copy of the table on the server) and the provider's own backups",
+        )
+        .into());
+    }
     confirm_destructive(&shown_location(&db), args, mode)?;
     let report = run_on(&db, global, args, stop).await?;
     Ok(exit_status(&report))

@@ -531,6 +531,20 @@ async fn backup_drop_and_rollback_over_http() {
 
     let out = run(&url, &["--rollback", "--yes", "-q"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A file backup is for local databases: refused up front, nothing written.
+    let file = dir.path().join("copy.db");
+    let out = run(
+        &url,
+        &[
+            "--execute",
+            "--no-vector-index",
+            "--backup-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--backup"), "{}", text(&out));
+    assert!(!file.exists());
     drop(server);
     let conn = local(&path).await;
     assert_eq!(rows_of(&conn, "embeddings").await, original, "restored");
