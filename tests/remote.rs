@@ -928,3 +928,43 @@ async fn the_lifecycle_against_sqld_when_reachable_else_the_test_server() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_during_verification_reads_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    let summary = sample_db(&path, 600, 17).await;
+    let server = Server::start(&path, &["--stream-ttl-ms", "3000"]);
+    let url = server.url();
+    let args = [
+        "--execute",
+        "--no-vector-index",
+        "--batch-size",
+        "100",
+        "-q",
+    ];
+    let out = run(&url, &args);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    // The window reads (the client re-renders `typeof(` as `typeof (`).
+    const WINDOW_READ: &str = r#""stmt":{"sql":"SELECT CASE WHEN typeof"#;
+    let faults = serde_json::json!([
+        fault("drop_after", 2, Some(WINDOW_READ)),
+        fault("drop_before", 1, Some(WINDOW_READ)),
+        fault("status_500", 3, Some(WINDOW_READ)),
+    ]);
+    for mode in [&["--verify", "--max-retries", "10"][..], &args[..]] {
+        server.arm(&faults.to_string());
+        let out = run(&url, mode);
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        assert_eq!(server.stats()["armed"], 0, "{}", text(&out));
+        if mode[0] == "--verify" {
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("verification passed"),
+                "{}",
+                text(&out)
+            );
+        }
+    }
+    drop(server);
+    assert_migrated_exactly(&path, &summary).await;
+}
