@@ -593,3 +593,26 @@ async fn a_legacy_row_with_an_unreadable_column_is_a_typed_error_naming_it() {
     );
     assert!(err.to_string().contains("\"yesterday\""), "{err}");
 }
+
+#[tokio::test]
+async fn a_target_row_without_its_vector_is_decoded_from_its_payload() {
+    let t = TestDb::empty().await;
+    let store = store_on(&t, false).await;
+    let v = Rng(12).vector(1536);
+    for (id, data) in [
+        ("zstd", encode_compressed(Compression::Zstd, &v)),
+        ("json", encode_json(&v)),
+    ] {
+        t.conn
+            .execute(
+                "INSERT INTO embeddings_1536 (embedding_id, item_id, item_type, embedding_data, \
+                 embedding_vector, dimension, model, created_at) VALUES (?1, 'i', 'episode', ?2, NULL, 1536, 'm', 7)",
+                [id, data.as_str()],
+            )
+            .await
+            .unwrap();
+        let got = store.get_by_id(id).await.unwrap().unwrap();
+        assert_eq!(got.source, Source::Table(TargetTable::D1536));
+        assert_eq!(bits(&got.embedding.vector), bits(&v), "{id}");
+    }
+}

@@ -3,7 +3,7 @@
 
 use libsql::{Connection, Value};
 
-use super::rows::{from_legacy, from_target, read_row, select_sql};
+use super::rows::{from_legacy, from_target, read_row, select_sql, select_target_sql};
 use super::transition::{absent_from, legacy};
 use super::types::{Source, StoredEmbedding};
 use crate::error::{DbContext, Result};
@@ -18,7 +18,7 @@ fn union_sql(filter: &str) -> String {
         .map(|(slot, t)| {
             format!(
                 "SELECT {}, {slot} FROM {} WHERE {filter}",
-                select_sql("embedding_vector", ""),
+                select_target_sql(""),
                 t.name()
             )
         })

@@ -24,7 +24,18 @@ pub(crate) fn select_sql(vector_col: &str, extra: &str) -> String {
     }
 }
 
-/// Reads one row selected with [`select_sql`].
+/// [`select_sql`] for a per-dimension table, where `embedding_data` is
+/// only read when the vector column cannot be used (the API never returns
+/// the payload, and at 3072 dimensions it is ~27 KB of JSON a row).
+pub(crate) fn select_target_sql(extra: &str) -> String {
+    select_sql("embedding_vector", extra).replace(
+        "embedding_data",
+        "(CASE WHEN typeof(embedding_vector) = 'blob' AND typeof(dimension) = 'integer' \
+         AND length(embedding_vector) = 4 * dimension THEN NULL ELSE embedding_data END)",
+    )
+}
+
+/// Reads one row selected with [`select_sql`] or [`select_target_sql`].
 pub(crate) fn read_row(row: &libsql::Row, what: &str) -> Result<EmbeddingRow> {
     EmbeddingRow::from_row(row).db_context(|| format!("reading {what}"))
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use libsql::{Connection, Value};
 
-use super::rows::{from_legacy, from_target, read_row, select_sql};
+use super::rows::{from_legacy, from_target, read_row, select_sql, select_target_sql};
 use super::transition::{absent_from, legacy};
 use super::types::{Embedding, SimilarEmbedding, Source};
 use crate::decode::vector_to_le_bytes;
@@ -275,7 +275,7 @@ async fn fetch_rows(
     for chunk in found.chunks(ROWS_PER_FETCH) {
         let sql = format!(
             "SELECT {} FROM {} WHERE rowid IN ({})",
-            select_sql("embedding_vector", "rowid"),
+            select_target_sql("rowid"),
             table.name(),
             vec!["?"; chunk.len()].join(", ")
         );
