@@ -968,3 +968,21 @@ async fn faults_during_verification_reads_are_retried() {
     drop(server);
     assert_migrated_exactly(&path, &summary).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_comes_up_late_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    sample_db(&path, 300, 18).await;
+    let mut server = Server::start(&path, &[]);
+    server.kill();
+    let child = migrate(&server.url(), &["--dry-run", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    server.restart();
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+}

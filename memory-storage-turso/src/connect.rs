@@ -91,7 +91,7 @@ pub async fn open(url: &str, auth_token: &str, access: Access) -> Result<Db> {
             .await
             .map_err(failed)?;
         let conn = database.connect().map_err(failed)?;
-        probe(&conn).await.map_err(failed)?;
+        probe_with_retries(&conn).await.map_err(failed)?;
         return Ok(Db {
             database,
             conn,
@@ -136,6 +136,28 @@ pub async fn open(url: &str, auth_token: &str, access: Access) -> Result<Db> {
         location: path.display().to_string(),
         local: Some(path),
     })
+}
+
+/// Tries a remote server this many more times when it cannot be reached
+/// (it may be restarting), with the migration's backoff: about 1.5 s in all.
+const OPEN_RETRIES: u32 = 5;
+
+/// [`probe`] on a remote connection, retried while the server is out of
+/// reach; a refused token or any SQL error is final.
+async fn probe_with_retries(conn: &Connection) -> std::result::Result<(), libsql::Error> {
+    use crate::migration::retry::{backoff, classify, ErrorClass};
+    let mut attempt = 0;
+    loop {
+        match probe(conn).await {
+            Err(e) if attempt < OPEN_RETRIES && classify(&e) == ErrorClass::Transient => {
+                attempt += 1;
+                // A fresh stream: the lost request's may be unusable.
+                conn.reset().await;
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Reads the schema once: fails early on a file that is not a database (or
