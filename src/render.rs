@@ -264,6 +264,19 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
             "  search smoke test: {found} of {sampled} sampled rows in {} indexed table(s) came back first when searched with their own vector",
             report.search_checks.len()
         );
+        for c in report
+            .search_checks
+            .iter()
+            .filter(|c| c.passed() && !c.all_found())
+        {
+            let _ = writeln!(
+                out,
+                "    {}: {} missed (the index is approximate; compressed or sparse neighbour lists miss more): {}",
+                c.table,
+                c.sampled - c.found_first,
+                c.missed.join(", ")
+            );
+        }
     }
     if let Some(o) = &report.online {
         let _ = writeln!(

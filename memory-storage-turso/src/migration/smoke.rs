@@ -1,7 +1,8 @@
 //! The search smoke test that ends a verification: for a sample of rows in
-//! each native table with a vector index, a top-1 search with the row's own
-//! vector must return that row (or one with a bit-identical vector). It
-//! proves the indexes answer, not just that they exist.
+//! each native table with a vector index, a search with the row's own
+//! vector (the index's top 10, ranked by exact cosine distance, as the store
+//! searches) must return that row first (or one with a bit-identical
+//! vector). It proves the indexes answer, not just that they exist.
 
 use libsql::{Connection, Value};
 use serde::Serialize;
@@ -11,6 +12,8 @@ use crate::schema::{object_exists, TargetTable};
 
 /// Rows sampled per table.
 pub const SAMPLE: usize = 16;
+/// Candidates asked of the index per search.
+const CANDIDATES: usize = 10;
 
 /// The smoke test of one table.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -24,9 +27,21 @@ pub struct SearchCheck {
     pub missed: Vec<String>,
 }
 
+/// Share of the sampled rows that must come back first. The index is
+/// approximate, and lossy options (`compress_neighbors`, few neighbours)
+/// make it miss now and then; a broken index (empty, on the wrong column,
+/// a failed swap) misses nearly every row.
+pub const MIN_FOUND_SHARE: f64 = 0.8;
+
 impl SearchCheck {
-    pub fn passed(&self) -> bool {
+    /// Every sampled row came back first.
+    pub fn all_found(&self) -> bool {
         self.found_first == self.sampled
+    }
+
+    /// Enough sampled rows came back first for the index to be working.
+    pub fn passed(&self) -> bool {
+        self.sampled == 0 || self.found_first as f64 >= MIN_FOUND_SHARE * self.sampled as f64
     }
 }
 
@@ -67,9 +82,13 @@ async fn sample(conn: &Connection, table: TargetTable) -> Result<Vec<(Value, Vec
 async fn check_table(conn: &Connection, table: TargetTable, index: &str) -> Result<SearchCheck> {
     let name = table.name();
     let ctx = || format!("searching {index} in the search smoke test");
+    // As the store searches: the index's candidates, ranked by exact cosine
+    // distance (with compressed neighbours the index's own order is only
+    // approximate).
     let sql = format!(
-        "SELECT t.embedding_id, t.embedding_vector FROM vector_top_k('{index}', ?1, 1) AS v \
-         JOIN {name} AS t ON t.rowid = v.id"
+        "SELECT t.embedding_id, t.embedding_vector FROM vector_top_k('{index}', ?1, {CANDIDATES}) AS v \
+         JOIN {name} AS t ON t.rowid = v.id \
+         ORDER BY vector_distance_cos(t.embedding_vector, ?1) LIMIT 1"
     );
     let rows = sample(conn, table).await?;
     let mut check = SearchCheck {
@@ -100,4 +119,27 @@ async fn check_table(conn: &Connection, table: TargetTable, index: &str) -> Resu
         }
     }
     Ok(check)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(sampled: u64, found_first: u64) -> SearchCheck {
+        SearchCheck {
+            table: "embeddings_384".into(),
+            sampled,
+            found_first,
+            missed: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_working_index_may_miss_a_few_a_broken_one_fails() {
+        assert!(check(16, 16).passed() && check(16, 16).all_found());
+        assert!(check(16, 13).passed() && !check(16, 13).all_found());
+        assert!(!check(16, 12).passed());
+        assert!(!check(16, 0).passed());
+        assert!(check(0, 0).passed(), "an empty table has nothing to miss");
+    }
 }
