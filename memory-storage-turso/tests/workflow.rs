@@ -346,3 +346,156 @@ async fn vector_index_options_are_passed_through() {
         "{sql}"
     );
 }
+
+/// Asks the run to stop after its second committed copy batch.
+struct StopAfter(std::sync::atomic::AtomicU64);
+
+impl memory_storage_turso::migration::Observer for StopAfter {
+    fn progress(&self, phase: memory_storage_turso::migration::Phase, _done: u64) {
+        if phase == memory_storage_turso::migration::Phase::Copy {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn stop_requested(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst) >= 2
+    }
+}
+
+#[tokio::test]
+async fn rows_the_application_stores_during_the_transition_are_not_discrepancies() {
+    use memory_storage_turso::store::{Embedding, EmbeddingStore};
+    let mut spec = small_spec(300, 17);
+    spec.bad_rows = 0;
+    let (t, _) = TestDb::sample(&spec).await;
+    // Half migrated, then the application stores a new embedding and a new
+    // version of a legacy one through the store (which writes to the new
+    // tables only).
+    let half = run_migration(
+        &t.conn,
+        &MigrationOptions {
+            batch_size: 50,
+            ..execute(50)
+        },
+        &StopAfter(std::sync::atomic::AtomicU64::new(0)),
+    )
+    .await
+    .unwrap();
+    assert!(half.interrupted);
+    let store = EmbeddingStore::open(t.db.connect().unwrap()).await.unwrap();
+    store
+        .store(&Embedding::new(
+            "app-new",
+            "item-x",
+            "episode",
+            "m",
+            vec![0.5; 1024],
+        ))
+        .await
+        .unwrap();
+    let legacy_ids: Vec<String> = read_table(&t.conn, "embeddings", true)
+        .await
+        .into_keys()
+        .collect();
+    let last = legacy_ids.last().unwrap().clone();
+    store
+        .store(&Embedding::new(
+            &last,
+            "item-y",
+            "pattern",
+            "m2",
+            vec![0.25; 384],
+        ))
+        .await
+        .unwrap();
+
+    let report = run_migration(&t.conn, &execute(50), &NoopObserver)
+        .await
+        .unwrap();
+    let v = report.verification.unwrap();
+    assert!(v.passed, "{:?}", v.discrepancies);
+    assert_eq!(v.application_rows, 2);
+    // The application's newer version survived the migration.
+    let rows = read_table(&t.conn, "embeddings_384", true).await;
+    assert_eq!(rows[&last][6], libsql::Value::Text("m2".into()));
+}
+
+/// After the first committed batch, stores a new version of `key` (a row of
+/// the window the copy has already read ahead) through the store, on its
+/// own connection and thread, as another process would.
+struct StoreDuringCopy {
+    path: std::path::PathBuf,
+    key: String,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl memory_storage_turso::migration::Observer for StoreDuringCopy {
+    fn progress(&self, phase: memory_storage_turso::migration::Phase, _done: u64) {
+        use std::sync::atomic::Ordering;
+        if phase != memory_storage_turso::migration::Phase::Copy
+            || self.done.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let (path, key) = (self.path.clone(), self.key.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                use memory_storage_turso::store::{Embedding, EmbeddingStore};
+                let (_db, conn) = connect(&path, std::time::Duration::from_secs(5)).await;
+                let store = EmbeddingStore::open(conn).await.unwrap();
+                store
+                    .store(&Embedding::new(
+                        &key,
+                        "item-z",
+                        "pattern",
+                        "from-store",
+                        vec![0.75; 384],
+                    ))
+                    .await
+                    .unwrap();
+            });
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_store_write_between_reading_a_window_and_writing_it_wins() {
+    let mut spec = small_spec(400, 23);
+    spec.bad_rows = 0;
+    let (t, _) = TestDb::sample(&spec).await;
+    // The store needs the tables: a run that stops before its first batch
+    // makes them.
+    memory_storage_turso::schema::create_target_tables(&t.conn)
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = read_table(&t.conn, "embeddings", true)
+        .await
+        .into_keys()
+        .collect();
+    ids.sort();
+    // Window 2 (rows 51–100 at 50 per batch) is read before batch 1 commits.
+    let key = ids[75].clone();
+    let observer = StoreDuringCopy {
+        path: t.path.clone(),
+        key: key.clone(),
+        done: Default::default(),
+    };
+    let report = run_migration(&t.conn, &execute(50), &observer)
+        .await
+        .unwrap();
+    assert!(observer.done.load(std::sync::atomic::Ordering::SeqCst));
+    let v = report.verification.unwrap();
+    assert!(v.passed, "{:?}", v.discrepancies);
+    assert_eq!(v.application_rows, 1);
+    let rows = read_table(&t.conn, "embeddings_384", true).await;
+    assert_eq!(
+        rows[&key][6],
+        libsql::Value::Text("from-store".into()),
+        "the copy overwrote the store's newer write"
+    );
+}

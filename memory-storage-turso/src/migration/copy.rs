@@ -12,7 +12,7 @@ use super::compare::judge;
 use super::observer::{Observer, Phase};
 use super::row::Key;
 use super::scan::{Layout, Limits};
-use super::write::{mark_copy_completed, BatchWriter};
+use super::write::{data_version, mark_copy_completed, BatchWriter};
 use crate::error::{DbContext, Result};
 use crate::schema::LEGACY_TABLE;
 
@@ -60,6 +60,8 @@ struct Step {
 
 /// A window read and judged, ready to be written.
 struct Judged {
+    /// `data_version` before the window was read.
+    data_version: i64,
     upper: Option<Key>,
     checkpoint: Option<Key>,
     rows: u64,
@@ -69,7 +71,10 @@ struct Judged {
 
 /// Judges (decodes and compares) a window on a blocking thread, so the
 /// caller can write the previous window meanwhile.
-fn judge_in_background(window: super::scan::Window) -> tokio::task::JoinHandle<Judged> {
+fn judge_in_background(
+    window: super::scan::Window,
+    data_version: i64,
+) -> tokio::task::JoinHandle<Judged> {
     tokio::task::spawn_blocking(move || {
         let empty = window.is_empty();
         let upper = window.upper.clone();
@@ -78,6 +83,7 @@ fn judge_in_background(window: super::scan::Window) -> tokio::task::JoinHandle<J
             .or_else(|| window.legacy.last().map(|r| r.key.clone()));
         let rows = window.legacy.len() as u64;
         Judged {
+            data_version,
             upper,
             checkpoint,
             rows,
@@ -94,15 +100,41 @@ async fn joined(handle: tokio::task::JoinHandle<Judged>) -> Judged {
     }
 }
 
-/// Writes a judged window and moves the checkpoint, in one transaction.
+/// Reads the window after `after` (its `data_version` first).
+async fn read_window(
+    conn: &Connection,
+    layout: &Layout,
+    after: Option<&Key>,
+    limits: Limits,
+) -> Result<(super::scan::Window, i64)> {
+    let version = data_version(conn).await?;
+    Ok((layout.next_window(conn, after, limits).await?, version))
+}
+
+/// Writes a judged window and moves the checkpoint, in one transaction. If
+/// another connection committed since the window was read, the window is
+/// read and judged again inside the transaction, so an older row never
+/// overwrites a newer write.
+#[allow(clippy::too_many_arguments)]
 async fn write_judged(
+    conn: &Connection,
+    layout: &Layout,
+    after: Option<&Key>,
     judged: Judged,
     writer: &mut BatchWriter<'_>,
     rejected: &Rejected,
     observer: &dyn Observer,
 ) -> Result<Step> {
-    let findings = with_rejections(judged.findings, rejected);
     writer.begin().await?;
+    let findings = if data_version(conn).await? == judged.data_version {
+        judged.findings
+    } else {
+        let window = layout
+            .exact_window(conn, after, judged.upper.as_ref())
+            .await?;
+        judge(window)
+    };
+    let findings = with_rejections(findings, rejected);
     let applied = apply(findings, writer, Quarantine::Always, observer).await?;
     if let Some(k) = &judged.checkpoint {
         writer.checkpoint(k).await?;
@@ -144,8 +176,8 @@ pub async fn copy(
         let step = loop {
             let judged = match ahead.take() {
                 Some(handle) => joined(handle).await,
-                None => match layout.next_window(conn, after.as_ref(), limits).await {
-                    Ok(window) => joined(judge_in_background(window)).await,
+                None => match read_window(conn, layout, after.as_ref(), limits).await {
+                    Ok((window, version)) => joined(judge_in_background(window, version)).await,
                     Err(e) => {
                         after_failure(e, &mut attempt, max_retries, rejected).await?;
                         continue;
@@ -160,11 +192,22 @@ pub async fn copy(
             // failed read is simply not prefetched: the next turn reads
             // again, with retries.
             if let Some(upper) = &judged.upper {
-                if let Ok(window) = layout.next_window(conn, Some(upper), limits).await {
-                    ahead = Some(judge_in_background(window));
+                if let Ok((window, version)) = read_window(conn, layout, Some(upper), limits).await
+                {
+                    ahead = Some(judge_in_background(window, version));
                 }
             }
-            match write_judged(judged, writer, rejected, observer).await {
+            match write_judged(
+                conn,
+                layout,
+                after.as_ref(),
+                judged,
+                writer,
+                rejected,
+                observer,
+            )
+            .await
+            {
                 Ok(step) => break Some(step),
                 Err(e) => {
                     writer.rollback().await;

@@ -297,8 +297,11 @@ async fn smoke_test(conn: &Connection, report: &mut MigrationReport) -> Result<(
                         kind: "search".into(),
                         table: c.table.clone(),
                         detail: format!(
-                            "a top-1 search of {} with this row's own vector did not return it",
-                            c.table
+                            "searched with its own vector, this row did not come back first; {} of {} sampled rows of {} did (at least {:.0}% must)",
+                            c.found_first,
+                            c.sampled,
+                            c.table,
+                            smoke::MIN_FOUND_SHARE * 100.0
                         ),
                     });
                 }

@@ -175,9 +175,10 @@ pub async fn catch_up(
             if changes.is_empty() {
                 return Ok(None);
             }
+            // Read under the write lock: nothing can change in between.
+            writer.begin().await?;
             let window = layout.keys_window(conn, &keys(&changes)).await?;
             let findings = with_rejections(judge(window), rejected);
-            writer.begin().await?;
             apply(findings, writer, Quarantine::Always, observer).await?;
             forget(conn, &changes).await?;
             writer.commit().await?;
@@ -210,7 +211,11 @@ pub enum Finish {
 fn unsettled(findings: &[Finding]) -> Option<String> {
     findings.iter().find_map(|f| {
         let unsettled = match f {
-            Finding::Orphan { ours: None, .. } => true,
+            // The application's own rows in the new tables are settled.
+            Finding::Orphan { tables, ours, .. } => {
+                !super::verify::is_application_row(tables, *ours)
+                    && (ours.is_none() || needs_writes(std::slice::from_ref(f)))
+            }
             _ => needs_writes(std::slice::from_ref(f)),
         };
         unsettled.then(|| match f {

@@ -162,6 +162,11 @@ pub struct Verification {
     pub discrepancy_count: u64,
     /// Rows this run repaired while verifying (execute only).
     pub repaired: u64,
+    /// Rows of the target tables with no legacy row that this migration did
+    /// not write, each in the table of its dimension: the application's own
+    /// rows (written through the store during the transition). Left alone,
+    /// not discrepancies.
+    pub application_rows: u64,
     /// Online runs: discrepancies on rows the application changed while
     /// they were being verified, each checked again and found settled in
     /// the final transaction (they are no longer listed above).

@@ -114,6 +114,9 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                     );
                 }
             }
+            Finding::Orphan { tables, ours, .. } if is_application_row(tables, *ours) => {
+                v.application_rows += 1;
+            }
             Finding::Orphan { key, tables, ours } => {
                 let list: Vec<TargetTable> = tables.iter().map(|(t, _)| *t).collect();
                 let dims: Vec<String> = tables
@@ -150,6 +153,18 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
     }
 }
 
+/// A target row with no legacy row that this migration did not write, held
+/// by one table whose dimension it has: a row the application wrote to the
+/// new tables (the store does during the transition). It is not the
+/// migration's to judge: counted, never a discrepancy, never touched.
+pub(crate) fn is_application_row(
+    tables: &[(TargetTable, super::row::EmbeddingRow)],
+    ours: Option<TargetTable>,
+) -> bool {
+    ours.is_none()
+        && matches!(tables, [(t, r)] if matches!(r.dimension, libsql::Value::Integer(d) if t.holds(d)))
+}
+
 fn target_counts(window: &super::scan::Window) -> Vec<(TargetTable, u64)> {
     window
         .targets
@@ -171,6 +186,8 @@ struct Checked {
 /// A window read, its legacy rows digested, and its judging under way on
 /// a blocking thread.
 struct Read {
+    /// `data_version` before the window was read.
+    data_version: i64,
     upper: Option<Key>,
     counts: Vec<(TargetTable, u64)>,
     digest_before: Xxh3,
@@ -185,12 +202,14 @@ async fn read_window(
     limits: Limits,
     digest: &Xxh3,
 ) -> Result<Read> {
+    let data_version = super::write::data_version(conn).await?;
     let window = layout.next_window(conn, after, limits).await?;
     let mut digest_after = digest.clone();
     for r in &window.legacy {
         hash_row(&mut digest_after, r);
     }
     Ok(Read {
+        data_version,
         upper: window.upper.clone(),
         counts: target_counts(&window),
         digest_before: digest.clone(),
@@ -221,6 +240,7 @@ async fn finish_window(
     observer: &dyn Observer,
 ) -> Result<Checked> {
     let Read {
+        data_version,
         upper,
         mut counts,
         digest_before,
@@ -231,6 +251,12 @@ async fn finish_window(
     let mut repaired = 0;
     if repair == Repair::Yes && needs_writes(&findings) {
         writer.begin().await?;
+        // Someone committed since the read: repair from what is there now,
+        // never from the older read.
+        if super::write::data_version(conn).await? != data_version {
+            let window = layout.exact_window(conn, after, upper.as_ref()).await?;
+            findings = with_rejections(judge(window), rejected);
+        }
         let applied = apply(findings, writer, Quarantine::Missing, observer).await?;
         writer.commit().await?;
         repaired = applied.written + applied.removed;

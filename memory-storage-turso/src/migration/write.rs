@@ -439,6 +439,23 @@ impl<'c> BatchWriter<'c> {
     }
 }
 
+/// SQLite's `data_version` of this connection: it changes when another
+/// connection commits. Read before a window is read and again inside the
+/// transaction that writes it, it tells whether anyone (an application, the
+/// store) wrote in between, in which case the window is read again under
+/// the write lock instead of overwriting a newer write with an older one.
+pub async fn data_version(conn: &Connection) -> Result<i64> {
+    let ctx = || "reading PRAGMA data_version".to_string();
+    let mut rows = conn
+        .query("PRAGMA data_version", ())
+        .await
+        .db_context(ctx)?;
+    match rows.next().await.db_context(ctx)? {
+        Some(row) => row.get::<i64>(0).db_context(ctx),
+        None => Ok(0),
+    }
+}
+
 /// The checkpoint as stored: the last key done, if any.
 pub async fn read_checkpoint(conn: &Connection) -> Result<Option<Key>> {
     let ctx = || "reading the checkpoint".to_string();
