@@ -256,6 +256,13 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
             }
         }
     }
+    if let Some(v) = verification.filter(|v| v.application_rows > 0) {
+        let _ = writeln!(
+            out,
+            "  {} row(s) of the new tables have no legacy row and were written by the application, not by this migration: left alone",
+            v.application_rows
+        );
+    }
     if !report.search_checks.is_empty() {
         let sampled: u64 = report.search_checks.iter().map(|c| c.sampled).sum();
         let found: u64 = report.search_checks.iter().map(|c| c.found_first).sum();
