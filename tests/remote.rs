@@ -17,8 +17,10 @@ use memory_storage_turso::sample::{generate_legacy_database, SampleSpec, SampleS
 
 const TOKEN: &str = "remote-test-token-51c0ffee";
 
-/// The test server binary, built (or brought up to date) once per test
-/// run with the same cargo and profile as this test: never skipped.
+/// The test server binary, next to the migrate_embeddings binary: built
+/// (or brought up to date) once per test run with the cargo and profile
+/// running the tests, so it is never stale and these tests never skip.
+/// (Run outside cargo, an existing binary is used as it is.)
 fn server_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -27,8 +29,11 @@ fn server_binary() -> &'static Path {
             .expect("the binary has a directory")
             .to_path_buf();
         let bin = dir.join("hrana-test-server");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
+        let cargo = std::env::var("CARGO").ok();
+        if cargo.is_none() && bin.is_file() {
+            return bin;
+        }
+        let mut build = Command::new(cargo.unwrap_or_else(|| "cargo".into()));
         build.args(["build", "--quiet", "-p", "remote-test-server"]);
         if dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");
