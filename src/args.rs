@@ -152,6 +152,12 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_neighbors: Option<u32>,
 
+    /// DiskANN `search_l` for the vector indexes: the candidate list of a
+    /// search (libSQL's default 200). Smaller searches faster at some cost
+    /// in recall (see BENCHMARKS.md).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub search_l: Option<u32>,
+
     /// Write the full report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub report_json: Option<PathBuf>,
@@ -287,6 +293,7 @@ impl MigrateArgs {
             vector_index: memory_storage_turso::schema::VectorIndexOptions {
                 compress_neighbors: self.compress_neighbors,
                 max_neighbors: self.max_neighbors,
+                search_l: self.search_l,
             },
             ..Default::default()
         }

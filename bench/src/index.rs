@@ -75,15 +75,20 @@ pub fn variants() -> Vec<(String, VectorIndexOptions)> {
         VectorIndexOptions::default(),
         VectorIndexOptions {
             compress_neighbors: float8,
-            max_neighbors: None,
+            ..Default::default()
         },
         VectorIndexOptions {
-            compress_neighbors: None,
             max_neighbors: Some(16),
+            ..Default::default()
         },
         VectorIndexOptions {
             compress_neighbors: float8,
             max_neighbors: Some(16),
+            ..Default::default()
+        },
+        VectorIndexOptions {
+            search_l: Some(40),
+            ..Default::default()
         },
     ]
     .into_iter()
@@ -99,6 +104,9 @@ pub fn label(options: &VectorIndexOptions) -> String {
     }
     if let Some(n) = options.max_neighbors {
         parts.push(format!("max_neighbors={n}"));
+    }
+    if let Some(n) = options.search_l {
+        parts.push(format!("search_l={n}"));
     }
     if parts.is_empty() {
         "default".to_string()
@@ -296,7 +304,8 @@ mod tests {
                 "default",
                 "compress_neighbors=float8",
                 "max_neighbors=16",
-                "compress_neighbors=float8, max_neighbors=16"
+                "compress_neighbors=float8, max_neighbors=16",
+                "search_l=40"
             ]
         );
     }

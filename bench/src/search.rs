@@ -34,13 +34,14 @@ pub const TYPES: [&str; 4] = ["episode", "pattern", "embedding", "unknown"];
 pub const INDEX_OPTIONS: VectorIndexOptions = VectorIndexOptions {
     compress_neighbors: Some(NeighborCompression::Float8),
     max_neighbors: None,
+    search_l: None,
 };
 /// The rows the issue asks for; the note says how far this run is from it.
 pub const ASKED_ROWS: usize = 100_000;
 /// libSQL searches a DiskANN index with a candidate list of 200 unless the
-/// index says otherwise (`search_l`), which [`VectorIndexOptions`] does not
-/// expose yet. For these dimensions the benchmark also builds the index
-/// with this `search_l`, to show what the knob is worth.
+/// index says otherwise (`search_l`, [`VectorIndexOptions::search_l`]). For
+/// these dimensions the benchmark also builds the index with this
+/// `search_l`, to show what the knob is worth.
 pub const TUNED_SEARCH_L: u32 = 40;
 /// The dimensions measured with [`TUNED_SEARCH_L`] too (one more build
 /// each, so only the cheap one).
@@ -290,11 +291,12 @@ async fn one_dimension(
 
 /// The index of [`INDEX_OPTIONS`] with `search_l` = [`TUNED_SEARCH_L`].
 fn tuned_index_sql(dimension: usize) -> Result<String> {
-    let sql = INDEX_OPTIONS
-        .sql(route(dimension))
-        .context("no vector index for this dimension")?;
-    let head = sql.strip_suffix("))").context("unexpected index DDL")?;
-    Ok(format!("{head}, 'search_l={TUNED_SEARCH_L}'))"))
+    VectorIndexOptions {
+        search_l: Some(TUNED_SEARCH_L),
+        ..INDEX_OPTIONS
+    }
+    .sql(route(dimension))
+    .context("no vector index for this dimension")
 }
 
 /// Measures every dimension of `dims` over `rows` random rows (seeded) in
@@ -392,8 +394,8 @@ impl SearchBench {
         let built: f64 = self.dims.iter().map(|d| d.build_seconds).sum();
         md.push_str(&format!(
             "\nlibSQL searches a DiskANN index with a candidate list of 200 (`search_l`) unless the index was created with another; \
-             `VectorIndexOptions` does not expose it, so the index rows above use libSQL's default, and the `search_l={TUNED_SEARCH_L}` row shows the same rows \
-             indexed with `'search_l={TUNED_SEARCH_L}'` added (built by this benchmark with that DDL).\n\n\
+             the index rows above use libSQL's default, and the `search_l={TUNED_SEARCH_L}` row shows the same rows \
+             indexed with `--search-l {TUNED_SEARCH_L}` (`VectorIndexOptions::search_l`).\n\n\
              **Why {} rows and not {}:** a DiskANN index is built row by row and each insert searches the graph, \
              so building the indexes is the cost of this benchmark: {:.0} s in total here. At this run's rates, indexing {} rows \
              of each of these dimensions would take at least {} on this machine (more in fact: the cost per row grows with the index). \

@@ -325,6 +325,7 @@ async fn vector_index_options_are_passed_through() {
         vector_index: memory_storage_turso::schema::VectorIndexOptions {
             compress_neighbors: memory_storage_turso::schema::NeighborCompression::parse("float8"),
             max_neighbors: Some(16),
+            search_l: Some(30),
         },
         ..execute(50)
     };
