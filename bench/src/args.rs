@@ -27,6 +27,16 @@ pub struct Args {
     /// Rows of the row-at-a-time floor.
     #[arg(long, default_value_t = 3000)]
     pub floor_rows: usize,
+    /// Rows per dimension of the search benchmark (0: skip it). Building
+    /// the DiskANN indexes is its cost: about 4 minutes at 1,000.
+    #[arg(long, default_value_t = 1000)]
+    pub search_rows: usize,
+    /// Round-trip latencies of the remote benchmark, in ms (none: skip it).
+    #[arg(long, value_delimiter = ',', default_values_t = [1u64, 20, 80])]
+    pub latencies: Vec<u64>,
+    /// Rows of the remote benchmark's database.
+    #[arg(long, default_value_t = 3000)]
+    pub remote_rows: usize,
     /// The Markdown report to write.
     #[arg(long, default_value = "BENCHMARKS.md")]
     pub out: PathBuf,
@@ -66,6 +76,16 @@ impl Args {
         }
         if self.floor_rows != 3000 {
             cmd.push_str(&format!(" --floor-rows {}", self.floor_rows));
+        }
+        if self.search_rows != 1000 {
+            cmd.push_str(&format!(" --search-rows {}", self.search_rows));
+        }
+        if self.latencies != [1, 20, 80] {
+            let l: Vec<String> = self.latencies.iter().map(|s| s.to_string()).collect();
+            cmd.push_str(&format!(" --latencies {}", l.join(",")));
+        }
+        if self.remote_rows != 3000 {
+            cmd.push_str(&format!(" --remote-rows {}", self.remote_rows));
         }
         if self.dir != std::path::Path::new("/tmp") {
             cmd.push_str(&format!(" --dir {}", self.dir.display()));

@@ -15,13 +15,9 @@ mod ours;
 mod plot;
 mod recall;
 mod reference;
-// The remote benchmark: the lead wires it into the run and BENCHMARKS.md.
-#[allow(dead_code)]
 mod remote;
 mod report;
 mod run;
-// Wired into the report by the run; until then only its tests use it.
-#[allow(dead_code)]
 mod search;
 
 use std::process::ExitCode;

@@ -84,6 +84,10 @@ pub struct Results {
     pub floor: Floor,
     pub index: IndexBench,
     pub scaling: Vec<ScaleRun>,
+    /// The search benchmark (`--search-rows 0`: not run).
+    pub search: Option<crate::search::SearchBench>,
+    /// The remote benchmark (no `--latencies`: not run).
+    pub remote: Option<crate::remote::RemoteBench>,
     /// The plot's link from the report, and the font it was drawn with
     /// (`None`: drawn without text).
     pub plot: Option<(String, Option<String>)>,

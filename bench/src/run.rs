@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::args::Args;
 use crate::report::{rate, thousands, Results, ScaleRun};
-use crate::{disk, floor, index, legacy, machine, ours, plot, reference};
+use crate::{disk, floor, index, legacy, machine, ours, plot, reference, remote, search};
 
 /// Runs the whole benchmark and writes the report and the plot.
 pub async fn run(args: &Args) -> Result<()> {
@@ -104,6 +104,32 @@ pub async fn run(args: &Args) -> Result<()> {
     legacy::remove(&ours_db)?;
     let sqlite = sqlite_version(&source).await;
     legacy::remove(&source)?;
+
+    if args.search_rows > 0 {
+        say(
+            began,
+            &format!(
+                "search: {} rows per dimension, index against brute force",
+                thousands(args.search_rows as f64)
+            ),
+        );
+        results.search =
+            Some(search::run(w, args.search_rows, &[384, 1536, 3072], args.seed).await?);
+    }
+    if !args.latencies.is_empty() {
+        let db = w.join("remote-legacy.db");
+        say(
+            began,
+            &format!(
+                "remote: {} rows over Hrana HTTP at {:?} ms",
+                thousands(args.remote_rows as f64),
+                args.latencies
+            ),
+        );
+        legacy::generate(&db, args.remote_rows, args.seed).await?;
+        results.remote = Some(remote::run(w, &db, args.remote_rows, &args.latencies).await?);
+        legacy::remove(&db)?;
+    }
 
     for &size in &args.scaling {
         let db = w.join(format!("scaling-{size}.db"));

@@ -15,6 +15,14 @@ impl Results {
         self.write_results(&mut md);
         self.write_index(&mut md);
         self.write_scaling(&mut md);
+        if let Some(search) = &self.search {
+            md.push('\n');
+            md.push_str(&search.markdown());
+        }
+        if let Some(remote) = &self.remote {
+            md.push('\n');
+            md.push_str(&remote.markdown());
+        }
         md
     }
 

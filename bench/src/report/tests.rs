@@ -86,6 +86,8 @@ fn results() -> Results {
             },
         ],
         plot: Some(("docs/scaling.png".into(), Some("DejaVuSans.ttf".into()))),
+        search: None,
+        remote: None,
     }
 }
 
