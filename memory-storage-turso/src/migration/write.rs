@@ -26,7 +26,7 @@ pub fn unix_now() -> i64 {
 
 /// Most rows in one multi-row `INSERT` (8 parameters each, far below
 /// SQLite's limit of 32,766).
-pub const CHUNK_ROWS: usize = 100;
+pub const CHUNK_ROWS: usize = 250;
 /// A table's buffer is written once it holds this many bytes.
 pub const CHUNK_BYTES: usize = 4 << 20;
 /// Columns of a target row, in [`UPSERT_COLUMNS`] order.
@@ -270,19 +270,18 @@ impl<'c> BatchWriter<'c> {
         }
         let table = TargetTable::ALL[i];
         let sql = || multi_row_sql(table.name(), UPSERT_COLUMNS, COLUMNS, n);
+        // A full chunk reuses its prepared statement; a partial one is run
+        // directly (over a remote connection a prepare is a round trip).
         let result = if n == CHUNK_ROWS {
             let stmt = Self::prepared(self.conn, &mut self.chunk_upserts[i], sql).await?;
-            let result = stmt.execute(buffer.params.clone()).await;
+            let result = stmt.execute(buffer.params.clone()).await.map(|_| ());
             stmt.reset();
             result
         } else {
-            let sql = sql();
-            let stmt = self
-                .conn
-                .prepare(&sql)
+            self.conn
+                .execute(&sql(), buffer.params.clone())
                 .await
-                .db_context(|| format!("preparing a {n}-row insert into {table}"))?;
-            stmt.execute(buffer.params.clone()).await
+                .map(|_| ())
         };
         match result {
             Ok(_) => Ok(()),
