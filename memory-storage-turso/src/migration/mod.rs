@@ -198,6 +198,11 @@ pub async fn migrate_embeddings_observed(
         RunMode::Execute | RunMode::Rollback => Access::ReadWrite,
         RunMode::DryRun | RunMode::Verify => Access::ReadOnly,
     };
+    if options.backup_file.is_some() && crate::connect::is_remote(db_url) {
+        return Err(Error::InvalidOptions(
+            "--backup-file writes a local copy with VACUUM INTO, which a remote server would write on its own disk; use --backup (a checked copy inside the database) instead".into(),
+        ));
+    }
     let db = open(db_url, auth_token, access).await?;
     run_migration(&db.conn, options, observer).await
 }
@@ -220,9 +225,12 @@ async fn run_on(
     if options.mode() == RunMode::Rollback {
         return run_rollback(conn, options).await;
     }
-    let legacy_columns = table_columns(conn, LEGACY_TABLE).await?;
+    let retries = options.max_retries;
+    let legacy_columns = with_retries(retries, || table_columns(conn, LEGACY_TABLE)).await?;
     if legacy_columns.is_empty() {
-        if let Some(at) = metadata::get(conn, metadata::LEGACY_DROPPED_AT).await? {
+        if let Some(at) =
+            with_retries(retries, || metadata::get(conn, metadata::LEGACY_DROPPED_AT)).await?
+        {
             return Err(Error::LegacyDropped {
                 at: at.parse().unwrap_or(0),
             });
@@ -241,10 +249,11 @@ async fn run_on(
         mode: options.mode(),
         source_has_vector_column: legacy_columns.iter().any(|c| c == "embedding_vector"),
         listed_limit: options.listed_limit,
-        source_rows: copy::count_after(conn, None).await?,
+        source_rows: with_retries(retries, || copy::count_after(conn, None)).await?,
         ..Default::default()
     };
-    let layout = layout(conn, report.source_has_vector_column).await?;
+    let has_vector = report.source_has_vector_column;
+    let layout = with_retries(retries, || layout(conn, has_vector)).await?;
     let limits = options.limits();
     match report.mode {
         RunMode::DryRun => plan::plan(conn, &layout, limits, observer, &mut report).await?,
@@ -370,7 +379,8 @@ async fn execute(
     if options.online {
         with_retries(options.max_retries, || online::install(conn)).await?;
     }
-    let layout = layout(conn, report.source_has_vector_column).await?;
+    let has_vector = report.source_has_vector_column;
+    let layout = with_retries(options.max_retries, || layout(conn, has_vector)).await?;
     if let Some(path) = &options.backup_file {
         backup::backup_file(conn, path).await?;
         report.backup_file = Some(path.display().to_string());
@@ -387,7 +397,7 @@ async fn execute(
             units: report.source_rows,
         });
     }
-    let start = write::read_checkpoint(conn).await?;
+    let start = with_retries(options.max_retries, || write::read_checkpoint(conn)).await?;
     report.resumed_from = start.as_ref().map(|k| k.to_string());
     let mut writer = BatchWriter::new(conn).with_lock(Some(lock.clone()));
     let mut rejected = Rejected::new();
