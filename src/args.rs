@@ -125,6 +125,11 @@ pub struct MigrateArgs {
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_retries: u32,
 
+    /// Remote databases: seconds the server may stay silent while an answer
+    /// is awaited before the request counts as lost and is retried.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400), value_name = "SECS")]
+    pub timeout: u64,
+
     /// Rows per batch transaction.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "N")]
     pub batch_size: u64,
@@ -290,6 +295,7 @@ impl MigrateArgs {
             from_checkpoint: self.from_checkpoint.clone(),
             max_retries: self.max_retries,
             online: self.online,
+            request_timeout: std::time::Duration::from_secs(self.timeout),
             vector_index: memory_storage_turso::schema::VectorIndexOptions {
                 compress_neighbors: self.compress_neighbors,
                 max_neighbors: self.max_neighbors,

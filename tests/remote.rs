@@ -681,6 +681,44 @@ async fn a_stalled_commit_is_waited_for() {
     migrate_through(&stall.to_string(), 14, &[]).await;
 }
 
+/// A window read the server never answers (it sleeps for two minutes) is
+/// given up after `--timeout 2` and read again on a fresh stream: the run
+/// does not hang, and nothing is lost or doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_that_never_comes_times_out_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    let summary = sample_db(&path, 600, 18).await;
+    let server = Server::start(&path, &[]);
+    let mut stall = fault("stall", 1, Some("FROM embeddings WHERE embedding_id >"));
+    stall["stall_ms"] = 120_000.into();
+    server.arm(&stall.to_string());
+    let began = std::time::Instant::now();
+    let out = run(
+        &server.url(),
+        &[
+            "--execute",
+            "--no-vector-index",
+            "--batch-size",
+            "100",
+            "--max-retries",
+            "10",
+            "--timeout",
+            "2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        began.elapsed() < Duration::from_secs(60),
+        "the run waited {:?} for an answer that never came",
+        began.elapsed()
+    );
+    let stats = server.stats();
+    assert_eq!(stats["armed"], 0, "the stall did not fire: {stats}");
+    drop(server);
+    assert_migrated_exactly(&path, &summary).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_restart_mid_run_is_survived() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,10 @@
 //! Opening the user's database: a local libSQL file, or a remote Turso /
 //! libSQL server (`libsql://`, `https://`, `http://`).
 
+mod deadline;
+
 use std::path::PathBuf;
+use std::time::Duration;
 
 use libsql::{Builder, Connection, Database, OpenFlags};
 
@@ -80,13 +83,31 @@ pub fn shown_location(url: &str) -> String {
 /// must exist and be a database: nothing is ever created here. The token
 /// never appears in an error (nor does a secret in the URL).
 pub async fn open(url: &str, auth_token: &str, access: Access) -> Result<Db> {
+    open_with_timeout(url, auth_token, access, DEFAULT_TIMEOUT).await
+}
+
+/// How long a remote server may stay silent while an answer is awaited
+/// before the request counts as lost (and is retried).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// [`open`], with the remote request timeout given.
+pub async fn open_with_timeout(
+    url: &str,
+    auth_token: &str,
+    access: Access,
+    timeout: Duration,
+) -> Result<Db> {
     if is_remote(url) {
         let location = shown_location(url);
         let failed = |source| Error::Open {
             location: location.clone(),
             source,
         };
+        let connector = deadline::connector(timeout)
+            .map_err(libsql::Error::InvalidTlsConfiguration)
+            .map_err(failed)?;
         let database = Builder::new_remote(url.to_string(), auth_token.to_string())
+            .connector(connector)
             .build()
             .await
             .map_err(failed)?;

@@ -50,7 +50,7 @@ pub use report::{
 };
 pub use status::{migration_status, status, MigrationStatus};
 
-use crate::connect::{open, Access};
+use crate::connect::Access;
 use crate::error::{DbContext, Error, Result};
 use crate::schema::{
     create_target_tables, object_exists, table_columns, TargetTable, COLUMNS, LEDGER_TABLE,
@@ -102,6 +102,9 @@ pub struct MigrationOptions {
     /// application makes during the run, the engine mirrors those rows, and
     /// the triggers are removed in the transaction of the final check.
     pub online: bool,
+    /// Remote databases: how long the server may stay silent while an
+    /// answer is awaited before the request counts as lost and is retried.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for MigrationOptions {
@@ -122,6 +125,7 @@ impl Default for MigrationOptions {
             listed_limit: 10_000,
             max_retries: 5,
             online: false,
+            request_timeout: crate::connect::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -203,7 +207,8 @@ pub async fn migrate_embeddings_observed(
             "--backup-file writes a local copy with VACUUM INTO, which a remote server would write on its own disk; use --backup (a checked copy inside the database) instead".into(),
         ));
     }
-    let db = open(db_url, auth_token, access).await?;
+    let db = crate::connect::open_with_timeout(db_url, auth_token, access, options.request_timeout)
+        .await?;
     run_migration(&db.conn, options, observer).await
 }
 
