@@ -138,6 +138,17 @@ pub async fn run(args: &Args) -> Result<()> {
             &format!("scaling: generating {} rows", thousands(size as f64)),
         );
         let generated = legacy::generate(&db, size, args.seed).await?;
+        // The reference on an identical copy, so the machine's own scaling
+        // is measured beside ours.
+        let copy = w.join(format!("scaling-{size}-reference.db"));
+        legacy::copy(&db, &copy)?;
+        say(began, "  reference: libSQL INSERT … SELECT vector32()");
+        let reference = reference::run(&copy).await?;
+        legacy::remove(&copy)?;
+        say(
+            began,
+            &format!("  {} rows in {:.2} s", reference.rows, reference.seconds),
+        );
         say(began, "  ours: copy + verify");
         let ours = ours::run_child(&db)?;
         legacy::remove(&db)?;
@@ -154,6 +165,7 @@ pub async fn run(args: &Args) -> Result<()> {
             legacy_bytes: generated.bytes,
             ours,
             write_seconds: 0.0,
+            reference,
         };
         run.write_seconds = disk::write_seconds(w, run.grown_bytes(), disk::SETTLE)?;
         say(
@@ -175,7 +187,11 @@ pub async fn run(args: &Args) -> Result<()> {
                 rows: s.ours.source_rows,
                 copy_seconds: s.ours.copy_seconds,
                 copy_verify_seconds: s.ours.copy_verify_seconds(),
-                write_seconds: s.write_seconds,
+                reference_seconds: if s.reference.rows > 0 {
+                    s.reference.seconds * s.ours.source_rows as f64 / s.reference.rows as f64
+                } else {
+                    0.0
+                },
             })
             .collect();
         let font = plot::find_font(Path::new(plot::PREFERRED_FONT), Path::new(plot::FONT_ROOT));
