@@ -58,6 +58,20 @@ pub enum Command {
         #[arg(long)]
         db: PathBuf,
     },
+    /// Search recall and latency at a larger size than the main run can
+    /// afford (DiskANN builds dominate: about 25 minutes at 10,000 rows of
+    /// 384, 1536 and 3072 dimensions), written to its own report.
+    Recall {
+        /// Rows per dimension.
+        #[arg(long, default_value_t = 10_000)]
+        rows: usize,
+        /// Dimensions, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [384usize, 1536, 3072])]
+        dims: Vec<usize>,
+        /// The report to write (rewritten after each dimension).
+        #[arg(long, default_value = "docs/recall-10k.md")]
+        out: PathBuf,
+    },
 }
 
 impl Args {

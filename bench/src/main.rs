@@ -26,11 +26,27 @@ use clap::Parser;
 
 use args::{Args, Command};
 
+/// `migrate-bench recall`: the search benchmark alone, at a larger size.
+async fn recall(
+    args: &Args,
+    rows: usize,
+    dims: &[usize],
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let work = tempfile::Builder::new()
+        .prefix("migrate-bench-recall-")
+        .tempdir_in(&args.dir)
+        .with_context(|| format!("making a work folder in {}", args.dir.display()))?;
+    search::recall_run(work.path(), rows, dims, args.seed, out).await
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     let result = match &args.command {
         Some(Command::Child { db }) => ours::child_main(db).await,
+        Some(Command::Recall { rows, dims, out }) => recall(&args, *rows, dims, out).await,
         None => run::run(&args).await,
     };
     match result {

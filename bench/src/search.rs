@@ -206,11 +206,12 @@ async fn measure(
     })
 }
 
-async fn one_dimension(
+pub async fn one_dimension(
     work: &Path,
     rows: usize,
     dimension: usize,
     seed: u64,
+    tuned: bool,
 ) -> Result<DimensionSearch> {
     let mut rng = SplitMix::new(seed ^ (dimension as u64) << 32);
     let data: Vec<Vec<f32>> = (0..rows)
@@ -261,7 +262,7 @@ async fn one_dimension(
     let scan = measure(&scan_store, &queries, &truths, None).await?;
     drop(scan_store);
 
-    let tuned = if TUNED_DIMENSIONS.contains(&dimension) {
+    let tuned = if tuned && TUNED_DIMENSIONS.contains(&dimension) {
         let path = work.join(format!("search-{dimension}-tuned.db"));
         let (_db3, store) = open_store(&path, &plain).await?;
         store
@@ -300,6 +301,56 @@ fn tuned_index_sql(dimension: usize) -> Result<String> {
     .context("no vector index for this dimension")
 }
 
+/// The recall run (`migrate-bench recall`): the same measurement at a larger
+/// size, without the extra `search_l` builds, the report rewritten to `out`
+/// after each dimension so a long run leaves what it finished.
+pub async fn recall_run(
+    work: &Path,
+    rows: usize,
+    dims: &[usize],
+    seed: u64,
+    out: &Path,
+) -> Result<()> {
+    let mut bench = SearchBench {
+        rows,
+        queries: QUERIES,
+        seed,
+        dims: Vec::new(),
+    };
+    for &dimension in dims {
+        let began = Instant::now();
+        eprintln!("recall: {rows} rows of {dimension} dimensions…");
+        bench.dims.push(
+            one_dimension(work, rows, dimension, seed, false)
+                .await
+                .with_context(|| format!("recall run, {dimension} dimensions"))?,
+        );
+        let command = format!(
+            "cargo run --release -p migrate-bench -- recall --rows {rows} --dims {}",
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let md = format!(
+            "# Search recall at {rows} rows per dimension\n\nWritten by `{command}`; every number \
+             here comes from that one run ({} of {} dimensions done). Latency figures are in \
+             BENCHMARKS.md; this file is for recall at a size the main benchmark cannot afford.\n\n{}",
+            bench.dims.len(),
+            dims.len(),
+            bench.markdown()
+        );
+        std::fs::write(out, md).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!(
+            "  done in {:.0} s: recall@10 {:.3} (index), {:.3} (filtered)",
+            began.elapsed().as_secs_f64(),
+            bench.dims.last().map_or(0.0, |d| d.index.recall),
+            bench.dims.last().map_or(0.0, |d| d.filtered.recall)
+        );
+    }
+    Ok(())
+}
+
 /// Measures every dimension of `dims` over `rows` random rows (seeded) in
 /// fresh databases under `work`.
 pub async fn run(work: &Path, rows: usize, dims: &[usize], seed: u64) -> Result<SearchBench> {
@@ -311,7 +362,7 @@ pub async fn run(work: &Path, rows: usize, dims: &[usize], seed: u64) -> Result<
     };
     for &dimension in dims {
         bench.dims.push(
-            one_dimension(work, rows, dimension, seed)
+            one_dimension(work, rows, dimension, seed, true)
                 .await
                 .with_context(|| format!("search benchmark, {dimension} dimensions"))?,
         );
