@@ -444,10 +444,17 @@ impl SearchBench {
             ));
         }
         let built: f64 = self.dims.iter().map(|d| d.build_seconds).sum();
+        let tuned_note = if self.dims.iter().any(|d| d.tuned.is_some()) {
+            format!(
+                "the index rows above use libSQL's default, and the `search_l={TUNED_SEARCH_L}` row shows the same rows \
+                 indexed with `--search-l {TUNED_SEARCH_L}` (`VectorIndexOptions::search_l`)."
+            )
+        } else {
+            "the index rows above use libSQL's default.".to_string()
+        };
         md.push_str(&format!(
             "\nlibSQL searches a DiskANN index with a candidate list of 200 (`search_l`) unless the index was created with another; \
-             the index rows above use libSQL's default, and the `search_l={TUNED_SEARCH_L}` row shows the same rows \
-             indexed with `--search-l {TUNED_SEARCH_L}` (`VectorIndexOptions::search_l`).\n\n\
+             {tuned_note}\n\n\
              **Why {} rows and not {}:** a DiskANN index is built row by row and each insert searches the graph, \
              so building the indexes is the cost of this benchmark: {:.0} s in total here. At this run's rates, indexing {} rows \
              of each of these dimensions would take at least {} on this machine (more in fact: the cost per row grows with the index). \
