@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use memory_storage_turso::connect::{open, Access};
+use memory_storage_turso::migration::page_cache::LocalFile;
 use memory_storage_turso::migration::{run_migration, MigrationOptions, NoopObserver};
 use serde::Deserialize;
 
@@ -83,9 +84,11 @@ impl Ours {
 }
 
 /// The options of the measured run.
-fn options() -> MigrationOptions {
+/// What `migrate_embeddings` would run on the local file `db`.
+fn options(db: &Path) -> MigrationOptions {
     MigrationOptions {
         build_vector_index: false,
+        local_file: Some(LocalFile::new(db)),
         ..Default::default()
     }
 }
@@ -96,7 +99,7 @@ pub async fn child_main(db: &Path) -> Result<()> {
     let opened = open(&path, "", Access::ReadWrite)
         .await
         .with_context(|| format!("opening {path}"))?;
-    let report = run_migration(&opened.conn, &options(), &NoopObserver)
+    let report = run_migration(&opened.conn, &options(db), &NoopObserver)
         .await
         .with_context(|| format!("migrating {path}"))?;
     drop(opened);

@@ -159,6 +159,7 @@ pub async fn copy(
     max_retries: u32,
     rejected: &mut Rejected,
     observer: &dyn Observer,
+    mut appended: super::page_cache::AppendedPages,
 ) -> Result<CopyOutcome> {
     let began = Instant::now();
     let total = count_after(conn, start.as_ref()).await?;
@@ -219,6 +220,7 @@ pub async fn copy(
         let Some(step) = step else {
             break;
         };
+        appended.release();
         for (table, n) in step.already {
             *outcome.already.entry(table.to_string()).or_default() += n;
         }

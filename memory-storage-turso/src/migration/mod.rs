@@ -27,6 +27,7 @@ pub mod lock;
 pub mod metadata;
 pub mod observer;
 pub mod online;
+pub mod page_cache;
 mod plan;
 pub mod report;
 pub mod retry;
@@ -105,6 +106,11 @@ pub struct MigrationOptions {
     /// Remote databases: how long the server may stay silent while an
     /// answer is awaited before the request counts as lost and is retried.
     pub request_timeout: std::time::Duration,
+    /// The database file when it is local: the copy then drops the pages
+    /// it appended from the kernel's page cache once they are durable
+    /// ([`page_cache`]), so the legacy table stays cached. Set by
+    /// [`migrate_embeddings`] for a local database.
+    pub local_file: Option<page_cache::LocalFile>,
 }
 
 impl Default for MigrationOptions {
@@ -126,6 +132,7 @@ impl Default for MigrationOptions {
             max_retries: 5,
             online: false,
             request_timeout: crate::connect::DEFAULT_TIMEOUT,
+            local_file: None,
         }
     }
 }
@@ -209,7 +216,11 @@ pub async fn migrate_embeddings_observed(
     }
     let db = crate::connect::open_with_timeout(db_url, auth_token, access, options.request_timeout)
         .await?;
-    run_migration(&db.conn, options, observer).await
+    let mut options = options.clone();
+    if options.local_file.is_none() {
+        options.local_file = db.local.clone().map(page_cache::LocalFile::new);
+    }
+    run_migration(&db.conn, &options, observer).await
 }
 
 /// Runs the migration on an open connection.
@@ -416,6 +427,7 @@ async fn execute(
         options.max_retries,
         &mut rejected,
         observer,
+        page_cache::AppendedPages::watch(options.local_file.as_ref()),
     )
     .await?;
     if !copied.interrupted {
