@@ -15,9 +15,9 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// Bytes at the end of the file left cached: the pages the next batch
-/// writes into again (the right edges of the B-trees).
-const TAIL: u64 = 32 << 20;
+/// Bytes at the end of the file left cached by default: the pages the
+/// next batch writes into again (the right edges of the B-trees).
+pub const TAIL: u64 = 32 << 20;
 
 /// A local database file the copy appends to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub struct LocalFile {
     pub path: PathBuf,
     /// Appended bytes kept in the page cache (all, or none: [`LocalFile::new`]).
     pub keep_cached: u64,
+    /// Bytes at the end of the file never dropped ([`TAIL`]).
+    pub tail: u64,
 }
 
 impl LocalFile {
@@ -38,7 +40,11 @@ impl LocalFile {
         } else {
             0
         };
-        LocalFile { path, keep_cached }
+        LocalFile {
+            path,
+            keep_cached,
+            tail: TAIL,
+        }
     }
 }
 
@@ -54,10 +60,10 @@ pub fn fits_in_memory(file: u64, memory: u64) -> bool {
 
 /// The byte range to drop from the page cache: what was appended after
 /// `base`, past the first `keep_cached` bytes and short of the last
-/// [`TAIL`] bytes of a file now `len` bytes long.
-pub fn droppable(base: u64, keep_cached: u64, len: u64) -> Option<(u64, u64)> {
+/// `tail` bytes of a file now `len` bytes long.
+pub fn droppable(base: u64, keep_cached: u64, tail: u64, len: u64) -> Option<(u64, u64)> {
     let start = base.saturating_add(keep_cached);
-    let end = len.saturating_sub(TAIL);
+    let end = len.saturating_sub(tail);
     (end > start).then(|| (start, end - start))
 }
 
@@ -65,6 +71,7 @@ pub fn droppable(base: u64, keep_cached: u64, len: u64) -> Option<(u64, u64)> {
 pub struct AppendedPages {
     file: Option<(File, u64)>,
     keep_cached: u64,
+    tail: u64,
     /// End of the range already released.
     released: u64,
 }
@@ -75,6 +82,7 @@ impl AppendedPages {
         AppendedPages {
             file: None,
             keep_cached: 0,
+            tail: 0,
             released: 0,
         }
     }
@@ -89,6 +97,7 @@ impl AppendedPages {
             Some((file, base)) => AppendedPages {
                 file: Some((file, base)),
                 keep_cached: local.keep_cached,
+                tail: local.tail,
                 released: base.saturating_add(local.keep_cached),
             },
             None => Self::none(),
@@ -103,7 +112,7 @@ impl AppendedPages {
         let Ok(meta) = file.metadata() else {
             return;
         };
-        if let Some((start, len)) = droppable(*base, self.keep_cached, meta.len()) {
+        if let Some((start, len)) = droppable(*base, self.keep_cached, self.tail, meta.len()) {
             // What was released before stays released (the copy does not
             // read its own rows back): only the new part is advised.
             let (from, end) = (start.max(self.released), start + len);
@@ -175,12 +184,12 @@ mod tests {
 
     #[test]
     fn kept_without_limit_drops_nothing() {
-        assert_eq!(droppable(1 << 20, u64::MAX, u64::MAX), None);
+        assert_eq!(droppable(1 << 20, u64::MAX, TAIL, u64::MAX), None);
     }
 
     #[test]
     fn nothing_is_dropped_within_the_kept_bytes() {
-        assert_eq!(droppable(1000, 1 << 30, 1000 + (1 << 30)), None);
+        assert_eq!(droppable(1000, 1 << 30, TAIL, 1000 + (1 << 30)), None);
     }
 
     #[test]
@@ -188,12 +197,15 @@ mod tests {
         let base = 4096;
         let keep = 100 << 20;
         let len = base + keep + (50 << 20) + TAIL;
-        assert_eq!(droppable(base, keep, len), Some((base + keep, 50 << 20)));
+        assert_eq!(
+            droppable(base, keep, TAIL, len),
+            Some((base + keep, 50 << 20))
+        );
     }
 
     #[test]
     fn a_file_that_shrank_drops_nothing() {
-        assert_eq!(droppable(10 << 30, 0, 1 << 20), None);
+        assert_eq!(droppable(10 << 30, 0, TAIL, 1 << 20), None);
     }
 
     #[test]
@@ -204,6 +216,7 @@ mod tests {
         let mut pages = AppendedPages::watch(Some(&LocalFile {
             path: path.clone(),
             keep_cached: 0,
+            tail: TAIL,
         }));
         assert_eq!(pages.released, 4096);
         std::fs::write(&path, vec![0u8; 4096 + (TAIL as usize) + 8192]).unwrap();
