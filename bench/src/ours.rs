@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use memory_storage_turso::connect::{open, Access};
 use memory_storage_turso::migration::page_cache::LocalFile;
-use memory_storage_turso::migration::{run_migration, MigrationOptions, NoopObserver};
+use memory_storage_turso::migration::{run_migration, MigrationOptions, Observer, Phase};
 use serde::Deserialize;
 
 /// What the child prints on stdout: the whole report, and its peak memory.
@@ -22,6 +22,9 @@ struct ChildOutput {
     cpu_user_seconds: f64,
     #[serde(default)]
     cpu_system_seconds: f64,
+    /// Copy µs per row over the first and the last tenth of the rows.
+    #[serde(default)]
+    copy_tenths_us: Option<(f64, f64)>,
     report: ReportView,
 }
 
@@ -74,6 +77,9 @@ pub struct Ours {
     pub cpu_system_seconds: f64,
     /// Size of the database file after the run, bytes.
     pub db_bytes: u64,
+    /// The copy's µs per row over its first and its last tenth of the rows,
+    /// from the batch progress: whether the cost per row grows during a run.
+    pub copy_tenths_us: Option<(f64, f64)>,
 }
 
 impl Ours {
@@ -93,13 +99,62 @@ fn options(db: &Path) -> MigrationOptions {
     }
 }
 
+/// When each copy batch finished: (seconds since the copy began, rows done).
+#[derive(Default)]
+struct CopyClock {
+    began: std::sync::Mutex<Option<(Instant, u64)>>,
+    marks: std::sync::Mutex<Vec<(f64, u64)>>,
+}
+
+impl Observer for CopyClock {
+    fn phase_started(&self, phase: Phase, total: u64) {
+        if phase == Phase::Copy {
+            *self.began.lock().unwrap() = Some((Instant::now(), total));
+        }
+    }
+    fn progress(&self, phase: Phase, done: u64) {
+        if phase != Phase::Copy {
+            return;
+        }
+        if let Some((began, _)) = *self.began.lock().unwrap() {
+            let at = began.elapsed().as_secs_f64();
+            self.marks.lock().unwrap().push((at, done));
+        }
+    }
+}
+
+impl CopyClock {
+    /// µs per row over the first and the last tenth of the rows.
+    fn tenths(&self) -> Option<(f64, f64)> {
+        let total = self.began.lock().unwrap().map(|(_, t)| t)?;
+        tenths(&self.marks.lock().unwrap(), total)
+    }
+}
+
+/// µs per row from the start to the first mark at or past a tenth of
+/// `total`, and from the last mark before nine tenths to the end.
+pub fn tenths(marks: &[(f64, u64)], total: u64) -> Option<(f64, f64)> {
+    let tenth = total / 10;
+    if tenth == 0 {
+        return None;
+    }
+    let &(t1, r1) = marks.iter().find(|(_, r)| *r >= tenth)?;
+    let &(t9, r9) = marks.iter().rev().find(|(_, r)| *r <= total - tenth)?;
+    let &(tn, rn) = marks.last()?;
+    if r1 == 0 || rn <= r9 {
+        return None;
+    }
+    Some((t1 * 1e6 / r1 as f64, (tn - t9) * 1e6 / (rn - r9) as f64))
+}
+
 /// The child: migrates `db` and prints `{"peak_rss_kib": …, "report": …}`.
 pub async fn child_main(db: &Path) -> Result<()> {
     let path = db.to_string_lossy();
     let opened = open(&path, "", Access::ReadWrite)
         .await
         .with_context(|| format!("opening {path}"))?;
-    let report = run_migration(&opened.conn, &options(db), &NoopObserver)
+    let clock = CopyClock::default();
+    let report = run_migration(&opened.conn, &options(db), &clock)
         .await
         .with_context(|| format!("migrating {path}"))?;
     drop(opened);
@@ -108,6 +163,7 @@ pub async fn child_main(db: &Path) -> Result<()> {
         "peak_rss_kib": vm_hwm_kib(),
         "cpu_user_seconds": cpu.0,
         "cpu_system_seconds": cpu.1,
+        "copy_tenths_us": clock.tenths(),
         "report": report,
     });
     println!("{out}");
@@ -201,6 +257,7 @@ pub fn run_child(db: &Path) -> Result<Ours> {
         cpu_user_seconds: child.cpu_user_seconds,
         cpu_system_seconds: child.cpu_system_seconds,
         db_bytes: std::fs::metadata(db).map_or(0, |m| m.len()),
+        copy_tenths_us: child.copy_tenths_us,
     })
 }
 
@@ -232,5 +289,36 @@ mod tests {
         assert_eq!(child.report.source_rows, 7);
         assert_eq!(child.report.phases[0].seconds, 1.5);
         assert_eq!(child.peak_rss_kib, Some(10));
+    }
+}
+
+#[cfg(test)]
+mod tenth_tests {
+    use super::tenths;
+
+    #[test]
+    fn a_steady_run_has_equal_tenths() {
+        let marks: Vec<(f64, u64)> = (1..=100).map(|i| (i as f64, i * 10)).collect();
+        let (first, last) = tenths(&marks, 1000).unwrap();
+        assert!((first - 1e5).abs() < 1e-6 && (last - 1e5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_run_that_slows_down_shows_it() {
+        // Each batch of 10 rows takes as many seconds as its number.
+        let mut t = 0.0;
+        let marks: Vec<(f64, u64)> = (1..=100)
+            .map(|i| {
+                t += i as f64;
+                (t, i * 10)
+            })
+            .collect();
+        let (first, last) = tenths(&marks, 1000).unwrap();
+        assert!(last > 10.0 * first, "{first} {last}");
+    }
+
+    #[test]
+    fn too_few_rows_give_none() {
+        assert_eq!(tenths(&[(1.0, 5)], 5), None);
     }
 }

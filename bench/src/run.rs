@@ -142,6 +142,7 @@ pub async fn run(args: &Args) -> Result<()> {
         // is measured beside ours.
         let copy = w.join(format!("scaling-{size}-reference.db"));
         legacy::copy(&db, &copy)?;
+        legacy::warm(&copy)?;
         say(began, "  reference: libSQL INSERT … SELECT vector32()");
         let reference = reference::run(&copy).await?;
         legacy::remove(&copy)?;
@@ -149,6 +150,7 @@ pub async fn run(args: &Args) -> Result<()> {
             began,
             &format!("  {} rows in {:.2} s", reference.rows, reference.seconds),
         );
+        legacy::warm(&db)?;
         say(began, "  ours: copy + verify");
         let ours = ours::run_child(&db)?;
         legacy::remove(&db)?;

@@ -271,15 +271,15 @@ impl Results {
             md,
             "Ours (copy + verify, no vector index) on a fresh legacy database of each size, and \
              the reference (libSQL's own `INSERT … SELECT vector32()`, plain rows only) on an \
-             identical copy of it just before. `÷ reference` is our copy's time per row over the \
+             identical copy of it just before; each starts with its database file just read              once from start to end, so in the page cache as a database in use is, whatever the              step before left there. `÷ reference` is our copy's time per row over the \
              reference's time per row at the same size: if the machine slows down per row as the \
              data grows, both slow down, and this ratio stays flat while our own work scales \
              linearly. After each run, the bytes our run added are written to a fresh file as \
              plain 4 KiB writes and synced (`machine write s`); `CPU user` is the run's \
              user-space CPU time (our code, libSQL, the decoder), `CPU kernel` its system time \
-             (file reads and writes, page cache).\n\n\
-             | rows | legacy MB | added MB | reference copy s | reference µs per row | copy s | copy µs per row | ÷ reference | verify s | copy + verify µs per row | machine write s | CPU user µs per row | CPU kernel µs per row | peak RSS |\n\
-             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+             (file reads and writes, page cache). `first / last tenth` is our copy's µs per row              over the first and over the last tenth of its rows, timed from its batches: whether              the cost of a row grows as the run goes on.\n\n\
+             | rows | legacy MB | added MB | reference copy s | reference µs per row | copy s | copy µs per row | first / last tenth | ÷ reference | verify s | copy + verify µs per row | machine write s | CPU user µs per row | CPU kernel µs per row | peak RSS |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for s in &self.scaling {
             let o = &s.ours;
@@ -292,7 +292,7 @@ impl Results {
             };
             let _ = writeln!(
                 md,
-                "| {} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.1} | {} | {:.2} | {:.1} | {:.2} | {:.1} | {:.1} | {} |",
+                "| {} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.1} | {} | {} | {:.2} | {:.1} | {:.2} | {:.1} | {:.1} | {} |",
                 thousands(o.source_rows as f64),
                 s.legacy_bytes as f64 / 1e6,
                 s.grown_bytes() as f64 / 1e6,
@@ -300,6 +300,8 @@ impl Results {
                 per(s.reference.seconds, s.reference.rows),
                 o.copy_seconds,
                 per(o.copy_seconds, o.rows),
+                o.copy_tenths_us
+                    .map_or("—".to_string(), |(a, b)| format!("{a:.1} / {b:.1}")),
                 s.copy_to_reference()
                     .map_or("—".to_string(), |r| format!("{r:.2}")),
                 o.verify_seconds,
