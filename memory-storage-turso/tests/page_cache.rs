@@ -30,7 +30,7 @@ impl Observer for StopAfter {
     }
 }
 
-fn options(path: &Path, keep_cached: u64) -> MigrationOptions {
+fn options(path: &Path, keep_cached: u64, keep_btree: u64) -> MigrationOptions {
     MigrationOptions {
         batch_size: 100,
         build_vector_index: false,
@@ -38,20 +38,25 @@ fn options(path: &Path, keep_cached: u64) -> MigrationOptions {
             path: path.to_path_buf(),
             keep_cached,
             tail: 0,
+            keep_btree,
         }),
         ..Default::default()
     }
 }
 
-/// The share of the pages of `path` from byte `from` on that are in the
-/// page cache (`mincore` over a read-only mapping).
-fn resident_share(path: &Path, from: u64) -> f64 {
+/// The system's page size.
+fn os_page() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+/// Whether each page of `path` is in the page cache (`mincore` over a
+/// read-only mapping).
+fn residency(path: &Path) -> Vec<bool> {
     use std::os::unix::io::AsRawFd;
     let file = std::fs::File::open(path).unwrap();
     let len = file.metadata().unwrap().len() as usize;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-    let pages = len.div_ceil(page);
+    let pages = len.div_ceil(os_page());
     let mut vec = vec![0u8; pages];
     // SAFETY: a private read-only mapping of `len` bytes of an open file,
     // unmapped before return; mincore writes one byte per page into `vec`,
@@ -69,9 +74,17 @@ fn resident_share(path: &Path, from: u64) -> f64 {
         assert_eq!(libc::mincore(map, len, vec.as_mut_ptr()), 0);
         libc::munmap(map, len);
     }
-    let first = (from as usize) / page;
-    let tail = &vec[first..];
-    tail.iter().filter(|b| **b & 1 == 1).count() as f64 / tail.len().max(1) as f64
+    vec.iter().map(|b| b & 1 == 1).collect()
+}
+
+/// The share of `pages` that are cached.
+fn share(pages: &[bool]) -> f64 {
+    pages.iter().filter(|r| **r).count() as f64 / pages.len().max(1) as f64
+}
+
+/// The share of the pages of `path` from byte `from` on that are cached.
+fn resident_share(path: &Path, from: u64) -> f64 {
+    share(&residency(path)[from as usize / os_page()..])
 }
 
 /// tmpfs keeps files in memory: there is no page cache to leave.
@@ -88,6 +101,13 @@ fn on_tmpfs(path: &Path) -> bool {
 /// Copies 10 batches of a 1,500-row sample with `keep_cached` and returns
 /// the share of the appended pages still cached.
 async fn appended_share_cached(keep_cached: u64) -> Option<f64> {
+    let (t, base) = copy_ten_batches(keep_cached, 0).await?;
+    Some(resident_share(&t.path, base))
+}
+
+/// Copies 10 batches of a 1,500-row sample; returns the database and its
+/// size before the copy (`None` where there is no page cache to watch).
+async fn copy_ten_batches(keep_cached: u64, keep_btree: u64) -> Option<(TestDb, u64)> {
     let (t, _) = TestDb::sample(&small_spec(1500, 7)).await;
     if on_tmpfs(&t.path) {
         eprintln!("SKIPPED: {} is on tmpfs", t.path.display());
@@ -98,13 +118,13 @@ async fn appended_share_cached(keep_cached: u64) -> Option<f64> {
         after: 10,
         seen: AtomicU64::new(0),
     };
-    let report = run_migration(&t.conn, &options(&t.path, keep_cached), &stop)
+    let report = run_migration(&t.conn, &options(&t.path, keep_cached, keep_btree), &stop)
         .await
         .unwrap();
     assert!(report.interrupted);
     let grown = std::fs::metadata(&t.path).unwrap().len() - base;
     assert!(grown > 4 << 20, "the copy appended only {grown} bytes");
-    Some(resident_share(&t.path, base))
+    Some((t, base))
 }
 
 #[tokio::test]
@@ -134,11 +154,13 @@ async fn a_run_dropping_its_pages_is_exact_and_resumes() {
         after: 3,
         seen: AtomicU64::new(0),
     };
-    let first = run_migration(&t.conn, &options(&t.path, 0), &stop)
+    // A budget of 16 B-tree pages: some are kept, then all are dropped.
+    let first = run_migration(&t.conn, &options(&t.path, 0, 64 << 10), &stop)
         .await
         .unwrap();
     assert!(first.interrupted);
-    let second = run_migration(&t.conn, &options(&t.path, 0), &NoopObserver)
+    // The second run's verification reads its rows ahead.
+    let second = run_migration(&t.conn, &options(&t.path, 0, 64 << 10), &NoopObserver)
         .await
         .unwrap();
     assert!(second.resumed_from.is_some());
@@ -152,4 +174,110 @@ async fn a_run_dropping_its_pages_is_exact_and_resumes() {
         assert_migrated_exactly(&t.conn, &bad, true).await,
         1000 - bad.len()
     );
+}
+
+#[tokio::test]
+async fn btree_pages_stay_cached_while_overflow_pages_leave() {
+    let Some((t, base)) = copy_ten_batches(0, u64::MAX).await else {
+        return;
+    };
+    let resident = residency(&t.path);
+    // Only now read the file (which caches it) to tell the pages apart.
+    let bytes = std::fs::read(&t.path).unwrap();
+    let page = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
+    assert_eq!(page, os_page(), "the test maps database pages to OS pages");
+    let (mut btree, mut other) = (Vec::new(), Vec::new());
+    for (i, p) in bytes
+        .chunks_exact(page)
+        .enumerate()
+        .skip(base as usize / page)
+    {
+        match p[0] {
+            2 | 5 | 10 | 13 => btree.push(resident[i]),
+            _ => other.push(resident[i]),
+        }
+    }
+    assert!(
+        btree.len() > 100 && other.len() > 100,
+        "{} B-tree and {} other pages: the sample should have both",
+        btree.len(),
+        other.len()
+    );
+    assert!(
+        share(&btree) > 0.9,
+        "B-tree pages should stay cached: {:.0}% are",
+        share(&btree) * 100.0
+    );
+    assert!(
+        share(&other) < 0.1,
+        "overflow pages should leave the cache: {:.0}% are cached",
+        share(&other) * 100.0
+    );
+}
+
+#[test]
+fn the_read_ahead_reads_ahead_of_the_verification_and_drops_behind_it() {
+    use memory_storage_turso::migration::page_cache::{AppendedPages, ReadAhead, BEHIND};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("region");
+    if on_tmpfs(dir.path()) {
+        eprintln!("SKIPPED: {} is on tmpfs", dir.path().display());
+        return;
+    }
+    // A "copy" appending 8 MiB per batch of 100 rows, 40 batches, its pages
+    // dropped as it goes.
+    const STEP: u64 = 8 << 20;
+    std::fs::write(&path, vec![0u8; 4096]).unwrap();
+    let mut appended = AppendedPages::watch(Some(&LocalFile {
+        path: path.clone(),
+        keep_cached: 0,
+        tail: 0,
+        keep_btree: 0,
+    }));
+    {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let chunk = vec![1u8; STEP as usize];
+        for batch in 1..=40u64 {
+            file.write_all(&chunk).unwrap();
+            file.sync_data().unwrap();
+            appended.release(batch * 100);
+        }
+    }
+    let end = 4096 + 40 * STEP;
+    assert!(
+        resident_share(&path, 4096) < 0.1,
+        "the copy dropped its pages"
+    );
+    let read_ahead = ReadAhead::start(appended.into_region(), 0);
+    // The verification has seen 3,000 of the 4,000 rows: it is at 240 MiB.
+    let at = 4096 + 30 * STEP;
+    read_ahead.verified(3000);
+    let page = os_page() as u64;
+    let (ahead, behind) = (
+        (at / page) as usize..(end / page) as usize,
+        1..((at - BEHIND - STEP) / page) as usize,
+    );
+    let began = std::time::Instant::now();
+    loop {
+        let resident = residency(&path);
+        let (a, b) = (
+            share(&resident[ahead.clone()]),
+            share(&resident[behind.clone()]),
+        );
+        if a > 0.9 && b < 0.1 {
+            break;
+        }
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(20),
+            "after 20 s, {:.0}% of the pages ahead are cached (expected most) and {:.0}% of those behind (expected few)",
+            a * 100.0,
+            b * 100.0
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(read_ahead);
 }

@@ -159,7 +159,7 @@ pub async fn copy(
     max_retries: u32,
     rejected: &mut Rejected,
     observer: &dyn Observer,
-    mut appended: super::page_cache::AppendedPages,
+    appended: &mut super::page_cache::AppendedPages,
 ) -> Result<CopyOutcome> {
     let began = Instant::now();
     let total = count_after(conn, start.as_ref()).await?;
@@ -220,12 +220,12 @@ pub async fn copy(
         let Some(step) = step else {
             break;
         };
-        appended.release();
         for (table, n) in step.already {
             *outcome.already.entry(table.to_string()).or_default() += n;
         }
         outcome.removed += step.removed;
         outcome.rows_seen += step.rows;
+        appended.release(outcome.rows_seen);
         let written = writer.written_per_table();
         tracing::debug!(
             target: "memory_storage_turso::batch",

@@ -417,6 +417,7 @@ async fn execute(
     report.resumed_from = start.as_ref().map(|k| k.to_string());
     let mut writer = BatchWriter::new(conn).with_lock(Some(lock.clone()));
     let mut rejected = Rejected::new();
+    let mut appended = page_cache::AppendedPages::watch(options.local_file.as_ref());
     let began = Instant::now();
     let copied = copy::copy(
         conn,
@@ -427,7 +428,7 @@ async fn execute(
         options.max_retries,
         &mut rejected,
         observer,
-        page_cache::AppendedPages::watch(options.local_file.as_ref()),
+        &mut appended,
     )
     .await?;
     if !copied.interrupted {
@@ -481,6 +482,16 @@ async fn execute(
         .vector_indexes
         .iter()
         .any(|i| i.status.ends_with("built"));
+    // Rows before the region: those up to the checkpoint this copy
+    // resumed from, which the verification sees first.
+    let read_ahead = page_cache::ReadAhead::start(
+        appended.into_region(),
+        report.source_rows.saturating_sub(copied.rows_seen),
+    );
+    let verify_observer = page_cache::ReadAheadObserver {
+        inner: observer,
+        read_ahead: &read_ahead,
+    };
     verify::verify(
         conn,
         &layout,
@@ -489,10 +500,11 @@ async fn execute(
         &mut writer,
         options.max_retries,
         &mut rejected,
-        observer,
+        &verify_observer,
         report,
     )
     .await?;
+    drop(read_ahead);
     report.migrated_bytes = writer.bytes_per_table();
     if report.interrupted {
         return Ok(());
