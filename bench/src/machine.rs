@@ -39,9 +39,15 @@ pub fn read(sqlite: Option<String>) -> Machine {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .ok()
             .map(|s| s.trim().to_string()),
-        git: output_of("git", &["describe", "--always", "--dirty"]),
+        git: checkout(),
         date: today(),
     }
+}
+
+/// The commit checked out (`-dirty` if files differ from it). Read before
+/// the run writes its plot, which would make it dirty.
+pub fn checkout() -> Option<String> {
+    output_of("git", &["describe", "--always", "--dirty"])
 }
 
 /// First line of a command's stdout, when it runs and succeeds.

@@ -24,6 +24,7 @@ pub async fn run(args: &Args) -> Result<()> {
         .with_context(|| format!("making a work folder in {}", args.dir.display()))?;
     let w = work.path();
     let began = Instant::now();
+    let checkout = machine::checkout();
     let mut results = Results {
         command: args.command_line(),
         optimized: !cfg!(debug_assertions),
@@ -219,6 +220,7 @@ pub async fn run(args: &Args) -> Result<()> {
     }
 
     results.machine = machine::read(sqlite);
+    results.machine.git = checkout;
     std::fs::write(&args.out, results.markdown())
         .with_context(|| format!("writing {}", args.out.display()))?;
     drop(work);
