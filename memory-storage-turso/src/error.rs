@@ -47,6 +47,10 @@ pub enum Error {
     /// The options make no sense together.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
+    /// Vector indexes were asked for on a database without libSQL's vector
+    /// functions (a plain SQLite server, an old libSQL).
+    #[error("this database has no vector functions (vector32, libsql_vector_idx), so the DiskANN indexes cannot be built; nothing was written: run again with --no-vector-index to migrate without them")]
+    NoVectorFunctions,
     /// The disk (or the database's size limit) is full.
     #[error("the disk is full (or the database reached its size limit) while {context}; the batch in flight was rolled back and the checkpoint is intact: free space, then run --execute again to resume")]
     DiskFull {

@@ -28,11 +28,7 @@ fn is_missing_function(e: &libsql::Error) -> bool {
 /// vector functions, before anything is written.
 pub async fn require_vector_functions(conn: &Connection, build_indexes: bool) -> Result<()> {
     if build_indexes && !has_vector_functions(conn).await? {
-        return Err(Error::InvalidOptions(
-            "this database has no vector functions (vector32, libsql_vector_idx), so the DiskANN \
-             indexes cannot be built: run again with --no-vector-index to migrate without them"
-                .into(),
-        ));
+        return Err(Error::NoVectorFunctions);
     }
     Ok(())
 }
