@@ -19,6 +19,9 @@ pub const QUERIES: usize = 100;
 pub const K: usize = 10;
 /// Length of a query's noise, relative to the row it was made from.
 pub const NOISE: f32 = 0.05;
+/// Builds timed of each of libSQL's `CREATE INDEX` and our default phase,
+/// alternating: one build of about 15 s varies by ±15% from run to run.
+pub const TIMED_BUILDS: usize = 3;
 /// The table indexed.
 const TABLE: TargetTable = TargetTable::D384;
 /// Name of the raw `CREATE INDEX`'s index.
@@ -54,12 +57,41 @@ pub struct IndexBench {
     pub queries: usize,
     /// First the raw `CREATE INDEX`, then ours with each option set.
     pub builds: Vec<Build>,
+    /// Seconds of further builds, `(CREATE INDEX, ours with default
+    /// options)`, made alternately after `builds`.
+    pub repeats: Vec<(f64, f64)>,
 }
 
 impl IndexBench {
-    /// Seconds of libSQL's own `CREATE INDEX`.
+    /// Seconds of libSQL's own `CREATE INDEX`: the median of its builds.
     pub fn raw_seconds(&self) -> Option<f64> {
-        self.builds.iter().find(|b| !b.ours).map(|b| b.seconds)
+        median(&self.raw_times())
+    }
+
+    /// Seconds of every build of libSQL's `CREATE INDEX`.
+    pub fn raw_times(&self) -> Vec<f64> {
+        let first = self.builds.iter().find(|b| !b.ours).map(|b| b.seconds);
+        first
+            .into_iter()
+            .chain(self.repeats.iter().map(|r| r.0))
+            .collect()
+    }
+
+    /// Seconds of every build of our phase with default options.
+    pub fn ours_times(&self) -> Vec<f64> {
+        let first = self.ours_default().map(|b| b.seconds);
+        first
+            .into_iter()
+            .chain(self.repeats.iter().map(|r| r.1))
+            .collect()
+    }
+
+    /// Our default phase's median over `CREATE INDEX`'s median.
+    pub fn ratio(&self) -> Option<f64> {
+        match (median(&self.ours_times()), self.raw_seconds()) {
+            (Some(ours), Some(raw)) if raw > 0.0 => Some(ours / raw),
+            _ => None,
+        }
     }
 
     /// Our phase with default options.
@@ -94,6 +126,18 @@ pub fn variants() -> Vec<(String, VectorIndexOptions)> {
     .into_iter()
     .map(|o| (label(&o), o))
     .collect()
+}
+
+/// The median of `values` (`None` if empty).
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
 
 /// `default`, or the options as libSQL spells them.
@@ -138,6 +182,7 @@ pub async fn run(work: &Path, source: &Path, rows: usize, seed: u64) -> Result<I
         rows: ids.len() as u64,
         queries: queries.len(),
         builds: Vec::new(),
+        repeats: Vec::new(),
     };
 
     let db = work.join("index-raw.db");
@@ -145,11 +190,7 @@ pub async fn run(work: &Path, source: &Path, rows: usize, seed: u64) -> Result<I
     {
         let (_d, conn) = legacy::open(&db).await?;
         eprintln!("  libSQL CREATE INDEX…");
-        let began = Instant::now();
-        conn.execute(RAW_CREATE_INDEX, ())
-            .await
-            .context("libSQL's CREATE INDEX")?;
-        let seconds = began.elapsed().as_secs_f64();
+        let seconds = raw_build(&conn).await?;
         let (recall, query_ms) = measure(&conn, RAW_INDEX, &queries, &truth).await?;
         bench.builds.push(Build {
             label: "libSQL `CREATE INDEX`".into(),
@@ -182,8 +223,38 @@ pub async fn run(work: &Path, source: &Path, rows: usize, seed: u64) -> Result<I
         }
         legacy::remove(&db)?;
     }
+    for i in 1..TIMED_BUILDS {
+        eprintln!(
+            "  timed again ({}/{TIMED_BUILDS}): CREATE INDEX, then ours…",
+            i + 1
+        );
+        let db = work.join("index-raw.db");
+        legacy::copy(&prep, &db)?;
+        let raw = {
+            let (_d, conn) = legacy::open(&db).await?;
+            raw_build(&conn).await?
+        };
+        legacy::remove(&db)?;
+        let db = work.join("index-ours.db");
+        legacy::copy(&prep, &db)?;
+        let ours = {
+            let (_d, conn) = legacy::open(&db).await?;
+            our_phase(&conn, VectorIndexOptions::default()).await?.0
+        };
+        legacy::remove(&db)?;
+        bench.repeats.push((raw, ours));
+    }
     legacy::remove(&prep)?;
     Ok(bench)
+}
+
+/// Seconds of libSQL's own `CREATE INDEX` on `conn`.
+async fn raw_build(conn: &Connection) -> Result<f64> {
+    let began = Instant::now();
+    conn.execute(RAW_CREATE_INDEX, ())
+        .await
+        .context("libSQL's CREATE INDEX")?;
+    Ok(began.elapsed().as_secs_f64())
 }
 
 /// A database holding the legacy rows of the first `rows` migrated
@@ -294,6 +365,13 @@ async fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_median_is_the_middle_value_or_the_mean_of_the_two() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
 
     #[test]
     fn option_sets_are_labelled_as_libsql_spells_them() {

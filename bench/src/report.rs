@@ -185,10 +185,7 @@ impl Results {
             relative.iter().cloned().fold(0.0, f64::max)
                 / relative.iter().cloned().fold(f64::INFINITY, f64::min)
         });
-        let index = match (self.index.raw_seconds(), self.index.ours_default()) {
-            (Some(raw), Some(ours)) if raw > 0.0 => Some(ours.seconds / raw),
-            _ => None,
-        };
+        let index = self.index.ratio();
         vec![
             Target {
                 name: format!("copy ≥ {COPY_TARGET}× reference rows/s"),
