@@ -215,6 +215,23 @@ async fn btree_pages_stay_cached_while_overflow_pages_leave() {
     );
 }
 
+/// Polls the residency of `path` until `done` holds (at most 20 s).
+fn wait_for(what: &str, done: impl Fn(&[bool]) -> bool, path: &Path) {
+    let began = std::time::Instant::now();
+    loop {
+        let resident = residency(path);
+        if done(&resident) {
+            return;
+        }
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(20),
+            "waited 20 s for {what}: {:.0}% of the file is cached",
+            share(&resident) * 100.0
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn the_read_ahead_reads_ahead_of_the_verification_and_drops_behind_it() {
     use memory_storage_turso::migration::page_cache::{AppendedPages, ReadAhead, BEHIND};
@@ -248,36 +265,31 @@ fn the_read_ahead_reads_ahead_of_the_verification_and_drops_behind_it() {
         }
     }
     let end = 4096 + 40 * STEP;
+    // Waits for the dropping, which runs beside the copy.
+    let region = appended.into_region();
     assert!(
         resident_share(&path, 4096) < 0.1,
         "the copy dropped its pages"
     );
-    let read_ahead = ReadAhead::start(appended.into_region(), 0);
-    // The verification has seen 3,000 of the 4,000 rows: it is at 240 MiB.
+    let read_ahead = ReadAhead::start(region, 0);
+    let page = os_page() as u64;
+    // The verification begins: the next 512 MiB (the whole file) are read.
+    let whole = 1..(end / page) as usize;
+    wait_for(
+        "the pages ahead to be read",
+        |r| share(&r[whole.clone()]) > 0.9,
+        &path,
+    );
+    // It has seen 3,000 of the 4,000 rows, so it is at 240 MiB: what lies
+    // more than BEHIND behind that is dropped, what lies ahead stays.
     let at = 4096 + 30 * STEP;
     read_ahead.verified(3000);
-    let page = os_page() as u64;
-    let (ahead, behind) = (
-        (at / page) as usize..(end / page) as usize,
-        1..((at - BEHIND - STEP) / page) as usize,
+    let ahead = (at / page) as usize..(end / page) as usize;
+    let behind = 1..((at - BEHIND - STEP) / page) as usize;
+    wait_for(
+        "the pages behind to be dropped",
+        |r| share(&r[ahead.clone()]) > 0.9 && share(&r[behind.clone()]) < 0.1,
+        &path,
     );
-    let began = std::time::Instant::now();
-    loop {
-        let resident = residency(&path);
-        let (a, b) = (
-            share(&resident[ahead.clone()]),
-            share(&resident[behind.clone()]),
-        );
-        if a > 0.9 && b < 0.1 {
-            break;
-        }
-        assert!(
-            began.elapsed() < std::time::Duration::from_secs(20),
-            "after 20 s, {:.0}% of the pages ahead are cached (expected most) and {:.0}% of those behind (expected few)",
-            a * 100.0,
-            b * 100.0
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
     drop(read_ahead);
 }

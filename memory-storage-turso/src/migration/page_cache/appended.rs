@@ -1,15 +1,20 @@
 //! The pages one copy appends to a local file, dropped from the page cache
 //! batch by batch once durable, except the B-tree pages the item indexes
-//! are built from right after the copy (within a budget).
+//! are built from right after the copy (within a budget). The dropping
+//! (reading the new pages to sort them, and the kernel's work of removing
+//! them) runs on a thread of its own, beside the copy's writes.
 
 use std::fs::File;
+use std::sync::mpsc::{channel, Sender};
+use std::thread::JoinHandle;
 
 use super::pages::{page_size, Sieve};
 use super::sys::{advise, read_at, Advice};
 use super::{droppable, open, LocalFile};
 
-/// Bytes read at a time to sort pages.
-const CHUNK: u64 = 1 << 20;
+/// Bytes read at a time to sort pages (small: the run's memory is flat and
+/// under 64 MiB).
+const CHUNK: u64 = 128 << 10;
 
 /// A mark is recorded each time the file grew by this much.
 const MARK_STEP: u64 = 8 << 20;
@@ -29,16 +34,12 @@ pub struct Region {
 
 /// The pages one run appends to a local file, released batch by batch.
 pub struct AppendedPages {
+    /// The file and its size when the copy began.
     file: Option<(File, u64)>,
     keep_cached: u64,
-    tail: u64,
-    /// End of the range already released.
-    released: u64,
-    /// The database's page size (0 until read).
-    page: u64,
-    /// Bytes of B-tree pages that may still be kept cached.
-    keep_btree: u64,
-    buffer: Vec<u8>,
+    /// Sizes the file reached, to the dropping thread.
+    sizes: Option<Sender<u64>>,
+    worker: Option<JoinHandle<()>>,
     marks: Vec<(u64, u64)>,
     /// `(rows copied, file size)` after the last batch.
     last: Option<(u64, u64)>,
@@ -50,39 +51,53 @@ impl AppendedPages {
         AppendedPages {
             file: None,
             keep_cached: 0,
-            tail: 0,
-            released: 0,
-            page: 0,
-            keep_btree: 0,
-            buffer: Vec::new(),
+            sizes: None,
+            worker: None,
             marks: Vec::new(),
             last: None,
         }
     }
 
     /// Watches `local` from its current size on. A file that cannot be
-    /// opened is only left alone: this is an optimization.
+    /// opened, or a thread that cannot start, only leaves the pages alone:
+    /// this is an optimization.
     pub fn watch(local: Option<&LocalFile>) -> Self {
         let Some(local) = local else {
             return Self::none();
         };
-        match open(&local.path) {
-            Some((file, base)) => AppendedPages {
-                file: Some((file, base)),
-                keep_cached: local.keep_cached,
-                tail: local.tail,
-                released: base.saturating_add(local.keep_cached),
-                keep_btree: local.keep_btree,
-                ..Self::none()
-            },
-            None => Self::none(),
+        let Some((file, base)) = open(&local.path) else {
+            return Self::none();
+        };
+        let mut pages = Self::none();
+        pages.keep_cached = local.keep_cached;
+        if let Ok(own) = file.try_clone() {
+            let mut dropper = Dropper::new(own, base, local);
+            let (sizes, received) = channel::<u64>();
+            let spawned = std::thread::Builder::new()
+                .name("page-dropper".into())
+                .spawn(move || {
+                    while let Ok(mut len) = received.recv() {
+                        // Only the latest size matters.
+                        while let Ok(newer) = received.try_recv() {
+                            len = newer;
+                        }
+                        dropper.drop_up_to(len);
+                    }
+                });
+            if let Ok(worker) = spawned {
+                pages.sizes = Some(sizes);
+                pages.worker = Some(worker);
+            }
         }
+        pages.file = Some((file, base));
+        pages
     }
 
-    /// Drops the appended pages past what is kept; call after the commit
-    /// of the batch that brought the copy to `rows` rows.
+    /// Records where the copy stands and has the appended pages past what
+    /// is kept dropped; call after the commit of the batch that brought the
+    /// copy to `rows` rows.
     pub fn release(&mut self, rows: u64) {
-        let Some((file, base)) = &self.file else {
+        let Some((file, _)) = &self.file else {
             return;
         };
         let Ok(meta) = file.metadata() else {
@@ -97,7 +112,78 @@ impl AppendedPages {
         {
             self.marks.push((rows, len));
         }
-        let Some((start, n)) = droppable(*base, self.keep_cached, self.tail, len) else {
+        if let Some(sizes) = &self.sizes {
+            let _ = sizes.send(len);
+        }
+    }
+
+    /// Waits until every release asked for is done.
+    fn settle(&mut self) {
+        self.sizes = None;
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+
+    /// What the copy appended, for [`super::ReadAhead`] (once every page
+    /// to drop is dropped).
+    pub fn into_region(mut self) -> Option<Region> {
+        self.settle();
+        let (file, start) = self.file.take()?;
+        let mut marks = std::mem::take(&mut self.marks);
+        if let Some(last) = self.last.filter(|l| marks.last() != Some(l)) {
+            marks.push(last);
+        }
+        Some(Region {
+            file,
+            start,
+            marks,
+            dropped: self.keep_cached != u64::MAX,
+        })
+    }
+}
+
+impl Drop for AppendedPages {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+/// Drops the pages appended after `base`, past the first `keep_cached`
+/// bytes and short of the last `tail` bytes, keeping B-tree pages within
+/// `keep_btree` bytes.
+struct Dropper {
+    file: File,
+    base: u64,
+    keep_cached: u64,
+    tail: u64,
+    /// End of the range already released.
+    released: u64,
+    /// The database's page size (0 until read).
+    page: u64,
+    /// Bytes of B-tree pages that may still be kept cached.
+    keep_btree: u64,
+    buffer: Vec<u8>,
+}
+
+impl Dropper {
+    fn new(file: File, base: u64, local: &LocalFile) -> Self {
+        Dropper {
+            file,
+            base,
+            keep_cached: local.keep_cached,
+            tail: local.tail,
+            released: base.saturating_add(local.keep_cached),
+            page: 0,
+            keep_btree: local.keep_btree,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Drops what is droppable of a file now `len` bytes long.
+    fn drop_up_to(&mut self, len: u64) {
+        let file = &self.file;
+        let Some((start, n)) = droppable(self.base, self.keep_cached, self.tail, len) else {
             return;
         };
         // What was released before stays released (the copy does not
@@ -133,20 +219,6 @@ impl AppendedPages {
         self.keep_btree = sieve.budget;
         self.released = end;
     }
-
-    /// What the copy appended, for [`super::ReadAhead`].
-    pub fn into_region(mut self) -> Option<Region> {
-        let (file, start) = self.file?;
-        if let Some(last) = self.last.filter(|l| self.marks.last() != Some(l)) {
-            self.marks.push(last);
-        }
-        Some(Region {
-            file,
-            start,
-            marks: self.marks,
-            dropped: self.keep_cached != u64::MAX,
-        })
-    }
 }
 
 #[cfg(test)]
@@ -154,13 +226,22 @@ mod tests {
     use super::super::TAIL;
     use super::*;
 
-    fn watch(path: &std::path::Path, keep_btree: u64) -> AppendedPages {
-        AppendedPages::watch(Some(&LocalFile {
+    fn local(path: &std::path::Path, keep_btree: u64) -> LocalFile {
+        LocalFile {
             path: path.to_path_buf(),
             keep_cached: 0,
             tail: TAIL,
             keep_btree,
-        }))
+        }
+    }
+
+    fn dropper(path: &std::path::Path, keep_btree: u64) -> Dropper {
+        let (file, base) = open(path).unwrap();
+        Dropper::new(file, base, &local(path, keep_btree))
+    }
+
+    fn len(path: &std::path::Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
     }
 
     #[test]
@@ -168,12 +249,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, vec![0u8; 4096]).unwrap();
-        let mut pages = watch(&path, 0);
+        let mut pages = dropper(&path, 0);
         assert_eq!(pages.released, 4096);
         std::fs::write(&path, vec![0u8; 4096 + (TAIL as usize) + 8192]).unwrap();
-        pages.release(10);
+        pages.drop_up_to(len(&path));
         assert_eq!(pages.released, 4096 + 8192);
-        pages.release(10);
+        pages.drop_up_to(len(&path));
         assert_eq!(pages.released, 4096 + 8192);
     }
 
@@ -185,12 +266,12 @@ mod tests {
         let mut bytes = vec![0u8; 4096 * 4];
         bytes[16..18].copy_from_slice(&4096u16.to_be_bytes());
         std::fs::write(&path, &bytes[..4096]).unwrap();
-        let mut pages = watch(&path, 10 * 4096);
+        let mut pages = dropper(&path, 10 * 4096);
         bytes[4096] = 13;
         bytes[3 * 4096] = 13;
         bytes.resize(4 * 4096 + TAIL as usize, 0);
         std::fs::write(&path, &bytes).unwrap();
-        pages.release(3);
+        pages.drop_up_to(len(&path));
         assert_eq!(pages.keep_btree, 8 * 4096);
         assert_eq!(pages.released, 4 * 4096);
     }
@@ -200,7 +281,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, vec![0u8; 4096]).unwrap();
-        let mut pages = watch(&path, 0);
+        let mut pages = AppendedPages::watch(Some(&local(&path, 0)));
         pages.release(0);
         let grown = 4096 + MARK_STEP as usize;
         std::fs::write(&path, vec![0u8; grown]).unwrap();
