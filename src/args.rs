@@ -17,6 +17,16 @@ pub enum Format {
     Json,
 }
 
+/// What wins a conflict (see `--on-conflict`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OnConflict {
+    /// Keep the row in the new table; the legacy row counts as settled.
+    #[default]
+    Target,
+    /// Save the row in the new table, then write the legacy row.
+    Legacy,
+}
+
 /// Environment variables naming the database, in order of precedence
 /// (after `--db`): the current name first, then the store's older names.
 pub const DB_ENV: [&str; 3] = ["TURSO_DATABASE_URL", "TURSO_DB_URL", "TURSO_URL"];
@@ -95,9 +105,16 @@ pub struct MigrateArgs {
     pub from_checkpoint: Option<String>,
 
     /// Copy `embeddings` to `embeddings_backup` (verified by count and
-    /// checksum) before writing any target row.
+    /// checksum) before writing any target row. A table of that name the
+    /// migration did not make is never replaced: the run stops first.
     #[arg(long)]
     pub backup: bool,
+
+    /// The backup table of --backup and --drop-old-table, instead of
+    /// `embeddings_backup` (ASCII letters, digits and underscores). Later
+    /// runs and --rollback use the one recorded.
+    #[arg(long, value_name = "NAME", value_parser = parse_backup_table)]
+    pub backup_table: Option<String>,
 
     /// Also write a consistent copy of the whole (local) database to FILE
     /// before migrating; refuses to overwrite an existing file.
@@ -114,6 +131,12 @@ pub struct MigrateArgs {
     /// live on in `embeddings_backup` and the quarantine record).
     #[arg(long)]
     pub allow_quarantined: bool,
+
+    /// Migrate although `embeddings` has columns the new tables do not
+    /// have (their values are not carried over; --drop-old-table is still
+    /// refused while they hold any).
+    #[arg(long)]
+    pub ignore_extra_columns: bool,
 
     /// Answer yes to the confirmation of a destructive step (required when
     /// not on a terminal).
@@ -162,6 +185,15 @@ pub struct MigrateArgs {
     /// in recall (see BENCHMARKS.md).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub search_l: Option<u32>,
+
+    /// What wins when a row of the new tables that this migration did not
+    /// write (or that changed since it wrote it) holds an embedding_id of
+    /// the legacy table with other values: `target` keeps that row (the
+    /// application's newer write) and reports it; `legacy` saves it in
+    /// `embedding_migration_displaced` and writes the legacy row (a
+    /// `--rollback` puts the saved row back).
+    #[arg(long, value_enum, default_value_t = OnConflict::Target, value_name = "SIDE")]
+    pub on_conflict: OnConflict,
 
     /// Write the full report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
@@ -288,7 +320,9 @@ impl MigrateArgs {
             batch_size: self.batch_size as usize,
             build_vector_index: !self.no_vector_index,
             backup: self.backup,
+            backup_table: self.backup_table.clone(),
             backup_file: self.backup_file.clone(),
+            ignore_extra_columns: self.ignore_extra_columns,
             drop_old_table: self.drop_old_table,
             allow_quarantined: self.allow_quarantined,
             rollback: self.rollback,
@@ -296,6 +330,10 @@ impl MigrateArgs {
             max_retries: self.max_retries,
             online: self.online,
             request_timeout: std::time::Duration::from_secs(self.timeout),
+            on_conflict: match self.on_conflict {
+                OnConflict::Target => memory_storage_turso::migration::ConflictPolicy::Target,
+                OnConflict::Legacy => memory_storage_turso::migration::ConflictPolicy::Legacy,
+            },
             vector_index: memory_storage_turso::schema::VectorIndexOptions {
                 compress_neighbors: self.compress_neighbors,
                 max_neighbors: self.max_neighbors,
@@ -304,6 +342,12 @@ impl MigrateArgs {
             ..Default::default()
         }
     }
+}
+
+fn parse_backup_table(s: &str) -> Result<String, String> {
+    memory_storage_turso::migration::backup::BackupTableName::parse(s)
+        .map(|name| name.as_str().to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_compression(s: &str) -> Result<memory_storage_turso::schema::NeighborCompression, String> {
@@ -362,6 +406,32 @@ mod tests {
         assert!(Cli::try_parse_from(["m", "--compress-neighbors", "float9"]).is_err());
         let cli = Cli::try_parse_from(["m", "--format", "json", "--dry-run"]).unwrap();
         assert_eq!(cli.global.format, Format::Json);
+    }
+
+    #[test]
+    fn backup_table_and_extra_columns_reach_the_options() {
+        let cli = Cli::try_parse_from([
+            "m",
+            "--execute",
+            "--backup",
+            "--backup-table",
+            "my_backup",
+            "--ignore-extra-columns",
+        ])
+        .unwrap();
+        let o = cli.migrate.options(&cli.global);
+        assert_eq!(o.backup_table.as_deref(), Some("my_backup"));
+        assert!(o.ignore_extra_columns);
+        let o = Cli::try_parse_from(["m", "--execute"]).unwrap();
+        let o = o.migrate.options(&o.global);
+        assert_eq!(o.backup_table, None);
+        assert!(!o.ignore_extra_columns);
+        for bad in ["1x", "embeddings_384", "a-b", "metadata"] {
+            assert!(
+                Cli::try_parse_from(["m", "--backup", "--backup-table", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -97,8 +97,15 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
     if let Some(b) = &report.backup {
         let _ = writeln!(
             out,
-            "  embeddings_backup {}: {} rows, checksum {}",
-            b.status, b.digest.rows, b.digest.checksum
+            "  {} {}: {} rows, checksum {}",
+            b.table, b.status, b.digest.rows, b.digest.checksum
+        );
+    }
+    if !report.extra_columns.is_empty() {
+        let _ = writeln!(
+            out,
+            "  not carried to the new tables (columns they lack): {}",
+            memory_storage_turso::migration::report::ExtraColumn::list(&report.extra_columns)
         );
     }
     let _ = writeln!(
@@ -228,6 +235,18 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
             );
         }
     }
+    if report.unsearchable_count > 0 {
+        let _ = writeln!(
+            out,
+            "\n  {} row(s) hold vectors that cosine search cannot rank (listed in the report), {} bit for bit",
+            report.unsearchable_count,
+            if report.mode == RunMode::DryRun {
+                "to be migrated"
+            } else {
+                "migrated"
+            }
+        );
+    }
     if let Some(v) = verification {
         let _ = writeln!(out);
         if v.passed {
@@ -315,8 +334,9 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
     if let Some(d) = &report.dropped_legacy {
         let _ = writeln!(
             out,
-            "\n  dropped `embeddings` after verifying every row; its {} rows are in embeddings_backup (checksum {}{})",
+            "\n  dropped `embeddings` after verifying every row; its {} rows are in {} (checksum {}{})",
             d.backup.rows,
+            d.backup_table,
             d.backup.checksum,
             if d.backup_refreshed { ", made now" } else { "" }
         );

@@ -9,12 +9,15 @@
 //!
 //! This file holds the entry points and the row-level checks; the JSON
 //! scanner lives in `decode/json.rs`, the `__compressed__:` payloads in
-//! `decode/compressed.rs` and the reasons in `decode/reason.rs`.
+//! `decode/compressed.rs`, the reasons in `decode/reason.rs`, and whether
+//! cosine search can rank a vector in `decode/norm.rs`.
 
 mod compressed;
 mod json;
+mod norm;
 mod reason;
 
+pub use norm::{cosine_searchable, Unsearchable};
 pub use reason::BadRowReason;
 
 /// The prefix that marks a compressed `embedding_data` payload.

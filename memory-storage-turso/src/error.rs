@@ -163,6 +163,36 @@ pub enum Error {
         holder: Option<crate::migration::lock::LockHolder>,
         waited_secs: u64,
     },
+    /// The backup table's name exists and is not a backup this migration
+    /// made and can still verify: it is never replaced or appended to.
+    #[error("a table (or other schema object) named `{table}` exists already and is not a backup this migration made and verified, so --backup (or --drop-old-table, which makes one) would overwrite it; nothing was written: choose a new table with --backup-table NAME, or rename `{table}` yourself")]
+    BackupTableExists { table: String },
+    /// `--backup-table` names a table the tool cannot use.
+    #[error("--backup-table {name:?} cannot be used: {reason}; choose a name of ASCII letters, digits and underscores (not starting with a digit, at most 64 characters) that is none of the tool's own tables")]
+    BackupTableNameInvalid { name: String, reason: &'static str },
+    /// The legacy table has columns the target tables do not: their values
+    /// would not be carried over.
+    #[error("the `embeddings` table has column(s) the new tables do not have, whose values would not be carried over: {}; nothing was written: copy what you need out of them, or run again with --ignore-extra-columns to migrate without them", crate::migration::report::ExtraColumn::list(columns))]
+    ExtraLegacyColumns {
+        columns: Vec<crate::migration::report::ExtraColumn>,
+    },
+}
+
+impl Error {
+    /// Whether this is a refusal: a safety rule stopped the run before an
+    /// unsafe step (nothing was lost; the report says what to do).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::DropRefused(_)
+                | Error::ChangedSinceVerification
+                | Error::BackupFileExists { .. }
+                | Error::IncompatibleTargetTable { .. }
+                | Error::LockHeld { .. }
+                | Error::BackupTableExists { .. }
+                | Error::ExtraLegacyColumns { .. }
+        )
+    }
 }
 
 /// Result with the library's [`Error`].

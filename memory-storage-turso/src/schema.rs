@@ -259,12 +259,47 @@ pub const QUARANTINE_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS embedding_mig
     recorded_at INTEGER NOT NULL
 )";
 
-/// The keys of every row this migration wrote, and where: a rollback removes
-/// exactly these, and a row whose legacy source was deleted is removed only
-/// when it is ours.
+/// The keys of every row this migration wrote, where, and the row's
+/// fingerprint as written ([`crate::migration::row::fingerprint`]): the
+/// migration owns exactly the rows listed here whose fingerprint still
+/// matches. A rollback removes only those, and a row the application
+/// changed since is never overwritten or deleted. (A NULL fingerprint comes
+/// from a ledger written before fingerprints were kept: trusted as ours.)
 pub const LEDGER_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS embedding_migration_ledger (
     embedding_id TEXT PRIMARY KEY NOT NULL,
-    target_table TEXT NOT NULL
+    target_table TEXT NOT NULL,
+    fingerprint INTEGER
+) WITHOUT ROWID";
+
+/// Target rows that `--on-conflict legacy` replaced with the legacy row,
+/// saved in the transaction that replaced them, so `--rollback` puts them
+/// back. Value columns have no declared type: each keeps its exact value.
+pub const DISPLACED_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS embedding_migration_displaced (
+    seq INTEGER PRIMARY KEY,
+    target_table TEXT NOT NULL,
+    embedding_id NOT NULL,
+    item_id,
+    item_type,
+    embedding_data,
+    embedding_vector,
+    dimension,
+    model,
+    created_at,
+    displaced_at INTEGER NOT NULL
+)";
+
+/// The conflicts the last verification found: target rows this migration
+/// does not own (or that changed since it wrote them) holding a key of the
+/// legacy table with other values. Rewritten by every execute run, read by
+/// `--status`.
+pub const CONFLICTS_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS embedding_migration_conflicts (
+    embedding_id NOT NULL,
+    target_table TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    newer TEXT NOT NULL,
+    legacy_fingerprint INTEGER,
+    target_fingerprint INTEGER,
+    PRIMARY KEY (embedding_id, target_table)
 ) WITHOUT ROWID";
 
 /// One row naming the process that runs the migration now.
@@ -291,6 +326,11 @@ pub const INDEX_PROGRESS_TABLE_SQL: &str =
     target_table TEXT PRIMARY KEY NOT NULL,
     last_rowid INTEGER NOT NULL
 )";
+
+/// Name of the table of displaced target rows.
+pub const DISPLACED_TABLE: &str = "embedding_migration_displaced";
+/// Name of the table of conflicts found by the last verification.
+pub const CONFLICTS_TABLE: &str = "embedding_migration_conflicts";
 
 /// Name of the index-build progress table.
 pub const INDEX_PROGRESS_TABLE: &str = "embedding_migration_index_progress";
@@ -328,6 +368,20 @@ pub async fn create_target_tables(conn: &Connection) -> Result<()> {
         conn.execute(sql, ())
             .await
             .db_context(|| "creating the migration bookkeeping tables".to_string())?;
+    }
+    // A ledger written before fingerprints were kept gains the column; its
+    // rows keep NULL (trusted as the migration's own).
+    if !table_columns(conn, LEDGER_TABLE)
+        .await?
+        .iter()
+        .any(|c| c == "fingerprint")
+    {
+        conn.execute(
+            &format!("ALTER TABLE {LEDGER_TABLE} ADD COLUMN fingerprint INTEGER"),
+            (),
+        )
+        .await
+        .db_context(|| "adding the fingerprint column to the ledger".to_string())?;
     }
     Ok(())
 }

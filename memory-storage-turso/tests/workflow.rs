@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use libsql::Value;
+use memory_storage_turso::migration::report::ConflictKind;
 use memory_storage_turso::migration::{run_migration, MigrationOptions, NoopObserver, RunMode};
 use memory_storage_turso::sample::{encode_json, insert_legacy_rows, LegacyRow};
 
@@ -137,8 +138,12 @@ async fn rows_written_after_a_finished_run_are_picked_up_and_changes_repaired() 
     assert_migrated_exactly(&t.conn, &bad_ids(&summary), true).await;
 }
 
+/// Verification tells apart a row this migration wrote wrong (a failure,
+/// repaired) from one the application changed after it was written, or a
+/// row the migration never wrote (conflicts: reported, never a failure,
+/// never repaired or deleted).
 #[tokio::test]
-async fn verify_reports_tampered_orphaned_and_misplaced_rows() {
+async fn verify_tells_our_wrong_rows_from_the_applications_rows() {
     let (t, summary) = TestDb::sample(&small_spec(400, 11)).await;
     run_migration(&t.conn, &execute(1000), &NoopObserver)
         .await
@@ -149,19 +154,49 @@ async fn verify_reports_tampered_orphaned_and_misplaced_rows() {
     assert!(clean.verification.unwrap().passed);
 
     let rows384 = read_table(&t.conn, "embeddings_384", true).await;
-    let (tampered, _) = rows384.iter().next().unwrap();
-    // Flip the sign bit of one float.
-    let libsql::Value::Blob(mut bytes) = rows384.values().next().unwrap()[4].clone() else {
-        panic!("vector is not a blob")
+    let mut ids = rows384.keys();
+    let (changed_by_app, written_wrong, elsewhere) = (
+        ids.next().unwrap().clone(),
+        ids.next().unwrap().clone(),
+        ids.next().unwrap().clone(),
+    );
+    let flipped = |id: &str| {
+        let libsql::Value::Blob(mut bytes) = rows384[id][4].clone() else {
+            panic!("vector is not a blob")
+        };
+        bytes[7] ^= 0x80; // the sign bit of one float
+        bytes
     };
-    bytes[7] ^= 0x80;
+    // The application writes over a migrated row.
     t.conn
         .execute(
             "UPDATE embeddings_384 SET embedding_vector = ?1 WHERE embedding_id = ?2",
-            libsql::params![bytes, tampered.as_str()],
+            libsql::params![flipped(&changed_by_app), changed_by_app.as_str()],
         )
         .await
         .unwrap();
+    // A row the migration wrote wrong: the ledger says it wrote exactly
+    // what is there.
+    let wrong = flipped(&written_wrong);
+    t.conn
+        .execute(
+            "UPDATE embeddings_384 SET embedding_vector = ?1 WHERE embedding_id = ?2",
+            libsql::params![wrong.clone(), written_wrong.as_str()],
+        )
+        .await
+        .unwrap();
+    let mut as_written = rows384[&written_wrong].clone();
+    as_written[4] = libsql::Value::Blob(wrong);
+    let values: Vec<&libsql::Value> = as_written.iter().collect();
+    let fp = memory_storage_turso::migration::row::fingerprint(values.try_into().unwrap());
+    t.conn
+        .execute(
+            "UPDATE embedding_migration_ledger SET fingerprint = ?1 WHERE embedding_id = ?2",
+            libsql::params![fp, written_wrong.as_str()],
+        )
+        .await
+        .unwrap();
+    // A row nobody migrated, in a table its dimension does not belong to.
     t.conn
         .execute(
             "INSERT INTO embeddings_other SELECT 'orphan-id', item_id, item_type, embedding_data, embedding_vector, dimension, model, created_at FROM embeddings_384 LIMIT 1",
@@ -169,11 +204,11 @@ async fn verify_reports_tampered_orphaned_and_misplaced_rows() {
         )
         .await
         .unwrap();
-    let (misplaced, row) = rows384.iter().nth(1).unwrap();
+    // The application's copy of a migrated key in another table.
     t.conn
         .execute(
             "INSERT INTO embeddings_1024 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            row.clone(),
+            rows384[&elsewhere].clone(),
         )
         .await
         .unwrap();
@@ -183,33 +218,66 @@ async fn verify_reports_tampered_orphaned_and_misplaced_rows() {
         .unwrap();
     let v = report.verification.unwrap();
     assert!(!v.passed);
-    assert_eq!(v.discrepancy_count, 3, "{:?}", v.discrepancies);
+    assert_eq!(v.discrepancy_count, 2, "{:?}", v.discrepancies);
     let find = |id: &str| {
         v.discrepancies
             .iter()
             .find(|d| d.embedding_id == id)
             .unwrap()
     };
-    assert_eq!(find(tampered).kind, "differs");
-    assert!(find(tampered).detail.contains("embedding_vector"));
+    assert_eq!(find(&written_wrong).kind, "differs");
+    assert!(find(&written_wrong).detail.contains("embedding_vector"));
     assert_eq!(find("orphan-id").kind, "orphan");
-    assert_eq!(find(misplaced).kind, "misplaced");
+    assert_eq!(report.conflict_count, 2, "{:?}", report.conflicts);
+    let conflict = |id: &str| report.conflicts.iter().find(|c| c.embedding_id == id).unwrap();
     assert_eq!(
-        v.tables["embeddings_other"].actual,
-        v.tables["embeddings_other"].expected + 1
+        conflict(&changed_by_app).kind,
+        ConflictKind::ChangedSinceWritten
     );
+    assert_eq!(conflict(&changed_by_app).table, "embeddings_384");
+    assert_eq!(conflict(&changed_by_app).differs_in, ["embedding_vector"]);
+    assert_eq!(
+        conflict(&elsewhere).kind,
+        ConflictKind::NotWrittenByMigration
+    );
+    assert_eq!(conflict(&elsewhere).table, "embeddings_1024");
 
-    // Execute repairs what is repairable; the orphan is reported, never deleted.
+    // Execute repairs its own wrong row; the application's rows and the
+    // orphan are left exactly as they are.
     let fixed = run_migration(&t.conn, &execute(1000), &NoopObserver)
         .await
         .unwrap();
     let v = fixed.verification.unwrap();
     assert_eq!(v.discrepancy_count, 1, "{:?}", v.discrepancies);
     assert_eq!(v.discrepancies[0].embedding_id, "orphan-id");
+    assert_eq!(fixed.conflict_count, 2);
+    let now = read_table(&t.conn, "embeddings_384", true).await;
+    assert_eq!(now[&written_wrong], rows384[&written_wrong], "repaired");
+    assert_eq!(
+        now[&changed_by_app][4],
+        libsql::Value::Blob(flipped(&changed_by_app)),
+        "the application's write is kept"
+    );
+    let in_1024 = read_table(&t.conn, "embeddings_1024", true).await;
+    assert_eq!(in_1024[&elsewhere], rows384[&elsewhere]);
     t.conn
         .execute(
             "DELETE FROM embeddings_other WHERE embedding_id = 'orphan-id'",
             (),
+        )
+        .await
+        .unwrap();
+    t.conn
+        .execute(
+            "DELETE FROM embeddings_1024 WHERE embedding_id = ?1",
+            [elsewhere.as_str()],
+        )
+        .await
+        .unwrap();
+    t.conn
+        .execute(
+            "UPDATE embeddings_384 SET embedding_vector = ?1 WHERE embedding_id = ?2",
+            libsql::params![rows384[&changed_by_app][4].clone(), changed_by_app.as_str()],
         )
         .await
         .unwrap();

@@ -134,6 +134,19 @@ pub enum BadRowReason {
         /// The database's message.
         detail: String,
     },
+    /// Several legacy rows share this `embedding_id` (a table without a
+    /// primary key): none can be told to be the right one.
+    #[error("{rows} rows of the legacy table share this embedding_id; none is migrated until only one is left")]
+    DuplicateKey {
+        /// How many rows share the id.
+        rows: u64,
+    },
+    /// The `embedding_id` is NULL (a table without `NOT NULL`): the row
+    /// has no key to be found by.
+    #[error(
+        "the embedding_id is NULL: the row has no key, so it cannot be migrated (give it an id)"
+    )]
+    NullKey,
 }
 
 impl BadRowReason {
@@ -159,6 +172,8 @@ impl BadRowReason {
             Self::NullColumn { .. } => "null_column",
             Self::Rejected { .. } => "rejected_by_database",
             Self::InvalidUtf8 { .. } => "invalid_utf8",
+            Self::DuplicateKey { .. } => "duplicate_embedding_id",
+            Self::NullKey => "null_embedding_id",
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::compare::Finding;
+use super::compare::{Finding, Ownership};
 use super::observer::Observer;
 use super::retry::{backoff, classify_error, ErrorClass};
 use super::row::Key;
@@ -13,6 +13,20 @@ use crate::error::{Error, Result};
 /// Rows the database refused during this run, with the reason.
 pub type Rejected = BTreeMap<Key, BadRowReason>;
 
+/// What wins when a target row the migration does not own holds a key of
+/// the legacy table with other values (a conflict).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicy {
+    /// The target row: it is the application's newer write; the legacy
+    /// row counts as settled by it. Nothing is written for the key.
+    #[default]
+    Target,
+    /// The legacy row: the target row is saved in the migration's own
+    /// table first (so `--rollback` puts it back), then overwritten.
+    Legacy,
+}
+
 /// Turns the findings of rows the database refused into bad rows.
 pub fn with_rejections(findings: Vec<Finding>, rejected: &Rejected) -> Vec<Finding> {
     if rejected.is_empty() {
@@ -22,16 +36,22 @@ pub fn with_rejections(findings: Vec<Finding>, rejected: &Rejected) -> Vec<Findi
         .into_iter()
         .map(|f| match f {
             Finding::Valid(v) if rejected.contains_key(&v.row.key) => {
-                let mut in_targets = v.misplaced.clone();
-                if v.in_place.is_some() {
-                    in_targets.push(v.table);
+                let mut ours_in = v.misplaced.clone();
+                if v.in_place_owner == Some(Ownership::Ours) {
+                    ours_in.push(v.table);
+                }
+                let mut theirs_in: Vec<_> = v.foreign.iter().map(|h| h.table).collect();
+                if v.in_place_owner.is_some_and(|o| o != Ownership::Ours)
+                    && !theirs_in.contains(&v.table)
+                {
+                    theirs_in.push(v.table);
                 }
                 Finding::Bad {
                     reason: rejected[&v.row.key].clone(),
                     row: v.row,
-                    in_targets,
+                    ours_in,
+                    theirs_in,
                     quarantined: v.quarantined,
-                    ours: None,
                 }
             }
             other => other,
@@ -103,21 +123,24 @@ pub struct Applied {
     pub removed: u64,
 }
 
-/// Whether a window's findings call for any write at all.
-pub fn needs_writes(findings: &[Finding]) -> bool {
-    findings.iter().any(|f| match f {
+/// Whether one finding calls for a write under `policy`.
+pub fn needs_write(f: &Finding, policy: ConflictPolicy) -> bool {
+    match f {
+        Finding::Valid(v) if v.is_conflict() => v.quarantined || policy == ConflictPolicy::Legacy,
         Finding::Valid(v) => !v.is_done() || v.quarantined,
         Finding::Bad {
             quarantined,
-            ours,
-            in_targets,
+            ours_in,
             ..
-        } => !quarantined || ours.is_some_and(|t| in_targets.contains(&t)),
+        } => !quarantined || !ours_in.is_empty(),
         Finding::Stale { .. } => true,
-        Finding::Orphan { ours, tables, .. } => {
-            ours.is_some_and(|t| tables.iter().any(|(held, _)| *held == t))
-        }
-    })
+        Finding::Orphan { tables, .. } => tables.iter().any(|h| h.owner == Ownership::Ours),
+    }
+}
+
+/// Whether a window's findings call for any write at all.
+pub fn needs_writes(findings: &[Finding], policy: ConflictPolicy) -> bool {
+    findings.iter().any(|f| needs_write(f, policy))
 }
 
 /// Writes what `findings` need, inside the writer's open transaction.
@@ -130,13 +153,28 @@ pub async fn apply(
     quarantine: Quarantine,
     observer: &dyn Observer,
 ) -> Result<Applied> {
+    let policy = writer.policy();
     let mut applied = Applied::default();
     for finding in findings {
         match finding {
+            Finding::Valid(v) if v.is_conflict() && policy == ConflictPolicy::Target => {
+                // The target row wins: the legacy row is settled by it.
+                if v.quarantined {
+                    writer.unquarantine(&v.row.key).await?;
+                }
+            }
             Finding::Valid(v) => {
                 let done = v.is_done();
                 if v.quarantined {
                     writer.unquarantine(&v.row.key).await?;
+                }
+                // `--on-conflict legacy`: each row in the way is saved, in
+                // this transaction, before it is replaced or removed.
+                for held in &v.foreign {
+                    writer.displace(held.table, &held.row).await?;
+                    if held.table != v.table {
+                        writer.delete(held.table, &v.row.key).await?;
+                    }
                 }
                 for table in &v.misplaced {
                     writer.delete(*table, &v.row.key).await?;
@@ -154,11 +192,11 @@ pub async fn apply(
                 row,
                 reason,
                 quarantined,
-                ours,
-                in_targets,
+                ours_in,
+                ..
             } => {
                 applied.bad += 1;
-                if let Some(t) = ours.filter(|t| in_targets.contains(t)) {
+                for t in ours_in {
                     writer.delete(t, &row.key).await?;
                     applied.removed += 1;
                 }
@@ -181,9 +219,9 @@ pub async fn apply(
                     writer.forget(&key).await?;
                 }
             }
-            Finding::Orphan { key, tables, ours } => {
-                if let Some(t) = ours.filter(|t| tables.iter().any(|(held, _)| held == t)) {
-                    writer.delete(t, &key).await?;
+            Finding::Orphan { key, tables } => {
+                for held in tables.iter().filter(|h| h.owner == Ownership::Ours) {
+                    writer.delete(held.table, &key).await?;
                     applied.removed += 1;
                 }
             }

@@ -1,6 +1,14 @@
-//! The safety copies: `embeddings_backup` (same schema, same rows, verified
-//! by count and a checksum over every row) and, for a local file, a
-//! consistent copy of the whole database (`VACUUM INTO`).
+//! The safety copies: the backup table (`embeddings_backup` or the one
+//! `--backup-table` names; same schema, same rows, verified by count and a
+//! checksum over every row) and, for a local file, a consistent copy of the
+//! whole database (`VACUUM INTO`). A table of the backup's name that the
+//! migration did not make is never replaced or appended to ([`owner`]).
+
+mod name;
+pub mod owner;
+
+pub use name::BackupTableName;
+pub use owner::{check_backup_table, recorded_name, resolve_name, BackupState};
 
 use std::path::Path;
 
@@ -12,7 +20,7 @@ use super::metadata;
 use super::row::Key;
 use super::scan::{read_rows, Limits};
 use crate::error::{DbContext, Error, Result};
-use crate::schema::{table_columns, BACKUP_TABLE, LEGACY_TABLE};
+use crate::schema::{table_columns, LEGACY_TABLE};
 
 /// Row count and order-sensitive checksum of a table's rows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,10 +70,22 @@ pub fn hash_row(h: &mut Xxh3, r: &super::row::EmbeddingRow) {
     }
 }
 
-/// Reads every row of a legacy-shaped table (`embeddings` or its backup)
-/// in key order and digests it. Memory stays flat (keyset pages).
+/// Reads every row of a legacy-shaped table (`embeddings` or
+/// `embeddings_backup`) in key order and digests it. Memory stays flat
+/// (keyset pages).
 pub async fn digest(conn: &Connection, table: &'static str) -> Result<TableDigest> {
-    let has_vector = table_columns(conn, table)
+    digest_of(conn, table, table).await
+}
+
+/// [`digest`] of a backup table.
+pub async fn digest_backup(conn: &Connection, table: &BackupTableName) -> Result<TableDigest> {
+    digest_of(conn, table.as_str(), &table.quoted()).await
+}
+
+/// `name` is the table's bare name (a constant or a checked backup name),
+/// `sql` how statements refer to it.
+async fn digest_of(conn: &Connection, name: &str, sql: &str) -> Result<TableDigest> {
+    let has_vector = table_columns(conn, name)
         .await?
         .iter()
         .any(|c| c == "embedding_vector");
@@ -83,7 +103,7 @@ pub async fn digest(conn: &Connection, table: &'static str) -> Result<TableDiges
     };
     loop {
         let (page, cut) =
-            read_rows(conn, table, vector_col, after.as_ref(), None, Some(limits)).await?;
+            read_rows(conn, sql, vector_col, after.as_ref(), None, Some(limits)).await?;
         for r in &page {
             hash_row(&mut h, r);
         }
@@ -100,7 +120,7 @@ pub async fn digest(conn: &Connection, table: &'static str) -> Result<TableDiges
 }
 
 /// `CREATE TABLE <name> (…)` with the columns and constraints of the
-/// legacy table as it was created.
+/// legacy table as it was created (`name` as SQL refers to it).
 fn create_like(legacy_sql: &str, name: &str) -> Option<String> {
     let open = legacy_sql.find('(')?;
     Some(format!("CREATE TABLE {name} {}", &legacy_sql[open..]))
@@ -128,39 +148,53 @@ pub async fn legacy_schema(conn: &Connection) -> Result<Vec<String>> {
 pub struct BackupReport {
     /// `created`, `verified` (an earlier backup, still intact) or `refreshed`.
     pub status: String,
+    /// The backup table.
+    pub table: String,
     pub digest: TableDigest,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
 }
 
-/// Makes (or re-makes) `embeddings_backup` inside the caller's write
-/// transaction and proves it equal to the legacy table. Records its digest
-/// and the legacy schema in `metadata`.
-pub async fn make_backup_table(conn: &Connection) -> Result<TableDigest> {
-    let ctx = || format!("copying {LEGACY_TABLE} to {BACKUP_TABLE}");
+/// Makes (or re-makes) the backup table `name` inside the caller's write
+/// transaction and proves it equal to the legacy table. `state` is what
+/// [`check_backup_table`] found in that same transaction: only the
+/// migration's own backup is replaced, and a missing one is created with a
+/// plain `CREATE TABLE`, which fails rather than touch a table that
+/// appeared since. Records its name, digest and the legacy schema in
+/// `metadata`.
+pub async fn make_backup_table(
+    conn: &Connection,
+    name: &BackupTableName,
+    state: &BackupState,
+) -> Result<TableDigest> {
+    let quoted = name.quoted();
+    let ctx = || format!("copying {LEGACY_TABLE} to {name}");
     let schema = legacy_schema(conn).await?;
     let table_sql = schema
         .first()
-        .and_then(|sql| create_like(sql, BACKUP_TABLE))
+        .and_then(|sql| create_like(sql, &quoted))
         .ok_or(Error::MissingLegacyTable)?;
-    conn.execute(&format!("DROP TABLE IF EXISTS {BACKUP_TABLE}"), ())
-        .await
-        .db_context(ctx)?;
+    if let BackupState::Own(_) = state {
+        conn.execute(&format!("DROP TABLE {quoted}"), ())
+            .await
+            .db_context(ctx)?;
+    }
     conn.execute(&table_sql, ()).await.db_context(ctx)?;
     conn.execute(
-        &format!("INSERT INTO {BACKUP_TABLE} SELECT * FROM {LEGACY_TABLE}"),
+        &format!("INSERT INTO {quoted} SELECT * FROM {LEGACY_TABLE}"),
         (),
     )
     .await
     .db_context(ctx)?;
     let original = digest(conn, LEGACY_TABLE).await?;
-    let copy = digest(conn, BACKUP_TABLE).await?;
+    let copy = digest_backup(conn, name).await?;
     if original != copy {
         return Err(Error::BackupMismatch {
             expected: original,
             found: copy,
         });
     }
+    metadata::set(conn, metadata::BACKUP_TABLE_NAME, name.as_str()).await?;
     metadata::set(conn, metadata::BACKUP_ROWS, &copy.rows.to_string()).await?;
     metadata::set(conn, metadata::BACKUP_CHECKSUM, &copy.checksum).await?;
     metadata::set(
@@ -182,15 +216,16 @@ pub async fn recorded_digest(conn: &Connection) -> Result<Option<TableDigest>> {
     })
 }
 
-/// Proves `embeddings_backup` still holds what was recorded when it was made.
-pub async fn verify_backup_table(conn: &Connection) -> Result<TableDigest> {
+/// Proves the backup table `name` still holds what was recorded when it
+/// was made.
+pub async fn verify_backup_table(conn: &Connection, name: &BackupTableName) -> Result<TableDigest> {
     let Some(expected) = recorded_digest(conn).await? else {
         return Err(Error::BackupUnverifiable);
     };
-    if !crate::schema::object_exists(conn, BACKUP_TABLE).await? {
+    if !crate::schema::object_exists(conn, name.as_str()).await? {
         return Err(Error::BackupUnverifiable);
     }
-    let found = digest(conn, BACKUP_TABLE).await?;
+    let found = digest_backup(conn, name).await?;
     if found != expected {
         return Err(Error::BackupMismatch { expected, found });
     }
@@ -220,8 +255,8 @@ mod tests {
     fn the_backup_table_copies_the_legacy_columns_and_constraints() {
         let sql = "CREATE TABLE IF NOT EXISTS embeddings (\n    embedding_id TEXT PRIMARY KEY NOT NULL,\n    x INTEGER NOT NULL DEFAULT (strftime('%s', 'now'))\n)";
         assert_eq!(
-            create_like(sql, "embeddings_backup").unwrap(),
-            "CREATE TABLE embeddings_backup (\n    embedding_id TEXT PRIMARY KEY NOT NULL,\n    x INTEGER NOT NULL DEFAULT (strftime('%s', 'now'))\n)"
+            create_like(sql, "\"embeddings_backup\"").unwrap(),
+            "CREATE TABLE \"embeddings_backup\" (\n    embedding_id TEXT PRIMARY KEY NOT NULL,\n    x INTEGER NOT NULL DEFAULT (strftime('%s', 'now'))\n)"
         );
         assert_eq!(
             create_like("CREATE TABLE \"embeddings\"(a)", "b").unwrap(),

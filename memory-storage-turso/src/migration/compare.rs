@@ -3,10 +3,34 @@
 
 use libsql::Value;
 
+use super::report::{fingerprint_hex, Conflict, ConflictKind, Newer};
 use super::row::{same_value, type_name, EmbeddingRow, Key};
-use super::scan::Window;
+use super::scan::{LedgerEntry, Window};
 use crate::decode::{validate_row, BadRowReason};
 use crate::schema::{route, TargetTable};
+
+/// Whether this migration owns a target row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// The ledger lists it in this table and its fingerprint still matches
+    /// what the migration wrote: the migration may rewrite or remove it.
+    Ours,
+    /// The migration wrote it, but it changed since (the application wrote
+    /// over it): never overwritten or deleted without `--on-conflict legacy`.
+    Changed,
+    /// The migration never wrote it (it was there before, or the
+    /// application wrote it): never overwritten or deleted without
+    /// `--on-conflict legacy`.
+    Theirs,
+}
+
+/// A target row holding a key, and who owns it.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub table: TargetTable,
+    pub row: EmbeddingRow,
+    pub owner: Ownership,
+}
 
 /// The verdict on one key of a window.
 #[derive(Debug)]
@@ -17,21 +41,16 @@ pub enum Finding {
     Bad {
         row: EmbeddingRow,
         reason: BadRowReason,
-        /// Target tables that nonetheless hold this key (an older copy).
-        in_targets: Vec<TargetTable>,
+        /// Target tables holding this migration's own copy of the key (an
+        /// older version): removed by an execute run.
+        ours_in: Vec<TargetTable>,
+        /// Target tables holding a copy that is not the migration's: kept.
+        theirs_in: Vec<TargetTable>,
         /// Already in the quarantine record.
         quarantined: bool,
-        /// The table this migration wrote the key to, per the ledger.
-        ours: Option<TargetTable>,
     },
     /// Target rows whose key has no legacy row.
-    Orphan {
-        key: Key,
-        tables: Vec<(TargetTable, EmbeddingRow)>,
-        /// The table this migration wrote the key to (its legacy row was
-        /// deleted since), per the ledger.
-        ours: Option<TargetTable>,
-    },
+    Orphan { key: Key, tables: Vec<Held> },
     /// Bookkeeping for a key that no table holds any more.
     Stale {
         key: Key,
@@ -50,8 +69,15 @@ pub struct ValidRow {
     /// `None`: absent from its table; `Some([])`: identical there;
     /// `Some(columns)`: present but these columns differ.
     pub in_place: Option<Vec<&'static str>>,
-    /// Other target tables that also hold this key (must not).
+    /// Who owns the row in `table`, when there is one.
+    pub in_place_owner: Option<Ownership>,
+    /// Other target tables holding the migration's own copy of this key
+    /// (must not: removed).
     pub misplaced: Vec<TargetTable>,
+    /// Target rows holding this key that the migration does not own and
+    /// that differ from the legacy row (or sit in another table): a
+    /// conflict. Never overwritten or deleted unless `--on-conflict legacy`.
+    pub foreign: Vec<Held>,
     /// The key is in the quarantine record (from an earlier bad version).
     pub quarantined: bool,
 }
@@ -59,7 +85,46 @@ pub struct ValidRow {
 impl ValidRow {
     /// Whether the target tables already hold exactly this row, once.
     pub fn is_done(&self) -> bool {
-        matches!(&self.in_place, Some(c) if c.is_empty()) && self.misplaced.is_empty()
+        matches!(&self.in_place, Some(c) if c.is_empty())
+            && self.misplaced.is_empty()
+            && self.foreign.is_empty()
+    }
+
+    /// Whether a row the migration does not own stands in the way.
+    pub fn is_conflict(&self) -> bool {
+        !self.foreign.is_empty()
+    }
+
+    /// The conflicts this row meets, as the report lists them.
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        let legacy_fingerprint = fingerprint_hex(self.fingerprint());
+        self.foreign
+            .iter()
+            .map(|h| Conflict {
+                embedding_id: self.row.key.to_string(),
+                table: h.table.name().to_string(),
+                kind: match h.owner {
+                    Ownership::Changed => ConflictKind::ChangedSinceWritten,
+                    _ => ConflictKind::NotWrittenByMigration,
+                },
+                newer: Newer::of(self.row.created_at_secs(), h.row.created_at_secs()),
+                legacy_fingerprint: legacy_fingerprint.clone(),
+                target_fingerprint: fingerprint_hex(h.row.fingerprint()),
+                differs_in: if h.table == self.table {
+                    differing_columns(&self.row, &self.vector, &h.row)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect()
+    }
+
+    /// The fingerprint of the row as the migration writes it.
+    pub fn fingerprint(&self) -> i64 {
+        self.row.fingerprint_with_vector(&self.vector)
     }
 }
 
@@ -158,6 +223,17 @@ pub fn differing_columns(
     diff
 }
 
+/// Who owns `row`, held in `table`, given the ledger's entry for its key.
+fn owner(table: TargetTable, row: &EmbeddingRow, ledger: Option<&LedgerEntry>) -> Ownership {
+    match ledger {
+        Some(e) if e.table == table.name() => match e.fingerprint {
+            Some(f) if f != row.fingerprint() => Ownership::Changed,
+            _ => Ownership::Ours,
+        },
+        _ => Ownership::Theirs,
+    }
+}
+
 /// Walks a window in key order and judges every key.
 pub fn judge(window: Window) -> Vec<Finding> {
     let Window {
@@ -193,26 +269,38 @@ pub fn judge(window: Window) -> Vec<Finding> {
                 next = Some(q.clone());
             }
         }
-        if let Some((l, _)) = ledger.peek() {
-            if next.as_ref().is_none_or(|k| l < k) {
-                next = Some(l.clone());
+        if let Some(l) = ledger.peek() {
+            if next.as_ref().is_none_or(|k| &l.key < k) {
+                next = Some(l.key.clone());
             }
         }
         let Some(key) = next else { break };
         let legacy_row = legacy.next_if(|r| r.key == key);
+        let mut sharing = 0u64;
+        while legacy.next_if(|r| r.key == key).is_some() {
+            sharing += 1;
+        }
+        let ledgered = ledger.next_if(|l| l.key == key);
         let mut present = Vec::new();
         for (table, rows) in targets.iter_mut() {
             if let Some(r) = rows.next_if(|r| r.key == key) {
-                present.push((*table, r));
+                let owner = owner(*table, &r, ledgered.as_ref());
+                present.push(Held {
+                    table: *table,
+                    row: r,
+                    owner,
+                });
             }
         }
         let is_quarantined = quarantined.next_if(|q| *q == key).is_some();
-        let ledgered = ledger.next_if(|(l, _)| *l == key);
-        let ours = ledgered
-            .as_ref()
-            .and_then(|(_, t)| TargetTable::from_name(t));
         out.push(match legacy_row {
-            Some(row) => judge_legacy(row, present, is_quarantined, ours),
+            Some(row) if sharing > 0 => bad(
+                row,
+                BadRowReason::DuplicateKey { rows: sharing + 1 },
+                present,
+                is_quarantined,
+            ),
+            Some(row) => judge_legacy(row, present, is_quarantined),
             None if present.is_empty() => Finding::Stale {
                 key,
                 quarantined: is_quarantined,
@@ -221,35 +309,45 @@ pub fn judge(window: Window) -> Vec<Finding> {
             None => Finding::Orphan {
                 key,
                 tables: present,
-                ours,
             },
         });
     }
     out
 }
 
-fn judge_legacy(
-    row: EmbeddingRow,
-    present: Vec<(TargetTable, EmbeddingRow)>,
-    quarantined: bool,
-    ours: Option<TargetTable>,
-) -> Finding {
+fn bad(row: EmbeddingRow, reason: BadRowReason, present: Vec<Held>, quarantined: bool) -> Finding {
+    let (ours, theirs): (Vec<Held>, Vec<Held>) = present
+        .into_iter()
+        .partition(|h| h.owner == Ownership::Ours);
+    Finding::Bad {
+        row,
+        reason,
+        ours_in: ours.into_iter().map(|h| h.table).collect(),
+        theirs_in: theirs.into_iter().map(|h| h.table).collect(),
+        quarantined,
+    }
+}
+
+fn judge_legacy(row: EmbeddingRow, present: Vec<Held>, quarantined: bool) -> Finding {
     match check_legacy_row(&row) {
-        Err(reason) => Finding::Bad {
-            row,
-            reason,
-            in_targets: present.into_iter().map(|(t, _)| t).collect(),
-            quarantined,
-            ours,
-        },
+        Err(reason) => bad(row, reason, present, quarantined),
         Ok((table, vector)) => {
             let mut in_place = None;
+            let mut in_place_owner = None;
             let mut misplaced = Vec::new();
-            for (t, target) in &present {
-                if *t == table {
-                    in_place = Some(differing_columns(&row, &vector, target));
+            let mut foreign = Vec::new();
+            for held in present {
+                if held.table == table {
+                    let diff = differing_columns(&row, &vector, &held.row);
+                    in_place_owner = Some(held.owner);
+                    if !diff.is_empty() && held.owner != Ownership::Ours {
+                        foreign.push(held);
+                    }
+                    in_place = Some(diff);
+                } else if held.owner == Ownership::Ours {
+                    misplaced.push(held.table);
                 } else {
-                    misplaced.push(*t);
+                    foreign.push(held);
                 }
             }
             Finding::Valid(ValidRow {
@@ -257,7 +355,9 @@ fn judge_legacy(
                 table,
                 vector,
                 in_place,
+                in_place_owner,
                 misplaced,
+                foreign,
                 quarantined,
             })
         }
@@ -281,6 +381,80 @@ mod tests {
             created_at: Value::Integer(1_700_000_000),
             invalid_utf8: 0,
         }
+    }
+
+    fn entry(id: &str, table: &str, fingerprint: Option<i64>) -> LedgerEntry {
+        LedgerEntry {
+            key: Key(Value::Text(id.into())),
+            table: table.into(),
+            fingerprint,
+        }
+    }
+
+    /// The ledger's fingerprint tells the migration's own row from one the
+    /// application wrote over, and a row it never wrote is never its own.
+    #[test]
+    fn ownership_follows_the_ledger_fingerprint() {
+        let v = vec![1.0f32, 2.0, 3.0];
+        let a = legacy("a", &v);
+        let written = migrated(&a, &v);
+        let fp = written.fingerprint();
+        let mut changed = written.clone();
+        changed.model = Value::Text("app-model".into());
+        let window = |target: EmbeddingRow, ledger: Vec<LedgerEntry>| Window {
+            legacy: vec![a.clone()],
+            targets: vec![(TargetTable::Other, vec![target])],
+            ledger,
+            ..Default::default()
+        };
+        let verdict = |w| match judge(w).pop() {
+            Some(Finding::Valid(v)) => v,
+            f => panic!("{f:?}"),
+        };
+        // Ours, unchanged, identical: done.
+        let v1 = verdict(window(
+            written.clone(),
+            vec![entry("a", "embeddings_other", Some(fp))],
+        ));
+        assert!(v1.is_done() && v1.in_place_owner == Some(Ownership::Ours));
+        // Ours once, changed by the application since: a conflict.
+        let v2 = verdict(window(
+            changed.clone(),
+            vec![entry("a", "embeddings_other", Some(fp))],
+        ));
+        assert!(v2.is_conflict() && v2.in_place_owner == Some(Ownership::Changed));
+        // Never written by the migration and different: a conflict.
+        let v3 = verdict(window(changed.clone(), vec![]));
+        assert!(v3.is_conflict() && v3.in_place_owner == Some(Ownership::Theirs));
+        // Never written by the migration but identical: settled, not ours.
+        let v4 = verdict(window(written.clone(), vec![]));
+        assert!(v4.is_done() && v4.in_place_owner == Some(Ownership::Theirs));
+        // Ours (the fingerprint matches what is there) but stale: repaired.
+        let v5 = verdict(window(
+            changed.clone(),
+            vec![entry("a", "embeddings_other", Some(changed.fingerprint()))],
+        ));
+        assert!(!v5.is_conflict() && !v5.is_done());
+        assert_eq!(v1.fingerprint(), fp);
+    }
+
+    #[test]
+    fn rows_sharing_a_key_are_bad_and_written_nowhere() {
+        let v = vec![1.0f32, 2.0, 3.0];
+        let window = Window {
+            legacy: vec![legacy("a", &v), legacy("a", &[1.0; 384]), legacy("b", &v)],
+            ..Default::default()
+        };
+        let findings = judge(window);
+        assert_eq!(findings.len(), 2);
+        assert!(matches!(
+            &findings[0],
+            Finding::Bad {
+                reason: BadRowReason::DuplicateKey { rows: 2 },
+                ..
+            }
+        ));
+        assert!(matches!(&findings[1], Finding::Valid(_)));
     }
 
     fn migrated(row: &EmbeddingRow, v: &[f32]) -> EmbeddingRow {
@@ -317,7 +491,10 @@ mod tests {
                 ),
             ],
             quarantined: vec![Key(Value::Text("e".into())), Key(Value::Text("y".into()))],
-            ledger: vec![(Key(Value::Text("z".into())), "embeddings_other".into())],
+            ledger: vec![
+                entry("d", "embeddings_other", None),
+                entry("z", "embeddings_other", None),
+            ],
             upper: None,
         };
         let findings = judge(window);
@@ -350,12 +527,13 @@ mod tests {
             Finding::Bad {
                 reason,
                 quarantined,
-                in_targets,
+                ours_in,
+                theirs_in,
                 ..
             } => {
                 assert!(matches!(reason, BadRowReason::DimensionMismatch { .. }));
                 assert!(quarantined);
-                assert!(in_targets.is_empty());
+                assert!(ours_in.is_empty() && theirs_in.is_empty());
             }
             f => panic!("{f:?}"),
         }
@@ -363,7 +541,7 @@ mod tests {
             matches!(&findings[5], Finding::Stale { key, quarantined: true, ledgered: false } if key.to_string() == "y")
         );
         assert!(
-            matches!(&findings[6], Finding::Orphan { key, ours: Some(TargetTable::Other), .. } if key.to_string() == "z")
+            matches!(&findings[6], Finding::Orphan { key, tables } if key.to_string() == "z" && tables[0].owner == Ownership::Ours)
         );
     }
 

@@ -4,49 +4,71 @@
 
 use libsql::Connection;
 
-use super::backup::{digest, make_backup_table, recorded_digest, TableDigest};
+use super::backup::{check_backup_table, digest, make_backup_table, BackupState};
+use super::backup::{BackupTableName, TableDigest};
 use super::metadata;
+use super::report::ExtraColumn;
 use super::write::{in_transaction, unix_now};
 use crate::error::{DbContext, Error, Result};
-use crate::schema::{object_exists, BACKUP_TABLE, LEGACY_TABLE};
+use crate::schema::{table_columns, LEGACY_TABLE};
 
 /// How the legacy table was dropped.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DropReport {
+    /// The backup table that holds every legacy row.
+    pub backup_table: String,
     /// The backup that holds every legacy row.
     pub backup: TableDigest,
     /// Whether the backup had to be (re)made inside the drop transaction.
     pub backup_refreshed: bool,
 }
 
+/// Why a drop is refused while extra legacy columns hold data.
+pub fn extra_columns_refusal(holding: &[ExtraColumn]) -> String {
+    format!(
+        "{} of `embeddings` are not carried to the new tables (--ignore-extra-columns), and dropping the table would lose their values: copy what you need out of them (or set them to NULL), then run again",
+        ExtraColumn::list(holding)
+    )
+}
+
 /// Drops `embeddings`. `verified` is the digest of the legacy table taken
 /// by this run's passing verification: the table must still hold exactly
-/// that (checked under the write lock), and `embeddings_backup` must hold
-/// it too (remade here when it does not).
-pub async fn drop_legacy(conn: &Connection, verified: &TableDigest) -> Result<DropReport> {
+/// that (checked under the write lock), its columns the new tables lack
+/// must hold no value, and the backup table `backup` must hold it too
+/// (made here when missing, re-made when it is the migration's own and
+/// stale; a table of that name the migration did not make is refused).
+pub async fn drop_legacy(
+    conn: &Connection,
+    verified: &TableDigest,
+    backup: &BackupTableName,
+) -> Result<DropReport> {
     let ctx = || format!("dropping {LEGACY_TABLE}");
     in_transaction(conn, "dropping the legacy table", async {
         let now = digest(conn, LEGACY_TABLE).await?;
         if &now != verified {
             return Err(Error::ChangedSinceVerification);
         }
-        let recorded = recorded_digest(conn).await?;
-        let mut refreshed = false;
-        let backup = if recorded.as_ref() == Some(verified)
-            && object_exists(conn, BACKUP_TABLE).await?
-            && digest(conn, BACKUP_TABLE).await? == *verified
-        {
-            verified.clone()
-        } else {
-            refreshed = true;
-            make_backup_table(conn).await?
+        let columns = table_columns(conn, LEGACY_TABLE).await?;
+        let holding: Vec<ExtraColumn> = super::extra_columns::find(conn, &columns)
+            .await?
+            .into_iter()
+            .filter(|c| c.rows_with_data > 0)
+            .collect();
+        if !holding.is_empty() {
+            return Err(Error::DropRefused(extra_columns_refusal(&holding)));
+        }
+        let state = check_backup_table(conn, backup).await?;
+        let (digest, refreshed) = match &state {
+            BackupState::Own(held) if held == verified => (held.clone(), false),
+            _ => (make_backup_table(conn, backup, &state).await?, true),
         };
         conn.execute(&format!("DROP TABLE {LEGACY_TABLE}"), ())
             .await
             .db_context(ctx)?;
         metadata::set(conn, metadata::LEGACY_DROPPED_AT, &unix_now().to_string()).await?;
         Ok(DropReport {
-            backup,
+            backup_table: backup.to_string(),
+            backup: digest,
             backup_refreshed: refreshed,
         })
     })

@@ -198,6 +198,39 @@ async fn swap(conn: &Connection, table: TargetTable) -> Result<()> {
     .await
 }
 
+/// Whether the resumable build may put a new table in `table`'s place:
+/// only when this migration created the table and nothing but its own
+/// objects hang on it. A table that was there before (the application's,
+/// with perhaps columns, indexes or triggers of its own) is never
+/// replaced: its index is built in place with one `CREATE INDEX`.
+async fn may_swap(conn: &Connection, table: TargetTable) -> Result<bool> {
+    let created = match super::prior::objects(conn).await? {
+        Some(before) => !before.contains(table.name()),
+        None => super::metadata::get(conn, super::metadata::CREATED_TABLES)
+            .await?
+            .and_then(|s| serde_json::from_str::<Vec<String>>(&s).ok())
+            .is_some_and(|c| c.iter().any(|n| n == table.name())),
+    };
+    if !created || crate::schema::table_columns(conn, table.name()).await? != COLUMNS {
+        return Ok(false);
+    }
+    let own = super::prior::own_object_names();
+    let ctx = || format!("listing the objects on {table}");
+    let mut rows = conn
+        .query(
+            "SELECT name FROM sqlite_master WHERE tbl_name = ?1 AND name <> ?1 AND name NOT LIKE 'sqlite_%'",
+            [table.name()],
+        )
+        .await
+        .db_context(ctx)?;
+    while let Some(row) = rows.next().await.db_context(ctx)? {
+        if !own.contains(&row.get::<String>(0).db_context(ctx)?) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Rows still to index in `table` (for progress totals).
 async fn rows_left(conn: &Connection, table: TargetTable, resuming: bool) -> Result<i64> {
     let last = if resuming {
@@ -254,6 +287,16 @@ pub async fn build_indexes(
             _ if report.interrupted || observer.stop_requested() => {
                 report.interrupted = true;
                 "stopped"
+            }
+            IndexState::Missing if !with_retries(max_retries, || may_swap(conn, table)).await? => {
+                with_retries(max_retries, || {
+                    crate::schema::create_vector_index_with(conn, table, index_options)
+                })
+                .await?;
+                let rows = rows_left(conn, table, false).await?;
+                done += rows.max(0) as u64;
+                observer.progress(Phase::VectorIndex, done);
+                "built"
             }
             state => {
                 let resumed = matches!(state, IndexState::Building);

@@ -19,6 +19,9 @@ pub const SCHEMA_VERSION: &str = "schema_version";
 pub const BACKUP_ROWS: &str = "embeddings_migration.backup_rows";
 /// Checksum of `embeddings_backup` when it was made.
 pub const BACKUP_CHECKSUM: &str = "embeddings_migration.backup_checksum";
+/// The name of the backup table the migration made (`--backup-table`);
+/// absent in a database an older version backed up to `embeddings_backup`.
+pub const BACKUP_TABLE_NAME: &str = "embeddings_migration.backup_table";
 /// The CREATE statements of the legacy table and its indexes (JSON list).
 pub const LEGACY_SCHEMA: &str = "embeddings_migration.legacy_schema";
 /// When the legacy table was dropped.
@@ -67,8 +70,8 @@ pub async fn get(conn: &Connection, key: &str) -> Result<Option<String>> {
     }
 }
 
-/// Removes every key the migration owns except the backup's (used by a
-/// full rollback).
+/// Removes every key the migration owns except the backup's (its name,
+/// digest and legacy schema stay together, so the backup stays findable).
 pub async fn clear_migration_keys(conn: &Connection) -> Result<()> {
     if !object_exists(conn, METADATA_TABLE).await? {
         return Ok(());

@@ -21,6 +21,7 @@ mod capabilities;
 pub mod compare;
 mod copy;
 mod estimate;
+mod extra_columns;
 pub mod finalize;
 mod index;
 pub mod lock;
@@ -28,7 +29,9 @@ pub mod metadata;
 pub mod observer;
 pub mod online;
 pub mod page_cache;
+pub mod outcome;
 mod plan;
+pub mod prior;
 pub mod report;
 pub mod retry;
 pub mod rollback;
@@ -46,8 +49,8 @@ use libsql::Connection;
 
 pub use observer::{NoopObserver, Observer, Phase};
 pub use report::{
-    Discrepancy, IndexStatus, MigrationReport, PhaseTiming, QuarantinedRow, RunMode, TableCount,
-    Verification,
+    Discrepancy, FailureKind, IndexStatus, MigrationReport, PhaseTiming, QuarantinedRow,
+    RunFailure, RunMode, TableCount, Verification,
 };
 pub use status::{migration_status, status, MigrationStatus};
 
@@ -57,6 +60,7 @@ use crate::schema::{
     create_target_tables, object_exists, table_columns, TargetTable, COLUMNS, LEDGER_TABLE,
     LEGACY_TABLE, QUARANTINE_TABLE, SCHEMA_VERSION,
 };
+pub use apply::ConflictPolicy;
 use apply::Rejected;
 use lock::MigrationLock;
 use retry::with_retries;
@@ -70,12 +74,21 @@ pub struct MigrationOptions {
     pub dry_run: bool,
     /// Only verify (read only).
     pub verify_only: bool,
-    /// Copy the legacy table to `embeddings_backup` (verified by count and
+    /// Copy the legacy table to the backup table (verified by count and
     /// checksum) before any target row is written.
     pub backup: bool,
+    /// The backup table of `backup` and `drop_old_table`; `None`: the one
+    /// the migration recorded making, else `embeddings_backup`. A table of
+    /// that name the migration did not make is never replaced: the run is
+    /// refused before it writes anything.
+    pub backup_table: Option<String>,
     /// Also write a consistent copy of the whole local database here
-    /// (`VACUUM INTO`) before migrating; never overwrites a file.
+    /// (`VACUUM INTO`) before the run's first write; never overwrites a file.
     pub backup_file: Option<PathBuf>,
+    /// Migrate although the legacy table has columns the target tables do
+    /// not (their values are not carried over; the drop is still refused
+    /// while they hold any).
+    pub ignore_extra_columns: bool,
     /// Rows per batch transaction.
     pub batch_size: usize,
     /// Drop the legacy table once this run verified every row (a verified
@@ -106,6 +119,9 @@ pub struct MigrationOptions {
     /// Remote databases: how long the server may stay silent while an
     /// answer is awaited before the request counts as lost and is retried.
     pub request_timeout: std::time::Duration,
+    /// What wins when a target row the migration does not own holds a key
+    /// of the legacy table with other values (default: the target row).
+    pub on_conflict: ConflictPolicy,
     /// The database file when it is local: the copy then drops the pages
     /// it appended from the kernel's page cache once they are durable
     /// ([`page_cache`]), so the legacy table stays cached. Set by
@@ -119,7 +135,9 @@ impl Default for MigrationOptions {
             dry_run: false,
             verify_only: false,
             backup: false,
+            backup_table: None,
             backup_file: None,
+            ignore_extra_columns: false,
             batch_size: 1000,
             drop_old_table: false,
             allow_quarantined: false,
@@ -132,6 +150,7 @@ impl Default for MigrationOptions {
             max_retries: 5,
             online: false,
             request_timeout: crate::connect::DEFAULT_TIMEOUT,
+            on_conflict: ConflictPolicy::Target,
             local_file: None,
         }
     }
@@ -170,6 +189,12 @@ impl MigrationOptions {
         if self.allow_quarantined && !self.drop_old_table {
             return invalid("--allow-quarantined goes with --drop-old-table");
         }
+        if let Some(name) = &self.backup_table {
+            backup::BackupTableName::parse(name)?;
+            if !self.backup && !self.drop_old_table {
+                return invalid("--backup-table goes with --backup or --drop-old-table");
+            }
+        }
         if self.online && !execute {
             return invalid("--online goes with --execute");
         }
@@ -204,23 +229,57 @@ pub async fn migrate_embeddings_observed(
     options: &MigrationOptions,
     observer: &dyn Observer,
 ) -> Result<MigrationReport> {
-    options.check()?;
+    migrate_embeddings_reported(db_url, auth_token, options, observer)
+        .await
+        .map_err(|failed| failed.error)
+}
+
+/// A run that failed or was refused, with the report of what it had found
+/// and done until then (its `failure` says why).
+#[derive(Debug)]
+pub struct FailedRun {
+    pub report: MigrationReport,
+    pub error: Error,
+}
+
+impl FailedRun {
+    fn new(mut report: MigrationReport, error: Error) -> Box<FailedRun> {
+        report.failure = Some(report::RunFailure::of(&error));
+        Box::new(FailedRun { report, error })
+    }
+}
+
+/// [`migrate_embeddings_observed`], keeping the partial report of a run
+/// that fails or is refused (so a caller can write it out on every outcome).
+pub async fn migrate_embeddings_reported(
+    db_url: &str,
+    auth_token: &str,
+    options: &MigrationOptions,
+    observer: &dyn Observer,
+) -> std::result::Result<MigrationReport, Box<FailedRun>> {
+    let empty = || MigrationReport {
+        mode: options.mode(),
+        listed_limit: options.listed_limit,
+        ..Default::default()
+    };
+    options.check().map_err(|e| FailedRun::new(empty(), e))?;
     let access = match options.mode() {
         RunMode::Execute | RunMode::Rollback => Access::ReadWrite,
         RunMode::DryRun | RunMode::Verify => Access::ReadOnly,
     };
     if options.backup_file.is_some() && crate::connect::is_remote(db_url) {
-        return Err(Error::InvalidOptions(
+        return Err(FailedRun::new(empty(), Error::InvalidOptions(
             "--backup-file writes a local copy with VACUUM INTO, which a remote server would write on its own disk; use --backup (a checked copy inside the database) instead".into(),
-        ));
+        )));
     }
     let db = crate::connect::open_with_timeout(db_url, auth_token, access, options.request_timeout)
-        .await?;
+        .await
+        .map_err(|e| FailedRun::new(empty(), e))?;
     let mut options = options.clone();
     if options.local_file.is_none() {
         options.local_file = db.local.clone().map(page_cache::LocalFile::new);
     }
-    run_migration(&db.conn, &options, observer).await
+    run_migration_reported(&db.conn, &options, observer).await
 }
 
 /// Runs the migration on an open connection.
@@ -229,17 +288,37 @@ pub async fn run_migration(
     options: &MigrationOptions,
     observer: &dyn Observer,
 ) -> Result<MigrationReport> {
-    retry::on_connection(conn, run_on(conn, options, observer)).await
+    run_migration_reported(conn, options, observer)
+        .await
+        .map_err(|failed| failed.error)
+}
+
+/// [`run_migration`], keeping the partial report of a failed run.
+pub async fn run_migration_reported(
+    conn: &Connection,
+    options: &MigrationOptions,
+    observer: &dyn Observer,
+) -> std::result::Result<MigrationReport, Box<FailedRun>> {
+    let mut report = MigrationReport {
+        mode: options.mode(),
+        listed_limit: options.listed_limit,
+        ..Default::default()
+    };
+    match retry::on_connection(conn, run_on(conn, options, observer, &mut report)).await {
+        Ok(()) => Ok(report),
+        Err(e) => Err(FailedRun::new(report, e)),
+    }
 }
 
 async fn run_on(
     conn: &Connection,
     options: &MigrationOptions,
     observer: &dyn Observer,
-) -> Result<MigrationReport> {
+    report: &mut MigrationReport,
+) -> Result<()> {
     options.check()?;
     if options.mode() == RunMode::Rollback {
-        return run_rollback(conn, options).await;
+        return run_rollback(conn, options, report).await;
     }
     let retries = options.max_retries;
     let legacy_columns = with_retries(retries, || table_columns(conn, LEGACY_TABLE)).await?;
@@ -261,18 +340,27 @@ async fn run_on(
     if !missing.is_empty() {
         return Err(Error::LegacyTableShape { missing });
     }
-    let mut report = MigrationReport {
-        mode: options.mode(),
-        source_has_vector_column: legacy_columns.iter().any(|c| c == "embedding_vector"),
-        listed_limit: options.listed_limit,
-        source_rows: with_retries(retries, || copy::count_after(conn, None)).await?,
-        ..Default::default()
-    };
+    report.source_has_vector_column = legacy_columns.iter().any(|c| c == "embedding_vector");
+    report.extra_columns =
+        with_retries(retries, || extra_columns::find(conn, &legacy_columns)).await?;
+    report.on_conflict = options.on_conflict;
+    // Rows without a key cannot be paged past or found: quarantined by
+    // count (they have no id to record), listed by item.
+    let (null_keys, shown) = with_retries(retries, || {
+        scan::null_key_rows(conn, options.listed_limit)
+    })
+    .await?;
+    let reason = crate::decode::BadRowReason::NullKey;
+    for i in 0..null_keys as usize {
+        let id = shown.get(i).cloned().unwrap_or_else(|| "NULL".to_string());
+        report.add_quarantined(id, reason.code(), reason.to_string());
+    }
+    report.source_rows = with_retries(retries, || copy::count_after(conn, None)).await?;
     let has_vector = report.source_has_vector_column;
     let layout = with_retries(retries, || layout(conn, has_vector)).await?;
     let limits = options.limits();
     match report.mode {
-        RunMode::DryRun => plan::plan(conn, &layout, limits, observer, &mut report).await?,
+        RunMode::DryRun => plan::plan(conn, &layout, limits, observer, report).await?,
         RunMode::Verify => {
             let mut writer = BatchWriter::new(conn);
             verify::verify(
@@ -284,23 +372,37 @@ async fn run_on(
                 options.max_retries,
                 &mut Rejected::new(),
                 observer,
-                &mut report,
+                report,
             )
             .await?;
-            smoke_test(conn, &mut report).await?;
+            smoke_test(conn, report).await?;
         }
         RunMode::Execute => {
+            // Every refusal before the first write (the lock is one).
+            if !report.extra_columns.is_empty() && !options.ignore_extra_columns {
+                return Err(Error::ExtraLegacyColumns {
+                    columns: report.extra_columns.clone(),
+                });
+            }
+            if options.backup || options.drop_old_table {
+                let name = with_retries(retries, || backup_table_name(conn, options)).await?;
+                with_retries(retries, || backup::check_backup_table(conn, &name)).await?;
+            }
             capabilities::require_vector_functions(conn, options.build_vector_index).await?;
+            if let Some(path) = &options.backup_file {
+                backup::backup_file(conn, path).await?;
+                report.backup_file = Some(path.display().to_string());
+            }
             let lock = with_retries(options.max_retries, || MigrationLock::acquire(conn)).await?;
             report.lock_taken_over_from = lock.took_over_from.clone();
-            let result = execute(conn, options, &lock, observer, &mut report).await;
+            let result = execute(conn, options, &lock, observer, report).await;
             let released = with_retries(options.max_retries, || lock.release(conn)).await;
             result?;
             released?;
         }
         RunMode::Rollback => unreachable!("handled above"),
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Ends a passed verification with the search smoke test; a table whose
@@ -336,8 +438,20 @@ async fn smoke_test(conn: &Connection, report: &mut MigrationReport) -> Result<(
     Ok(())
 }
 
-async fn run_rollback(conn: &Connection, options: &MigrationOptions) -> Result<MigrationReport> {
+async fn run_rollback(
+    conn: &Connection,
+    options: &MigrationOptions,
+    report: &mut MigrationReport,
+) -> Result<()> {
     let retries = options.max_retries;
+    // Nothing to undo: nothing is written, not even the lock.
+    if !with_retries(retries, || rollback::anything_to_undo(conn)).await? {
+        report.rollback = Some(rollback::RollbackReport {
+            nothing_to_undo: true,
+            ..Default::default()
+        });
+        return Ok(());
+    }
     let lock = with_retries(retries, || MigrationLock::acquire(conn)).await?;
     let result = match &options.from_checkpoint {
         Some(after) => with_retries(retries, || rollback::rollback_after(conn, after)).await,
@@ -352,15 +466,14 @@ async fn run_rollback(conn: &Connection, options: &MigrationOptions) -> Result<M
         other => other,
     };
     let released = with_retries(retries, || lock.release(conn)).await;
+    report.lock_taken_over_from = lock.took_over_from.clone();
     let rolled = result?;
     released?;
-    Ok(MigrationReport {
-        mode: RunMode::Rollback,
-        lock_taken_over_from: lock.took_over_from.clone(),
-        rollback: Some(rolled),
-        listed_limit: options.listed_limit,
-        ..Default::default()
-    })
+    if options.from_checkpoint.is_none() {
+        with_retries(retries, || rollback::drop_lock_table(conn)).await?;
+    }
+    report.rollback = Some(rolled);
+    Ok(())
 }
 
 async fn execute(
@@ -370,6 +483,9 @@ async fn execute(
     observer: &dyn Observer,
     report: &mut MigrationReport,
 ) -> Result<()> {
+    // Before the first write: what the database holds, so a rollback can
+    // put it back exactly.
+    with_retries(options.max_retries, || prior::record(conn)).await?;
     // Only after every existing table was found compatible.
     let mut created = Vec::new();
     for t in TargetTable::ALL {
@@ -395,17 +511,23 @@ async fn execute(
     if options.online {
         with_retries(options.max_retries, || online::install(conn)).await?;
     }
+    if options.on_conflict == ConflictPolicy::Legacy {
+        with_retries(options.max_retries, || async {
+            conn.execute(crate::schema::DISPLACED_TABLE_SQL, ())
+                .await
+                .db_context(|| "creating the table of displaced rows".to_string())
+                .map(|_| ())
+        })
+        .await?;
+    }
     let has_vector = report.source_has_vector_column;
     let layout = with_retries(options.max_retries, || layout(conn, has_vector)).await?;
-    if let Some(path) = &options.backup_file {
-        backup::backup_file(conn, path).await?;
-        report.backup_file = Some(path.display().to_string());
-    }
     if options.backup {
         let began = Instant::now();
         observer.phase_started(Phase::Backup, report.source_rows);
+        let name = backup_table_name(conn, options).await?;
         report.backup =
-            Some(with_retries(options.max_retries, || make_or_check_backup(conn)).await?);
+            Some(with_retries(options.max_retries, || make_or_check_backup(conn, &name)).await?);
         observer.phase_finished(Phase::Backup, began.elapsed());
         report.phases.push(PhaseTiming {
             phase: Phase::Backup.name().into(),
@@ -415,7 +537,9 @@ async fn execute(
     }
     let start = with_retries(options.max_retries, || write::read_checkpoint(conn)).await?;
     report.resumed_from = start.as_ref().map(|k| k.to_string());
-    let mut writer = BatchWriter::new(conn).with_lock(Some(lock.clone()));
+    let mut writer = BatchWriter::new(conn)
+        .with_lock(Some(lock.clone()))
+        .with_policy(options.on_conflict);
     let mut rejected = Rejected::new();
     let mut appended = page_cache::AppendedPages::watch(options.local_file.as_ref());
     let began = Instant::now();
@@ -506,6 +630,7 @@ async fn execute(
     .await?;
     drop(read_ahead);
     report.migrated_bytes = writer.bytes_per_table();
+    report.displaced = writer.displaced;
     if report.interrupted {
         return Ok(());
     }
@@ -578,15 +703,17 @@ async fn execute(
     }
     smoke_test(conn, report).await?;
     let passed = report.verification.as_ref().is_some_and(|v| v.passed);
-    if passed {
-        let done: &MigrationReport = report;
-        with_retries(options.max_retries, || {
-            write::in_transaction(conn, "recording the completed migration", async {
-                record_completion(conn, done).await
-            })
+    let done: &MigrationReport = report;
+    with_retries(options.max_retries, || {
+        write::in_transaction(conn, "recording the verification", async {
+            outcome::record(conn, done).await?;
+            if passed {
+                record_completion(conn, done).await?;
+            }
+            Ok(())
         })
-        .await?;
-    }
+    })
+    .await?;
     if options.drop_old_table {
         if !passed {
             let n = report
@@ -600,19 +727,31 @@ async fn execute(
         if report.quarantined_count > 0 && !options.allow_quarantined {
             return Err(Error::DropRefused(format!(
                 "{} rows are quarantined and exist only in `embeddings`; fix them and run again, \
-                 or pass --allow-quarantined (they then live on in `embeddings_backup` and the quarantine record)",
+                 or pass --allow-quarantined (they then live on in the backup table and the quarantine record)",
                 report.quarantined_count
+            )));
+        }
+        let holding: Vec<report::ExtraColumn> = report
+            .extra_columns
+            .iter()
+            .filter(|c| c.rows_with_data > 0)
+            .cloned()
+            .collect();
+        if !holding.is_empty() {
+            return Err(Error::DropRefused(finalize::extra_columns_refusal(
+                &holding,
             )));
         }
         let verified = report
             .source_digest
             .clone()
             .ok_or_else(|| Error::DropRefused("no verification digest".into()))?;
+        let backup_table = backup_table_name(conn, options).await?;
         let began = Instant::now();
         observer.phase_started(Phase::Drop, report.source_rows);
         report.dropped_legacy = Some(
             with_retries(options.max_retries, || {
-                finalize::drop_legacy(conn, &verified)
+                finalize::drop_legacy(conn, &verified, &backup_table)
             })
             .await?,
         );
@@ -626,27 +765,36 @@ async fn execute(
     Ok(())
 }
 
-/// Makes `embeddings_backup`, or proves an existing one intact.
-async fn make_or_check_backup(conn: &Connection) -> Result<backup::BackupReport> {
-    if object_exists(conn, crate::schema::BACKUP_TABLE).await?
-        && backup::recorded_digest(conn).await?.is_some()
-    {
-        let digest = backup::verify_backup_table(conn).await?;
-        return Ok(backup::BackupReport {
-            status: "verified".into(),
-            digest,
-            file: None,
-        });
-    }
-    let digest = write::in_transaction(conn, "making the backup table", async {
-        backup::make_backup_table(conn).await
-    })
-    .await?;
-    Ok(backup::BackupReport {
-        status: "created".into(),
+/// The backup table this run uses (see [`MigrationOptions::backup_table`]).
+async fn backup_table_name(
+    conn: &Connection,
+    options: &MigrationOptions,
+) -> Result<backup::BackupTableName> {
+    backup::resolve_name(conn, options.backup_table.as_deref()).await
+}
+
+/// Makes the backup table `name`, or proves the migration's own intact;
+/// refuses a table of that name the migration did not make.
+async fn make_or_check_backup(
+    conn: &Connection,
+    name: &backup::BackupTableName,
+) -> Result<backup::BackupReport> {
+    let report = |status: &str, digest| backup::BackupReport {
+        status: status.into(),
+        table: name.to_string(),
         digest,
         file: None,
+    };
+    if let backup::BackupState::Own(digest) = backup::check_backup_table(conn, name).await? {
+        return Ok(report("verified", digest));
+    }
+    // Checked again under the write lock: made only if still missing.
+    let digest = write::in_transaction(conn, "making the backup table", async {
+        let state = backup::check_backup_table(conn, name).await?;
+        backup::make_backup_table(conn, name, &state).await
     })
+    .await?;
+    Ok(report("created", digest))
 }
 
 /// Records the completed migration in `metadata`.
@@ -698,6 +846,7 @@ async fn layout(conn: &Connection, legacy_has_vector: bool) -> Result<Layout> {
         targets,
         quarantine: object_exists(conn, QUARANTINE_TABLE).await?,
         ledger: object_exists(conn, LEDGER_TABLE).await?,
+        legacy_unique: scan::legacy_key_is_unique(conn).await?,
     })
 }
 

@@ -14,8 +14,10 @@
 use libsql::{Connection, Value};
 use serde::Serialize;
 
-use super::apply::{after_failure, apply, needs_writes, with_rejections, Quarantine, Rejected};
-use super::compare::{judge, Finding};
+use super::apply::{
+    after_failure, apply, needs_write, with_rejections, ConflictPolicy, Quarantine, Rejected,
+};
+use super::compare::{judge, Finding, Ownership};
 use super::observer::Observer;
 use super::row::Key;
 use super::scan::Layout;
@@ -208,15 +210,15 @@ pub enum Finish {
 
 /// A finding that still calls for a change after the final mirror: the
 /// target tables would not equal the legacy table.
-fn unsettled(findings: &[Finding]) -> Option<String> {
+fn unsettled(findings: &[Finding], policy: ConflictPolicy) -> Option<String> {
     findings.iter().find_map(|f| {
         let unsettled = match f {
             // The application's own rows in the new tables are settled.
-            Finding::Orphan { tables, ours, .. } => {
-                !super::verify::is_application_row(tables, *ours)
-                    && (ours.is_none() || needs_writes(std::slice::from_ref(f)))
+            Finding::Orphan { tables, .. } => {
+                !super::verify::is_application_row(tables)
+                    && (tables.iter().all(|h| h.owner != Ownership::Ours) || needs_write(f, policy))
             }
-            _ => needs_writes(std::slice::from_ref(f)),
+            _ => needs_write(f, policy),
         };
         unsettled.then(|| match f {
             Finding::Valid(v) => v.row.key.to_string(),
@@ -260,7 +262,7 @@ pub async fn finish(
             for chunk in keys.chunks(KEYS_PER_BATCH) {
                 let findings =
                     with_rejections(judge(layout.keys_window(conn, chunk).await?), rejected);
-                if let Some(key) = unsettled(&findings) {
+                if let Some(key) = unsettled(&findings, writer.policy()) {
                     return Ok(Finish::Unsettled(key));
                 }
             }

@@ -75,8 +75,19 @@ pub async fn plan(
         let upper = window.upper.clone();
         for finding in judge(window) {
             match finding {
+                Finding::Valid(v) if v.is_conflict() => {
+                    seen += 1;
+                    for c in v.conflicts() {
+                        report.add_conflict(c);
+                    }
+                    // The target row wins unless `--on-conflict legacy`.
+                    if report.on_conflict == super::apply::ConflictPolicy::Legacy {
+                        *planned.entry(v.table.name().to_string()).or_default() += 1;
+                    }
+                }
                 Finding::Valid(v) => {
                     seen += 1;
+                    report.note_unsearchable(&v.row.key, v.table, &v.vector);
                     if v.is_done() {
                         *report
                             .already_migrated

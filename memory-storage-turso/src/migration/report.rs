@@ -28,6 +28,11 @@ pub struct MigrationReport {
     pub source_rows: u64,
     /// Whether the legacy table has an `embedding_vector` column.
     pub source_has_vector_column: bool,
+    /// Columns of the legacy table the target tables do not have: their
+    /// values are not carried over (`--execute` needs
+    /// `--ignore-extra-columns`; the drop is refused while they hold data).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_columns: Vec<ExtraColumn>,
     /// Dry run: rows that would be written, per target table.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub planned: Option<BTreeMap<String, u64>>,
@@ -42,6 +47,14 @@ pub struct MigrationReport {
     pub quarantined_count: u64,
     /// Quarantined rows per reason code.
     pub quarantined_by_reason: BTreeMap<String, u64>,
+    /// Valid legacy rows whose vector cosine search cannot rank (zero norm,
+    /// or a norm that underflows or overflows f32). Migrated bit for bit like
+    /// any row, left out of the search smoke test. At most `listed_limit`
+    /// entries; `unsearchable_count` is exact.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unsearchable: Vec<UnsearchableRow>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unsearchable_count: u64,
     /// Dry run: estimated extra disk space of the copied rows (tables and
     /// their item and key indexes), in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,13 +119,120 @@ pub struct MigrationReport {
     pub lock_taken_over_from: Option<super::lock::LockHolder>,
     /// How many entries the lists above hold at most.
     pub listed_limit: usize,
+    /// Conflicts: target rows the migration does not own that hold a key of
+    /// the legacy table with other values (at most `listed_limit` listed;
+    /// `conflict_count` is exact). The target row was kept.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<Conflict>,
+    pub conflict_count: u64,
+    /// What wins a conflict in this run.
+    pub on_conflict: super::apply::ConflictPolicy,
+    /// Target rows this run saved in `embedding_migration_displaced` and
+    /// replaced with their legacy row (`--on-conflict legacy`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub displaced: u64,
+    /// Set when the run failed or was refused: what it had done until then
+    /// is in the fields above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<RunFailure>,
+}
+
+/// A target row the migration does not own holding a key of the legacy
+/// table with other values. Never overwritten or deleted unless
+/// `--on-conflict legacy`; never a verification failure.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Conflict {
+    pub embedding_id: String,
+    /// The table holding the row in the way.
+    pub table: String,
+    pub kind: ConflictKind,
+    /// Which side is newer by `created_at`.
+    pub newer: Newer,
+    /// Fingerprint of the legacy row as the migration would write it, and
+    /// of the target row as it is (hex XXH3-64 over the eight columns).
+    pub legacy_fingerprint: String,
+    pub target_fingerprint: String,
+    /// The columns that differ (empty when the row sits in another table).
+    pub differs_in: Vec<String>,
+}
+
+/// Why a target row is not the migration's.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictKind {
+    /// The migration never wrote it: it was there before the first run, or
+    /// the application wrote it.
+    NotWrittenByMigration,
+    /// The migration wrote it, and it changed since (the application wrote
+    /// over it).
+    ChangedSinceWritten,
+}
+
+/// Which side of a conflict is newer by `created_at`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Newer {
+    Legacy,
+    Target,
+    Same,
+    /// A `created_at` is not an integer.
+    Unknown,
+}
+
+impl Newer {
+    /// Compares two `created_at` values.
+    pub fn of(legacy: Option<i64>, target: Option<i64>) -> Newer {
+        match (legacy, target) {
+            (Some(l), Some(t)) if l > t => Newer::Legacy,
+            (Some(l), Some(t)) if l < t => Newer::Target,
+            (Some(_), Some(_)) => Newer::Same,
+            _ => Newer::Unknown,
+        }
+    }
+}
+
+/// A fingerprint as the report shows it.
+pub fn fingerprint_hex(f: i64) -> String {
+    format!("{:016x}", f as u64)
+}
+
+/// Why a run did not finish.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RunFailure {
+    pub kind: FailureKind,
+    /// The error, as one sentence.
+    pub reason: String,
+}
+
+/// Whether the run was refused (a safety rule said no, nothing unsafe was
+/// done) or failed (an error stopped it).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    Refused,
+    Failed,
+}
+
+impl RunFailure {
+    /// The failure an error amounts to.
+    pub fn of(error: &crate::Error) -> RunFailure {
+        RunFailure {
+            kind: if error.is_refusal() {
+                FailureKind::Refused
+            } else {
+                FailureKind::Failed
+            },
+            reason: error.to_string(),
+        }
+    }
 }
 
 impl MigrationReport {
     /// Whether the run ended clean: not interrupted, nothing quarantined,
     /// and (where it ran) verification passed.
     pub fn is_clean(&self) -> bool {
-        !self.interrupted
+        self.failure.is_none()
+            && !self.interrupted
             && self.quarantined_count == 0
             && self.verification.as_ref().is_none_or(|v| v.passed)
     }
@@ -120,6 +240,13 @@ impl MigrationReport {
     /// Total rows written by this run.
     pub fn rows_written(&self) -> u64 {
         self.migrated.as_ref().map_or(0, |m| m.values().sum())
+    }
+
+    pub(crate) fn add_conflict(&mut self, c: Conflict) {
+        self.conflict_count += 1;
+        if self.conflicts.len() < self.listed_limit {
+            self.conflicts.push(c);
+        }
     }
 
     pub(crate) fn add_quarantined(&mut self, embedding_id: String, code: &str, reason: String) {
@@ -138,6 +265,63 @@ impl MigrationReport {
     }
 }
 
+impl MigrationReport {
+    /// Lists the row if cosine search cannot rank its vector (no-op for
+    /// every other row).
+    pub(crate) fn note_unsearchable(
+        &mut self,
+        key: &super::row::Key,
+        table: crate::schema::TargetTable,
+        vector: &[u8],
+    ) {
+        let Err(reason) = crate::decode::cosine_searchable(vector) else {
+            return;
+        };
+        self.unsearchable_count += 1;
+        if self.unsearchable.len() < self.listed_limit {
+            self.unsearchable.push(UnsearchableRow {
+                embedding_id: key.to_string(),
+                table: table.name().to_string(),
+                reason,
+            });
+        }
+    }
+}
+
+/// A valid row whose vector cosine search cannot rank: migrated bit for bit,
+/// never found by a search.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UnsearchableRow {
+    pub embedding_id: String,
+    /// The table the row belongs in.
+    pub table: String,
+    pub reason: crate::decode::Unsearchable,
+}
+
+/// A column of the legacy table that the target tables do not have.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ExtraColumn {
+    /// The column's name, as the legacy table declares it.
+    pub name: String,
+    /// Rows holding a non-NULL value in it.
+    pub rows_with_data: u64,
+}
+
+impl ExtraColumn {
+    /// `` `a` (3 rows with a value), `b` (no values) ``, for messages.
+    pub fn list(columns: &[ExtraColumn]) -> String {
+        columns
+            .iter()
+            .map(|c| match c.rows_with_data {
+                0 => format!("`{}` (no values)", c.name),
+                1 => format!("`{}` (1 row with a value)", c.name),
+                n => format!("`{}` ({n} rows with a value)", c.name),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// One legacy row that was not migrated, and why.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct QuarantinedRow {
@@ -153,8 +337,10 @@ pub struct QuarantinedRow {
 pub struct Verification {
     /// No discrepancy anywhere.
     pub passed: bool,
-    /// Legacy rows compared.
+    /// Legacy rows looked at (bad ones included).
     pub rows_checked: u64,
+    /// Legacy rows compared column by column with a copy in their table.
+    pub rows_compared: u64,
     /// Expected (from the source) and actual row counts per target table.
     pub tables: BTreeMap<String, TableCount>,
     /// At most `listed_limit` entries; `discrepancy_count` is exact.

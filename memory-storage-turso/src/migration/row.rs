@@ -169,6 +169,89 @@ impl EmbeddingRow {
     }
 }
 
+/// Adds one value, type-tagged, to a hash: values of different types or
+/// bytes never hash alike by construction (reals by their bits).
+pub(crate) fn hash_value(h: &mut xxhash_rust::xxh3::Xxh3, v: &Value) {
+    match v {
+        Value::Null => h.update(&[0]),
+        Value::Integer(i) => {
+            h.update(&[1]);
+            h.update(&i.to_le_bytes());
+        }
+        Value::Real(r) => {
+            h.update(&[2]);
+            h.update(&r.to_bits().to_le_bytes());
+        }
+        Value::Text(s) => {
+            h.update(&[3]);
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+        Value::Blob(b) => hash_blob(h, b),
+    }
+}
+
+fn hash_blob(h: &mut xxhash_rust::xxh3::Xxh3, b: &[u8]) {
+    h.update(&[4]);
+    h.update(&(b.len() as u64).to_le_bytes());
+    h.update(b);
+}
+
+/// The fingerprint of a target row: XXH3-64 over its eight values in
+/// [`crate::schema::COLUMNS`] order, type-tagged. The ledger keeps the
+/// fingerprint of every row as the migration wrote it, so a later run can
+/// tell its own row from one the application changed since.
+pub fn fingerprint(values: [&Value; 8]) -> i64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for v in values {
+        hash_value(&mut h, v);
+    }
+    h.digest() as i64
+}
+
+impl EmbeddingRow {
+    /// This row's [`fingerprint`], its vector as stored.
+    pub fn fingerprint(&self) -> i64 {
+        fingerprint([
+            &self.key.0,
+            &self.item_id,
+            &self.item_type,
+            &self.embedding_data,
+            &self.embedding_vector,
+            &self.dimension,
+            &self.model,
+            &self.created_at,
+        ])
+    }
+
+    /// The [`fingerprint`] of this row written with the blob `vector` in
+    /// its vector column (how the copy writes a legacy row).
+    pub fn fingerprint_with_vector(&self, vector: &[u8]) -> i64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for v in [
+            &self.key.0,
+            &self.item_id,
+            &self.item_type,
+            &self.embedding_data,
+        ] {
+            hash_value(&mut h, v);
+        }
+        hash_blob(&mut h, vector);
+        for v in [&self.dimension, &self.model, &self.created_at] {
+            hash_value(&mut h, v);
+        }
+        h.digest() as i64
+    }
+
+    /// `created_at` as an integer, when it is one.
+    pub fn created_at_secs(&self) -> Option<i64> {
+        match self.created_at {
+            Value::Integer(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
 /// Bytes a value takes as stored.
 pub fn value_size(v: &Value) -> usize {
     match v {
@@ -234,6 +317,29 @@ mod tests {
         assert!(matches!(keys[2].0, Value::Integer(5)));
         assert!(matches!(keys[3].0, Value::Text(_)));
         assert!(matches!(keys[4].0, Value::Blob(_)));
+    }
+
+    #[test]
+    fn a_row_written_with_its_vector_has_the_fingerprint_it_reads_back_with() {
+        let mut row = EmbeddingRow {
+            key: text("k"),
+            item_id: Value::Text("i".into()),
+            item_type: Value::Text("t".into()),
+            embedding_data: Value::Text("[1.0]".into()),
+            embedding_vector: Value::Null,
+            dimension: Value::Integer(1),
+            model: Value::Text("m".into()),
+            created_at: Value::Integer(7),
+            invalid_utf8: 0,
+        };
+        let written = row.fingerprint_with_vector(&1.0f32.to_le_bytes());
+        row.embedding_vector = Value::Blob(1.0f32.to_le_bytes().to_vec());
+        assert_eq!(row.fingerprint(), written);
+        row.model = Value::Text("n".into());
+        assert_ne!(row.fingerprint(), written);
+        row.model = Value::Text("m".into());
+        row.created_at = Value::Text("7".into());
+        assert_ne!(row.fingerprint(), written, "a type change is a change");
     }
 
     #[test]

@@ -22,6 +22,20 @@ pub struct Layout {
     pub quarantine: bool,
     /// The ledger of migrated rows exists.
     pub ledger: bool,
+    /// The legacy table's `embedding_id` is declared unique (a primary key
+    /// or a unique index): no two rows can share a key. Without it a
+    /// window cut at a key also reads that key's other rows.
+    pub legacy_unique: bool,
+}
+
+/// One entry of the ledger: a key this migration wrote, where, and the
+/// row's fingerprint as written (`None` in a ledger older than
+/// fingerprints).
+#[derive(Debug, Clone)]
+pub struct LedgerEntry {
+    pub key: Key,
+    pub table: String,
+    pub fingerprint: Option<i64>,
 }
 
 /// Page limits of one window.
@@ -40,7 +54,7 @@ pub struct Window {
     pub targets: Vec<(TargetTable, Vec<EmbeddingRow>)>,
     pub quarantined: Vec<Key>,
     /// Keys this migration wrote, with the table it wrote them to.
-    pub ledger: Vec<(Key, String)>,
+    pub ledger: Vec<LedgerEntry>,
     /// `None`: the window reaches the end of every table.
     pub upper: Option<Key>,
 }
@@ -83,9 +97,14 @@ impl Span<'_> {
 fn range_clause(after: Option<&Key>, upper: Option<&Key>) -> (String, Vec<Value>) {
     let mut conds = Vec::new();
     let mut params = Vec::new();
-    if let Some(a) = after {
-        params.push(a.0.clone());
-        conds.push(format!("embedding_id > ?{}", params.len()));
+    match after {
+        Some(a) => {
+            params.push(a.0.clone());
+            conds.push(format!("embedding_id > ?{}", params.len()));
+        }
+        // A NULL key cannot be paged past: such rows are counted apart
+        // (they are quarantined by the run, never read by a window).
+        None => conds.push("embedding_id IS NOT NULL".to_string()),
     }
     if let Some(u) = upper {
         params.push(u.0.clone());
@@ -163,21 +182,81 @@ async fn read_quarantined(conn: &Connection, span: Span<'_>) -> Result<Vec<Key>>
     Ok(out)
 }
 
-async fn read_ledger(conn: &Connection, span: Span<'_>) -> Result<Vec<(Key, String)>> {
+async fn read_ledger(conn: &Connection, span: Span<'_>) -> Result<Vec<LedgerEntry>> {
     let (clause, params) = span.clause();
     let sql = format!(
-        "SELECT embedding_id, target_table FROM {LEDGER_TABLE}{clause} ORDER BY embedding_id"
+        "SELECT embedding_id, target_table, fingerprint FROM {LEDGER_TABLE}{clause} ORDER BY embedding_id"
     );
     let ctx = || "reading the ledger of migrated rows".to_string();
     let mut rows = conn.query(&sql, params).await.db_context(ctx)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().await.db_context(ctx)? {
-        out.push((
-            Key(row.get_value(0).db_context(ctx)?),
-            row.get::<String>(1).db_context(ctx)?,
-        ));
+        out.push(LedgerEntry {
+            key: Key(row.get_value(0).db_context(ctx)?),
+            table: row.get::<String>(1).db_context(ctx)?,
+            fingerprint: match row.get_value(2).db_context(ctx)? {
+                Value::Integer(f) => Some(f),
+                _ => None,
+            },
+        });
     }
     Ok(out)
+}
+
+/// The legacy rows that have no key (`embedding_id IS NULL`): how many,
+/// and up to `limit` of them shown by item (they have no id to name).
+pub async fn null_key_rows(conn: &Connection, limit: usize) -> Result<(u64, Vec<String>)> {
+    let ctx = || format!("looking for rows of {LEGACY_TABLE} without an embedding_id");
+    let mut rows = conn
+        .query(
+            &format!("SELECT count(*) FROM {LEGACY_TABLE} WHERE embedding_id IS NULL"),
+            (),
+        )
+        .await
+        .db_context(ctx)?;
+    let n = match rows.next().await.db_context(ctx)? {
+        Some(r) => r.get::<i64>(0).db_context(ctx)?.max(0) as u64,
+        None => 0,
+    };
+    if n == 0 {
+        return Ok((0, Vec::new()));
+    }
+    let mut rows = conn
+        .query(
+            &format!(
+                "SELECT quote(item_id), quote(item_type) FROM {LEGACY_TABLE} WHERE embedding_id IS NULL LIMIT ?1"
+            ),
+            [limit as i64],
+        )
+        .await
+        .db_context(ctx)?;
+    let mut shown = Vec::new();
+    while let Some(r) = rows.next().await.db_context(ctx)? {
+        shown.push(format!(
+            "NULL (item_id {}, item_type {})",
+            r.get::<String>(0).unwrap_or_default(),
+            r.get::<String>(1).unwrap_or_default()
+        ));
+    }
+    Ok((n, shown))
+}
+
+/// Whether `embedding_id` alone is declared unique in the legacy table.
+pub async fn legacy_key_is_unique(conn: &Connection) -> Result<bool> {
+    let ctx = || format!("reading the indexes of {LEGACY_TABLE}");
+    let mut rows = conn
+        .query(
+            &format!(
+                "SELECT 1 FROM pragma_index_list('{LEGACY_TABLE}') AS l \
+                 WHERE l.\"unique\" = 1 \
+                 AND (SELECT count(*) FROM pragma_index_info(l.name)) = 1 \
+                 AND (SELECT name FROM pragma_index_info(l.name)) = 'embedding_id'"
+            ),
+            (),
+        )
+        .await
+        .db_context(ctx)?;
+    Ok(rows.next().await.db_context(ctx)?.is_some())
 }
 
 fn trim(rows: &mut Vec<EmbeddingRow>, upper: &Option<Key>) {
@@ -217,6 +296,21 @@ impl Layout {
         } else {
             None
         };
+        // Without a unique key, the rows that share the last key may go on
+        // past the page: read them all, so a window never splits a key.
+        if let (false, Some(u)) = (self.legacy_unique, upper.as_ref()) {
+            let keep = legacy.partition_point(|r| &r.key < u);
+            legacy.truncate(keep);
+            let (same, _) = read_span(
+                conn,
+                LEGACY_TABLE,
+                self.legacy_vector_col(),
+                Span::Keys(std::slice::from_ref(u)),
+                None,
+            )
+            .await?;
+            legacy.extend(same);
+        }
         let mut targets = Vec::with_capacity(self.targets.len());
         for &table in &self.targets {
             let (rows, cut) = read_rows(

@@ -46,7 +46,19 @@ pub struct MigrationStatus {
     /// An online run's triggers are logging changes: this many are waiting
     /// to be mirrored (`None`: no online run under way).
     pub online_changes_pending: Option<u64>,
+    /// What the last execute run's verification found.
+    pub last_verification: Option<super::outcome::LastVerification>,
+    /// Conflicts it recorded (up to [`CONFLICTS_LISTED`]; the count is in
+    /// `last_verification`): target rows the migration does not own in
+    /// the way of a legacy row, kept.
+    pub conflicts: Vec<super::outcome::RecordedConflict>,
+    /// Target rows `--on-conflict legacy` saved before replacing them
+    /// (`--rollback` puts them back).
+    pub displaced_rows: u64,
 }
+
+/// Conflicts `--status` lists.
+pub const CONFLICTS_LISTED: usize = 20;
 
 async fn one_i64(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<Option<i64>> {
     let ctx = || format!("reading the migration status ({sql})");
@@ -148,6 +160,12 @@ pub async fn status(conn: &Connection) -> Result<MigrationStatus> {
         let sql = format!("SELECT count(*) FROM {}", super::online::CHANGES_TABLE);
         s.online_changes_pending =
             Some(one_i64(conn, &sql, vec![]).await?.unwrap_or(0).max(0) as u64);
+    }
+    s.last_verification = super::outcome::last_verification(conn).await?;
+    s.conflicts = super::outcome::conflicts(conn, CONFLICTS_LISTED).await?;
+    if object_exists(conn, crate::schema::DISPLACED_TABLE).await? {
+        let sql = format!("SELECT count(*) FROM {}", crate::schema::DISPLACED_TABLE);
+        s.displaced_rows = one_i64(conn, &sql, vec![]).await?.unwrap_or(0).max(0) as u64;
     }
     s.state = if s.legacy_dropped_at.is_some() && !legacy {
         "legacy_dropped"

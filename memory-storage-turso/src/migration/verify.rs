@@ -10,7 +10,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::apply::{after_failure, apply, needs_writes, with_rejections, Quarantine, Rejected};
 use super::backup::{hash_row, TableDigest};
-use super::compare::{judge, Finding};
+use super::compare::{judge, Finding, Held, Ownership};
 use super::observer::{Observer, Phase};
 use super::report::{Discrepancy, MigrationReport, Verification};
 use super::row::Key;
@@ -41,12 +41,23 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
     let limit = report.listed_limit;
     for f in findings {
         match f {
+            Finding::Valid(row) if row.is_conflict() => {
+                // Not the migration's row: reported, never a failure.
+                v.rows_checked += 1;
+                for c in row.conflicts() {
+                    report.add_conflict(c);
+                }
+            }
             Finding::Valid(row) => {
+                report.note_unsearchable(&row.row.key, row.table, &row.vector);
                 v.rows_checked += 1;
                 v.tables
                     .entry(row.table.name().to_string())
                     .or_default()
                     .expected += 1;
+                if row.in_place.is_some() {
+                    v.rows_compared += 1;
+                }
                 let id = row.row.key.to_string();
                 match &row.in_place {
                     None => v.add(
@@ -66,7 +77,10 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                             embedding_id: id.clone(),
                             kind: "differs".into(),
                             table: row.table.name().into(),
-                            detail: format!("differs from its source in {}", cols.join(", ")),
+                            detail: format!(
+                                "this migration's copy differs from its source in {}",
+                                cols.join(", ")
+                            ),
                         },
                     ),
                     Some(_) => {}
@@ -92,40 +106,46 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
             Finding::Bad {
                 row,
                 reason,
-                in_targets,
+                ours_in,
                 ..
             } => {
                 v.rows_checked += 1;
                 let id = row.key.to_string();
                 report.add_quarantined(id.clone(), reason.code(), reason.to_string());
-                if !in_targets.is_empty() {
+                // A copy the migration does not own is the application's:
+                // kept, not a discrepancy.
+                if !ours_in.is_empty() {
                     v.add(
                         limit,
                         &row.key,
                         Discrepancy {
                             embedding_id: id,
                             kind: "bad_row_in_target".into(),
-                            table: names(in_targets),
+                            table: names(ours_in),
                             detail: format!(
-                                "the legacy row cannot be migrated ({reason}), yet {} holds a copy of it",
-                                names(in_targets)
+                                "the legacy row cannot be migrated ({reason}), yet {} holds this migration's older copy of it (--execute removes it)",
+                                names(ours_in)
                             ),
                         },
                     );
                 }
             }
-            Finding::Orphan { tables, ours, .. } if is_application_row(tables, *ours) => {
+            Finding::Orphan { tables, .. } if is_application_row(tables) => {
                 v.application_rows += 1;
             }
-            Finding::Orphan { key, tables, ours } => {
-                let list: Vec<TargetTable> = tables.iter().map(|(t, _)| *t).collect();
+            Finding::Orphan { key, tables } => {
+                let list: Vec<TargetTable> = tables.iter().map(|h| h.table).collect();
+                let ours = tables.iter().any(|h| h.owner == Ownership::Ours);
                 let dims: Vec<String> = tables
                     .iter()
-                    .filter(
-                        |(t, r)| !matches!(r.dimension, libsql::Value::Integer(d) if t.holds(d)),
-                    )
-                    .map(|(t, _)| {
-                        format!(" ({t} holds it with a dimension that does not belong there)")
+                    .filter(|h| {
+                        !matches!(h.row.dimension, libsql::Value::Integer(d) if h.table.holds(d))
+                    })
+                    .map(|h| {
+                        format!(
+                            " ({} holds it with a dimension that does not belong there)",
+                            h.table
+                        )
                     })
                     .collect();
                 v.add(
@@ -139,7 +159,7 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                             "{} holds a row with no source row in the legacy table{}{}",
                             names(&list),
                             dims.concat(),
-                            if ours.is_some() {
+                            if ours {
                                 " (this migration wrote it and its legacy row was deleted since: --execute removes it)"
                             } else {
                                 " (not written by this migration: left alone)"
@@ -157,12 +177,9 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
 /// by one table whose dimension it has: a row the application wrote to the
 /// new tables (the store does during the transition). It is not the
 /// migration's to judge: counted, never a discrepancy, never touched.
-pub(crate) fn is_application_row(
-    tables: &[(TargetTable, super::row::EmbeddingRow)],
-    ours: Option<TargetTable>,
-) -> bool {
-    ours.is_none()
-        && matches!(tables, [(t, r)] if matches!(r.dimension, libsql::Value::Integer(d) if t.holds(d)))
+pub(crate) fn is_application_row(tables: &[Held]) -> bool {
+    matches!(tables, [h] if h.owner != Ownership::Ours
+        && matches!(h.row.dimension, libsql::Value::Integer(d) if h.table.holds(d)))
 }
 
 fn target_counts(window: &super::scan::Window) -> Vec<(TargetTable, u64)> {
@@ -176,6 +193,8 @@ fn target_counts(window: &super::scan::Window) -> Vec<(TargetTable, u64)> {
 /// One verified window.
 struct Checked {
     upper: Option<Key>,
+    /// Legacy rows in the window (rows sharing a key each count).
+    legacy_rows: u64,
     counts: Vec<(TargetTable, u64)>,
     findings: Vec<Finding>,
     repaired: u64,
@@ -188,6 +207,7 @@ struct Checked {
 struct Read {
     /// `data_version` before the window was read.
     data_version: i64,
+    legacy_rows: u64,
     upper: Option<Key>,
     counts: Vec<(TargetTable, u64)>,
     digest_before: Xxh3,
@@ -210,6 +230,7 @@ async fn read_window(
     }
     Ok(Read {
         data_version,
+        legacy_rows: window.legacy.len() as u64,
         upper: window.upper.clone(),
         counts: target_counts(&window),
         digest_before: digest.clone(),
@@ -241,6 +262,7 @@ async fn finish_window(
 ) -> Result<Checked> {
     let Read {
         data_version,
+        mut legacy_rows,
         upper,
         mut counts,
         digest_before,
@@ -249,7 +271,7 @@ async fn finish_window(
     } = read;
     let mut findings = with_rejections(joined(judging).await, rejected);
     let mut repaired = 0;
-    if repair == Repair::Yes && needs_writes(&findings) {
+    if repair == Repair::Yes && needs_writes(&findings, writer.policy()) {
         writer.begin().await?;
         // Someone committed since the read: repair from what is there now,
         // never from the older read.
@@ -262,6 +284,7 @@ async fn finish_window(
         repaired = applied.written + applied.removed;
         let window = layout.exact_window(conn, after, upper.as_ref()).await?;
         counts = target_counts(&window);
+        legacy_rows = window.legacy.len() as u64;
         digest_after = digest_before;
         for r in &window.legacy {
             hash_row(&mut digest_after, r);
@@ -270,6 +293,7 @@ async fn finish_window(
     }
     Ok(Checked {
         upper,
+        legacy_rows,
         counts,
         findings,
         repaired,
@@ -366,7 +390,7 @@ pub async fn verify(
             .filter(|f| matches!(f, Finding::Valid(_) | Finding::Bad { .. }))
             .count() as u64;
         seen += rows;
-        digest_rows += rows;
+        digest_rows += checked.legacy_rows;
         for (t, n) in checked.counts {
             v.tables.entry(t.name().to_string()).or_default().actual += n;
         }

@@ -15,7 +15,9 @@ use super::retry::{classify, ErrorClass};
 use super::row::{EmbeddingRow, Key};
 use crate::decode::BadRowReason;
 use crate::error::{DbContext, Result};
-use crate::schema::{TargetTable, CHECKPOINT_TABLE, LEDGER_TABLE, QUARANTINE_TABLE};
+use crate::schema::{
+    TargetTable, CHECKPOINT_TABLE, DISPLACED_TABLE, LEDGER_TABLE, QUARANTINE_TABLE,
+};
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
@@ -31,6 +33,8 @@ pub const CHUNK_ROWS: usize = 250;
 pub const CHUNK_BYTES: usize = 4 << 20;
 /// Columns of a target row, in [`UPSERT_COLUMNS`] order.
 const COLUMNS: usize = 8;
+/// Columns of a ledger entry: key, table, fingerprint.
+const LEDGER_COLUMNS: usize = 3;
 const UPSERT_COLUMNS: &str =
     "embedding_id, item_id, item_type, embedding_data, embedding_vector, dimension, model, created_at";
 
@@ -63,13 +67,17 @@ pub struct BatchWriter<'c> {
     chunk_upserts: [Option<Statement>; 5],
     chunk_ledger: Option<Statement>,
     buffers: [Buffer; 5],
-    /// `(embedding_id, target table)` waiting for the ledger.
+    /// `(embedding_id, target table, fingerprint)` waiting for the ledger.
     ledger_buffer: Vec<Value>,
     deletes: [Option<Statement>; 5],
     quarantine: Option<Statement>,
     unquarantine: Option<Statement>,
     ledger_remove: Option<Statement>,
+    displace: Option<Statement>,
     lock: Option<MigrationLock>,
+    /// Whether a row the migration does not own may be replaced (after
+    /// it is saved): the one switch between the two conflict policies.
+    policy: super::apply::ConflictPolicy,
     /// Rows written to each target table by committed batches.
     pub written: [u64; 5],
     /// Rows written to each target table by the batch in flight.
@@ -79,6 +87,10 @@ pub struct BatchWriter<'c> {
     bytes: [u64; 5],
     pending_bytes: [u64; 5],
     in_batch: u64,
+    /// Rows saved and replaced (`--on-conflict legacy`) by committed
+    /// batches, and by the batch in flight.
+    pub displaced: u64,
+    pending_displaced: u64,
 }
 
 fn slot(table: TargetTable) -> usize {
@@ -110,12 +122,16 @@ impl<'c> BatchWriter<'c> {
             quarantine: None,
             unquarantine: None,
             ledger_remove: None,
+            displace: None,
             lock: None,
+            policy: Default::default(),
             written: [0; 5],
             pending: [0; 5],
             bytes: [0; 5],
             pending_bytes: [0; 5],
             in_batch: 0,
+            displaced: 0,
+            pending_displaced: 0,
         }
     }
 
@@ -126,6 +142,7 @@ impl<'c> BatchWriter<'c> {
         self.in_batch = 0;
         self.pending = [0; 5];
         self.pending_bytes = [0; 5];
+        self.pending_displaced = 0;
         self.conn
             .execute("BEGIN IMMEDIATE", ())
             .await
@@ -137,6 +154,17 @@ impl<'c> BatchWriter<'c> {
     pub fn with_lock(mut self, lock: Option<MigrationLock>) -> Self {
         self.lock = lock;
         self
+    }
+
+    /// Sets what wins a conflict (default: the target row).
+    pub fn with_policy(mut self, policy: super::apply::ConflictPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// What wins a conflict in this run.
+    pub fn policy(&self) -> super::apply::ConflictPolicy {
+        self.policy
     }
 
     /// Commits the batch (refreshing the lock in it first).
@@ -157,12 +185,14 @@ impl<'c> BatchWriter<'c> {
         }
         self.pending = [0; 5];
         self.pending_bytes = [0; 5];
+        self.displaced += std::mem::take(&mut self.pending_displaced);
         Ok(())
     }
 
     /// Rolls back the batch in flight (used when a write failed).
     pub async fn rollback(&mut self) {
         self.discard_buffers();
+        self.pending_displaced = 0;
         self.pending = [0; 5];
         self.pending_bytes = [0; 5];
         if !self.conn.is_autocommit() {
@@ -224,8 +254,12 @@ impl<'c> BatchWriter<'c> {
         let i = slot(table);
         let size = row.size() + vector.len();
         let key = row.key.clone();
-        self.ledger_buffer
-            .extend([key.0.clone(), Value::Text(table.name().to_string())]);
+        let fingerprint = row.fingerprint_with_vector(&vector);
+        self.ledger_buffer.extend([
+            key.0.clone(),
+            Value::Text(table.name().to_string()),
+            Value::Integer(fingerprint),
+        ]);
         let buffer = &mut self.buffers[i];
         buffer.params.extend([
             row.key.0,
@@ -338,9 +372,16 @@ impl<'c> BatchWriter<'c> {
     /// Writes the buffered ledger entries, in chunks.
     async fn flush_ledger(&mut self) -> Result<()> {
         let entries = std::mem::take(&mut self.ledger_buffer);
-        for chunk in entries.chunks(2 * CHUNK_ROWS) {
-            let n = chunk.len() / 2;
-            let sql = || multi_row_sql(LEDGER_TABLE, "embedding_id, target_table", 2, n);
+        for chunk in entries.chunks(LEDGER_COLUMNS * CHUNK_ROWS) {
+            let n = chunk.len() / LEDGER_COLUMNS;
+            let sql = || {
+                multi_row_sql(
+                    LEDGER_TABLE,
+                    "embedding_id, target_table, fingerprint",
+                    LEDGER_COLUMNS,
+                    n,
+                )
+            };
             let result = if n == CHUNK_ROWS {
                 let stmt = Self::prepared(self.conn, &mut self.chunk_ledger, sql).await?;
                 let result = stmt.execute(chunk.to_vec()).await.map(|_| ());
@@ -375,6 +416,38 @@ impl<'c> BatchWriter<'c> {
             || format!("updating the ledger for {key}"),
         )
         .await
+    }
+
+    /// Saves a target row the migration is about to replace or remove
+    /// (`--on-conflict legacy`) in the displaced-rows table, in the batch's
+    /// transaction, so a rollback can put it back.
+    pub async fn displace(&mut self, table: TargetTable, row: &EmbeddingRow) -> Result<()> {
+        self.flush().await?;
+        let stmt = Self::prepared(self.conn, &mut self.displace, || {
+            format!(
+                "INSERT INTO {DISPLACED_TABLE} (target_table, embedding_id, item_id, item_type, embedding_data, embedding_vector, dimension, model, created_at, displaced_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            )
+        })
+        .await?;
+        let params = vec![
+            Value::Text(table.name().to_string()),
+            row.key.0.clone(),
+            row.item_id.clone(),
+            row.item_type.clone(),
+            row.embedding_data.clone(),
+            row.embedding_vector.clone(),
+            row.dimension.clone(),
+            row.model.clone(),
+            row.created_at.clone(),
+            Value::Integer(unix_now()),
+        ];
+        run(stmt, params, || {
+            format!("saving the displaced row {} of {table}", row.key)
+        })
+        .await?;
+        self.pending_displaced += 1;
+        Ok(())
     }
 
     /// Drops a key from the ledger (no table holds it any more).
