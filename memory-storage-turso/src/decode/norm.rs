@@ -45,6 +45,9 @@ impl Unsearchable {
 /// ranked by cosine distance as libSQL computes it in f32; the reason when
 /// not. Trailing bytes short of a whole f32 are ignored.
 pub fn cosine_searchable(le_bytes: &[u8]) -> Result<(), Unsearchable> {
+    if surely_searchable(le_bytes) {
+        return Ok(());
+    }
     let mut squared_norm = 0f32;
     let mut all_zero = true;
     for chunk in le_bytes.chunks_exact(4) {
@@ -74,6 +77,25 @@ pub fn cosine_searchable(le_bytes: &[u8]) -> Result<(), Unsearchable> {
     Ok(())
 }
 
+/// The fast path, on the exponents alone: at most 65,536 components, none
+/// of magnitude 2^20 or more (nor infinite or NaN), one at least 2^-20.
+/// Then the squared norm lies between 2^-40 and 2^56, so neither it nor its
+/// square can overflow or underflow, whatever the rounding (a sum of
+/// squares never shrinks as terms are added).
+fn surely_searchable(le_bytes: &[u8]) -> bool {
+    const LOWEST: u32 = 127 - 20;
+    const HIGHEST: u32 = 127 + 20;
+    if le_bytes.len() / 4 > 65_536 {
+        return false;
+    }
+    let max_exponent = le_bytes
+        .chunks_exact(4)
+        .map(|c| (u32::from_le_bytes([c[0], c[1], c[2], c[3]]) >> 23) & 0xff)
+        .max()
+        .unwrap_or(0);
+    (LOWEST..HIGHEST).contains(&max_exponent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +106,35 @@ mod tests {
 
     fn check(v: &[f32]) -> Result<(), Unsearchable> {
         cosine_searchable(&bytes(v))
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_exact_check_near_its_edges() {
+        for v in [
+            vec![2f32.powi(-20); 384],
+            vec![2f32.powi(-21); 384],
+            vec![2f32.powi(19) * 1.99; 3072],
+            vec![2f32.powi(20); 3072],
+            vec![1e-30, 2f32.powi(-20)],
+            vec![-0.5, 1e-45, 0.0],
+        ] {
+            let b = bytes(&v);
+            if surely_searchable(&b) {
+                // The exact loop, without the fast path.
+                let mut s = 0f32;
+                for x in &v {
+                    s += x * x;
+                }
+                assert!(
+                    s.is_finite() && (s * s).is_finite() && s * s >= f32::MIN_POSITIVE,
+                    "{v:?}"
+                );
+            }
+        }
+        assert!(surely_searchable(&bytes(&[2f32.powi(-20); 384])));
+        assert!(!surely_searchable(&bytes(&[2f32.powi(-21); 384])));
+        assert!(!surely_searchable(&bytes(&[2f32.powi(20); 3])));
+        assert!(!surely_searchable(&bytes(&[f32::NAN, 1.0])));
     }
 
     #[test]

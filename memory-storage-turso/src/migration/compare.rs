@@ -284,23 +284,34 @@ pub fn judge(window: Window) -> Vec<Finding> {
         let mut present = Vec::new();
         for (table, rows) in targets.iter_mut() {
             if let Some(r) = rows.next_if(|r| r.key == key) {
-                let owner = owner(*table, &r, ledgered.as_ref());
-                present.push(Held {
-                    table: *table,
-                    row: r,
-                    owner,
-                });
+                present.push((*table, r));
             }
         }
+        let ledgered = ledgered.as_ref();
+        let held = |present: Vec<(TargetTable, EmbeddingRow)>| -> Vec<Held> {
+            present
+                .into_iter()
+                .map(|(table, row)| Held {
+                    owner: owner(table, &row, ledgered),
+                    table,
+                    row,
+                })
+                .collect()
+        };
         let is_quarantined = quarantined.next_if(|q| *q == key).is_some();
         out.push(match legacy_row {
             Some(row) if sharing > 0 => bad(
                 row,
                 BadRowReason::DuplicateKey { rows: sharing + 1 },
-                present,
+                held(present),
                 is_quarantined,
             ),
-            Some(row) => judge_legacy(row, present, is_quarantined),
+            Some(row) => match check_legacy_row(&row) {
+                Err(reason) => bad(row, reason, held(present), is_quarantined),
+                Ok((table, vector)) => {
+                    judge_valid(row, table, vector, present, ledgered, is_quarantined)
+                }
+            },
             None if present.is_empty() => Finding::Stale {
                 key,
                 quarantined: is_quarantined,
@@ -308,7 +319,7 @@ pub fn judge(window: Window) -> Vec<Finding> {
             },
             None => Finding::Orphan {
                 key,
-                tables: present,
+                tables: held(present),
             },
         });
     }
@@ -328,40 +339,65 @@ fn bad(row: EmbeddingRow, reason: BadRowReason, present: Vec<Held>, quarantined:
     }
 }
 
-fn judge_legacy(row: EmbeddingRow, present: Vec<Held>, quarantined: bool) -> Finding {
-    match check_legacy_row(&row) {
-        Err(reason) => bad(row, reason, present, quarantined),
-        Ok((table, vector)) => {
-            let mut in_place = None;
-            let mut in_place_owner = None;
-            let mut misplaced = Vec::new();
-            let mut foreign = Vec::new();
-            for held in present {
-                if held.table == table {
-                    let diff = differing_columns(&row, &vector, &held.row);
-                    in_place_owner = Some(held.owner);
-                    if !diff.is_empty() && held.owner != Ownership::Ours {
-                        foreign.push(held);
-                    }
-                    in_place = Some(diff);
-                } else if held.owner == Ownership::Ours {
-                    misplaced.push(held.table);
-                } else {
-                    foreign.push(held);
+/// Judges a legacy row that decodes against the target rows holding its
+/// key. Whose a target row is costs a hash of it: only asked where it
+/// matters, not for the copy identical to the legacy row (the common case
+/// of a verification), which is settled whoever wrote it.
+fn judge_valid(
+    row: EmbeddingRow,
+    table: TargetTable,
+    vector: Vec<u8>,
+    present: Vec<(TargetTable, EmbeddingRow)>,
+    ledgered: Option<&LedgerEntry>,
+    quarantined: bool,
+) -> Finding {
+    let mut in_place = None;
+    let mut in_place_owner = None;
+    let mut misplaced = Vec::new();
+    let mut foreign = Vec::new();
+    for (held_in, held_row) in present {
+        if held_in == table {
+            let diff = differing_columns(&row, &vector, &held_row);
+            let owner = if diff.is_empty() {
+                match ledgered {
+                    Some(e) if e.table == table.name() => Ownership::Ours,
+                    _ => Ownership::Theirs,
                 }
+            } else {
+                owner(held_in, &held_row, ledgered)
+            };
+            in_place_owner = Some(owner);
+            if !diff.is_empty() && owner != Ownership::Ours {
+                foreign.push(Held {
+                    table: held_in,
+                    row: held_row,
+                    owner,
+                });
             }
-            Finding::Valid(ValidRow {
-                row,
-                table,
-                vector,
-                in_place,
-                in_place_owner,
-                misplaced,
-                foreign,
-                quarantined,
-            })
+            in_place = Some(diff);
+        } else {
+            let owner = owner(held_in, &held_row, ledgered);
+            if owner == Ownership::Ours {
+                misplaced.push(held_in);
+            } else {
+                foreign.push(Held {
+                    table: held_in,
+                    row: held_row,
+                    owner,
+                });
+            }
         }
     }
+    Finding::Valid(ValidRow {
+        row,
+        table,
+        vector,
+        in_place,
+        in_place_owner,
+        misplaced,
+        foreign,
+        quarantined,
+    })
 }
 
 #[cfg(test)]

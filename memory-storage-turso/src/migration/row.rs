@@ -169,32 +169,52 @@ impl EmbeddingRow {
     }
 }
 
-/// Adds one value, type-tagged, to a hash: values of different types or
-/// bytes never hash alike by construction (reals by their bits).
-pub(crate) fn hash_value(h: &mut xxhash_rust::xxh3::Xxh3, v: &Value) {
-    match v {
-        Value::Null => h.update(&[0]),
-        Value::Integer(i) => {
-            h.update(&[1]);
-            h.update(&i.to_le_bytes());
-        }
-        Value::Real(r) => {
-            h.update(&[2]);
-            h.update(&r.to_bits().to_le_bytes());
-        }
-        Value::Text(s) => {
-            h.update(&[3]);
-            h.update(&(s.len() as u64).to_le_bytes());
-            h.update(s.as_bytes());
-        }
-        Value::Blob(b) => hash_blob(h, b),
-    }
+/// The bytes a fingerprint is taken over: per value a type tag, then the
+/// integer or the real's bits, or the length and a one-shot XXH3-64 of a
+/// text's or blob's bytes (one pass over the big values, no copies).
+struct Digest {
+    buf: [u8; 8 * 17],
+    len: usize,
 }
 
-fn hash_blob(h: &mut xxhash_rust::xxh3::Xxh3, b: &[u8]) {
-    h.update(&[4]);
-    h.update(&(b.len() as u64).to_le_bytes());
-    h.update(b);
+impl Digest {
+    fn new() -> Self {
+        Digest {
+            buf: [0; 8 * 17],
+            len: 0,
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn blob(&mut self, tag: u8, b: &[u8]) {
+        self.put(&[tag]);
+        self.put(&(b.len() as u64).to_le_bytes());
+        self.put(&xxhash_rust::xxh3::xxh3_64(b).to_le_bytes());
+    }
+
+    fn value(&mut self, v: &Value) {
+        match v {
+            Value::Null => self.put(&[0]),
+            Value::Integer(i) => {
+                self.put(&[1]);
+                self.put(&i.to_le_bytes());
+            }
+            Value::Real(r) => {
+                self.put(&[2]);
+                self.put(&r.to_bits().to_le_bytes());
+            }
+            Value::Text(s) => self.blob(3, s.as_bytes()),
+            Value::Blob(b) => self.blob(4, b),
+        }
+    }
+
+    fn finish(&self) -> i64 {
+        xxhash_rust::xxh3::xxh3_64(&self.buf[..self.len]) as i64
+    }
 }
 
 /// The fingerprint of a target row: XXH3-64 over its eight values in
@@ -202,11 +222,11 @@ fn hash_blob(h: &mut xxhash_rust::xxh3::Xxh3, b: &[u8]) {
 /// fingerprint of every row as the migration wrote it, so a later run can
 /// tell its own row from one the application changed since.
 pub fn fingerprint(values: [&Value; 8]) -> i64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut d = Digest::new();
     for v in values {
-        hash_value(&mut h, v);
+        d.value(v);
     }
-    h.digest() as i64
+    d.finish()
 }
 
 impl EmbeddingRow {
@@ -227,20 +247,20 @@ impl EmbeddingRow {
     /// The [`fingerprint`] of this row written with the blob `vector` in
     /// its vector column (how the copy writes a legacy row).
     pub fn fingerprint_with_vector(&self, vector: &[u8]) -> i64 {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let mut d = Digest::new();
         for v in [
             &self.key.0,
             &self.item_id,
             &self.item_type,
             &self.embedding_data,
         ] {
-            hash_value(&mut h, v);
+            d.value(v);
         }
-        hash_blob(&mut h, vector);
+        d.blob(4, vector);
         for v in [&self.dimension, &self.model, &self.created_at] {
-            hash_value(&mut h, v);
+            d.value(v);
         }
-        h.digest() as i64
+        d.finish()
     }
 
     /// `created_at` as an integer, when it is one.
