@@ -111,7 +111,7 @@ pub enum Error {
     #[error("the database refused embedding {embedding_id} in {table}: {source}")]
     RowRejected {
         embedding_id: String,
-        key: Box<crate::migration::row::Key>,
+        key: Box<crate::decode::row::Key>,
         table: String,
         #[source]
         source: libsql::Error,
@@ -214,7 +214,7 @@ impl<T> DbContext<T> for std::result::Result<T, libsql::Error> {
     fn db_context(self, context: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| {
             let context = context();
-            match crate::migration::retry::sqlite_code(&source) {
+            match crate::db::sqlite_code(&source) {
                 Some(13) => Error::DiskFull { context, source },
                 Some(8) => Error::ReadOnly { context, source },
                 Some(17) => Error::SchemaChanged { context, source },

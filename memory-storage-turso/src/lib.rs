@@ -9,6 +9,7 @@
 //! and search through [`store::EmbeddingStore`].
 
 pub mod connect;
+mod db;
 pub mod decode;
 pub mod error;
 pub mod init;

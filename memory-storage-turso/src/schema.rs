@@ -17,16 +17,7 @@ pub const NATIVE_DIMENSIONS: [usize; 4] = [384, 1024, 1536, 3072];
 
 /// The columns every embedding table has, in the order the migration reads
 /// and writes them.
-pub const COLUMNS: [&str; 8] = [
-    "embedding_id",
-    "item_id",
-    "item_type",
-    "embedding_data",
-    "embedding_vector",
-    "dimension",
-    "model",
-    "created_at",
-];
+pub use crate::decode::row::COLUMNS;
 
 /// One of the five target tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -492,40 +483,7 @@ pub async fn create_vector_index_with(
     Ok(())
 }
 
-/// Whether a table (or index, or any schema object) named `name` exists.
-pub async fn object_exists(conn: &Connection, name: &str) -> Result<bool> {
-    let mut rows = conn
-        .query("SELECT 1 FROM sqlite_master WHERE name = ?1", [name])
-        .await
-        .db_context(|| format!("looking up {name} in the schema"))?;
-    Ok(rows
-        .next()
-        .await
-        .db_context(|| format!("looking up {name} in the schema"))?
-        .is_some())
-}
-
-/// The column names of a table, in declaration order (empty if it does not
-/// exist). `table` must come from this module's constants.
-pub async fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
-    let sql = format!("SELECT name FROM pragma_table_info('{table}')");
-    let mut rows = conn
-        .query(&sql, ())
-        .await
-        .db_context(|| format!("reading the columns of {table}"))?;
-    let mut names = Vec::new();
-    while let Some(row) = rows
-        .next()
-        .await
-        .db_context(|| format!("reading the columns of {table}"))?
-    {
-        names.push(
-            row.get::<String>(0)
-                .db_context(|| format!("reading the columns of {table}"))?,
-        );
-    }
-    Ok(names)
-}
+pub use crate::db::{object_exists, table_columns};
 
 #[cfg(test)]
 mod tests {

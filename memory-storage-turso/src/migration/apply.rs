@@ -87,6 +87,7 @@ pub async fn after_failure(
             if *attempt >= max_retries {
                 return Err(super::retry::exhausted(e, *attempt + 1));
             }
+            super::retry::recover(&e);
             *attempt += 1;
             let wait = backoff(*attempt);
             tracing::warn!(

@@ -4,9 +4,9 @@
 use libsql::Value;
 
 use super::report::{fingerprint_hex, Conflict, ConflictKind, Newer};
-use super::row::{same_value, type_name, EmbeddingRow, Key};
+use super::row::{same_value, EmbeddingRow, Key};
 use super::scan::{LedgerEntry, Window};
-use crate::decode::{validate_row, BadRowReason};
+use crate::decode::BadRowReason;
 use crate::schema::{route, TargetTable};
 
 /// Whether this migration owns a target row.
@@ -128,63 +128,10 @@ impl ValidRow {
     }
 }
 
-/// Checks the types of a legacy row's columns, then decodes it.
+/// Checks the types of a legacy row's columns, decodes it, and routes it.
 pub fn check_legacy_row(row: &EmbeddingRow) -> Result<(TargetTable, Vec<u8>), BadRowReason> {
-    if row.invalid_utf8 != 0 {
-        let column = crate::schema::COLUMNS
-            .iter()
-            .enumerate()
-            .find(|(i, _)| row.invalid_utf8 & (1 << i) != 0)
-            .map_or("?", |(_, c)| *c);
-        return Err(BadRowReason::InvalidUtf8 { column });
-    }
-    for (column, value) in [
-        ("item_id", &row.item_id),
-        ("item_type", &row.item_type),
-        ("model", &row.model),
-        ("created_at", &row.created_at),
-    ] {
-        if matches!(value, Value::Null) {
-            return Err(BadRowReason::NullColumn { column });
-        }
-    }
-    let data = match &row.embedding_data {
-        Value::Text(s) => s.as_str(),
-        other => {
-            return Err(BadRowReason::NotText {
-                column: "embedding_data",
-                found: type_name(other),
-            })
-        }
-    };
-    let dimension = match &row.dimension {
-        Value::Integer(d) => *d,
-        Value::Text(s) => {
-            return Err(BadRowReason::InvalidDimension {
-                found: format!("text {s:?}"),
-            })
-        }
-        other => {
-            return Err(BadRowReason::InvalidDimension {
-                found: type_name(other).to_string(),
-            })
-        }
-    };
-    let legacy_vector = match &row.embedding_vector {
-        Value::Null => None,
-        Value::Blob(b) => Some(b.as_slice()),
-        other => {
-            return Err(BadRowReason::LegacyVectorMismatch {
-                detail: format!(
-                    "embedding_vector holds {}, not vector bytes",
-                    type_name(other)
-                ),
-            })
-        }
-    };
-    let vector = validate_row(data, dimension, legacy_vector)?;
-    let table = route(vector.len() / 4);
-    Ok((table, vector))
+    let vector = crate::decode::check_legacy_row(row)?;
+    Ok((route(vector.len() / 4), vector))
 }
 
 /// The columns of `target` that differ from `legacy` (vector compared with

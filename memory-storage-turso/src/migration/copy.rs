@@ -13,7 +13,7 @@ use super::observer::{Observer, Phase};
 use super::row::Key;
 use super::scan::{Layout, Limits};
 use super::write::{data_version, mark_copy_completed, BatchWriter};
-use crate::error::{DbContext, Result};
+use crate::error::Result;
 use crate::schema::LEGACY_TABLE;
 
 /// What the copy phase did.
@@ -29,25 +29,18 @@ pub struct CopyOutcome {
 
 /// Legacy rows after `after`, for progress totals.
 pub async fn count_after(conn: &Connection, after: Option<&Key>) -> Result<u64> {
-    let ctx = || format!("counting the rows of {LEGACY_TABLE}");
-    let mut rows = match after {
-        Some(k) => conn
-            .query(
-                &format!("SELECT count(*) FROM {LEGACY_TABLE} WHERE embedding_id > ?1"),
-                vec![k.0.clone()],
-            )
-            .await
-            .db_context(ctx)?,
-        None => conn
-            .query(&format!("SELECT count(*) FROM {LEGACY_TABLE}"), ())
-            .await
-            .db_context(ctx)?,
+    let what = || format!("counting the rows of {LEGACY_TABLE}");
+    let n = match after {
+        Some(k) => {
+            let sql = format!("SELECT count(*) FROM {LEGACY_TABLE} WHERE embedding_id > ?1");
+            crate::db::query_i64(conn, &sql, vec![k.0.clone()], what).await?
+        }
+        None => {
+            let sql = format!("SELECT count(*) FROM {LEGACY_TABLE}");
+            crate::db::query_i64(conn, &sql, vec![], what).await?
+        }
     };
-    let n = match rows.next().await.db_context(ctx)? {
-        Some(row) => row.get::<i64>(0).db_context(ctx)?,
-        None => 0,
-    };
-    Ok(n.max(0) as u64)
+    Ok(n.unwrap_or(0).max(0) as u64)
 }
 
 /// One window: read, judge, write, move the checkpoint, commit.

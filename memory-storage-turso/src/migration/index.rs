@@ -35,15 +35,11 @@ const FIRST_INDEX_BATCH: i64 = 100;
 const INDEX_TXN_TARGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn count(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<i64> {
-    let ctx = || format!("counting for the index build ({sql})");
-    let mut rows = conn.query(sql, params).await.db_context(ctx)?;
-    match rows.next().await.db_context(ctx)? {
-        Some(row) => match row.get_value(0).db_context(ctx)? {
-            Value::Integer(n) => Ok(n),
-            _ => Ok(0),
-        },
-        None => Ok(0),
-    }
+    let n = crate::db::query_i64(conn, sql, params, || {
+        format!("counting for the index build ({sql})")
+    })
+    .await?;
+    Ok(n.unwrap_or(0))
 }
 
 /// Where the index of `table` stands.

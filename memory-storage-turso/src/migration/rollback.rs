@@ -99,15 +99,7 @@ async fn restore_legacy(conn: &Connection) -> Result<()> {
 }
 
 async fn count(conn: &Connection, table: &str) -> Result<i64> {
-    let ctx = || format!("counting {table}");
-    let mut rows = conn
-        .query(&format!("SELECT count(*) FROM {table}"), ())
-        .await
-        .db_context(ctx)?;
-    Ok(match rows.next().await.db_context(ctx)? {
-        Some(r) => r.get::<i64>(0).db_context(ctx)?,
-        None => 0,
-    })
+    Ok(crate::db::count(conn, table).await? as i64)
 }
 
 /// One page of the rows of `table` that the ledger lists for it, after

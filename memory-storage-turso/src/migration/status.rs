@@ -61,15 +61,10 @@ pub struct MigrationStatus {
 pub const CONFLICTS_LISTED: usize = 20;
 
 async fn one_i64(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<Option<i64>> {
-    let ctx = || format!("reading the migration status ({sql})");
-    let mut rows = conn.query(sql, params).await.db_context(ctx)?;
-    match rows.next().await.db_context(ctx)? {
-        Some(row) => match row.get_value(0).db_context(ctx)? {
-            Value::Integer(i) => Ok(Some(i)),
-            _ => Ok(None),
-        },
-        None => Ok(None),
-    }
+    crate::db::query_i64(conn, sql, params, || {
+        format!("reading the migration status ({sql})")
+    })
+    .await
 }
 
 /// Reads the state of the migration in `conn`; writes nothing.

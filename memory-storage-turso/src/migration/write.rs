@@ -19,12 +19,8 @@ use crate::schema::{
     TargetTable, CHECKPOINT_TABLE, DISPLACED_TABLE, LEDGER_TABLE, QUARANTINE_TABLE,
 };
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub(crate) use crate::db::in_transaction;
+pub use crate::db::{data_version, unix_now};
 
 /// Most rows in one multi-row `INSERT` (8 parameters each, far below
 /// SQLite's limit of 32,766).
@@ -511,23 +507,6 @@ impl<'c> BatchWriter<'c> {
     }
 }
 
-/// SQLite's `data_version` of this connection: it changes when another
-/// connection commits. Read before a window is read and again inside the
-/// transaction that writes it, it tells whether anyone (an application, the
-/// store) wrote in between, in which case the window is read again under
-/// the write lock instead of overwriting a newer write with an older one.
-pub async fn data_version(conn: &Connection) -> Result<i64> {
-    let ctx = || "reading PRAGMA data_version".to_string();
-    let mut rows = conn
-        .query("PRAGMA data_version", ())
-        .await
-        .db_context(ctx)?;
-    match rows.next().await.db_context(ctx)? {
-        Some(row) => row.get::<i64>(0).db_context(ctx),
-        None => Ok(0),
-    }
-}
-
 /// The checkpoint as stored: the last key done, if any.
 pub async fn read_checkpoint(conn: &Connection) -> Result<Option<Key>> {
     let ctx = || "reading the checkpoint".to_string();
@@ -556,30 +535,6 @@ pub async fn mark_copy_completed(conn: &Connection) -> Result<()> {
     .await
     .db_context(|| "marking the copy complete".to_string())?;
     Ok(())
-}
-
-/// Runs `body` inside `BEGIN IMMEDIATE` … `COMMIT`, rolling back when it
-/// fails.
-pub(crate) async fn in_transaction<T>(
-    conn: &Connection,
-    what: &'static str,
-    body: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    conn.execute("BEGIN IMMEDIATE", ())
-        .await
-        .db_context(|| what.to_string())?;
-    match body.await {
-        Ok(v) => {
-            conn.execute("COMMIT", ())
-                .await
-                .db_context(|| what.to_string())?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = conn.execute("ROLLBACK", ()).await;
-            Err(e)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@
 use libsql::Value;
 
 use super::types::Embedding;
+use crate::decode::check_legacy_row;
+use crate::decode::row::{type_name, EmbeddingRow};
 use crate::decode::{vector_from_le_bytes, BadRowReason};
 use crate::error::{DbContext, Error, Result};
-use crate::migration::compare::check_legacy_row;
-use crate::migration::row::{type_name, EmbeddingRow};
 use crate::schema::{TargetTable, LEGACY_TABLE};
 
 /// The eight columns (text read as exact bytes, in
@@ -16,7 +16,7 @@ use crate::schema::{TargetTable, LEGACY_TABLE};
 /// `vector_col` is `embedding_vector`, or `NULL` for a legacy table
 /// without that column.
 pub(crate) fn select_sql(vector_col: &str, extra: &str) -> String {
-    let columns = crate::migration::row::select_columns(vector_col);
+    let columns = crate::decode::row::select_columns(vector_col);
     if extra.is_empty() {
         columns
     } else {
@@ -112,8 +112,7 @@ pub(crate) fn from_target(row: EmbeddingRow, table: TargetTable) -> Result<Embed
         None => {
             let mut probe = row.clone();
             probe.embedding_vector = Value::Null;
-            let (_, bytes) =
-                check_legacy_row(&probe).map_err(|r| undecodable(table.name(), &row, r))?;
+            let bytes = check_legacy_row(&probe).map_err(|r| undecodable(table.name(), &row, r))?;
             vector_from_le_bytes(&bytes).unwrap_or_default()
         }
     };
@@ -124,7 +123,7 @@ pub(crate) fn from_target(row: EmbeddingRow, table: TargetTable) -> Result<Embed
 /// (a row the migration would quarantine is an error here too), the vector
 /// decoded from `embedding_data`.
 pub(crate) fn from_legacy(row: EmbeddingRow) -> Result<Embedding> {
-    let (_, bytes) = check_legacy_row(&row).map_err(|r| undecodable(LEGACY_TABLE, &row, r))?;
+    let bytes = check_legacy_row(&row).map_err(|r| undecodable(LEGACY_TABLE, &row, r))?;
     let vector = vector_from_le_bytes(&bytes).unwrap_or_default();
     columns(LEGACY_TABLE, &row, vector)
 }

@@ -91,7 +91,7 @@ fn by_distance(a: &(f64, String), b: &(f64, String)) -> std::cmp::Ordering {
 fn key_text(v: &Value) -> String {
     match v {
         Value::Text(s) => s.clone(),
-        other => crate::migration::row::Key(other.clone()).to_string(),
+        other => crate::decode::row::Key(other.clone()).to_string(),
     }
 }
 

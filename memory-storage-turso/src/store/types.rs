@@ -37,7 +37,7 @@ impl Embedding {
             item_type: item_type.into(),
             model: model.into(),
             vector,
-            created_at: crate::migration::write::unix_now(),
+            created_at: crate::db::unix_now(),
         }
     }
 

@@ -10,8 +10,7 @@ use super::transition::legacy;
 use super::types::{invalid_reason, Embedding};
 use crate::decode::vector_to_le_bytes;
 use crate::error::{DbContext, Error, Result};
-use crate::migration::retry::with_retries;
-use crate::migration::write::in_transaction;
+use crate::db::{in_transaction, with_retries};
 use crate::schema::{object_exists, TargetTable, COLUMNS, LEDGER_TABLE, LEGACY_TABLE};
 
 /// Rows per `INSERT` statement (8 parameters each, far below SQLite's

@@ -1,0 +1,14 @@
+//! Plain database plumbing, below everything that knows embeddings: SQLite
+//! result codes and their classes, retries with backoff, transactions, and
+//! small query helpers. Nothing here names the schema, the engine or the
+//! store.
+
+mod codes;
+mod query;
+mod retry;
+mod txn;
+
+pub use codes::{classify, is_unauthorized, lost_remote_stream, sqlite_code, ErrorClass};
+pub use query::{count, data_version, object_exists, query_i64, table_columns, unix_now};
+pub use retry::{backoff, classify_error, exhausted, on_connection, recover, with_retries};
+pub use txn::in_transaction;
