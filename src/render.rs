@@ -1,12 +1,28 @@
 //! The human summary of a [`MigrationReport`].
+//!
+//! Every id and every value that comes from the database goes through
+//! [`shown`]: a terminal never receives its control characters or bidi
+//! overrides (the JSON report keeps them exact).
 
 use std::fmt::Write;
 
-use memory_storage_turso::migration::{MigrationReport, RunMode};
+use memory_storage_turso::migration::{FailureKind, MigrationReport, RunMode};
 use memory_storage_turso::schema::TargetTable;
+use memory_storage_turso::text::shown;
 
 /// How many bad rows and discrepancies the summary lists.
 const SHOWN: usize = 20;
+
+/// Whether the summary lists the quarantined rows one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BadRows {
+    /// Listed (the first [`SHOWN`] of them): the one list of the run.
+    #[default]
+    Listed,
+    /// Counted only, because an earlier summary on the same screen (the
+    /// demo's dry run) listed the same rows.
+    ListedAbove,
+}
 
 fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -39,7 +55,7 @@ fn get(map: Option<&std::collections::BTreeMap<String, u64>>, table: TargetTable
 
 fn rollback_summary(report: &MigrationReport, location: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Rollback of {location}");
+    let _ = writeln!(out, "Rollback of {}", shown(location));
     if let Some(r) = &report.rollback {
         if r.restored_legacy {
             let _ = writeln!(
@@ -53,19 +69,21 @@ fn rollback_summary(report: &MigrationReport, location: &str) -> String {
             "  removed {total} migrated row(s) from the target tables"
         );
         for (table, n) in &r.removed {
-            let _ = writeln!(out, "    {table:<18} {n:>10}");
+            let _ = writeln!(out, "    {:<18} {n:>10}", shown(table));
         }
         for t in &r.dropped_tables {
             let _ = writeln!(
                 out,
-                "  dropped the empty table {t} (this migration created it)"
+                "  dropped the empty table {} (this migration created it)",
+                shown(t)
             );
         }
         match &r.checkpoint {
             Some(c) => {
                 let _ = writeln!(
                     out,
-                    "\n  The checkpoint is back at {c}: --execute redoes the rows after it."
+                    "\n  The checkpoint is back at {}: --execute redoes the rows after it.",
+                    shown(c)
                 );
             }
             None => {
@@ -79,33 +97,49 @@ fn rollback_summary(report: &MigrationReport, location: &str) -> String {
     out
 }
 
-/// The summary printed at the end of a run.
+/// The summary printed at the end of a run (or of a refused one), with
+/// the quarantined rows listed.
 pub fn summary(report: &MigrationReport, location: &str) -> String {
+    summary_with(report, location, BadRows::Listed)
+}
+
+/// [`summary`], listing the quarantined rows or only counting them.
+pub fn summary_with(report: &MigrationReport, location: &str, bad_rows: BadRows) -> String {
     let mut out = String::new();
+    let location = shown(location);
     let _ = match report.mode {
-        RunMode::Rollback => return rollback_summary(report, location),
+        RunMode::Rollback => return rollback_summary(report, &location),
         RunMode::DryRun => writeln!(out, "Dry run of {location} (nothing was written)"),
         RunMode::Execute => writeln!(out, "Migration of {location}"),
         RunMode::Verify => writeln!(out, "Verification of {location} (nothing was written)"),
     };
     if let Some(h) = &report.lock_taken_over_from {
-        let _ = writeln!(out, "  took over the lock of a migration that is gone: {h}");
+        let _ = writeln!(
+            out,
+            "  took over the lock of a migration that is gone: {}",
+            shown(&h.to_string())
+        );
     }
     if let Some(file) = &report.backup_file {
-        let _ = writeln!(out, "  whole-database copy written to {file}");
+        let _ = writeln!(out, "  whole-database copy written to {}", shown(file));
     }
     if let Some(b) = &report.backup {
         let _ = writeln!(
             out,
             "  {} {}: {} rows, checksum {}",
-            b.table, b.status, b.digest.rows, b.digest.checksum
+            shown(&b.table),
+            b.status,
+            b.digest.rows,
+            b.digest.checksum
         );
     }
     if !report.extra_columns.is_empty() {
         let _ = writeln!(
             out,
             "  not carried to the new tables (columns they lack): {}",
-            memory_storage_turso::migration::report::ExtraColumn::list(&report.extra_columns)
+            shown(&memory_storage_turso::migration::report::ExtraColumn::list(
+                &report.extra_columns
+            ))
         );
     }
     let _ = writeln!(
@@ -119,7 +153,7 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
         }
     );
     if let Some(from) = &report.resumed_from {
-        let _ = writeln!(out, "  resumed after checkpoint {from}");
+        let _ = writeln!(out, "  resumed after checkpoint {}", shown(from));
     }
     let verification = report.verification.as_ref();
     let _ = writeln!(
@@ -172,7 +206,7 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
             "  vector index {:<27} {}{}",
             index.index,
             index.status,
-            if index.status.ends_with("built") {
+            if index.status.is_built() {
                 format!(" in {:.1} s", index.seconds)
             } else {
                 String::new()
@@ -222,17 +256,30 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
             }
         );
         for (code, n) in &report.quarantined_by_reason {
-            let _ = writeln!(out, "    {n:>6} {code}");
+            let _ = writeln!(out, "    {n:>6} {}", shown(code));
         }
-        for row in report.quarantined.iter().take(SHOWN) {
-            let _ = writeln!(out, "    {}: {}", row.embedding_id, row.reason);
-        }
-        if report.quarantined_count as usize > SHOWN {
-            let _ = writeln!(
-                out,
-                "    … and {} more (--report-json FILE lists them all)",
-                report.quarantined_count as usize - SHOWN
-            );
+        match bad_rows {
+            BadRows::Listed => {
+                for row in report.quarantined.iter().take(SHOWN) {
+                    let _ = writeln!(
+                        out,
+                        "    {}: {}",
+                        shown(&row.embedding_id),
+                        shown(&row.reason)
+                    );
+                }
+                let listed = report.quarantined.len().min(SHOWN) as u64;
+                if report.quarantined_count > listed {
+                    let _ = writeln!(
+                        out,
+                        "    … and {} more (--report-json FILE lists them all)",
+                        report.quarantined_count - listed
+                    );
+                }
+            }
+            BadRows::ListedAbove => {
+                let _ = writeln!(out, "    (the rows listed above)");
+            }
         }
     }
     if report.unsearchable_count > 0 {
@@ -270,7 +317,18 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
                 let _ = writeln!(
                     out,
                     "    {} [{}] {}: {}",
-                    d.embedding_id, d.kind, d.table, d.detail
+                    shown(&d.embedding_id),
+                    d.kind,
+                    shown(&d.table),
+                    shown(&d.detail)
+                );
+            }
+            let listed = v.discrepancies.len().min(SHOWN) as u64;
+            if v.discrepancy_count > listed {
+                let _ = writeln!(
+                    out,
+                    "    … and {} more (the --report-json FILE report lists more of them)",
+                    v.discrepancy_count - listed
                 );
             }
         }
@@ -300,7 +358,11 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
                 "    {}: {} missed (the index is approximate; compressed or sparse neighbour lists miss more): {}",
                 c.table,
                 c.sampled - c.found_first,
-                c.missed.join(", ")
+                c.missed
+                    .iter()
+                    .map(|id| shown(id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }
@@ -336,7 +398,7 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
             out,
             "\n  dropped `embeddings` after verifying every row; its {} rows are in {} (checksum {}{})",
             d.backup.rows,
-            d.backup_table,
+            shown(&d.backup_table),
             d.backup.checksum,
             if d.backup_refreshed { ", made now" } else { "" }
         );
@@ -346,6 +408,16 @@ pub fn summary(report: &MigrationReport, location: &str) -> String {
 }
 
 fn next_step(report: &MigrationReport) -> &'static str {
+    match report.failure.as_ref().map(|f| f.kind) {
+        Some(FailureKind::Refused) => {
+            return "Refused: the run stopped before the step a safety rule forbids; the reason follows. \
+                    Nothing it did not write was changed.";
+        }
+        Some(FailureKind::Failed) => {
+            return "Failed: the run stopped at the error that follows; what it committed until then is above.";
+        }
+        None => {}
+    }
     match report.mode {
         RunMode::Rollback => "",
         RunMode::Execute if report.dropped_legacy.is_some() => {
@@ -389,14 +461,14 @@ pub fn status_summary(
 ) -> String {
     let mut out = String::new();
     let state = match s.state.as_str() {
-        "not_started" => "not started",
-        "in_progress" => "in progress (resumable with --execute)",
-        "copied" => "copied, not yet verified complete (run --execute)",
-        "completed" => "completed and verified",
-        "legacy_dropped" => "completed; the legacy table was dropped",
-        other => other,
+        "not_started" => "not started".into(),
+        "in_progress" => "in progress (resumable with --execute)".into(),
+        "copied" => "copied, not yet verified complete (run --execute)".into(),
+        "completed" => "completed and verified".into(),
+        "legacy_dropped" => "completed; the legacy table was dropped".into(),
+        other => shown(other),
     };
-    let _ = writeln!(out, "Migration status of {location}: {state}");
+    let _ = writeln!(out, "Migration status of {}: {state}", shown(location));
     let _ = writeln!(
         out,
         "  legacy rows:       {}",
@@ -406,7 +478,7 @@ pub fn status_summary(
     let _ = writeln!(
         out,
         "  checkpoint:        {}",
-        s.checkpoint.as_deref().unwrap_or("-")
+        s.checkpoint.as_deref().map_or("-".into(), shown)
     );
     let _ = writeln!(out, "  rows written:      {}", s.rows_written);
     let _ = writeln!(
@@ -425,17 +497,18 @@ pub fn status_summary(
     }
     let _ = writeln!(out, "  quarantined rows:  {}", s.quarantined);
     for (code, n) in &s.quarantined_by_reason {
-        let _ = writeln!(out, "    {n:>8} {code}");
+        let _ = writeln!(out, "    {n:>8} {}", shown(code));
     }
     match &s.lock {
         Some(h) if s.lock_stale => {
             let _ = writeln!(
                 out,
-                "  lock:              held by {h}, which is gone (the next run takes it over)"
+                "  lock:              held by {}, which is gone (the next run takes it over)",
+                shown(&h.to_string())
             );
         }
         Some(h) => {
-            let _ = writeln!(out, "  lock:              held by {h}");
+            let _ = writeln!(out, "  lock:              held by {}", shown(&h.to_string()));
         }
         None => {
             let _ = writeln!(out, "  lock:              free");
@@ -455,7 +528,7 @@ pub fn status_summary(
                 Some(false) => "no",
                 None => "-",
             };
-            let _ = writeln!(out, "  {t:<18} {n:>10}  {index}");
+            let _ = writeln!(out, "  {:<18} {n:>10}  {index}", shown(t));
         }
     }
     out

@@ -17,5 +17,6 @@ pub mod migration;
 pub mod sample;
 pub mod schema;
 pub mod store;
+pub mod text;
 
 pub use error::{Error, Result};

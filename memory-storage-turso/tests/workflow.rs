@@ -118,7 +118,7 @@ async fn rows_written_after_a_finished_run_are_picked_up_and_changes_repaired() 
     let kinds: Vec<(String, String)> = v
         .discrepancies
         .iter()
-        .map(|d| (d.embedding_id.clone(), d.kind.clone()))
+        .map(|d| (d.embedding_id.clone(), d.kind.to_string()))
         .collect();
     assert!(
         kinds.contains(&("0000-first".into(), "missing".into())),
@@ -229,7 +229,13 @@ async fn verify_tells_our_wrong_rows_from_the_applications_rows() {
     assert!(find(&written_wrong).detail.contains("embedding_vector"));
     assert_eq!(find("orphan-id").kind, "orphan");
     assert_eq!(report.conflict_count, 2, "{:?}", report.conflicts);
-    let conflict = |id: &str| report.conflicts.iter().find(|c| c.embedding_id == id).unwrap();
+    let conflict = |id: &str| {
+        report
+            .conflicts
+            .iter()
+            .find(|c| c.embedding_id == id)
+            .unwrap()
+    };
     assert_eq!(
         conflict(&changed_by_app).kind,
         ConflictKind::ChangedSinceWritten

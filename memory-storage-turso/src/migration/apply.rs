@@ -73,7 +73,10 @@ pub async fn after_failure(
         Error::RowRejected {
             key, table, source, ..
         } => {
-            tracing::warn!("the database refused embedding {key} in {table}: {source}");
+            tracing::warn!(
+                "the database refused embedding {} in {table}: {source}",
+                crate::text::shown(&key.to_string())
+            );
             rejected.insert(
                 *key,
                 BadRowReason::Rejected {

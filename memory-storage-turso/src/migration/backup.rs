@@ -144,10 +144,24 @@ pub async fn legacy_schema(conn: &Connection) -> Result<Vec<String>> {
 }
 
 /// What the backup step did.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupStatus {
+    /// Made by this run.
+    Created,
+    /// An earlier backup of the migration's, proven still intact.
+    Verified,
+}
+
+super::report::named_enum!(BackupStatus {
+    Created => "created",
+    Verified => "verified",
+});
+
+/// What the backup step did.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupReport {
-    /// `created`, `verified` (an earlier backup, still intact) or `refreshed`.
-    pub status: String,
+    pub status: BackupStatus,
     /// The backup table.
     pub table: String,
     pub digest: TableDigest,

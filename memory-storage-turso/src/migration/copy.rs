@@ -229,7 +229,7 @@ pub async fn copy(
             written = written.values().sum::<u64>(),
             removed = step.removed,
             retries = attempt,
-            checkpoint = %step.upper.as_ref().map(|k| k.to_string()).unwrap_or_else(|| "end".into()),
+            checkpoint = %step.upper.as_ref().map(|k| crate::text::shown(&k.to_string()).into_owned()).unwrap_or_else(|| "end".into()),
             millis = batch_began.elapsed().as_millis() as u64,
             "batch committed"
         );

@@ -16,7 +16,7 @@ use std::time::Instant;
 use libsql::{Connection, Value};
 
 use super::observer::{Observer, Phase};
-use super::report::{IndexStatus, MigrationReport, PhaseTiming};
+use super::report::{IndexState, IndexStatus, MigrationReport, PhaseTiming};
 use super::retry::with_retries;
 use super::write::in_transaction;
 use crate::error::{DbContext, Result};
@@ -43,7 +43,7 @@ async fn count(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<i64> 
 }
 
 /// Where the index of `table` stands.
-enum IndexState {
+enum BuildState {
     /// On the live table: done.
     Present,
     /// On the indexing table: a build to resume.
@@ -51,9 +51,9 @@ enum IndexState {
     Missing,
 }
 
-async fn index_state(conn: &Connection, table: TargetTable) -> Result<IndexState> {
+async fn index_state(conn: &Connection, table: TargetTable) -> Result<BuildState> {
     let Some(name) = table.vector_index_name() else {
-        return Ok(IndexState::Missing);
+        return Ok(BuildState::Missing);
     };
     let ctx = || format!("looking up {name}");
     let mut rows = conn
@@ -61,9 +61,9 @@ async fn index_state(conn: &Connection, table: TargetTable) -> Result<IndexState
         .await
         .db_context(ctx)?;
     Ok(match rows.next().await.db_context(ctx)? {
-        None => IndexState::Missing,
-        Some(row) if row.get::<String>(0).db_context(ctx)? == table.name() => IndexState::Present,
-        Some(_) => IndexState::Building,
+        None => BuildState::Missing,
+        Some(row) if row.get::<String>(0).db_context(ctx)? == table.name() => BuildState::Present,
+        Some(_) => BuildState::Building,
     })
 }
 
@@ -262,10 +262,10 @@ pub async fn build_indexes(
     for table in TargetTable::ALL.into_iter().filter(|t| t.is_native()) {
         let state = index_state(conn, table).await?;
         let left = match state {
-            IndexState::Present => 0,
+            BuildState::Present => 0,
             _ if !build || !object_exists(conn, table.name()).await? => 0,
-            IndexState::Building => rows_left(conn, table, true).await?,
-            IndexState::Missing => rows_left(conn, table, false).await?,
+            BuildState::Building => rows_left(conn, table, true).await?,
+            BuildState::Missing => rows_left(conn, table, false).await?,
         };
         total += left.max(0) as u64;
         plan.push((table, state));
@@ -278,13 +278,13 @@ pub async fn build_indexes(
         };
         let started = Instant::now();
         let status = match state {
-            IndexState::Present => "present",
-            _ if !build => "skipped",
+            BuildState::Present => IndexState::Present,
+            _ if !build => IndexState::Skipped,
             _ if report.interrupted || observer.stop_requested() => {
                 report.interrupted = true;
-                "stopped"
+                IndexState::Stopped
             }
-            IndexState::Missing if !with_retries(max_retries, || may_swap(conn, table)).await? => {
+            BuildState::Missing if !with_retries(max_retries, || may_swap(conn, table)).await? => {
                 with_retries(max_retries, || {
                     crate::schema::create_vector_index_with(conn, table, index_options)
                 })
@@ -292,10 +292,10 @@ pub async fn build_indexes(
                 let rows = rows_left(conn, table, false).await?;
                 done += rows.max(0) as u64;
                 observer.progress(Phase::VectorIndex, done);
-                "built"
+                IndexState::Built
             }
             state => {
-                let resumed = matches!(state, IndexState::Building);
+                let resumed = matches!(state, BuildState::Building);
                 if !resumed {
                     with_retries(max_retries, || start_build(conn, table, index_options)).await?;
                 }
@@ -317,13 +317,13 @@ pub async fn build_indexes(
                     observer.progress(Phase::VectorIndex, done);
                 }
                 if report.interrupted {
-                    "stopped"
+                    IndexState::Stopped
                 } else {
                     with_retries(max_retries, || swap(conn, table)).await?;
                     if resumed {
-                        "resumed and built"
+                        IndexState::ResumedAndBuilt
                     } else {
-                        "built"
+                        IndexState::Built
                     }
                 }
             }
@@ -331,7 +331,7 @@ pub async fn build_indexes(
         report.vector_indexes.push(IndexStatus {
             table: table.name().to_string(),
             index: name.to_string(),
-            status: status.to_string(),
+            status,
             seconds: started.elapsed().as_secs_f64(),
         });
     }

@@ -49,7 +49,7 @@ use libsql::Connection;
 
 pub use observer::{NoopObserver, Observer, Phase};
 pub use report::{
-    Discrepancy, FailureKind, IndexStatus, MigrationReport, PhaseTiming, QuarantinedRow,
+    Discrepancy, DiscrepancyKind, FailureKind, IndexState, IndexStatus, MigrationReport, PhaseTiming, QuarantinedRow,
     RunFailure, RunMode, TableCount, Verification,
 };
 pub use status::{migration_status, status, MigrationStatus};
@@ -421,7 +421,7 @@ async fn smoke_test(conn: &Connection, report: &mut MigrationReport) -> Result<(
                 if v.discrepancies.len() < limit {
                     v.discrepancies.push(Discrepancy {
                         embedding_id: id.clone(),
-                        kind: "search".into(),
+                        kind: report::DiscrepancyKind::Search,
                         table: c.table.clone(),
                         detail: format!(
                             "searched with its own vector, this row did not come back first; {} of {} sampled rows of {} did (at least {:.0}% must)",
@@ -605,7 +605,7 @@ async fn execute(
     let indexes_built = report
         .vector_indexes
         .iter()
-        .any(|i| i.status.ends_with("built"));
+        .any(|i| i.status.is_built());
     // Rows before the region: those up to the checkpoint this copy
     // resumed from, which the verification sees first.
     let read_ahead = page_cache::ReadAhead::start(
@@ -691,7 +691,7 @@ async fn execute(
                         if v.discrepancies.len() < limit {
                             v.discrepancies.push(Discrepancy {
                                 embedding_id: key,
-                                kind: "unsettled".into(),
+                                kind: report::DiscrepancyKind::Unsettled,
                                 table: String::new(),
                                 detail: "still differs after the final mirror of an online run; the triggers stay".into(),
                             });
@@ -779,14 +779,14 @@ async fn make_or_check_backup(
     conn: &Connection,
     name: &backup::BackupTableName,
 ) -> Result<backup::BackupReport> {
-    let report = |status: &str, digest| backup::BackupReport {
-        status: status.into(),
+    let report = |status, digest| backup::BackupReport {
+        status,
         table: name.to_string(),
         digest,
         file: None,
     };
     if let backup::BackupState::Own(digest) = backup::check_backup_table(conn, name).await? {
-        return Ok(report("verified", digest));
+        return Ok(report(backup::BackupStatus::Verified, digest));
     }
     // Checked again under the write lock: made only if still missing.
     let digest = write::in_transaction(conn, "making the backup table", async {
@@ -794,7 +794,7 @@ async fn make_or_check_backup(
         backup::make_backup_table(conn, name, &state).await
     })
     .await?;
-    Ok(report("created", digest))
+    Ok(report(backup::BackupStatus::Created, digest))
 }
 
 /// Records the completed migration in `metadata`.

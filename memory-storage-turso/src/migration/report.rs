@@ -402,12 +402,104 @@ pub struct TableCount {
     pub actual: u64,
 }
 
+/// Display as the serialized (snake_case) name, and compare with it, so a
+/// closed set reads and tests like the strings it replaced.
+macro_rules! named_enum {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The name, as serialized.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+pub(crate) use named_enum;
+
+/// What kind of difference a verification found.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscrepancyKind {
+    /// A valid legacy row is not in its table.
+    Missing,
+    /// The migration's copy differs from its source.
+    Differs,
+    /// The migration's copy also sits in a table it does not belong to.
+    Misplaced,
+    /// A target row with no legacy row that does not belong where it is.
+    Orphan,
+    /// A bad legacy row that still has the migration's older copy.
+    BadRowInTarget,
+    /// The search check did not find a sampled row.
+    Search,
+    /// An online run's final check found the row still different.
+    Unsettled,
+}
+
+named_enum!(DiscrepancyKind {
+    Missing => "missing",
+    Differs => "differs",
+    Misplaced => "misplaced",
+    Orphan => "orphan",
+    BadRowInTarget => "bad_row_in_target",
+    Search => "search",
+    Unsettled => "unsettled",
+});
+
+/// Where the vector index of a native table stands after a run.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub enum IndexState {
+    /// Built by this run.
+    #[serde(rename = "built")]
+    Built,
+    /// A build an earlier run began, finished by this one.
+    #[serde(rename = "resumed and built")]
+    ResumedAndBuilt,
+    /// It was there already.
+    #[serde(rename = "present")]
+    Present,
+    /// Not asked for (`--no-vector-index`).
+    #[serde(rename = "skipped")]
+    Skipped,
+    /// The run was asked to stop before it was built.
+    #[serde(rename = "stopped")]
+    Stopped,
+}
+
+named_enum!(IndexState {
+    Built => "built",
+    ResumedAndBuilt => "resumed and built",
+    Present => "present",
+    Skipped => "skipped",
+    Stopped => "stopped",
+});
+
+impl IndexState {
+    /// Whether this run built the index.
+    pub fn is_built(self) -> bool {
+        matches!(self, IndexState::Built | IndexState::ResumedAndBuilt)
+    }
+}
+
 /// One difference between the source and the target tables.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Discrepancy {
     pub embedding_id: String,
-    /// `missing`, `differs`, `misplaced`, `orphan` or `bad_row_in_target`.
-    pub kind: String,
+    pub kind: DiscrepancyKind,
     /// The table concerned.
     pub table: String,
     pub detail: String,
@@ -418,8 +510,7 @@ pub struct Discrepancy {
 pub struct IndexStatus {
     pub table: String,
     pub index: String,
-    /// `built`, `present` or `skipped`.
-    pub status: String,
+    pub status: IndexState,
     pub seconds: f64,
 }
 

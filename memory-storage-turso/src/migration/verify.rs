@@ -12,7 +12,7 @@ use super::apply::{after_failure, apply, needs_writes, with_rejections, Quaranti
 use super::backup::{hash_row, TableDigest};
 use super::compare::{judge, Finding, Held, Ownership};
 use super::observer::{Observer, Phase};
-use super::report::{Discrepancy, MigrationReport, Verification};
+use super::report::{Discrepancy, DiscrepancyKind, MigrationReport, Verification};
 use super::row::Key;
 use super::scan::{Layout, Limits};
 use super::write::BatchWriter;
@@ -65,7 +65,7 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                         &row.row.key,
                         Discrepancy {
                             embedding_id: id.clone(),
-                            kind: "missing".into(),
+                            kind: DiscrepancyKind::Missing,
                             table: row.table.name().into(),
                             detail: format!("the row is not in {}", row.table),
                         },
@@ -75,7 +75,7 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                         &row.row.key,
                         Discrepancy {
                             embedding_id: id.clone(),
-                            kind: "differs".into(),
+                            kind: DiscrepancyKind::Differs,
                             table: row.table.name().into(),
                             detail: format!(
                                 "this migration's copy differs from its source in {}",
@@ -91,7 +91,7 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                         &row.row.key,
                         Discrepancy {
                             embedding_id: id,
-                            kind: "misplaced".into(),
+                            kind: DiscrepancyKind::Misplaced,
                             table: names(&row.misplaced),
                             detail: format!(
                                 "dimension {} belongs in {}, but {} also holds it",
@@ -120,7 +120,7 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                         &row.key,
                         Discrepancy {
                             embedding_id: id,
-                            kind: "bad_row_in_target".into(),
+                            kind: DiscrepancyKind::BadRowInTarget,
                             table: names(ours_in),
                             detail: format!(
                                 "the legacy row cannot be migrated ({reason}), yet {} holds this migration's older copy of it (--execute removes it)",
@@ -153,7 +153,7 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                     key,
                     Discrepancy {
                         embedding_id: key.to_string(),
-                        kind: "orphan".into(),
+                        kind: DiscrepancyKind::Orphan,
                         table: names(&list),
                         detail: format!(
                             "{} holds a row with no source row in the legacy table{}{}",
