@@ -92,10 +92,16 @@ mod tests {
             let s = format!("id{c}txt");
             assert_eq!(shown(&s), format!("id\\u{{{:x}}}txt", u32::from(c)));
         }
-        assert_eq!(shown("\u{200e}\u{200f}\u{61c}"), "\\u{200e}\\u{200f}\\u{61c}");
+        assert_eq!(
+            shown("\u{200e}\u{200f}\u{61c}"),
+            "\\u{200e}\\u{200f}\\u{61c}"
+        );
         assert_eq!(shown("\u{2028}\u{2029}"), "\\u{2028}\\u{2029}");
         // The characters around the ranges are ordinary text.
-        assert_eq!(shown("\u{2027}\u{202F}\u{2065}\u{206A}"), "\u{2027}\u{202F}\u{2065}\u{206A}");
+        assert_eq!(
+            shown("\u{2027}\u{202F}\u{2065}\u{206A}"),
+            "\u{2027}\u{202F}\u{2065}\u{206A}"
+        );
     }
 
     #[test]

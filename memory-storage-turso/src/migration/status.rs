@@ -182,3 +182,29 @@ pub async fn migration_status(db_url: &str, auth_token: &str) -> Result<Migratio
     let db = crate::connect::open(db_url, auth_token, crate::connect::Access::ReadOnly).await?;
     status(&db.conn).await
 }
+
+/// Rows currently in the quarantine record, oldest reason kept per row.
+pub async fn quarantined_rows(conn: &Connection) -> Result<Vec<super::report::QuarantinedRow>> {
+    if !object_exists(conn, QUARANTINE_TABLE).await? {
+        return Ok(Vec::new());
+    }
+    let ctx = || "reading the quarantine record".to_string();
+    let mut rows = conn
+        .query(
+            &format!(
+                "SELECT embedding_id, reason_code, reason FROM {QUARANTINE_TABLE} ORDER BY embedding_id"
+            ),
+            (),
+        )
+        .await
+        .db_context(ctx)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await.db_context(ctx)? {
+        out.push(super::report::QuarantinedRow {
+            embedding_id: super::row::Key(row.get_value(0).db_context(ctx)?).to_string(),
+            code: row.get::<String>(1).db_context(ctx)?,
+            reason: row.get::<String>(2).db_context(ctx)?,
+        });
+    }
+    Ok(out)
+}
