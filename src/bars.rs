@@ -1,7 +1,8 @@
 //! Progress bars on a terminal (indicatif): one bar per phase with rows
 //! done / total, rows per second, elapsed and ETA, and below them a status
-//! line with the rows per target table, the process's memory and the
-//! database's growth. Finished bars stay on screen; the status line goes.
+//! line with the rows per target table, the process's memory, the
+//! database's growth and how many rows were quarantined (the summary lists
+//! them). Finished bars stay on screen; the status line goes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -44,6 +45,8 @@ struct State {
     /// The status line, made when the first phase starts.
     status: Option<ProgressBar>,
     written: BTreeMap<String, u64>,
+    /// Rows quarantined so far: counted here, listed by the summary.
+    quarantined: u64,
     last_status: Option<Instant>,
 }
 
@@ -113,6 +116,9 @@ impl Bars {
                 let _ = write!(written, " {short}:{n}");
             }
             parts.push(written);
+        }
+        if state.quarantined > 0 {
+            parts.push(format!("quarantined {}", state.quarantined));
         }
         let line = parts.join(" · ");
         status.set_message(line);
@@ -250,9 +256,12 @@ impl Observer for Bars {
     }
 
     fn row_quarantined(&self, embedding_id: &str, reason: &BadRowReason) {
-        // Only logged (for --log-file): the summary lists bad rows, and a
-        // line here would tear the bars.
+        // Counted on the status line and logged for --log-file: the summary
+        // lists bad rows, once, and a line here would tear the bars.
         log_quarantined(embedding_id, reason);
+        let mut state = self.state();
+        state.quarantined += 1;
+        self.update_status(&mut state, false);
     }
 
     fn phase_finished(&self, phase: Phase, elapsed: Duration) {

@@ -7,15 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use memory_storage_turso::connect::shown_location;
 use memory_storage_turso::migration::retry::is_unauthorized;
 use memory_storage_turso::migration::{
-    migrate_embeddings_observed, migration_status, MigrationReport,
+    migrate_embeddings_reported, migration_status, FailedRun, FailureKind, MigrationReport,
 };
+use memory_storage_turso::text::shown;
 
 use crate::args::{Format, GlobalArgs, MigrateArgs, Mode};
 use crate::progress::observer_for;
-use crate::render::{status_summary, summary};
+use crate::render::{status_summary, summary_with, BadRows};
 use crate::{EXIT_ATTENTION, EXIT_INTERRUPTED, EXIT_OK};
 
 /// A mistake in how the command was called (exit status 2).
@@ -30,41 +30,73 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Sets up logging: human lines on stderr (info by default, `-v` debug,
-/// `-vv` trace, `-q` errors only; `RUST_LOG` overrides), and with
-/// `--log-file` JSON events (every batch, every quarantined row) appended to
-/// that file.
+/// The crates whose log lines are ours (the others log warnings only).
+const OUR_CRATES: [&str; 4] = [
+    "memory_storage_turso",
+    "migrate_embeddings_cli",
+    "migrate_embeddings",
+    "memory_cli",
+];
+
+/// What stderr shows: with `-q` errors only (whatever `RUST_LOG` says);
+/// otherwise info (warn under progress bars), `-v` debug, `-vv` trace, and
+/// `RUST_LOG` overrides (`None`). Per-batch events wait for `-vv` and
+/// quarantined rows are never shown there: they are for `--log-file`, and
+/// the final summary lists the bad rows, once.
+fn stderr_directives(global: &GlobalArgs, progress_bars: bool) -> Option<String> {
+    if global.quiet {
+        return Some("error".into());
+    }
+    let level = match global.verbose {
+        0 if progress_bars => "warn",
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    if std::env::var_os("RUST_LOG").is_some() {
+        return None;
+    }
+    let mut d = String::from("warn");
+    for crate_name in OUR_CRATES {
+        d.push_str(&format!(",{crate_name}={level}"));
+    }
+    if level != "trace" {
+        d.push_str(",memory_storage_turso::batch=warn");
+    }
+    d.push_str(&format!(",{}=off", crate::progress::QUARANTINE_TARGET));
+    Some(d)
+}
+
+/// Formats the fields of a stderr log line, each through [`shown`]: an id
+/// or a value from the database in a message cannot drive the terminal or
+/// forge a line. (The `--log-file` JSON keeps the exact values.)
+fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            write!(w, "{}", shown(&text))
+        } else {
+            write!(w, "{}={}", field.name(), shown(&text))
+        }
+    })
+    .delimited(" ")
+}
+
+/// Sets up logging: human lines on stderr (see [`stderr_directives`];
+/// `-q` shows errors only), and with `--log-file` JSON events (every batch,
+/// every quarantined row) appended to that file.
 pub fn init_logging(global: &GlobalArgs, progress_bars: bool) -> anyhow::Result<()> {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::EnvFilter;
 
-    let level = match (global.quiet, global.verbose) {
-        (true, _) => "error",
-        (false, 0) if progress_bars => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        (false, _) => "trace",
+    let stderr_filter = match stderr_directives(global, progress_bars) {
+        Some(d) => EnvFilter::new(d),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let ours = [
-        "memory_storage_turso",
-        "migrate_embeddings_cli",
-        "migrate_embeddings",
-        "memory_cli",
-    ];
-    let directives = |level: &str| {
-        let mut d = String::from("warn");
-        for crate_name in ours {
-            d.push_str(&format!(",{crate_name}={level}"));
-        }
-        // Per-batch events are for the log file, not the terminal.
-        if level != "trace" {
-            d.push_str(",memory_storage_turso::batch=warn");
-        }
-        d
-    };
-    let stderr_filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives(level)));
     let stderr_layer = tracing_subscriber::fmt::layer()
+        .fmt_fields(escaped_fields())
         .with_writer(crate::bars::BarsAwareStderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
@@ -77,7 +109,7 @@ pub fn init_logging(global: &GlobalArgs, progress_bars: bool) -> anyhow::Result<
                 .open(path)
                 .with_context(|| format!("opening the log file {}", path.display()))?;
             let mut d = String::from("warn");
-            for crate_name in ours {
+            for crate_name in OUR_CRATES {
                 d.push_str(&format!(",{crate_name}=debug"));
             }
             Some(
@@ -146,8 +178,8 @@ pub async fn run(
         )
         .into());
     }
-    confirm_destructive(&shown_location(&db), args, mode)?;
-    let report = run_on(&db, global, args, stop).await?;
+    confirm_destructive(&location(&db), args, mode)?;
+    let report = run_on(&db, global, args, stop, BadRows::Listed).await?;
     Ok(exit_status(&report))
 }
 
@@ -156,7 +188,7 @@ pub async fn status(global: &GlobalArgs, args: &MigrateArgs) -> anyhow::Result<u
     let db = args.database().ok_or(UsageError(
         "no database given: pass --db PATH_OR_URL or set TURSO_DATABASE_URL",
     ))?;
-    let shown = shown_location(&db);
+    let shown = location(&db);
     let status = migration_status(&db, &args.token()?)
         .await
         .map_err(explain)
@@ -236,18 +268,30 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The database as messages show it: no secret inside a URL, no control
+/// character.
+fn location(db: &str) -> String {
+    shown(&memory_storage_turso::connect::shown_location(db)).into_owned()
+}
+
 /// Runs on `db` and prints the result on stdout (the summary, or only the
-/// JSON report with `--format json`) — used by `run` and the demo.
+/// JSON report with `--format json`), and writes `--report-json` — on
+/// success, on a refusal and on a failure alike (the report's `failure`
+/// says why; the error is returned to be printed on stderr). A refused
+/// run's summary is printed too, so the operator sees what it listed.
+/// Used by `run` and the demo (`bad_rows`: whether the summary lists the
+/// quarantined rows).
 pub async fn run_on(
     db: &str,
     global: &GlobalArgs,
     args: &MigrateArgs,
     stop: Arc<AtomicBool>,
+    bad_rows: BadRows,
 ) -> anyhow::Result<MigrationReport> {
     let options = args.options(global);
     let token = args.token()?;
     // Shown in messages: a secret inside the URL never is.
-    let shown = shown_location(db);
+    let shown = location(db);
     let observer = observer_for(global, &shown, stop);
     let what = match args.mode(global) {
         Ok(Mode::DryRun) => "dry run",
@@ -255,22 +299,67 @@ pub async fn run_on(
         Ok(Mode::Rollback) => "rollback",
         _ => "migration",
     };
-    let result = migrate_embeddings_observed(db, &token, &options, observer.as_ref()).await;
+    let result = migrate_embeddings_reported(db, &token, &options, observer.as_ref()).await;
     observer.finish();
-    let report = result
-        .map_err(explain)
-        .with_context(|| format!("the {what} of {shown} failed"))?;
+    let (report, error) = match result {
+        Ok(report) => (report, None),
+        Err(failed) => {
+            let FailedRun { report, error } = *failed;
+            (report, Some(error))
+        }
+    };
+    let written = write_report(&report, global, args, &shown, bad_rows);
+    match error {
+        None => written.map(|()| report),
+        Some(error) => {
+            if let Err(e) = written {
+                // The run's error is the one to act on; this one is said too.
+                tracing::error!("{e:#}");
+            }
+            Err(explain(error)).with_context(|| format!("the {what} of {shown} failed"))
+        }
+    }
+}
+
+/// Whether a run's human summary is worth printing: always for a run that
+/// ended, for a refused one once it had read the legacy table (a refusal
+/// before that has nothing to show but zeros), never for a failed one
+/// (its numbers stop mid-way; the error says what happened).
+fn summary_wanted(report: &MigrationReport) -> bool {
+    match report.failure.as_ref().map(|f| f.kind) {
+        None => true,
+        Some(FailureKind::Failed) => false,
+        Some(FailureKind::Refused) => {
+            report.source_rows > 0
+                || report.quarantined_count > 0
+                || !report.extra_columns.is_empty()
+                || report.verification.is_some()
+                || report.rollback.is_some()
+        }
+    }
+}
+
+/// Prints a run's report on stdout (the summary, see [`summary_wanted`],
+/// or the JSON) and writes it to `--report-json`.
+fn write_report(
+    report: &MigrationReport,
+    global: &GlobalArgs,
+    args: &MigrateArgs,
+    location: &str,
+    bad_rows: BadRows,
+) -> anyhow::Result<()> {
     match global.format {
-        Format::Human => emit(&summary(&report, &shown))?,
+        Format::Human if !summary_wanted(report) => {}
+        Format::Human => emit(&summary_with(report, location, bad_rows))?,
         Format::Json => emit(&format!(
             "{}\n",
-            serde_json::to_string_pretty(&report).context("serializing the report")?
+            serde_json::to_string_pretty(report).context("serializing the report")?
         ))?,
     }
     if let Some(path) = &args.report_json {
-        let json = serde_json::to_string_pretty(&report).context("serializing the report")?;
+        let json = serde_json::to_string_pretty(report).context("serializing the report")?;
         std::fs::write(path, json + "\n")
             .with_context(|| format!("writing the report to {}", path.display()))?;
     }
-    Ok(report)
+    Ok(())
 }

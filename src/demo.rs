@@ -1,5 +1,7 @@
 //! `--demo`: a sample legacy database in a temporary directory, then dry
-//! run, execute and verify on it, so a newcomer sees the whole job.
+//! run, execute and verify on it, so a newcomer sees the whole job. The
+//! planted bad rows are listed once, by the dry run; the later summaries
+//! count them.
 
 use anyhow::Context;
 use memory_storage_turso::sample::{generate_legacy_database, BadKind, SampleSpec};
@@ -9,6 +11,7 @@ use std::sync::Arc;
 
 use crate::args::{GlobalArgs, MigrateArgs};
 use crate::command::{emit, exit_status, run_on};
+use crate::render::BadRows;
 
 /// Builds the sample and runs the three steps; returns the exit status of
 /// the last one.
@@ -54,18 +57,39 @@ pub async fn run(
         ..global.clone()
     };
     emit(&format!("$ migrate_embeddings --db {path_str} --dry-run\n"))?;
-    run_on(&path_str, &dry, &step(false, false), stop.clone()).await?;
+    run_on(
+        &path_str,
+        &dry,
+        &step(false, false),
+        stop.clone(),
+        BadRows::Listed,
+    )
+    .await?;
     emit(&format!(
         "\n$ migrate_embeddings --db {path_str} --execute --no-vector-index\n"
     ))?;
-    let copied = run_on(&path_str, global, &step(true, false), stop.clone()).await?;
+    let copied = run_on(
+        &path_str,
+        global,
+        &step(true, false),
+        stop.clone(),
+        BadRows::ListedAbove,
+    )
+    .await?;
     if copied.interrupted {
         return Ok(exit_status(&copied));
     }
     emit(&format!(
         "\n$ migrate_embeddings --db {path_str} --verify\n"
     ))?;
-    let report = run_on(&path_str, global, &step(false, true), stop).await?;
+    let report = run_on(
+        &path_str,
+        global,
+        &step(false, true),
+        stop,
+        BadRows::ListedAbove,
+    )
+    .await?;
     emit(
         "\nThe demo database is deleted now. The bad rows above are planted on purpose (exit status 3 \
          means: done, but some rows need a person). On a real database, drop --no-vector-index to \

@@ -1,10 +1,11 @@
 //! Progress for people: bars on a terminal ([`crate::bars`]), plain log
 //! lines every few seconds elsewhere (CI, a log file, `nohup`), nothing
 //! with `--quiet`. Every variant honours Ctrl-C through the stop flag and
-//! logs each quarantined row once (for `--log-file`).
+//! logs each quarantined row once for `--log-file`; on the terminal the
+//! live display only counts bad rows, and the final summary lists them.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,17 +20,21 @@ pub trait Progress: Observer {
     fn finish(&self) {}
 }
 
-/// Logs a quarantined row once, as a structured event (in the `--log-file`,
-/// and on stderr with `-v`; the summary lists them anyway).
+/// Logs a quarantined row once, as a structured event for the `--log-file`
+/// (with the exact id). Its target, [`QUARANTINE_TARGET`], is kept off
+/// stderr: the summary lists the bad rows, once.
 pub fn log_quarantined(embedding_id: &str, reason: &BadRowReason) {
     tracing::debug!(
-        target: "migrate_embeddings_cli::quarantine",
+        target: QUARANTINE_TARGET,
         embedding_id,
         code = reason.code(),
         reason = %reason,
         "row not migrated"
     );
 }
+
+/// The `tracing` target of [`log_quarantined`]'s events.
+pub const QUARANTINE_TARGET: &str = "migrate_embeddings_cli::quarantine";
 
 /// Whether progress bars will be drawn for these flags.
 pub fn bars_wanted(global: &GlobalArgs) -> bool {
@@ -63,10 +68,14 @@ impl Observer for Quiet {
 
 impl Progress for Quiet {}
 
-/// Renders progress events as `tracing` lines.
+/// Renders progress events as `tracing` lines (info: none with `-q`).
 pub struct LogProgress {
     every: Duration,
     stop: Arc<AtomicBool>,
+    /// Rows quarantined so far: the lines count them, the summary lists them.
+    quarantined: AtomicU64,
+    /// `quarantined` when the last phase finished.
+    quarantined_before: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -83,6 +92,8 @@ impl LogProgress {
         LogProgress {
             every,
             stop,
+            quarantined: AtomicU64::new(0),
+            quarantined_before: AtomicU64::new(0),
             state: Mutex::new(State {
                 total: 0,
                 started: now,
@@ -94,6 +105,23 @@ impl LogProgress {
 
 fn unit(_phase: Phase) -> &'static str {
     "rows"
+}
+
+impl LogProgress {
+    /// `, N row(s) quarantined` when the phase in flight quarantined any
+    /// (`finished`: and it ends now).
+    fn quarantined_in_phase(&self, finished: bool) -> String {
+        let now = self.quarantined.load(Ordering::Relaxed);
+        let before = if finished {
+            self.quarantined_before.swap(now, Ordering::Relaxed)
+        } else {
+            self.quarantined_before.load(Ordering::Relaxed)
+        };
+        match now.saturating_sub(before) {
+            0 => String::new(),
+            n => format!(", {n} row(s) quarantined (the summary lists them)"),
+        }
+    }
 }
 
 impl Observer for LogProgress {
@@ -120,23 +148,26 @@ impl Observer for LogProgress {
             String::new()
         };
         tracing::info!(
-            "{}: {done}/{} {} ({rate:.0}/s, {:.0} s elapsed{eta})",
+            "{}: {done}/{} {} ({rate:.0}/s, {:.0} s elapsed{eta}){}",
             phase.name(),
             s.total,
             unit(phase),
-            secs
+            secs,
+            self.quarantined_in_phase(false)
         );
     }
 
     fn row_quarantined(&self, embedding_id: &str, reason: &BadRowReason) {
+        self.quarantined.fetch_add(1, Ordering::Relaxed);
         log_quarantined(embedding_id, reason);
     }
 
     fn phase_finished(&self, phase: Phase, elapsed: Duration) {
         tracing::info!(
-            "{}: finished in {:.1} s",
+            "{}: finished in {:.1} s{}",
             phase.name(),
-            elapsed.as_secs_f64()
+            elapsed.as_secs_f64(),
+            self.quarantined_in_phase(true)
         );
     }
 

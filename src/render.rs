@@ -410,8 +410,8 @@ pub fn summary_with(report: &MigrationReport, location: &str, bad_rows: BadRows)
 fn next_step(report: &MigrationReport) -> &'static str {
     match report.failure.as_ref().map(|f| f.kind) {
         Some(FailureKind::Refused) => {
-            return "Refused: the run stopped before the step a safety rule forbids; the reason follows. \
-                    Nothing it did not write was changed.";
+            return "Refused: a safety rule stopped the run before an unsafe step (the reason follows); \
+                    what it found and did until then is above.";
         }
         Some(FailureKind::Failed) => {
             return "Failed: the run stopped at the error that follows; what it committed until then is above.";
@@ -508,7 +508,11 @@ pub fn status_summary(
             );
         }
         Some(h) => {
-            let _ = writeln!(out, "  lock:              held by {}", shown(&h.to_string()));
+            let _ = writeln!(
+                out,
+                "  lock:              held by {}",
+                shown(&h.to_string())
+            );
         }
         None => {
             let _ = writeln!(out, "  lock:              free");
@@ -532,4 +536,92 @@ pub fn status_summary(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memory_storage_turso::migration::{
+        MigrationStatus, QuarantinedRow, RunFailure, Verification,
+    };
+
+    const ID: &str = "\u{1b}[31mred\nforged\u{202e}";
+    const SHOWN_ID: &str = r"\u{1b}[31mred\nforged\u{202e}";
+
+    fn passed() -> Verification {
+        let mut v = Verification::default();
+        v.passed = true;
+        v
+    }
+
+    fn with_bad_row() -> MigrationReport {
+        MigrationReport {
+            mode: RunMode::Execute,
+            source_rows: 3,
+            quarantined: vec![QuarantinedRow {
+                embedding_id: ID.into(),
+                code: "invalid_json".into(),
+                reason: "bad \u{9b}data".into(),
+            }],
+            quarantined_count: 1,
+            quarantined_by_reason: [("invalid_json".to_string(), 1)].into(),
+            verification: Some(passed()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ids_and_reasons_are_escaped() {
+        let text = summary(&with_bad_row(), "db");
+        assert!(
+            text.contains(&format!("    {SHOWN_ID}: bad \\u{{9b}}data\n")),
+            "{text}"
+        );
+        assert!(!text.contains(['\u{1b}', '\u{202e}', '\u{9b}']), "{text:?}");
+    }
+
+    #[test]
+    fn rows_listed_above_are_counted_not_listed() {
+        let text = summary_with(&with_bad_row(), "db", BadRows::ListedAbove);
+        assert!(text.contains("1 row(s) cannot be migrated"), "{text}");
+        assert!(text.contains("(the rows listed above)"), "{text}");
+        assert!(!text.contains("forged"), "{text}");
+    }
+
+    #[test]
+    fn a_refused_run_says_so_instead_of_done() {
+        let mut report = with_bad_row();
+        report.failure = Some(RunFailure {
+            kind: FailureKind::Refused,
+            reason: "the `embeddings` table was not dropped".into(),
+        });
+        let text = summary(&report, "db");
+        assert!(text.contains("Refused:"), "{text}");
+        assert!(!text.contains("Done"), "{text}");
+        assert!(text.contains(SHOWN_ID), "the rows are still listed: {text}");
+    }
+
+    #[test]
+    fn the_status_escapes_what_the_tables_hold() {
+        let status = MigrationStatus {
+            state: "weird\u{1b}]0;x\u{7}".into(),
+            checkpoint: Some(ID.into()),
+            quarantined_by_reason: [("code\r".to_string(), 2)].into(),
+            target_rows: [("t\u{2066}".to_string(), 1)].into(),
+            ..Default::default()
+        };
+        let text = status_summary(&status, "db");
+        assert!(
+            text.contains(&format!("checkpoint:        {SHOWN_ID}")),
+            "{text}"
+        );
+        assert!(text.contains(r"weird\u{1b}]0;x\u{7}"), "{text}");
+        assert!(text.contains(r"code\r"), "{text}");
+        assert!(text.contains(r"t\u{2066}"), "{text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(!text.contains('\u{2066}'), "{text:?}");
+    }
 }

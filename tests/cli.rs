@@ -9,7 +9,8 @@ use memory_storage_turso::sample::{generate_legacy_database, SampleSpec};
 fn bin() -> Command {
     let mut cmd = Command::cargo_bin("migrate_embeddings").unwrap();
     cmd.env_remove("TURSO_DATABASE_URL")
-        .env_remove("TURSO_AUTH_TOKEN");
+        .env_remove("TURSO_AUTH_TOKEN")
+        .env_remove("RUST_LOG");
     cmd
 }
 
@@ -32,6 +33,60 @@ fn total(map: &serde_json::Value) -> u64 {
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&text).unwrap()
+}
+
+/// A database whose only table is not `embeddings`: every run fails.
+async fn database_without_embeddings(path: &Path) {
+    let db = libsql::Builder::new_local(path).build().await.unwrap();
+    db.connect()
+        .unwrap()
+        .execute("CREATE TABLE t (x)", ())
+        .await
+        .unwrap();
+}
+
+/// Adds a legacy row whose `embedding_data` is not JSON (so it is
+/// quarantined) under `embedding_id`.
+async fn add_bad_row(path: &Path, embedding_id: &str) {
+    let db = libsql::Builder::new_local(path).build().await.unwrap();
+    db.connect()
+        .unwrap()
+        .execute(
+            "INSERT INTO embeddings (embedding_id, item_id, item_type, embedding_data, dimension, model, created_at) \
+             VALUES (?1, 'item', 'episode', 'not json', 384, 'm', 1700000000)",
+            [embedding_id],
+        )
+        .await
+        .unwrap();
+}
+
+async fn legacy_rows(path: &Path) -> i64 {
+    let db = libsql::Builder::new_local(path).build().await.unwrap();
+    let conn = db.connect().unwrap();
+    let mut rows = conn
+        .query("SELECT count(*) FROM embeddings", ())
+        .await
+        .unwrap();
+    rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
+}
+
+/// The ids of the report's quarantined rows.
+fn quarantined_ids(report: &serde_json::Value) -> Vec<String> {
+    report["quarantined"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["embedding_id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -349,4 +404,284 @@ async fn online_runs_say_what_they_mirrored_and_leave_no_trigger() {
         .unwrap();
     let n = rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap();
     assert_eq!(n, 0, "no trigger or change log is left behind");
+}
+
+#[tokio::test]
+async fn a_refused_drop_writes_the_report_and_shows_what_made_it_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    sample_db(&path, 200, 5).await;
+    let db = path.to_str().unwrap();
+    let json = dir.path().join("refused.json");
+    let out = bin()
+        .args([
+            "--db",
+            db,
+            "--execute",
+            "--drop-old-table",
+            "--yes",
+            "--no-vector-index",
+            "--report-json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = read_json(&json);
+    assert_eq!(report["failure"]["kind"], "refused", "{report:#}");
+    let reason = report["failure"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("not dropped") && reason.contains("quarantined"),
+        "{reason}"
+    );
+    assert_eq!(report["verification"]["passed"], true);
+    let ids = quarantined_ids(&report);
+    assert_eq!(ids.len(), 5);
+    // The summary lists what made the drop be refused; stderr says why.
+    let summary = stdout(&out);
+    assert!(summary.contains("5 row(s) cannot be migrated"), "{summary}");
+    for id in &ids {
+        assert!(summary.contains(id.as_str()), "{id} not listed:\n{summary}");
+    }
+    assert!(summary.contains("Refused"), "{summary}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("error:")
+            && err.contains("not dropped")
+            && err.contains("--allow-quarantined"),
+        "{err}"
+    );
+    assert_eq!(legacy_rows(&path).await, 200, "nothing was dropped");
+
+    // The same refusal with --format json: the report on stdout.
+    let out = bin()
+        .args([
+            "--db",
+            db,
+            "--execute",
+            "--drop-old-table",
+            "--yes",
+            "--no-vector-index",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}):\n{}", stdout(&out)));
+    assert_eq!(report["failure"]["kind"], "refused");
+    assert_eq!(report["quarantined_count"], 5);
+    assert!(stderr(&out).contains("not dropped"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn a_failed_run_writes_the_report_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    database_without_embeddings(&path).await;
+    let json = dir.path().join("failed.json");
+    let out = bin()
+        .args([
+            "--db",
+            path.to_str().unwrap(),
+            "--execute",
+            "--report-json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = read_json(&json);
+    assert_eq!(report["failure"]["kind"], "failed", "{report:#}");
+    assert!(
+        report["failure"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no `embeddings` table"),
+        "{report:#}"
+    );
+    assert_eq!(report["mode"], "execute");
+    // No summary of a run that did not get going; the error says why.
+    assert_eq!(stdout(&out), "");
+    assert!(stderr(&out).contains("has no `embeddings` table"));
+
+    let out = bin()
+        .args([
+            "--db",
+            path.to_str().unwrap(),
+            "--dry-run",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}):\n{}", stdout(&out)));
+    assert_eq!(report["failure"]["kind"], "failed");
+    assert_eq!(report["mode"], "dry_run");
+}
+
+#[tokio::test]
+async fn ids_are_escaped_on_the_terminal_and_exact_in_the_json_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    sample_db(&path, 100, 0).await;
+    let id = "\u{1b}[31mred\nforged: line\u{202e}txt";
+    add_bad_row(&path, id).await;
+    let json = dir.path().join("r.json");
+    for mode in ["--dry-run", "--execute"] {
+        let out = bin()
+            .args([
+                "--db",
+                path.to_str().unwrap(),
+                mode,
+                "--no-vector-index",
+                "-vv",
+                "--report-json",
+                json.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{mode}: {}", stderr(&out));
+        for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            let text = String::from_utf8_lossy(bytes);
+            assert!(!bytes.contains(&0x1b), "{mode}: raw ESC on {name}:\n{text}");
+            assert!(
+                !text.contains('\u{202e}'),
+                "{mode}: raw bidi override on {name}"
+            );
+            assert!(
+                !text.lines().any(|l| l.starts_with("forged")),
+                "{mode}: a forged line on {name}:\n{text}"
+            );
+        }
+        let summary = stdout(&out);
+        assert!(
+            summary.contains(
+                r"\u{1b}[31mred\nforged: line\u{202e}txt: embedding_data is not valid JSON"
+            ),
+            "{mode}: the id is not shown escaped:\n{summary}"
+        );
+        assert_eq!(quarantined_ids(&read_json(&json)), [id], "{mode}");
+    }
+}
+
+#[tokio::test]
+async fn quarantined_rows_are_listed_once_per_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    sample_db(&path, 300, 6).await;
+    let json = dir.path().join("r.json");
+    let out = bin()
+        .args([
+            "--db",
+            path.to_str().unwrap(),
+            "--execute",
+            "--no-vector-index",
+            "-v",
+            "--report-json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let ids = quarantined_ids(&read_json(&json));
+    assert_eq!(ids.len(), 6);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    for id in &ids {
+        assert_eq!(all.matches(id.as_str()).count(), 1, "{id}:\n{all}");
+    }
+    // The live lines count them instead.
+    assert!(
+        stderr(&out).contains("copy: finished in")
+            && stderr(&out).contains("6 row(s) quarantined (the summary lists them)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_demo_lists_its_bad_rows_once() {
+    let out = bin()
+        .args(["--demo", "--demo-rows", "300"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut listed: Vec<&str> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains("cannot be migrated") {
+            // The block under the header: counts per reason, then the rows.
+            listed.extend(
+                lines[i + 1..]
+                    .iter()
+                    .take_while(|l| l.starts_with("    "))
+                    .filter(|l| l.contains(": ")),
+            );
+        }
+    }
+    assert!(listed.len() >= 3, "no bad rows listed:\n{text}");
+    let mut unique = listed.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        listed.len(),
+        "a bad row listed twice:\n{text}"
+    );
+    assert_eq!(text.matches("cannot be migrated").count(), 3, "{text}");
+}
+
+#[tokio::test]
+async fn quiet_shows_errors_and_the_final_summary_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    sample_db(&path, 300, 4).await;
+    let db = path.to_str().unwrap();
+    // Without -q the same run says a lot on stderr: the check below means
+    // something.
+    let out = bin()
+        .args(["--db", db, "--dry-run"])
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("plan: 300 rows to go"),
+        "{}",
+        stderr(&out)
+    );
+
+    for args in [
+        vec!["--db", db, "--dry-run", "-q"],
+        vec!["--db", db, "--execute", "--no-vector-index", "-q"],
+        vec!["--db", db, "--verify", "--quiet", "-v"],
+    ] {
+        // RUST_LOG does not outvote -q.
+        let out = bin().args(&args).env("RUST_LOG", "trace").output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}: stderr is not empty");
+        let summary = stdout(&out);
+        assert!(summary.contains("4 row(s) cannot be migrated"), "{summary}");
+        assert!(
+            !summary.contains("rows to go") && !summary.contains("finished in"),
+            "{summary}"
+        );
+    }
+
+    // Errors still show: one line.
+    let other = dir.path().join("app.db");
+    database_without_embeddings(&other).await;
+    let out = bin()
+        .args(["--db", other.to_str().unwrap(), "--execute", "-q"])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.starts_with("error:"), "{err}");
 }
