@@ -7,12 +7,13 @@ use std::time::Instant;
 
 use libsql::Connection;
 
-use super::apply::{after_failure, apply, with_rejections, Quarantine, Rejected};
+use super::apply::{after_failure, apply, with_rejections, Quarantine};
 use super::compare::judge;
-use super::observer::{Observer, Phase};
+use super::observer::Phase;
+use super::pass::Pass;
 use super::row::Key;
 use super::scan::{Layout, Limits};
-use super::write::{data_version, mark_copy_completed, BatchWriter};
+use super::write::{data_version, mark_copy_completed};
 use crate::error::Result;
 use crate::schema::LEGACY_TABLE;
 
@@ -108,16 +109,15 @@ async fn read_window(
 /// another connection committed since the window was read, the window is
 /// read and judged again inside the transaction, so an older row never
 /// overwrites a newer write.
-#[allow(clippy::too_many_arguments)]
-async fn write_judged(
-    conn: &Connection,
-    layout: &Layout,
-    after: Option<&Key>,
-    judged: Judged,
-    writer: &mut BatchWriter<'_>,
-    rejected: &Rejected,
-    observer: &dyn Observer,
-) -> Result<Step> {
+async fn write_judged(pass: Pass<'_, '_>, after: Option<&Key>, judged: Judged) -> Result<Step> {
+    let Pass {
+        conn,
+        layout,
+        writer,
+        rejected,
+        observer,
+        ..
+    } = pass;
     writer.begin().await?;
     let findings = if data_version(conn).await? == judged.data_version {
         judged.findings
@@ -142,18 +142,18 @@ async fn write_judged(
 }
 
 /// Copies every legacy row after `start` into its target table.
-#[allow(clippy::too_many_arguments)]
 pub async fn copy(
-    conn: &Connection,
-    layout: &Layout,
+    mut pass: Pass<'_, '_>,
     start: Option<Key>,
-    limits: Limits,
-    writer: &mut BatchWriter<'_>,
-    max_retries: u32,
-    rejected: &mut Rejected,
-    observer: &dyn Observer,
     appended: &mut super::page_cache::AppendedPages,
 ) -> Result<CopyOutcome> {
+    let (conn, layout, limits, max_retries, observer) = (
+        pass.conn,
+        pass.layout,
+        pass.limits,
+        pass.max_retries,
+        pass.observer,
+    );
     let began = Instant::now();
     let total = count_after(conn, start.as_ref()).await?;
     observer.phase_started(Phase::Copy, total);
@@ -173,7 +173,7 @@ pub async fn copy(
                 None => match read_window(conn, layout, after.as_ref(), limits).await {
                     Ok((window, version)) => joined(judge_in_background(window, version)).await,
                     Err(e) => {
-                        after_failure(e, &mut attempt, max_retries, rejected).await?;
+                        after_failure(e, &mut attempt, max_retries, pass.rejected).await?;
                         continue;
                     }
                 },
@@ -191,22 +191,12 @@ pub async fn copy(
                     ahead = Some(judge_in_background(window, version));
                 }
             }
-            match write_judged(
-                conn,
-                layout,
-                after.as_ref(),
-                judged,
-                writer,
-                rejected,
-                observer,
-            )
-            .await
-            {
+            match write_judged(pass.reborrow(), after.as_ref(), judged).await {
                 Ok(step) => break Some(step),
                 Err(e) => {
-                    writer.rollback().await;
+                    pass.writer.rollback().await;
                     ahead = None;
-                    after_failure(e, &mut attempt, max_retries, rejected).await?;
+                    after_failure(e, &mut attempt, max_retries, pass.rejected).await?;
                 }
             }
         };
@@ -219,7 +209,7 @@ pub async fn copy(
         outcome.removed += step.removed;
         outcome.rows_seen += step.rows;
         appended.release(outcome.rows_seen);
-        let written = writer.written_per_table();
+        let written = pass.writer.written_per_table();
         tracing::debug!(
             target: "memory_storage_turso::batch",
             phase = "copy",
@@ -243,7 +233,7 @@ pub async fn copy(
     if !outcome.interrupted {
         super::retry::with_retries(max_retries, || mark_copy_completed(conn)).await?;
     }
-    outcome.written = writer.written_per_table();
+    outcome.written = pass.writer.written_per_table();
     outcome.seconds = began.elapsed().as_secs_f64();
     observer.phase_finished(Phase::Copy, began.elapsed());
     Ok(outcome)

@@ -8,6 +8,7 @@ use super::apply::Rejected;
 use super::lock::MigrationLock;
 use super::observer::{NoopObserver, Observer};
 use super::options::MigrationOptions;
+use super::pass::Pass;
 use super::report::{MigrationReport, RunMode};
 use super::retry::with_retries;
 use super::scan::Layout;
@@ -172,18 +173,16 @@ async fn run_on(
         RunMode::DryRun => plan::plan(conn, &layout, limits, observer, report).await?,
         RunMode::Verify => {
             let mut writer = BatchWriter::new(conn);
-            verify::verify(
+            let pass = Pass {
                 conn,
-                &layout,
+                layout: &layout,
                 limits,
-                verify::Repair::No,
-                &mut writer,
-                options.max_retries,
-                &mut Rejected::new(),
+                writer: &mut writer,
+                max_retries: options.max_retries,
+                rejected: &mut Rejected::new(),
                 observer,
-                report,
-            )
-            .await?;
+            };
+            verify::verify(pass, verify::Repair::No, report).await?;
             super::execute::smoke_test(conn, report).await?;
         }
         RunMode::Execute => {

@@ -10,6 +10,7 @@ use super::apply::{ConflictPolicy, Rejected};
 use super::lock::MigrationLock;
 use super::observer::{Observer, Phase};
 use super::options::MigrationOptions;
+use super::pass::Pass;
 use super::report::{Discrepancy, MigrationReport, PhaseTiming};
 use super::retry::with_retries;
 use super::write::BatchWriter;
@@ -90,18 +91,21 @@ pub(super) async fn execute(
     let mut rejected = Rejected::new();
     let mut appended = page_cache::AppendedPages::watch(options.local_file.as_ref());
     let began = Instant::now();
-    let copied = copy::copy(
-        conn,
-        &layout,
-        start,
-        options.limits(),
-        &mut writer,
-        options.max_retries,
-        &mut rejected,
-        observer,
-        &mut appended,
-    )
-    .await?;
+    // One pass context per phase, over the same writer and refusals.
+    macro_rules! pass {
+        ($observer:expr) => {
+            Pass {
+                conn,
+                layout: &layout,
+                limits: options.limits(),
+                writer: &mut writer,
+                max_retries: options.max_retries,
+                rejected: &mut rejected,
+                observer: $observer,
+            }
+        };
+    }
+    let copied = copy::copy(pass!(observer), start, &mut appended).await?;
     if !copied.interrupted {
         with_retries(options.max_retries, || {
             crate::schema::create_item_indexes(conn)
@@ -122,15 +126,7 @@ pub(super) async fn execute(
     }
     let online_active = online::active(conn).await?;
     if online_active {
-        let mirrored = online::catch_up(
-            conn,
-            &layout,
-            &mut writer,
-            options.max_retries,
-            &mut rejected,
-            observer,
-        )
-        .await?;
+        let mirrored = online::catch_up(pass!(observer)).await?;
         report.online = Some(online::OnlineReport {
             mirrored,
             ..Default::default()
@@ -160,18 +156,7 @@ pub(super) async fn execute(
         inner: observer,
         read_ahead: &read_ahead,
     };
-    verify::verify(
-        conn,
-        &layout,
-        options.limits(),
-        verify::Repair::Yes,
-        &mut writer,
-        options.max_retries,
-        &mut rejected,
-        &verify_observer,
-        report,
-    )
-    .await?;
+    verify::verify(pass!(&verify_observer), verify::Repair::Yes, report).await?;
     drop(read_ahead);
     report.migrated_bytes = writer.bytes_per_table();
     report.displaced = writer.displaced;
@@ -192,25 +177,8 @@ pub(super) async fn execute(
         _ => None,
     };
     if let Some(also) = unsettled {
-        let more = online::catch_up(
-            conn,
-            &layout,
-            &mut writer,
-            options.max_retries,
-            &mut rejected,
-            observer,
-        )
-        .await?;
-        let last = online::finish(
-            conn,
-            &layout,
-            &also,
-            &mut writer,
-            options.max_retries,
-            &mut rejected,
-            observer,
-        )
-        .await?;
+        let more = online::catch_up(pass!(observer)).await?;
+        let last = online::finish(pass!(observer), &also).await?;
         let online = report.online.get_or_insert_with(Default::default);
         online.mirrored += more;
         match last {

@@ -33,6 +33,7 @@ pub mod online;
 mod options;
 pub mod outcome;
 pub mod page_cache;
+mod pass;
 mod plan;
 pub mod prior;
 pub mod report;

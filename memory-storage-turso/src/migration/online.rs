@@ -15,13 +15,11 @@ use libsql::{Connection, Value};
 use serde::Serialize;
 
 use super::apply::{
-    after_failure, apply, needs_write, with_rejections, ConflictPolicy, Quarantine, Rejected,
+    after_failure, apply, needs_write, with_rejections, ConflictPolicy, Quarantine,
 };
 use super::compare::{judge, Finding, Ownership};
-use super::observer::Observer;
+use super::pass::Pass;
 use super::row::Key;
-use super::scan::Layout;
-use super::write::BatchWriter;
 use crate::error::{DbContext, Result};
 use crate::schema::{object_exists, LEGACY_TABLE};
 
@@ -158,14 +156,16 @@ fn keys(changes: &[(i64, Key)]) -> Vec<Key> {
 
 /// Mirrors logged changes until the log is empty, a batch per transaction.
 /// Returns how many changes were mirrored.
-pub async fn catch_up(
-    conn: &Connection,
-    layout: &Layout,
-    writer: &mut BatchWriter<'_>,
-    max_retries: u32,
-    rejected: &mut Rejected,
-    observer: &dyn Observer,
-) -> Result<u64> {
+pub async fn catch_up(pass: Pass<'_, '_>) -> Result<u64> {
+    let Pass {
+        conn,
+        layout,
+        writer,
+        max_retries,
+        rejected,
+        observer,
+        ..
+    } = pass;
     let mut mirrored = 0u64;
     let mut attempt = 0;
     loop {
@@ -235,15 +235,16 @@ fn unsettled(findings: &[Finding], policy: ConflictPolicy) -> Option<String> {
 /// verification), and removes the triggers and the log. Writers
 /// of the legacy table wait for this transaction; nothing changes between
 /// its verification and the removal of the triggers.
-pub async fn finish(
-    conn: &Connection,
-    layout: &Layout,
-    also: &[Key],
-    writer: &mut BatchWriter<'_>,
-    max_retries: u32,
-    rejected: &mut Rejected,
-    observer: &dyn Observer,
-) -> Result<Finish> {
+pub async fn finish(pass: Pass<'_, '_>, also: &[Key]) -> Result<Finish> {
+    let Pass {
+        conn,
+        layout,
+        writer,
+        max_retries,
+        rejected,
+        observer,
+        ..
+    } = pass;
     let mut attempt = 0;
     loop {
         let step = async {

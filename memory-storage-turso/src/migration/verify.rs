@@ -8,14 +8,14 @@ use libsql::Connection;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::apply::{after_failure, apply, needs_writes, with_rejections, Quarantine, Rejected};
+use super::apply::{after_failure, apply, needs_writes, with_rejections, Quarantine};
 use super::backup::{hash_row, TableDigest};
 use super::compare::{judge, Finding, Held, Ownership};
-use super::observer::{Observer, Phase};
+use super::observer::Phase;
+use super::pass::Pass;
 use super::report::{Discrepancy, DiscrepancyKind, MigrationReport, Verification};
 use super::row::Key;
 use super::scan::{Layout, Limits};
-use super::write::BatchWriter;
 use crate::error::Result;
 use crate::schema::TargetTable;
 
@@ -248,18 +248,21 @@ async fn joined(handle: tokio::task::JoinHandle<Vec<Finding>>) -> Vec<Finding> {
 
 /// Takes a read window's findings, repairs what `repair` allows, and looks
 /// at a repaired window again.
-#[allow(clippy::too_many_arguments)]
 async fn finish_window(
-    conn: &Connection,
-    layout: &Layout,
+    pass: Pass<'_, '_>,
     after: Option<&Key>,
     read: Read,
     judging: tokio::task::JoinHandle<Vec<Finding>>,
     repair: Repair,
-    writer: &mut BatchWriter<'_>,
-    rejected: &Rejected,
-    observer: &dyn Observer,
 ) -> Result<Checked> {
+    let Pass {
+        conn,
+        layout,
+        writer,
+        rejected,
+        observer,
+        ..
+    } = pass;
     let Read {
         data_version,
         mut legacy_rows,
@@ -304,25 +307,25 @@ async fn finish_window(
 /// Verifies every row, repairing where `repair` allows, and records the
 /// result (and the bad rows) in `report`, with a digest of the legacy
 /// table as this pass saw it.
-#[allow(clippy::too_many_arguments)]
 pub async fn verify(
-    conn: &Connection,
-    layout: &Layout,
-    limits: Limits,
+    mut pass: Pass<'_, '_>,
     repair: Repair,
-    writer: &mut BatchWriter<'_>,
-    max_retries: u32,
-    rejected: &mut Rejected,
-    observer: &dyn Observer,
     report: &mut MigrationReport,
 ) -> Result<()> {
+    let (conn, layout, limits, max_retries, observer) = (
+        pass.conn,
+        pass.layout,
+        pass.limits,
+        pass.max_retries,
+        pass.observer,
+    );
     let began = Instant::now();
     observer.phase_started(Phase::Verify, report.source_rows);
     let mut v = Verification::default();
     for t in &layout.targets {
         v.tables.entry(t.name().to_string()).or_default();
     }
-    let written_before = writer.written_per_table();
+    let written_before = pass.writer.written_per_table();
     let mut digest = Xxh3::new();
     let mut digest_rows = 0u64;
     let mut after: Option<Key> = None;
@@ -341,7 +344,7 @@ pub async fn verify(
                 None => match read_window(conn, layout, after.as_ref(), limits, &digest).await {
                     Ok(r) => r,
                     Err(e) => {
-                        after_failure(e, &mut attempt, max_retries, rejected).await?;
+                        after_failure(e, &mut attempt, max_retries, pass.rejected).await?;
                         continue;
                     }
                 },
@@ -358,24 +361,12 @@ pub async fn verify(
                     ahead = Some(next);
                 }
             }
-            match finish_window(
-                conn,
-                layout,
-                after.as_ref(),
-                read,
-                judging,
-                repair,
-                writer,
-                rejected,
-                observer,
-            )
-            .await
-            {
+            match finish_window(pass.reborrow(), after.as_ref(), read, judging, repair).await {
                 Ok(c) => break Some(c),
                 Err(e) => {
-                    writer.rollback().await;
+                    pass.writer.rollback().await;
                     ahead = None;
-                    after_failure(e, &mut attempt, max_retries, rejected).await?;
+                    after_failure(e, &mut attempt, max_retries, pass.rejected).await?;
                 }
             }
         };
@@ -414,7 +405,7 @@ pub async fn verify(
         }
     }
     if repair == Repair::Yes {
-        let written = writer.written_per_table();
+        let written = pass.writer.written_per_table();
         for (t, n) in written {
             let before = written_before.get(&t).copied().unwrap_or(0);
             if n > before {
