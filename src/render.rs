@@ -57,6 +57,13 @@ fn rollback_summary(report: &MigrationReport, location: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Rollback of {}", shown(location));
     if let Some(r) = &report.rollback {
+        if r.nothing_to_undo {
+            let _ = writeln!(
+                out,
+                "  nothing to undo: no migration has written to this database (nothing was written)"
+            );
+            return out;
+        }
         if r.restored_legacy {
             let _ = writeln!(
                 out,
@@ -70,6 +77,44 @@ fn rollback_summary(report: &MigrationReport, location: &str) -> String {
         );
         for (table, n) in &r.removed {
             let _ = writeln!(out, "    {:<18} {n:>10}", shown(table));
+        }
+        if r.restored_displaced > 0 {
+            let _ = writeln!(
+                out,
+                "  put back {} row(s) that --on-conflict legacy had replaced",
+                r.restored_displaced
+            );
+        }
+        if r.displaced_kept > 0 {
+            let _ = writeln!(
+                out,
+                "  {} replaced row(s) not put back: the application has written those ids since (its rows are kept; the older ones stay in embedding_migration_displaced)",
+                r.displaced_kept
+            );
+        }
+        if r.kept_changed_count > 0 {
+            let _ = writeln!(
+                out,
+                "  kept {} row(s) the migration wrote that the application changed since:",
+                r.kept_changed_count
+            );
+            for id in r.kept_changed.iter().take(SHOWN) {
+                let _ = writeln!(out, "    {}", shown(id));
+            }
+        }
+        for t in &r.kept_tables {
+            let _ = writeln!(
+                out,
+                "  kept the table {} (this migration created it; it now holds the application's rows)",
+                shown(t)
+            );
+        }
+        if !r.dropped_objects.is_empty() {
+            let _ = writeln!(
+                out,
+                "  dropped what the migration had added to tables that were there before: {}",
+                shown(&r.dropped_objects.join(", "))
+            );
         }
         for t in &r.dropped_tables {
             let _ = writeln!(
@@ -333,6 +378,47 @@ pub fn summary_with(report: &MigrationReport, location: &str, bad_rows: BadRows)
             }
         }
     }
+    if report.conflict_count > 0 {
+        let _ = writeln!(
+            out,
+            "\n  {} conflict(s): a row of the new tables that this migration did not write (or that changed since it wrote it) holds the id with other values; the target row was kept, nothing was overwritten (--on-conflict legacy writes the legacy row, saving the target row first):",
+            report.conflict_count
+        );
+        for c in report.conflicts.iter().take(SHOWN) {
+            let _ = writeln!(
+                out,
+                "    {} [{}] {}, newer: {}, fingerprints legacy {} / target {}",
+                shown(&c.embedding_id),
+                c.table,
+                match c.kind {
+                    memory_storage_turso::migration::report::ConflictKind::ChangedSinceWritten =>
+                        "changed by the application since the migration wrote it",
+                    memory_storage_turso::migration::report::ConflictKind::NotWrittenByMigration =>
+                        "not written by the migration",
+                },
+                serde_json::to_value(c.newer)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                c.legacy_fingerprint,
+                c.target_fingerprint
+            );
+        }
+        if report.conflict_count as usize > SHOWN {
+            let _ = writeln!(
+                out,
+                "    … and {} more (--report-json FILE lists them all)",
+                report.conflict_count as usize - SHOWN
+            );
+        }
+    }
+    if report.displaced > 0 {
+        let _ = writeln!(
+            out,
+            "  saved {} row(s) this migration did not own in embedding_migration_displaced and wrote the legacy row in their place (--on-conflict legacy); --rollback puts them back",
+            report.displaced
+        );
+    }
     if let Some(v) = verification.filter(|v| v.application_rows > 0) {
         let _ = writeln!(
             out,
@@ -435,7 +521,7 @@ fn next_step(report: &MigrationReport) -> &'static str {
             "Nothing to do: the migration was already complete; every row was verified again."
         }
         RunMode::Execute if report.verification.as_ref().is_some_and(|v| !v.passed) => {
-            "Verification found discrepancies (listed above); run --execute again or inspect them."
+            "Verification found discrepancies this run could not repair (listed above): inspect and fix them; running --execute again alone will not change them."
         }
         RunMode::Execute if report.quarantined_count > 0 => {
             "Done. Fix the rows listed above in `embeddings`, then run --execute again to migrate them."
@@ -448,10 +534,31 @@ fn when(t: Option<i64>) -> String {
     match t {
         Some(t) => {
             let ago = memory_storage_turso::migration::write::unix_now() - t;
-            format!("Unix time {t} ({ago} s ago)")
+            format!("{} ({} ago)", utc(t), duration(ago.max(0) as f64))
         }
         None => "-".to_string(),
     }
+}
+
+/// Unix seconds as a UTC date and time, `2026-11-28 06:59:59 UTC`.
+fn utc(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 /// The human view of `--status`.
@@ -463,7 +570,14 @@ pub fn status_summary(
     let state = match s.state.as_str() {
         "not_started" => "not started".into(),
         "in_progress" => "in progress (resumable with --execute)".into(),
-        "copied" => "copied, not yet verified complete (run --execute)".into(),
+        "copied" => match &s.last_verification {
+            Some(v) if !v.passed => format!(
+                "copied; the last run's verification found {} discrepancies it could not repair (its report lists them): fix those, then run --execute",
+                v.discrepancies
+            )
+            .into(),
+            _ => "copied, not yet verified complete (run --execute)".into(),
+        },
         "completed" => "completed and verified".into(),
         "legacy_dropped" => "completed; the legacy table was dropped".into(),
         other => shown(other),
@@ -518,6 +632,42 @@ pub fn status_summary(
             let _ = writeln!(out, "  lock:              free");
         }
     }
+    if let Some(v) = &s.last_verification {
+        let _ = writeln!(
+            out,
+            "  last verification: {} ({}; {} discrepancies, {} conflicts, {} quarantined)",
+            if v.passed { "passed" } else { "FAILED" },
+            when(Some(v.at)),
+            v.discrepancies,
+            v.conflicts,
+            v.quarantined
+        );
+    }
+    if !s.conflicts.is_empty() {
+        let _ = writeln!(
+            out,
+            "  conflicts (rows of the new tables the migration does not own, kept):"
+        );
+        for c in &s.conflicts {
+            let _ = writeln!(
+                out,
+                "    {} [{}] {}, newer: {}, fingerprints legacy {} / target {}",
+                shown(&c.embedding_id),
+                c.table,
+                c.kind,
+                c.newer,
+                c.legacy_fingerprint,
+                c.target_fingerprint
+            );
+        }
+    }
+    if s.displaced_rows > 0 {
+        let _ = writeln!(
+            out,
+            "  displaced rows:    {} saved by --on-conflict legacy (--rollback puts them back)",
+            s.displaced_rows
+        );
+    }
     if let Some(n) = s.online_changes_pending {
         let _ = writeln!(
             out,
@@ -536,6 +686,17 @@ pub fn status_summary(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod date_tests {
+    #[test]
+    fn unix_seconds_read_as_utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(super::utc(1_795_849_199), "2026-11-28 06:59:59 UTC");
+        assert_eq!(super::utc(-1), "1969-12-31 23:59:59 UTC");
+    }
 }
 
 #[cfg(test)]
