@@ -344,8 +344,8 @@ pub fn summary_with(report: &MigrationReport, location: &str, bad_rows: BadRows)
         if v.passed {
             let _ = writeln!(
                 out,
-                "  verification passed: {} legacy rows compared column by column, vectors bit for bit{}",
-                v.rows_checked,
+                "  verification passed: {} migrated rows compared with their legacy rows column by column, vectors bit for bit{}",
+                v.rows_compared,
                 if v.repaired > 0 {
                     format!(" ({} repaired first)", v.repaired)
                 } else {
