@@ -87,6 +87,23 @@ fn resident_share(path: &Path, from: u64) -> f64 {
     share(&residency(path)[from as usize / os_page()..])
 }
 
+/// Whether these tests cannot run where the temp dir is: on tmpfs, which
+/// keeps files in memory, there is no page cache to leave. That fails the
+/// test (a test that passes without running proves nothing) unless
+/// `ALLOW_TMPFS_SKIP=1` says the skip is wanted.
+fn cannot_run_here(path: &Path) -> bool {
+    if !on_tmpfs(path) {
+        return false;
+    }
+    assert!(
+        std::env::var_os("ALLOW_TMPFS_SKIP").is_some(),
+        "{} is on tmpfs, where the page-cache tests cannot run: point TMPDIR at a disk, or set ALLOW_TMPFS_SKIP=1 to skip them",
+        path.display()
+    );
+    eprintln!("SKIPPED (ALLOW_TMPFS_SKIP): {} is on tmpfs", path.display());
+    true
+}
+
 /// tmpfs keeps files in memory: there is no page cache to leave.
 fn on_tmpfs(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
@@ -109,8 +126,7 @@ async fn appended_share_cached(keep_cached: u64) -> Option<f64> {
 /// size before the copy (`None` where there is no page cache to watch).
 async fn copy_ten_batches(keep_cached: u64, keep_btree: u64) -> Option<(TestDb, u64)> {
     let (t, _) = TestDb::sample(&small_spec(1500, 7)).await;
-    if on_tmpfs(&t.path) {
-        eprintln!("SKIPPED: {} is on tmpfs", t.path.display());
+    if cannot_run_here(&t.path) {
         return None;
     }
     let base = std::fs::metadata(&t.path).unwrap().len();
@@ -237,8 +253,7 @@ fn the_read_ahead_reads_ahead_of_the_verification_and_drops_behind_it() {
     use memory_storage_turso::migration::page_cache::{AppendedPages, ReadAhead, BEHIND};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("region");
-    if on_tmpfs(dir.path()) {
-        eprintln!("SKIPPED: {} is on tmpfs", dir.path().display());
+    if cannot_run_here(dir.path()) {
         return;
     }
     // A "copy" appending 8 MiB per batch of 100 rows, 40 batches, its pages
