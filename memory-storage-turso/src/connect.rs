@@ -166,7 +166,7 @@ const OPEN_RETRIES: u32 = 5;
 /// [`probe`] on a remote connection, retried while the server is out of
 /// reach; a refused token or any SQL error is final.
 async fn probe_with_retries(conn: &Connection) -> std::result::Result<(), libsql::Error> {
-    use crate::migration::retry::{backoff, classify, ErrorClass};
+    use crate::db::{backoff, classify, ErrorClass};
     let mut attempt = 0;
     loop {
         match probe(conn).await {

@@ -251,7 +251,7 @@ pub const QUARANTINE_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS embedding_mig
 )";
 
 /// The keys of every row this migration wrote, where, and the row's
-/// fingerprint as written ([`crate::migration::row::fingerprint`]): the
+/// fingerprint as written ([`crate::decode::row::fingerprint`]): the
 /// migration owns exactly the rows listed here whose fingerprint still
 /// matches. A rollback removes only those, and a row the application
 /// changed since is never overwritten or deleted. (A NULL fingerprint comes

@@ -19,10 +19,7 @@ use super::{
 };
 use crate::connect::Access;
 use crate::error::{Error, Result};
-use crate::schema::{
-    object_exists, table_columns, TargetTable, COLUMNS, LEDGER_TABLE, LEGACY_TABLE,
-    QUARANTINE_TABLE,
-};
+use crate::schema::{table_columns, COLUMNS, LEGACY_TABLE};
 
 /// Opens the database at `db_url` (a local path, or a `libsql://` URL with
 /// `auth_token`) and runs the migration the options ask for.
@@ -167,7 +164,7 @@ async fn run_on(
     }
     report.source_rows = with_retries(retries, || copy::count_after(conn, None)).await?;
     let has_vector = report.source_has_vector_column;
-    let layout = with_retries(retries, || layout(conn, has_vector)).await?;
+    let layout = with_retries(retries, || Layout::read(conn, has_vector)).await?;
     let limits = options.limits();
     match report.mode {
         RunMode::DryRun => plan::plan(conn, &layout, limits, observer, report).await?,
@@ -251,34 +248,4 @@ async fn run_rollback(
     }
     report.rollback = Some(rolled);
     Ok(())
-}
-
-/// Which tables exist, and that existing target tables have our columns.
-pub(super) async fn layout(conn: &Connection, legacy_has_vector: bool) -> Result<Layout> {
-    let mut targets = Vec::new();
-    for table in TargetTable::ALL {
-        let columns = table_columns(conn, table.name()).await?;
-        if columns.is_empty() {
-            continue;
-        }
-        let missing: Vec<String> = COLUMNS
-            .iter()
-            .filter(|c| !columns.iter().any(|have| have == *c))
-            .map(|c| c.to_string())
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::IncompatibleTargetTable {
-                table: table.name().to_string(),
-                missing,
-            });
-        }
-        targets.push(table);
-    }
-    Ok(Layout {
-        legacy_has_vector,
-        targets,
-        quarantine: object_exists(conn, QUARANTINE_TABLE).await?,
-        ledger: object_exists(conn, LEDGER_TABLE).await?,
-        legacy_unique: scan::legacy_key_is_unique(conn).await?,
-    })
 }

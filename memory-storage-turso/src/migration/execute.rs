@@ -67,7 +67,7 @@ pub(super) async fn execute(
     }
     let has_vector = report.source_has_vector_column;
     let layout = with_retries(options.max_retries, || {
-        super::entry::layout(conn, has_vector)
+        super::scan::Layout::read(conn, has_vector)
     })
     .await?;
     if options.backup {

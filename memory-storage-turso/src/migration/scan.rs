@@ -8,8 +8,11 @@
 use libsql::{Connection, Value};
 
 use super::row::{EmbeddingRow, Key};
-use crate::error::{DbContext, Result};
-use crate::schema::{TargetTable, LEDGER_TABLE, LEGACY_TABLE, QUARANTINE_TABLE};
+use crate::error::{DbContext, Error, Result};
+use crate::schema::{
+    object_exists, table_columns, TargetTable, COLUMNS, LEDGER_TABLE, LEGACY_TABLE,
+    QUARANTINE_TABLE,
+};
 
 /// What exists in the database, decided once per run.
 #[derive(Debug, Clone)]
@@ -36,6 +39,39 @@ pub struct LedgerEntry {
     pub key: Key,
     pub table: String,
     pub fingerprint: Option<i64>,
+}
+
+impl Layout {
+    /// Which tables exist, and that existing target tables have our
+    /// columns (never altered: an incompatible one stops the run).
+    pub async fn read(conn: &Connection, legacy_has_vector: bool) -> Result<Layout> {
+        let mut targets = Vec::new();
+        for table in TargetTable::ALL {
+            let columns = table_columns(conn, table.name()).await?;
+            if columns.is_empty() {
+                continue;
+            }
+            let missing: Vec<String> = COLUMNS
+                .iter()
+                .filter(|c| !columns.iter().any(|have| have == *c))
+                .map(|c| c.to_string())
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::IncompatibleTargetTable {
+                    table: table.name().to_string(),
+                    missing,
+                });
+            }
+            targets.push(table);
+        }
+        Ok(Layout {
+            legacy_has_vector,
+            targets,
+            quarantine: object_exists(conn, QUARANTINE_TABLE).await?,
+            ledger: object_exists(conn, LEDGER_TABLE).await?,
+            legacy_unique: legacy_key_is_unique(conn).await?,
+        })
+    }
 }
 
 /// Page limits of one window.
