@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::compare::{Finding, Ownership};
 use super::observer::Observer;
+pub use super::report::ConflictPolicy;
 use super::retry::{backoff, classify_error, ErrorClass};
 use super::row::Key;
 use super::write::BatchWriter;
@@ -12,20 +13,6 @@ use crate::error::{Error, Result};
 
 /// Rows the database refused during this run, with the reason.
 pub type Rejected = BTreeMap<Key, BadRowReason>;
-
-/// What wins when a target row the migration does not own holds a key of
-/// the legacy table with other values (a conflict).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConflictPolicy {
-    /// The target row: it is the application's newer write; the legacy
-    /// row counts as settled by it. Nothing is written for the key.
-    #[default]
-    Target,
-    /// The legacy row: the target row is saved in the migration's own
-    /// table first (so `--rollback` puts it back), then overwritten.
-    Legacy,
-}
 
 /// Turns the findings of rows the database refused into bad rows.
 pub fn with_rejections(findings: Vec<Finding>, rejected: &Rejected) -> Vec<Finding> {

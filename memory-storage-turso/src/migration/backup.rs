@@ -13,22 +13,14 @@ pub use owner::{check_backup_table, recorded_name, resolve_name, BackupState};
 use std::path::Path;
 
 use libsql::{Connection, Value};
-use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::metadata;
+pub use super::report::{BackupReport, BackupStatus, TableDigest};
 use super::row::Key;
 use super::scan::{read_rows, Limits};
 use crate::error::{DbContext, Error, Result};
 use crate::schema::{table_columns, LEGACY_TABLE};
-
-/// Row count and order-sensitive checksum of a table's rows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TableDigest {
-    pub rows: u64,
-    /// XXH3-128 over every column of every row, in key order, hex.
-    pub checksum: String,
-}
 
 fn hash_value(h: &mut Xxh3, v: &Value) {
     match v {
@@ -141,32 +133,6 @@ pub async fn legacy_schema(conn: &Connection) -> Result<Vec<String>> {
         out.push(row.get::<String>(0).db_context(ctx)?);
     }
     Ok(out)
-}
-
-/// What the backup step did.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum BackupStatus {
-    /// Made by this run.
-    Created,
-    /// An earlier backup of the migration's, proven still intact.
-    Verified,
-}
-
-super::report::named_enum!(BackupStatus {
-    Created => "created",
-    Verified => "verified",
-});
-
-/// What the backup step did.
-#[derive(Debug, Clone, Serialize)]
-pub struct BackupReport {
-    pub status: BackupStatus,
-    /// The backup table.
-    pub table: String,
-    pub digest: TableDigest,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
 }
 
 /// Makes (or re-makes) the backup table `name` inside the caller's write

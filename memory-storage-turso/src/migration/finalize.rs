@@ -7,21 +7,11 @@ use libsql::Connection;
 use super::backup::{check_backup_table, digest, make_backup_table, BackupState};
 use super::backup::{BackupTableName, TableDigest};
 use super::metadata;
+pub use super::report::DropReport;
 use super::report::ExtraColumn;
 use super::write::{in_transaction, unix_now};
 use crate::error::{DbContext, Error, Result};
 use crate::schema::{table_columns, LEGACY_TABLE};
-
-/// How the legacy table was dropped.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DropReport {
-    /// The backup table that holds every legacy row.
-    pub backup_table: String,
-    /// The backup that holds every legacy row.
-    pub backup: TableDigest,
-    /// Whether the backup had to be (re)made inside the drop transaction.
-    pub backup_refreshed: bool,
-}
 
 /// Why a drop is refused while extra legacy columns hold data.
 pub fn extra_columns_refusal(holding: &[ExtraColumn]) -> String {

@@ -3,37 +3,15 @@
 //! holder is gone.
 
 use libsql::{Connection, Value};
-use serde::Serialize;
 
-use super::write::{in_transaction, unix_now};
+pub use super::report::LockHolder;
+use crate::db::{in_transaction, unix_now};
 use crate::error::{DbContext, Error, Result};
 use crate::schema::{LOCK_TABLE, LOCK_TABLE_SQL};
 
 /// A lock not refreshed for this long is stale even when its holder runs
 /// on another host (a batch refreshes it every few seconds at most).
 pub const STALE_AFTER_SECS: i64 = 120;
-
-/// Who holds (or held) the migration lock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LockHolder {
-    pub host: String,
-    pub pid: i64,
-    pub started_at: i64,
-    pub heartbeat_at: i64,
-}
-
-impl std::fmt::Display for LockHolder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "process {} on host {} (started at Unix time {}, last seen {} s ago)",
-            self.pid,
-            self.host,
-            self.started_at,
-            (unix_now() - self.heartbeat_at).max(0)
-        )
-    }
-}
 
 /// This machine's host name.
 pub fn host_name() -> String {

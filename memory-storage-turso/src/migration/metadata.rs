@@ -3,7 +3,7 @@
 
 use libsql::{Connection, Value};
 
-use super::write::unix_now;
+use crate::db::unix_now;
 use crate::error::{DbContext, Result};
 use crate::schema::{object_exists, METADATA_TABLE, METADATA_TABLE_SQL};
 

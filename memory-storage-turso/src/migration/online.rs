@@ -12,13 +12,13 @@
 //! the log, so no change can fall between the verification and the switch.
 
 use libsql::{Connection, Value};
-use serde::Serialize;
 
 use super::apply::{
     after_failure, apply, needs_write, with_rejections, ConflictPolicy, Quarantine,
 };
 use super::compare::{judge, Finding, Ownership};
 use super::pass::Pass;
+pub use super::report::OnlineReport;
 use super::row::Key;
 use crate::error::{DbContext, Result};
 use crate::schema::{object_exists, LEGACY_TABLE};
@@ -38,18 +38,6 @@ pub const TRIGGERS: [&str; 3] = [
 
 /// Keys mirrored per transaction.
 const KEYS_PER_BATCH: usize = 200;
-
-/// What the online mode did in this run.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct OnlineReport {
-    /// Changed keys mirrored while the migration ran.
-    pub mirrored: u64,
-    /// Changed keys mirrored and re-verified in the final transaction.
-    pub final_keys: u64,
-    /// The triggers were removed (the migration is complete; the
-    /// application now writes to the target tables).
-    pub triggers_removed: bool,
-}
 
 fn ddl() -> Vec<String> {
     let log = |key: &str| {

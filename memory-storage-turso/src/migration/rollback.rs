@@ -4,14 +4,12 @@
 //! database is as it was before the first run. Rows the application wrote
 //! (or changed) in the new tables since are kept, and listed.
 
-use std::collections::BTreeMap;
-
 use libsql::{Connection, Value};
-use serde::Serialize;
 
 use super::backup::{digest, verify_backup_table};
 use super::metadata;
 use super::prior;
+pub use super::report::RollbackReport;
 use super::row::{EmbeddingRow, Key};
 use super::write::in_transaction;
 use crate::error::{DbContext, Error, Result};
@@ -19,40 +17,6 @@ use crate::schema::{
     object_exists, TargetTable, BACKUP_TABLE, CHECKPOINT_TABLE, DISPLACED_TABLE, LEDGER_TABLE,
     LEGACY_TABLE, LOCK_TABLE, METADATA_TABLE, QUARANTINE_TABLE,
 };
-
-/// What a rollback did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RollbackReport {
-    /// There was no migration to undo: nothing was written.
-    pub nothing_to_undo: bool,
-    /// The legacy table was restored from the backup.
-    pub restored_legacy: bool,
-    /// Rows removed from each target table (the migration's own, unchanged
-    /// since it wrote them).
-    pub removed: BTreeMap<String, u64>,
-    /// Rows the migration wrote that the application changed since: kept
-    /// (at most `listed` ids; the count is exact).
-    pub kept_changed: Vec<String>,
-    pub kept_changed_count: u64,
-    /// Rows `--on-conflict legacy` had displaced, put back.
-    pub restored_displaced: u64,
-    /// Displaced rows whose place the application has written since: the
-    /// application's row is kept, and so is `embedding_migration_displaced`
-    /// with the older rows.
-    pub displaced_kept: u64,
-    /// Target tables dropped because this migration created them and they
-    /// are empty now.
-    pub dropped_tables: Vec<String>,
-    /// Target tables this migration created that hold the application's
-    /// rows: kept.
-    pub kept_tables: Vec<String>,
-    /// Indexes and triggers this migration created on tables that were
-    /// there before, dropped.
-    pub dropped_objects: Vec<String>,
-    /// Partial rollback: the checkpoint the copy now resumes after.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<String>,
-}
 
 /// How many kept rows the rollback report lists.
 const LISTED: usize = 1000;

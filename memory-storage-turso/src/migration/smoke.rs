@@ -10,8 +10,8 @@
 //! out of the sample and out of the candidates, so they never fail the test.
 
 use libsql::{Connection, Value};
-use serde::Serialize;
 
+pub use super::report::{SearchCheck, MIN_FOUND_SHARE};
 use crate::decode::cosine_searchable;
 use crate::error::{DbContext, Result};
 use crate::schema::{object_exists, TargetTable};
@@ -20,36 +20,6 @@ use crate::schema::{object_exists, TargetTable};
 pub const SAMPLE: usize = 16;
 /// Candidates asked of the index per search.
 const CANDIDATES: usize = 10;
-
-/// The smoke test of one table.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct SearchCheck {
-    pub table: String,
-    /// Rows searched for.
-    pub sampled: u64,
-    /// Searches whose first hit was the row itself (or an identical vector).
-    pub found_first: u64,
-    /// The embedding_ids whose search did not find them first.
-    pub missed: Vec<String>,
-}
-
-/// Share of the sampled rows that must come back first. The index is
-/// approximate, and lossy options (`compress_neighbors`, few neighbours)
-/// make it miss now and then; a broken index (empty, on the wrong column,
-/// a failed swap) misses nearly every row.
-pub const MIN_FOUND_SHARE: f64 = 0.8;
-
-impl SearchCheck {
-    /// Every sampled row came back first.
-    pub fn all_found(&self) -> bool {
-        self.found_first == self.sampled
-    }
-
-    /// Enough sampled rows came back first for the index to be working.
-    pub fn passed(&self) -> bool {
-        self.sampled == 0 || self.found_first as f64 >= MIN_FOUND_SHARE * self.sampled as f64
-    }
-}
 
 /// Runs the smoke test on every native table that has its vector index.
 pub async fn search_smoke_test(conn: &Connection) -> Result<Vec<SearchCheck>> {

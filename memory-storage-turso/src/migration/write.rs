@@ -73,7 +73,7 @@ pub struct BatchWriter<'c> {
     lock: Option<MigrationLock>,
     /// Whether a row the migration does not own may be replaced (after
     /// it is saved): the one switch between the two conflict policies.
-    policy: super::apply::ConflictPolicy,
+    policy: super::report::ConflictPolicy,
     /// Rows written to each target table by committed batches.
     pub written: [u64; 5],
     /// Rows written to each target table by the batch in flight.
@@ -153,13 +153,13 @@ impl<'c> BatchWriter<'c> {
     }
 
     /// Sets what wins a conflict (default: the target row).
-    pub fn with_policy(mut self, policy: super::apply::ConflictPolicy) -> Self {
+    pub fn with_policy(mut self, policy: super::report::ConflictPolicy) -> Self {
         self.policy = policy;
         self
     }
 
     /// What wins a conflict in this run.
-    pub fn policy(&self) -> super::apply::ConflictPolicy {
+    pub fn policy(&self) -> super::report::ConflictPolicy {
         self.policy
     }
 

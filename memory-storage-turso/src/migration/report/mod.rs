@@ -94,29 +94,29 @@ pub struct MigrationReport {
     pub removed_stale: u64,
     /// Digest of the legacy table as the verification read it.
     #[serde(skip_serializing_if = "Option::is_none", rename = "source_checksum")]
-    pub source_digest: Option<super::backup::TableDigest>,
+    pub source_digest: Option<TableDigest>,
     /// The `embeddings_backup` step.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub backup: Option<super::backup::BackupReport>,
+    pub backup: Option<BackupReport>,
     /// The `--backup-file` copy of the whole database.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_file: Option<String>,
     /// The legacy table was dropped (after verification).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dropped_legacy: Option<super::finalize::DropReport>,
+    pub dropped_legacy: Option<DropReport>,
     /// The search smoke test that ends a verification (tables with a
     /// vector index only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub search_checks: Vec<super::smoke::SearchCheck>,
+    pub search_checks: Vec<SearchCheck>,
     /// What the online mode (triggers on the legacy table) did.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub online: Option<super::online::OnlineReport>,
+    pub online: Option<OnlineReport>,
     /// What a rollback did.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rollback: Option<super::rollback::RollbackReport>,
+    pub rollback: Option<RollbackReport>,
     /// A stale lock this run took over.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub lock_taken_over_from: Option<super::lock::LockHolder>,
+    pub lock_taken_over_from: Option<LockHolder>,
     /// How many entries the lists above hold at most.
     pub listed_limit: usize,
     /// Conflicts: target rows the migration does not own that hold a key of
@@ -126,7 +126,7 @@ pub struct MigrationReport {
     pub conflicts: Vec<Conflict>,
     pub conflict_count: u64,
     /// What wins a conflict in this run.
-    pub on_conflict: super::apply::ConflictPolicy,
+    pub on_conflict: ConflictPolicy,
     /// Target rows this run saved in `embedding_migration_displaced` and
     /// replaced with their legacy row (`--on-conflict legacy`).
     #[serde(skip_serializing_if = "is_zero")]
@@ -270,7 +270,7 @@ impl MigrationReport {
     /// every other row).
     pub(crate) fn note_unsearchable(
         &mut self,
-        key: &super::row::Key,
+        key: &crate::decode::row::Key,
         table: crate::schema::TargetTable,
         vector: &[u8],
     ) {
@@ -361,7 +361,7 @@ pub struct Verification {
     /// The keys of the discrepancies (up to [`KEYS_KEPT`]), for the final
     /// check of an online run.
     #[serde(skip)]
-    pub(crate) keys: Vec<super::row::Key>,
+    pub(crate) keys: Vec<crate::decode::row::Key>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -372,7 +372,7 @@ fn is_zero(n: &u64) -> bool {
 pub(crate) const KEYS_KEPT: usize = 100_000;
 
 impl Verification {
-    pub(crate) fn add(&mut self, limit: usize, key: &super::row::Key, d: Discrepancy) {
+    pub(crate) fn add(&mut self, limit: usize, key: &crate::decode::row::Key, d: Discrepancy) {
         self.discrepancy_count += 1;
         if self.keys.len() < KEYS_KEPT {
             self.keys.push(key.clone());
@@ -383,7 +383,7 @@ impl Verification {
     }
 
     /// Every discrepancy's key, when all were kept.
-    pub(crate) fn all_keys(&self) -> Option<Vec<super::row::Key>> {
+    pub(crate) fn all_keys(&self) -> Option<Vec<crate::decode::row::Key>> {
         (self.keys.len() as u64 == self.discrepancy_count).then(|| {
             let mut keys = self.keys.clone();
             keys.sort();
@@ -429,6 +429,9 @@ macro_rules! named_enum {
     };
 }
 pub(crate) use named_enum;
+
+mod phases;
+pub use phases::*;
 
 /// What kind of difference a verification found.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
