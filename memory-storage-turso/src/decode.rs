@@ -15,12 +15,12 @@
 mod compressed;
 mod json;
 mod legacy;
-pub mod row;
 mod norm;
 mod reason;
+pub mod row;
 
-pub use norm::{cosine_searchable, Unsearchable};
 pub use legacy::check_legacy_row;
+pub use norm::{cosine_searchable, Unsearchable};
 pub use reason::BadRowReason;
 
 /// The prefix that marks a compressed `embedding_data` payload.

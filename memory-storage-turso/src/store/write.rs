@@ -8,9 +8,9 @@ use libsql::{Connection, Value};
 
 use super::transition::legacy;
 use super::types::{invalid_reason, Embedding};
+use crate::db::{in_transaction, with_retries};
 use crate::decode::vector_to_le_bytes;
 use crate::error::{DbContext, Error, Result};
-use crate::db::{in_transaction, with_retries};
 use crate::schema::{object_exists, TargetTable, COLUMNS, LEDGER_TABLE, LEGACY_TABLE};
 
 /// Rows per `INSERT` statement (8 parameters each, far below SQLite's
