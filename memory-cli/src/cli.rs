@@ -25,6 +25,9 @@ pub struct Cli {
 }
 
 /// The commands of `memory-cli`.
+// Parsed once per process: the size of the migration's arguments costs
+// nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Move a legacy `embeddings` table into per-dimension tables
