@@ -3,26 +3,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use migrate_embeddings_cli::args::Cli;
-use migrate_embeddings_cli::{command, demo, progress, report_error};
+use migrate_embeddings_cli::args::{Cli, BIN};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Err(err) = command::init_logging(&cli.global, progress::bars_wanted(&cli.global)) {
-        return report_error(&err, cli.global.verbose);
-    }
-    let stop = command::ctrl_c_flag();
-    let result = if cli.demo {
-        demo::run(cli.demo_rows, &cli.global, &cli.migrate, stop).await
-    } else if cli.status {
-        command::status(&cli.global, &cli.migrate).await
-    } else {
-        command::run(&cli.global, &cli.migrate, stop).await
-    };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(err) => report_error(&err, cli.global.verbose),
-    }
+    let cli = Cli::parse_args();
+    migrate_embeddings_cli::run_command(BIN, &cli.global, &cli.command).await
 }

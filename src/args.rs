@@ -1,11 +1,19 @@
 //! The arguments of `migrate_embeddings`, shared with
-//! `memory-cli migrate-embeddings`: both parse [`GlobalArgs`] and
-//! [`MigrateArgs`] and call the same [`crate::command::run`].
+//! `memory-cli migrate-embeddings`: both parse the same [`MigrateCommand`]
+//! (its [`ConnectArgs`] and [`MigrateArgs`]) with [`GlobalArgs`], and call
+//! the same [`crate::run_command`]. The command lines themselves are in
+//! `command_line`.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, ValueEnum};
 use memory_storage_turso::migration::MigrationOptions;
+
+mod command_line;
+
+pub use command_line::{
+    parse_from, parse_or_exit, with_status_help, Action, Cli, MigrateCommand, Task, BIN,
+};
 
 /// How results are printed on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -39,16 +47,13 @@ const ENV_HELP: &str =
 else TURSO_URL; the token is --auth-token or --auth-token-file, else TURSO_AUTH_TOKEN, else \
 TURSO_TOKEN.";
 
-/// Flags every command understands (global in `memory-cli`).
+/// Flags every command understands, `status` included (global in
+/// `memory-cli`).
 #[derive(Debug, Clone, Args, Default)]
 pub struct GlobalArgs {
     /// Output format on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     pub format: Format,
-
-    /// Read everything and report what would happen; write nothing.
-    #[arg(long, global = true)]
-    pub dry_run: bool,
 
     /// More log output (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -64,9 +69,10 @@ pub struct GlobalArgs {
     pub log_file: Option<PathBuf>,
 }
 
-/// What to migrate and how.
+/// Which database, and the token to open it: what `status` and every run
+/// share (global, so they go before or after `status`).
 #[derive(Debug, Clone, Args, Default)]
-pub struct MigrateArgs {
+pub struct ConnectArgs {
     /// Database: a local libSQL file path, or libsql://, https://, http:// URL.
     #[arg(long, global = true, value_name = "PATH_OR_URL")]
     pub db: Option<String>,
@@ -84,6 +90,15 @@ pub struct MigrateArgs {
         conflicts_with = "auth_token"
     )]
     pub auth_token_file: Option<PathBuf>,
+}
+
+/// How to migrate: the flags of a run, which `status` and `--status` refuse
+/// (by this struct's argument group, `MigrateArgs`).
+#[derive(Debug, Clone, Args, Default)]
+pub struct MigrateArgs {
+    /// Read everything and report what would happen; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 
     /// Copy, build vector indexes, verify. Resumes from the checkpoint.
     #[arg(long)]
@@ -200,58 +215,6 @@ pub struct MigrateArgs {
     pub report_json: Option<PathBuf>,
 }
 
-/// `migrate_embeddings`: moves a legacy `embeddings` table into
-/// per-dimension tables (`embeddings_384`, `_1024`, `_1536`, `_3072`,
-/// `_other`), in checkpointed batches, verified bit for bit. Nothing is ever
-/// deleted from the legacy table unless you ask for it.
-#[derive(Debug, Parser)]
-#[command(
-    name = "migrate_embeddings",
-    version,
-    after_help = const_format_help()
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub global: GlobalArgs,
-
-    #[command(flatten)]
-    pub migrate: MigrateArgs,
-
-    /// Show where a migration stands (checkpoint, rows left, quarantined
-    /// rows, lock holder) without changing anything.
-    #[arg(long)]
-    pub status: bool,
-
-    /// Create a sample legacy database in a temporary directory and run
-    /// dry run, execute and verify on it.
-    #[arg(long)]
-    pub demo: bool,
-
-    /// Rows in the --demo database.
-    #[arg(long, default_value_t = 30_000)]
-    pub demo_rows: usize,
-}
-
-const fn const_format_help() -> &'static str {
-    "Examples:
-  migrate_embeddings --demo
-  migrate_embeddings --db memory.db --dry-run
-  migrate_embeddings --db memory.db --execute --report-json report.json
-  migrate_embeddings --db memory.db --execute --format json > report.json
-  migrate_embeddings --db memory.db --verify
-  migrate_embeddings --db memory.db --status
-  migrate_embeddings --db memory.db --execute --backup --drop-old-table
-  migrate_embeddings --db memory.db --rollback
-
-Ctrl-C finishes the batch in flight, commits it and stops; --execute again resumes.
-
-Environment: the database is --db, else TURSO_DATABASE_URL, else TURSO_DB_URL, else TURSO_URL;
-the token is --auth-token or --auth-token-file, else TURSO_AUTH_TOKEN, else TURSO_TOKEN.
-
-Exit status: 0 done and clean; 3 done, but rows were quarantined or verification found
-discrepancies; 130 stopped by Ctrl-C (resumable); 2 bad usage; 1 failed."
-}
-
 /// What a command line asks the migration to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -261,7 +224,7 @@ pub enum Mode {
     Rollback,
 }
 
-impl MigrateArgs {
+impl ConnectArgs {
     /// The database, from `--db` or the environment (see [`DB_ENV`]).
     pub fn database(&self) -> Option<String> {
         self.db.clone().or_else(|| {
@@ -295,11 +258,13 @@ impl MigrateArgs {
             .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
             .unwrap_or_default())
     }
+}
 
+impl MigrateArgs {
     /// The one mode asked for, or a usage message.
-    pub fn mode(&self, global: &GlobalArgs) -> Result<Mode, &'static str> {
+    pub fn mode(&self) -> Result<Mode, &'static str> {
         let modes = [
-            (global.dry_run, Mode::DryRun),
+            (self.dry_run, Mode::DryRun),
             (self.execute, Mode::Execute),
             (self.verify, Mode::Verify),
             (self.rollback, Mode::Rollback),
@@ -307,15 +272,16 @@ impl MigrateArgs {
         let mut chosen = modes.iter().filter(|(on, _)| *on).map(|(_, m)| *m);
         match (chosen.next(), chosen.next()) {
             (Some(m), None) => Ok(m),
-            (None, _) => Err("say what to do: --dry-run, --execute, --verify or --rollback (or --demo to try it on a sample)"),
+            (None, _) => Err("say what to do: --dry-run, --execute, --verify or --rollback \
+                 (or --status to see where a migration stands, or --demo to try it all on a sample)"),
             (Some(_), Some(_)) => Err("choose one of --dry-run, --execute, --verify and --rollback"),
         }
     }
 
     /// The library options these arguments ask for.
-    pub fn options(&self, global: &GlobalArgs) -> MigrationOptions {
+    pub fn options(&self) -> MigrationOptions {
         MigrationOptions {
-            dry_run: global.dry_run,
+            dry_run: self.dry_run,
             verify_only: self.verify,
             batch_size: self.batch_size as usize,
             build_vector_index: !self.no_vector_index,
@@ -363,30 +329,25 @@ pub fn env_help() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_definition_is_consistent() {
-        Cli::command().debug_assert();
-    }
+    use clap::Parser;
 
     #[test]
     fn exactly_one_mode() {
         let cli = Cli::try_parse_from(["m", "--db", "x", "--dry-run", "--execute"]).unwrap();
-        assert!(cli.migrate.mode(&cli.global).is_err());
+        assert!(cli.command.migrate.mode().is_err());
         let cli = Cli::try_parse_from(["m", "--db", "x"]).unwrap();
-        assert!(cli.migrate.mode(&cli.global).is_err());
+        assert!(cli.command.migrate.mode().is_err());
         let cli = Cli::try_parse_from(["m", "--db", "x", "--verify", "--batch-size", "7"]).unwrap();
-        assert_eq!(cli.migrate.mode(&cli.global), Ok(Mode::Verify));
-        let o = cli.migrate.options(&cli.global);
+        assert_eq!(cli.command.migrate.mode(), Ok(Mode::Verify));
+        let o = cli.command.migrate.options();
         assert!(o.verify_only && !o.dry_run);
         assert_eq!(o.batch_size, 7);
         assert!(Cli::try_parse_from(["m", "--db", "x", "--execute", "--batch-size", "0"]).is_err());
         let cli = Cli::try_parse_from(["m", "--db", "x", "--rollback", "--from-checkpoint", "a"])
             .unwrap();
-        assert!(cli.migrate.options(&cli.global).rollback);
+        assert!(cli.command.migrate.options().rollback);
         assert_eq!(
-            cli.migrate.options(&cli.global).from_checkpoint.as_deref(),
+            cli.command.migrate.options().from_checkpoint.as_deref(),
             Some("a")
         );
         let cli = Cli::try_parse_from([
@@ -400,7 +361,7 @@ mod tests {
             "16",
         ])
         .unwrap();
-        let o = cli.migrate.options(&cli.global).vector_index;
+        let o = cli.command.migrate.options().vector_index;
         assert_eq!(o.compress_neighbors.map(|c| c.as_str()), Some("float8"));
         assert_eq!(o.max_neighbors, Some(16));
         assert!(Cli::try_parse_from(["m", "--compress-neighbors", "float9"]).is_err());
@@ -419,11 +380,11 @@ mod tests {
             "--ignore-extra-columns",
         ])
         .unwrap();
-        let o = cli.migrate.options(&cli.global);
+        let o = cli.command.migrate.options();
         assert_eq!(o.backup_table.as_deref(), Some("my_backup"));
         assert!(o.ignore_extra_columns);
         let o = Cli::try_parse_from(["m", "--execute"]).unwrap();
-        let o = o.migrate.options(&o.global);
+        let o = o.command.migrate.options();
         assert_eq!(o.backup_table, None);
         assert!(!o.ignore_extra_columns);
         for bad in ["1x", "embeddings_384", "a-b", "metadata"] {
@@ -441,14 +402,15 @@ mod tests {
         std::fs::write(&file, "  file-token\n").unwrap();
         let f = file.to_str().unwrap();
         let cli = Cli::try_parse_from(["m", "--auth-token-file", f]).unwrap();
-        assert_eq!(cli.migrate.token().unwrap(), "file-token");
+        assert_eq!(cli.command.connect.token().unwrap(), "file-token");
         let cli = Cli::try_parse_from(["m", "--auth-token", "flag-token"]).unwrap();
-        assert_eq!(cli.migrate.token().unwrap(), "flag-token");
+        assert_eq!(cli.command.connect.token().unwrap(), "flag-token");
         assert!(Cli::try_parse_from(["m", "--auth-token", "a", "--auth-token-file", f]).is_err());
         std::fs::write(&file, "\n").unwrap();
         let cli = Cli::try_parse_from(["m", "--auth-token-file", f]).unwrap();
         assert!(cli
-            .migrate
+            .command
+            .connect
             .token()
             .unwrap_err()
             .to_string()
@@ -456,7 +418,7 @@ mod tests {
         let missing = dir.path().join("missing");
         let cli =
             Cli::try_parse_from(["m", "--auth-token-file", missing.to_str().unwrap()]).unwrap();
-        let err = cli.migrate.token().unwrap_err().to_string();
+        let err = cli.command.connect.token().unwrap_err().to_string();
         assert!(err.contains("missing"), "{err}");
     }
 }

@@ -13,7 +13,7 @@ use memory_storage_turso::migration::{
 };
 use memory_storage_turso::text::shown;
 
-use crate::args::{Format, GlobalArgs, MigrateArgs, Mode};
+use crate::args::{ConnectArgs, Format, GlobalArgs, MigrateArgs, Mode};
 use crate::progress::observer_for;
 use crate::render::{status_summary, summary_with, BadRows};
 use crate::{EXIT_ATTENTION, EXIT_INTERRUPTED, EXIT_OK};
@@ -160,14 +160,16 @@ pub fn exit_status(report: &MigrationReport) -> u8 {
     }
 }
 
-/// Runs the migration the arguments ask for and prints its result.
+/// Runs the migration the arguments ask for, on the database `connect`
+/// names, and prints its result.
 pub async fn run(
     global: &GlobalArgs,
+    connect: &ConnectArgs,
     args: &MigrateArgs,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<u8> {
-    let mode = args.mode(global).map_err(UsageError)?;
-    let db = args.database().ok_or(UsageError(
+    let mode = args.mode().map_err(UsageError)?;
+    let db = connect.database().ok_or(UsageError(
         "no database given: pass --db PATH_OR_URL or set TURSO_DATABASE_URL",
     ))?;
     if args.backup_file.is_some() && memory_storage_turso::connect::is_remote(&db) {
@@ -179,12 +181,13 @@ pub async fn run(
         .into());
     }
     confirm_destructive(&location(&db), args, mode)?;
-    let report = run_on(&db, global, args, stop, BadRows::Listed).await?;
+    let token = connect.token()?;
+    let report = run_on(&db, &token, global, args, stop, BadRows::Listed).await?;
     Ok(exit_status(&report))
 }
 
 /// Shows where the migration in the database stands; changes nothing.
-pub async fn status(global: &GlobalArgs, args: &MigrateArgs) -> anyhow::Result<u8> {
+pub async fn status(global: &GlobalArgs, args: &ConnectArgs) -> anyhow::Result<u8> {
     let db = args.database().ok_or(UsageError(
         "no database given: pass --db PATH_OR_URL or set TURSO_DATABASE_URL",
     ))?;
@@ -274,8 +277,9 @@ fn location(db: &str) -> String {
     shown(&memory_storage_turso::connect::shown_location(db)).into_owned()
 }
 
-/// Runs on `db` and prints the result on stdout (the summary, or only the
-/// JSON report with `--format json`), and writes `--report-json` — on
+/// Runs on `db` (opened with `token`, empty for a local file) and prints
+/// the result on stdout (the summary, or only the JSON report with
+/// `--format json`), and writes `--report-json` — on
 /// success, on a refusal and on a failure alike (the report's `failure`
 /// says why; the error is returned to be printed on stderr). A refused
 /// run's summary is printed too, so the operator sees what it listed.
@@ -283,23 +287,23 @@ fn location(db: &str) -> String {
 /// quarantined rows).
 pub async fn run_on(
     db: &str,
+    token: &str,
     global: &GlobalArgs,
     args: &MigrateArgs,
     stop: Arc<AtomicBool>,
     bad_rows: BadRows,
 ) -> anyhow::Result<MigrationReport> {
-    let options = args.options(global);
-    let token = args.token()?;
+    let options = args.options();
     // Shown in messages: a secret inside the URL never is.
     let shown = location(db);
     let observer = observer_for(global, &shown, stop);
-    let what = match args.mode(global) {
+    let what = match args.mode() {
         Ok(Mode::DryRun) => "dry run",
         Ok(Mode::Verify) => "verification",
         Ok(Mode::Rollback) => "rollback",
         _ => "migration",
     };
-    let result = migrate_embeddings_reported(db, &token, &options, observer.as_ref()).await;
+    let result = migrate_embeddings_reported(db, token, &options, observer.as_ref()).await;
     observer.finish();
     let (report, error) = match result {
         Ok(report) => (report, None),

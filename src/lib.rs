@@ -21,6 +21,30 @@ pub const EXIT_ATTENTION: u8 = 3;
 /// Exit status: stopped by Ctrl-C after a committed batch (resumable).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
+/// Runs what a command line of `migrate_embeddings` or of `memory-cli
+/// migrate-embeddings` asks for — a run, the status or the demo — and gives
+/// the process its exit status. `invoked_as` spells the binary in the lines
+/// the demo shows.
+pub async fn run_command(
+    invoked_as: &str,
+    global: &args::GlobalArgs,
+    cmd: &args::MigrateCommand,
+) -> std::process::ExitCode {
+    if let Err(err) = command::init_logging(global, progress::bars_wanted(global)) {
+        return report_error(&err, global.verbose);
+    }
+    let stop = command::ctrl_c_flag();
+    let result = match cmd.task() {
+        args::Task::Run => command::run(global, &cmd.connect, &cmd.migrate, stop).await,
+        args::Task::Status => command::status(global, &cmd.connect).await,
+        args::Task::Demo { rows } => demo::run(invoked_as, rows, global, &cmd.migrate, stop).await,
+    };
+    match result {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(err) => report_error(&err, global.verbose),
+    }
+}
+
 /// Prints a failed command's error on stderr — one sentence with its causes,
 /// each cause on its own line with `-v` — and picks its exit status (2 for
 /// bad usage, 1 otherwise).

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use memory_storage_turso::sample::{generate_legacy_database, SampleSpec};
+use migrate_embeddings_cli::render::status_summary;
 
 fn bin() -> Command {
     let mut cmd = Command::cargo_bin("migrate_embeddings").unwrap();
@@ -608,7 +609,7 @@ fn the_demo_lists_its_bad_rows_once() {
         .args(["--demo", "--demo-rows", "300"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     let mut listed: Vec<&str> = Vec::new();
@@ -684,4 +685,163 @@ async fn quiet_shows_errors_and_the_final_summary_only() {
     let err = stderr(&out);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.starts_with("error:"), "{err}");
+}
+
+#[test]
+fn the_demo_exits_0_when_only_its_planted_rows_are_quarantined_and_says_what_3_means() {
+    let out = bin()
+        .args(["--demo", "--demo-rows", "2000", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("As planned: the 16 row(s) planted as bad, and no other, were quarantined"),
+        "{text}"
+    );
+    assert!(
+        text.contains("On your own database, quarantined rows make the run exit 3: done, but some rows need a person"),
+        "{text}"
+    );
+    // The commands it shows are this binary's.
+    assert!(
+        text.contains("$ migrate_embeddings --db ") && text.contains(" --verify\n"),
+        "{text}"
+    );
+}
+
+/// The status of `db` as the library reads it and the summary renders it:
+/// what both binaries print, human and JSON.
+async fn expected_status(db: &str) -> (String, serde_json::Value) {
+    let status = memory_storage_turso::migration::migration_status(db, "")
+        .await
+        .unwrap();
+    let location =
+        memory_storage_turso::text::shown(&memory_storage_turso::connect::shown_location(db))
+            .into_owned();
+    (
+        status_summary(&status, &location),
+        serde_json::to_value(&status).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn status_and_dash_dash_status_print_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    sample_db(&path, 300, 5).await;
+    let db = path.to_str().unwrap();
+    let spellings: [&[&str]; 3] = [
+        &["--db", db, "--status"],
+        &["status", "--db", db],
+        &["--db", db, "status"],
+    ];
+
+    let (human, _) = expected_status(db).await;
+    assert!(human.contains("not started"), "{human}");
+    for args in spellings {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), human, "{args:?}");
+    }
+
+    let out = bin()
+        .args(["--db", db, "--execute", "--no-vector-index", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // JSON after a run: the human summary says "… s ago", which moves.
+    let (_, json) = expected_status(db).await;
+    assert_eq!(json["quarantined"], 5, "{json:#}");
+    for args in spellings {
+        let out = bin()
+            .args(args)
+            .args(["--format", "json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        let printed: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}):\n{}", stdout(&out)));
+        assert_eq!(printed, json, "{args:?}");
+    }
+}
+
+/// The long flags a help text offers.
+fn offered_flags(help: &str) -> Vec<String> {
+    let mut flags: Vec<String> = help
+        .lines()
+        .filter(|l| l.starts_with("  ") && l.trim_start().starts_with('-'))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
+        .map(|w| w.trim_end_matches([',', '.']).to_string())
+        .collect();
+    flags.sort();
+    flags
+}
+
+#[test]
+fn status_help_offers_only_the_flags_status_uses() {
+    let out = bin().args(["status", "--help"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let help = stdout(&out);
+    assert_eq!(
+        offered_flags(&help),
+        [
+            "--auth-token",
+            "--auth-token-file",
+            "--db",
+            "--format",
+            "--help",
+            "--log-file",
+            "--quiet",
+            "--verbose"
+        ],
+        "{help}"
+    );
+    assert!(
+        help.contains("  migrate_embeddings status --db memory.db"),
+        "{help}"
+    );
+}
+
+#[tokio::test]
+async fn a_usage_errors_suggestions_work_when_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    sample_db(&path, 120, 0).await;
+    let db = path.to_str().unwrap();
+    let out = bin().args(["--db", db]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    let suggested: Vec<&str> = err
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.starts_with("--"))
+        .collect();
+    assert_eq!(
+        suggested,
+        [
+            "--dry-run",
+            "--execute",
+            "--verify",
+            "--rollback",
+            "--status",
+            "--demo"
+        ],
+        "{err}"
+    );
+    for flag in suggested {
+        let args = match flag {
+            "--demo" => vec![flag, "--demo-rows", "300"],
+            // Off a terminal a rollback needs its confirmation.
+            "--rollback" => vec!["--db", db, flag, "--yes"],
+            _ => vec!["--db", db, flag],
+        };
+        let out = bin().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    }
 }

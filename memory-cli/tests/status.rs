@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_exit, cli, json, sample, text};
+use common::{assert_exit, cli, expected_status, json, sample, text};
 
 #[test]
 fn status_before_and_after_execute_changes_nothing() {
@@ -104,4 +104,48 @@ fn status_of_a_missing_database_exits_1_and_creates_nothing() {
         text(&out.stderr)
     );
     assert!(!path.exists());
+}
+
+#[test]
+fn status_and_dash_dash_status_print_the_same_as_migrate_embeddings() {
+    let (_dir, db) = sample(300, 5);
+    let spellings: [&[&str]; 3] = [
+        &["migrate-embeddings", "--db", &db, "--status"],
+        &["migrate-embeddings", "status", "--db", &db],
+        &["migrate-embeddings", "--db", &db, "status"],
+    ];
+    // `migrate_embeddings`'s tests compare its output with the same
+    // rendering of the library's status.
+    let (human, _) = expected_status(&db);
+    assert!(human.contains("not started"), "{human}");
+    for args in spellings {
+        let out = cli().args(args).output().unwrap();
+        assert_exit(&out, 0);
+        assert_eq!(text(&out.stdout), human, "{args:?}");
+    }
+
+    let out = cli()
+        .args([
+            "migrate-embeddings",
+            "--db",
+            &db,
+            "--execute",
+            "--no-vector-index",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&out, 3);
+    // JSON after a run: the human summary says "… s ago", which moves.
+    let (_, expected) = expected_status(&db);
+    assert_eq!(expected["quarantined"], 5, "{expected:#}");
+    for args in spellings {
+        let out = cli()
+            .args(args)
+            .args(["--format", "json"])
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        assert_eq!(json(&out), expected, "{args:?}");
+    }
 }

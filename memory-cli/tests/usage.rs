@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_exit, cli, text};
+use common::{assert_exit, cli, offered_flags, sample, text};
 
 #[test]
 fn usage_errors_exit_2() {
@@ -94,4 +94,74 @@ fn completions_for_each_shell() {
         assert!(script.contains("migrate-embeddings"), "{shell}: {script}");
     }
     assert_exit(&cli().args(["completions", "tcsh"]).output().unwrap(), 2);
+}
+
+#[test]
+fn status_help_offers_only_the_flags_status_uses() {
+    let out = cli()
+        .args(["migrate-embeddings", "status", "--help"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let help = text(&out.stdout);
+    assert_eq!(
+        offered_flags(&help),
+        [
+            "--auth-token",
+            "--auth-token-file",
+            "--db",
+            "--format",
+            "--help",
+            "--log-file",
+            "--quiet",
+            "--verbose",
+            "--version"
+        ],
+        "{help}"
+    );
+}
+
+#[test]
+fn a_usage_errors_suggestions_work_when_run() {
+    let (_dir, db) = sample(120, 0);
+    let out = cli()
+        .args(["migrate-embeddings", "--db", &db])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let err = text(&out.stderr);
+    let suggested: Vec<&str> = err
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.starts_with("--"))
+        .collect();
+    assert_eq!(
+        suggested,
+        [
+            "--dry-run",
+            "--execute",
+            "--verify",
+            "--rollback",
+            "--status",
+            "--demo"
+        ],
+        "{err}"
+    );
+    for flag in suggested {
+        let args = match flag {
+            "--demo" => vec!["migrate-embeddings", flag, "--demo-rows", "300"],
+            // Off a terminal a rollback needs its confirmation.
+            "--rollback" => vec!["migrate-embeddings", "--db", &db, flag, "--yes"],
+            _ => vec!["migrate-embeddings", "--db", &db, flag],
+        };
+        let out = cli().args(&args).output().unwrap();
+        assert_exit(&out, 0);
+        if flag == "--demo" {
+            let shown = text(&out.stdout);
+            assert!(
+                shown.contains("$ memory-cli migrate-embeddings --db ")
+                    && shown.contains("quarantined rows make the run exit 3"),
+                "{shown}"
+            );
+        }
+    }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use assert_cmd::Command;
 use memory_storage_turso::sample::{generate_legacy_database, SampleSpec};
 use migrate_embeddings_cli::args::{DB_ENV, TOKEN_ENV};
+use migrate_embeddings_cli::render::status_summary;
 
 /// Removes every variable that could name a database or token, and
 /// `RUST_LOG`, so only what a test sets counts.
@@ -25,13 +26,43 @@ pub fn cli() -> Command {
     cmd
 }
 
-/// A legacy database at `path` with `rows` rows, `bad` of them bad.
-pub fn sample_db(path: &Path, rows: usize, bad: usize) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    runtime.block_on(async {
+        .unwrap()
+        .block_on(future)
+}
+
+/// The status of `db` as the library reads it and the summary renders it:
+/// what `memory-cli migrate-embeddings status` and `migrate_embeddings
+/// status` print, human and JSON.
+pub fn expected_status(db: &str) -> (String, serde_json::Value) {
+    let status = block_on(memory_storage_turso::migration::migration_status(db, "")).unwrap();
+    let location =
+        memory_storage_turso::text::shown(&memory_storage_turso::connect::shown_location(db))
+            .into_owned();
+    (
+        status_summary(&status, &location),
+        serde_json::to_value(&status).unwrap(),
+    )
+}
+
+/// The long flags a help text offers, sorted.
+pub fn offered_flags(help: &str) -> Vec<String> {
+    let mut flags: Vec<String> = help
+        .lines()
+        .filter(|l| l.starts_with("  ") && l.trim_start().starts_with('-'))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
+        .map(|w| w.trim_end_matches([',', '.']).to_string())
+        .collect();
+    flags.sort();
+    flags
+}
+
+/// A legacy database at `path` with `rows` rows, `bad` of them bad.
+pub fn sample_db(path: &Path, rows: usize, bad: usize) {
+    block_on(async {
         let db = libsql::Builder::new_local(path).build().await.unwrap();
         let conn = db.connect().unwrap();
         let mut spec = SampleSpec::realistic(rows, 7);
