@@ -163,8 +163,8 @@ impl EmbeddingRow {
         })
     }
 
-    /// Approximate bytes held, to bound the memory of a page.
-    pub fn size(&self) -> usize {
+    /// The eight values, in [`COLUMNS`] order.
+    pub fn values(&self) -> [&Value; 8] {
         [
             &self.key.0,
             &self.item_id,
@@ -175,10 +175,11 @@ impl EmbeddingRow {
             &self.model,
             &self.created_at,
         ]
-        .iter()
-        .map(|v| value_size(v))
-        .sum::<usize>()
-            + 64
+    }
+
+    /// Approximate bytes held, to bound the memory of a page.
+    pub fn size(&self) -> usize {
+        self.values().iter().map(|v| value_size(v)).sum::<usize>() + 64
     }
 }
 
@@ -245,16 +246,7 @@ pub fn fingerprint(values: [&Value; 8]) -> i64 {
 impl EmbeddingRow {
     /// This row's [`fingerprint`], its vector as stored.
     pub fn fingerprint(&self) -> i64 {
-        fingerprint([
-            &self.key.0,
-            &self.item_id,
-            &self.item_type,
-            &self.embedding_data,
-            &self.embedding_vector,
-            &self.dimension,
-            &self.model,
-            &self.created_at,
-        ])
+        fingerprint(self.values())
     }
 
     /// The [`fingerprint`] of this row written with the blob `vector` in

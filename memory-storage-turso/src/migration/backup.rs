@@ -48,16 +48,7 @@ fn hash_value(h: &mut Xxh3, v: &Value) {
 
 /// Adds one row (every column, type-tagged) to a digest.
 pub fn hash_row(h: &mut Xxh3, r: &super::row::EmbeddingRow) {
-    for v in [
-        &r.key.0,
-        &r.item_id,
-        &r.item_type,
-        &r.embedding_data,
-        &r.embedding_vector,
-        &r.dimension,
-        &r.model,
-        &r.created_at,
-    ] {
+    for v in r.values() {
         hash_value(h, v);
     }
 }

@@ -40,10 +40,7 @@ pub(super) async fn execute(
     }
     with_retries(options.max_retries, || create_target_tables(conn)).await?;
     if !created.is_empty() {
-        let mut all: Vec<String> = metadata::get(conn, metadata::CREATED_TABLES)
-            .await?
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default();
+        let mut all = metadata::created_tables(conn).await?;
         all.extend(created);
         all.sort();
         all.dedup();

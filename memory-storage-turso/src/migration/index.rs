@@ -202,10 +202,10 @@ async fn swap(conn: &Connection, table: TargetTable) -> Result<()> {
 async fn may_swap(conn: &Connection, table: TargetTable) -> Result<bool> {
     let created = match super::prior::objects(conn).await? {
         Some(before) => !before.contains(table.name()),
-        None => super::metadata::get(conn, super::metadata::CREATED_TABLES)
+        None => super::metadata::created_tables(conn)
             .await?
-            .and_then(|s| serde_json::from_str::<Vec<String>>(&s).ok())
-            .is_some_and(|c| c.iter().any(|n| n == table.name())),
+            .iter()
+            .any(|n| n == table.name()),
     };
     if !created || crate::schema::table_columns(conn, table.name()).await? != COLUMNS {
         return Ok(false);

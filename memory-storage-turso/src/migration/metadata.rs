@@ -70,23 +70,11 @@ pub async fn get(conn: &Connection, key: &str) -> Result<Option<String>> {
     }
 }
 
-/// Removes every key the migration owns except the backup's (its name,
-/// digest and legacy schema stay together, so the backup stays findable).
-pub async fn clear_migration_keys(conn: &Connection) -> Result<()> {
-    if !object_exists(conn, METADATA_TABLE).await? {
-        return Ok(());
-    }
-    conn.execute(
-        &format!("DELETE FROM {METADATA_TABLE} WHERE key IN (?1, ?2, ?3, ?4, ?5)"),
-        [
-            COMPLETED_AT,
-            ROW_COUNTS,
-            QUARANTINED,
-            LEGACY_DROPPED_AT,
-            CREATED_TABLES,
-        ],
-    )
-    .await
-    .db_context(|| "clearing the migration's metadata".to_string())?;
-    Ok(())
+/// The target tables the migration created ([`CREATED_TABLES`]; empty
+/// when none is recorded).
+pub async fn created_tables(conn: &Connection) -> Result<Vec<String>> {
+    Ok(get(conn, CREATED_TABLES)
+        .await?
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default())
 }

@@ -113,10 +113,7 @@ pub async fn record(conn: &Connection) -> Result<()> {
     let mut names = object_names(conn).await?;
     let mut schema_version = schema_version_row(conn).await?;
     if object_exists(conn, CHECKPOINT_TABLE).await? {
-        let created: Vec<String> = metadata::get(conn, metadata::CREATED_TABLES)
-            .await?
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default();
+        let created = metadata::created_tables(conn).await?;
         let own = own_object_names();
         names.retain(|n| {
             let target = TargetTable::ALL.iter().any(|t| t.name() == n);

@@ -278,10 +278,7 @@ async fn drop_created(
         Some(names) => names,
         // A migration begun by an older version: what it says it created.
         None => {
-            let created: Vec<String> = metadata::get(conn, metadata::CREATED_TABLES)
-                .await?
-                .and_then(|s| serde_json::from_str(&s).ok())
-                .unwrap_or_default();
+            let created = metadata::created_tables(conn).await?;
             let mut names = prior::object_names(conn).await?;
             names.retain(|n| !created.contains(n) && !prior::own_object_names().contains(n));
             names
