@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use memory_storage_turso::migration::retry::is_unauthorized;
 use memory_storage_turso::migration::{
-    migrate_embeddings_reported, migration_status, FailedRun, FailureKind, MigrationReport,
+    migrate_embeddings_reported, migration_status, FailedRun, FailureKind, MigrateError,
+    MigrationReport,
 };
 use memory_storage_turso::text::shown;
 
@@ -194,7 +194,7 @@ pub async fn status(global: &GlobalArgs, args: &ConnectArgs) -> anyhow::Result<u
     let shown = location(&db);
     let status = migration_status(&db, &args.token()?)
         .await
-        .map_err(explain)
+        .map_err(|e| explain(e.into()))
         .with_context(|| format!("reading the migration status of {shown}"))?;
     match global.format {
         Format::Human => emit(&status_summary(&status, &shown))?,
@@ -244,12 +244,10 @@ fn confirm_destructive(db: &str, args: &MigrateArgs, mode: Mode) -> anyhow::Resu
 }
 
 /// A library error, with what to do when a server refused the token.
-fn explain(e: memory_storage_turso::Error) -> anyhow::Error {
-    let refused = match &e {
-        memory_storage_turso::Error::Open { source, .. }
-        | memory_storage_turso::Error::Database { source, .. } => is_unauthorized(source),
-        _ => false,
-    };
+fn explain(e: MigrateError) -> anyhow::Error {
+    let refused = e
+        .core()
+        .is_some_and(memory_storage_turso::Error::is_unauthorized);
     let e = anyhow::Error::from(e);
     if refused {
         e.context(

@@ -534,31 +534,14 @@ fn when(t: Option<i64>) -> String {
     match t {
         Some(t) => {
             let ago = memory_storage_turso::migration::write::unix_now() - t;
-            format!("{} ({} ago)", utc(t), duration(ago.max(0) as f64))
+            format!(
+                "{} ({} ago)",
+                memory_storage_turso::text::utc_date(t),
+                duration(ago.max(0) as f64)
+            )
         }
         None => "-".to_string(),
     }
-}
-
-/// Unix seconds as a UTC date and time, `2026-11-28 06:59:59 UTC`.
-fn utc(t: i64) -> String {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
 }
 
 /// The human view of `--status`.
@@ -686,17 +669,6 @@ pub fn status_summary(
         }
     }
     out
-}
-
-#[cfg(test)]
-mod date_tests {
-    #[test]
-    fn unix_seconds_read_as_utc_dates() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(super::utc(1_795_849_199), "2026-11-28 06:59:59 UTC");
-        assert_eq!(super::utc(-1), "1969-12-31 23:59:59 UTC");
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! ```no_run
 //! use memory_storage_turso::init::{initialize_schema, SchemaOptions};
 //!
-//! # async fn run(conn: libsql::Connection) -> memory_storage_turso::Result<()> {
+//! # async fn run(conn: libsql::Connection) -> memory_storage_turso::migration::Result<()> {
 //! let report = initialize_schema(
 //!     &conn,
 //!     &SchemaOptions { auto_migrate: true, ..Default::default() },
@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use libsql::Connection;
 
-use crate::error::{Error, Result};
+use crate::db::with_retries;
+use crate::error::Error;
 use crate::migration::lock::{current_holder, host_name, is_stale};
-use crate::migration::retry::with_retries;
 use crate::migration::{metadata, run_migration, MigrationOptions, MigrationReport, NoopObserver};
+use crate::migration::{MigrateError, Result};
 use crate::schema::{
     create_item_indexes, create_target_tables, create_vector_index_with, object_exists,
     TargetTable, VectorIndexOptions, SCHEMA_VERSION,
@@ -107,10 +108,10 @@ pub async fn schema_version(conn: &Connection) -> Result<Option<i64>> {
             value: text.clone(),
         })?;
     if version > SCHEMA_VERSION {
-        return Err(Error::SchemaTooNew {
+        return Err(MigrateError::from(Error::SchemaTooNew {
             found: version,
             supported: SCHEMA_VERSION,
-        });
+        }));
     }
     Ok(Some(version))
 }
@@ -196,7 +197,7 @@ async fn migrate_once(conn: &Connection, options: &SchemaOptions) -> Result<Auto
         }
         match run_migration(conn, &options.migration, &NoopObserver).await {
             Ok(report) => return Ok(AutoMigration::Ran(Box::new(report))),
-            Err(Error::LockHeld { holder }) => {
+            Err(MigrateError::LockHeld { holder }) => {
                 waited = true;
                 wait_for_release(conn, options, began, holder).await?;
             }
@@ -211,12 +212,12 @@ async fn wait_for_release(
     conn: &Connection,
     options: &SchemaOptions,
     began: Instant,
-    mut holder: crate::migration::lock::LockHolder,
+    mut holder: crate::migration::report::LockHolder,
 ) -> Result<()> {
     let host = host_name();
     loop {
         if began.elapsed() >= options.wait_for_migration {
-            return Err(Error::MigrationWaitTimedOut {
+            return Err(MigrateError::MigrationWaitTimedOut {
                 holder: Some(holder),
                 waited_secs: began.elapsed().as_secs(),
             });

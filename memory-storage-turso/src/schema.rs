@@ -485,6 +485,19 @@ pub async fn create_vector_index_with(
 
 pub use crate::db::{object_exists, table_columns};
 
+/// The log of changed keys. `embedding_id` has no declared type so a key
+/// keeps its exact value; the rowid grows with every change (the triggers
+/// `INSERT OR REPLACE`), so a key changed again after it was read is told
+/// apart from the change that was mirrored.
+pub const CHANGES_TABLE: &str = "embedding_migration_changes";
+
+/// The online mode's triggers on the legacy table, by name.
+pub const TRIGGERS: [&str; 3] = [
+    "embedding_migration_on_insert",
+    "embedding_migration_on_update",
+    "embedding_migration_on_delete",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

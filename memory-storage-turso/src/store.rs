@@ -6,7 +6,7 @@
 //! use memory_storage_turso::init::{initialize_schema, SchemaOptions};
 //! use memory_storage_turso::store::{Embedding, EmbeddingStore};
 //!
-//! # async fn run(conn: libsql::Connection) -> memory_storage_turso::Result<()> {
+//! # async fn run(conn: libsql::Connection) -> Result<(), Box<dyn std::error::Error>> {
 //! initialize_schema(&conn, &SchemaOptions::default()).await?;
 //! let store = EmbeddingStore::open(conn).await?;
 //! store

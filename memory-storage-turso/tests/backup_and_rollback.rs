@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::*;
 use libsql::{Builder, Connection, Value};
 use memory_storage_turso::migration::backup::{digest, legacy_schema};
+use memory_storage_turso::migration::MigrateError;
 use memory_storage_turso::migration::{
     metadata, run_migration, MigrationOptions, MigrationReport, NoopObserver,
 };
 use memory_storage_turso::schema::{object_exists, table_columns};
-use memory_storage_turso::Error;
 
 /// The migration's bookkeeping tables (a full rollback removes them).
 const BOOKKEEPING: [&str; 3] = [
@@ -53,7 +53,10 @@ fn rollback(from_checkpoint: Option<&str>) -> MigrationOptions {
     }
 }
 
-async fn run(conn: &Connection, options: MigrationOptions) -> Result<MigrationReport, Error> {
+async fn run(
+    conn: &Connection,
+    options: MigrationOptions,
+) -> Result<MigrationReport, MigrateError> {
     run_migration(conn, &options, &NoopObserver).await
 }
 
@@ -118,7 +121,7 @@ async fn the_backup_table_holds_every_legacy_row_and_is_proven_on_every_run() {
         .await
         .unwrap();
     let err = run(&t.conn, with_backup()).await.unwrap_err();
-    let Error::BackupMismatch { expected, found } = &err else {
+    let MigrateError::BackupMismatch { expected, found } = &err else {
         panic!("expected a backup mismatch, got {err}")
     };
     assert_eq!(expected, &of_backup);
@@ -155,7 +158,7 @@ async fn the_backup_file_is_a_whole_database_and_is_never_overwritten() {
     let before = file_bytes(&path);
     let err = run(&t.conn, options).await.unwrap_err();
     assert!(
-        matches!(&err, Error::BackupFileExists { path: p } if *p == path),
+        matches!(&err, MigrateError::BackupFileExists { path: p } if *p == path),
         "{err}"
     );
     assert_eq!(file_bytes(&path), before, "the existing file was changed");
@@ -173,7 +176,7 @@ async fn the_drop_is_refused_while_rows_are_quarantined_unless_allowed() {
     let legacy = read_table(&t.conn, "embeddings", true).await;
 
     let err = run(&t.conn, drop_old(false)).await.unwrap_err();
-    assert!(matches!(err, Error::DropRefused(_)), "{err}");
+    assert!(matches!(err, MigrateError::DropRefused(_)), "{err}");
     assert!(err.to_string().contains("--allow-quarantined"), "{err}");
     assert_eq!(read_table(&t.conn, "embeddings", true).await, legacy);
 
@@ -209,7 +212,7 @@ async fn the_drop_is_refused_while_rows_are_quarantined_unless_allowed() {
 
     let err = run(&t.conn, execute()).await.unwrap_err();
     assert!(
-        matches!(err, Error::LegacyDropped { at } if at.to_string() == dropped_at),
+        matches!(err, MigrateError::LegacyDropped { at } if at.to_string() == dropped_at),
         "{err}"
     );
 }

@@ -12,12 +12,12 @@ use common::*;
 use libsql::{Connection, Value};
 use memory_storage_turso::migration::lock::{host_name, MigrationLock, STALE_AFTER_SECS};
 use memory_storage_turso::migration::write::unix_now;
+use memory_storage_turso::migration::MigrateError;
 use memory_storage_turso::migration::{
     run_migration, MigrationOptions, NoopObserver, Observer, Phase,
 };
 use memory_storage_turso::sample::{encode_json, insert_legacy_rows, LegacyRow};
 use memory_storage_turso::schema::{object_exists, LEDGER_TABLE, LOCK_TABLE_SQL};
-use memory_storage_turso::Error;
 
 fn execute(batch: usize) -> MigrationOptions {
     MigrationOptions {
@@ -48,7 +48,7 @@ async fn a_held_lock_keeps_a_second_migration_out_until_released() {
     let err = run_migration(&t.conn, &execute(50), &NoopObserver)
         .await
         .unwrap_err();
-    let Error::LockHeld { holder } = &err else {
+    let MigrateError::LockHeld { holder } = &err else {
         panic!("expected LockHeld, got {err:?}")
     };
     assert_eq!(holder.pid, lock.pid);
@@ -134,7 +134,7 @@ async fn two_migrations_at_once_never_run_together() {
                     assert!(report.verification.as_ref().unwrap().passed);
                     ok.push(span.get());
                 }
-                Err(Error::LockHeld { holder }) => {
+                Err(MigrateError::LockHeld { holder }) => {
                     assert_eq!(holder.host, host_name());
                     refused += 1;
                 }
@@ -214,7 +214,7 @@ async fn a_live_holder_here_or_a_fresh_one_elsewhere_keeps_the_lock() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::LockHeld { holder } if holder.pid == me),
+        matches!(&err, MigrateError::LockHeld { holder } if holder.pid == me),
         "{err:?}"
     );
 
@@ -224,7 +224,7 @@ async fn a_live_holder_here_or_a_fresh_one_elsewhere_keeps_the_lock() {
     let err = run_migration(&t.conn, &execute(50), &NoopObserver)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::LockHeld { .. }), "{err:?}");
+    assert!(matches!(err, MigrateError::LockHeld { .. }), "{err:?}");
     let message = err.to_string();
     assert!(message.contains(host), "{message}");
     assert!(message.contains("4242"), "{message}");
@@ -252,10 +252,8 @@ async fn a_silent_lock_from_another_host_is_taken_over() {
 
 /// Whether a libSQL error is SQLITE_BUSY / SQLITE_LOCKED.
 fn is_busy(e: &libsql::Error) -> bool {
-    matches!(
-        memory_storage_turso::migration::retry::sqlite_code(e),
-        Some(5 | 6)
-    ) || e.to_string().contains("locked")
+    matches!(e, libsql::Error::SqliteFailure(code, _) if matches!(code & 0xff, 5 | 6))
+        || e.to_string().contains("locked")
 }
 
 /// Runs `op` until it is not refused as busy (a bounded number of times).

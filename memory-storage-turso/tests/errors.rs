@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use memory_storage_turso::migration::MigrateError;
 use memory_storage_turso::migration::{
     migrate_embeddings, run_migration, MigrationOptions, NoopObserver,
 };
@@ -22,7 +23,10 @@ async fn a_missing_file_is_reported_and_not_created() {
         let err = migrate_embeddings(path.to_str().unwrap(), "", options)
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::DatabaseNotFound { .. }), "{err}");
+        assert!(
+            matches!(err, MigrateError::Core(Error::DatabaseNotFound { .. })),
+            "{err}"
+        );
         assert!(err.to_string().contains("nope.db"));
         assert!(!path.exists(), "the database file was created");
     }
@@ -37,7 +41,10 @@ async fn a_file_that_is_not_a_database_is_reported() {
     let err = migrate_embeddings(path.to_str().unwrap(), "", MigrationOptions::default())
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::NotADatabase { .. }), "{err}");
+    assert!(
+        matches!(err, MigrateError::Core(Error::NotADatabase { .. })),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
 
@@ -48,7 +55,7 @@ async fn a_database_without_the_legacy_table_is_reported_and_left_alone() {
     let err = run_migration(&t.conn, &MigrationOptions::default(), &NoopObserver)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::MissingLegacyTable), "{err}");
+    assert!(matches!(err, MigrateError::MissingLegacyTable), "{err}");
     assert!(
         !memory_storage_turso::schema::object_exists(&t.conn, "embeddings_384")
             .await
@@ -70,7 +77,7 @@ async fn an_incompatible_existing_target_table_is_never_altered() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::IncompatibleTargetTable { .. }),
+        matches!(err, MigrateError::IncompatibleTargetTable { .. }),
         "{err}"
     );
     assert!(err.to_string().contains("embeddings_384"));
@@ -110,7 +117,10 @@ async fn contradictory_options_are_refused_before_anything_is_touched() {
         let err = run_migration(&t.conn, &options, &NoopObserver)
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
+        assert!(
+            matches!(err, MigrateError::Core(Error::InvalidOptions(_))),
+            "{err}"
+        );
     }
     assert!(
         !memory_storage_turso::schema::object_exists(&t.conn, "embeddings_384")

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use libsql::{Connection, OpenFlags, Value};
+use memory_storage_turso::migration::MigrateError;
 use memory_storage_turso::migration::{
     quarantined_rows, run_migration, MigrationOptions, NoopObserver,
 };
@@ -78,7 +79,10 @@ async fn a_full_disk_stops_at_a_batch_boundary_and_the_next_run_resumes() {
     let err = run_migration(&conn, &execute(batch), &NoopObserver)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::DiskFull { .. }), "{err:?}");
+    assert!(
+        matches!(err, MigrateError::Core(Error::DiskFull { .. })),
+        "{err:?}"
+    );
     let message = err.to_string();
     assert!(message.contains("disk is full"), "{message}");
     assert!(message.contains("checkpoint is intact"), "{message}");
@@ -157,7 +161,10 @@ async fn a_read_only_database_stops_with_one_sentence_and_stays_unchanged() {
     let err = run_migration(&conn, &execute(50), &NoopObserver)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
+    assert!(
+        matches!(err, MigrateError::Core(Error::ReadOnly { .. })),
+        "{err:?}"
+    );
     let message = err.to_string();
     assert!(message.contains("read-only"), "{message}");
     assert!(!message.contains('\n'), "{message}");
@@ -182,7 +189,10 @@ async fn a_database_locked_throughout_stops_with_busy_and_changes_nothing() {
     let err = run_migration(&conn, &options, &NoopObserver)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Busy { .. }), "{err:?}");
+    assert!(
+        matches!(err, MigrateError::Core(Error::Busy { .. })),
+        "{err:?}"
+    );
     let message = err.to_string();
     assert!(message.contains("stayed locked"), "{message}");
     assert!(message.contains("2 attempts"), "{message}");
@@ -339,7 +349,10 @@ async fn a_table_renamed_under_the_run_stops_it_with_one_sentence_and_the_checkp
     let err = run_migration(&t.conn, &execute(50), &observer)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::SchemaChanged { .. }), "{err:?}");
+    assert!(
+        matches!(err, MigrateError::Core(Error::SchemaChanged { .. })),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("checkpoint is intact"), "{err}");
     // Put it back: the next run resumes and completes.
     t.conn

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use memory_storage_turso::init::{initialize_schema, AutoMigration, SchemaOptions, SchemaReport};
 use memory_storage_turso::migration::lock::MigrationLock;
+use memory_storage_turso::migration::MigrateError;
 use memory_storage_turso::migration::{metadata, MigrationOptions};
 use memory_storage_turso::schema::object_exists;
 use memory_storage_turso::store::{unmigrated_rows_exist, EmbeddingStore, Source};
@@ -108,10 +109,10 @@ async fn a_newer_schema_version_is_refused_before_anything_is_written() {
     assert!(
         matches!(
             err,
-            Error::SchemaTooNew {
+            MigrateError::Core(Error::SchemaTooNew {
                 found: 3,
                 supported: 2
-            }
+            })
         ),
         "{err:?}"
     );
@@ -123,7 +124,10 @@ async fn a_newer_schema_version_is_refused_before_anything_is_written() {
         .unwrap();
     let err = initialize_schema(&t.conn, &auto()).await.unwrap_err();
     assert!(
-        matches!(err, Error::SchemaVersionUnreadable { .. }),
+        matches!(
+            err,
+            MigrateError::Core(Error::SchemaVersionUnreadable { .. })
+        ),
         "{err:?}"
     );
 
@@ -177,7 +181,7 @@ async fn a_live_migration_is_waited_for_and_the_wait_is_bounded() {
     let began = Instant::now();
     let err = initialize_schema(&t.conn, &options).await.unwrap_err();
     assert!(
-        matches!(&err, Error::MigrationWaitTimedOut { holder: Some(h), .. } if h.pid == lock.pid),
+        matches!(&err, MigrateError::MigrationWaitTimedOut { holder: Some(h), .. } if h.pid == lock.pid),
         "{err:?}"
     );
     assert!(began.elapsed() >= Duration::from_millis(300));

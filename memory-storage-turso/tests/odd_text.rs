@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use memory_storage_turso::migration::MigrateError;
 use memory_storage_turso::migration::{run_migration, MigrationOptions, NoopObserver};
 use memory_storage_turso::sample::{
     create_legacy_table, encode_json, insert_legacy_rows, LegacyRow,
@@ -107,7 +108,10 @@ async fn an_id_that_is_not_utf8_stops_the_run_with_a_sentence_not_a_panic() {
     let err = run_migration(&t.conn, &execute(), &NoopObserver)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::UnreadableKey { .. }), "{err}");
+    assert!(
+        matches!(err, MigrateError::Core(Error::UnreadableKey { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("not valid UTF-8"));
     // The batch before it was committed and is resumable.
     assert_eq!(

@@ -8,12 +8,12 @@ mod common;
 use common::*;
 use libsql::{Builder, Connection, Value};
 use memory_storage_turso::migration::report::ExtraColumn;
+use memory_storage_turso::migration::MigrateError;
 use memory_storage_turso::migration::{
     metadata, run_migration, run_migration_reported, FailureKind, MigrationOptions,
     MigrationReport, NoopObserver,
 };
 use memory_storage_turso::schema::object_exists;
-use memory_storage_turso::Error;
 
 fn execute() -> MigrationOptions {
     MigrationOptions {
@@ -38,7 +38,10 @@ fn drop_old() -> MigrationOptions {
     }
 }
 
-async fn run(conn: &Connection, options: MigrationOptions) -> Result<MigrationReport, Error> {
+async fn run(
+    conn: &Connection,
+    options: MigrationOptions,
+) -> Result<MigrationReport, MigrateError> {
     run_migration(conn, &options, &NoopObserver).await
 }
 
@@ -123,7 +126,7 @@ async fn a_users_embeddings_backup_is_never_touched_and_another_name_is_used() {
     for options in [with_backup(None), drop_old()] {
         let err = run(&t.conn, options).await.unwrap_err();
         assert!(
-            matches!(&err, Error::BackupTableExists { table } if table == "embeddings_backup"),
+            matches!(&err, MigrateError::BackupTableExists { table } if table == "embeddings_backup"),
             "{err}"
         );
         assert!(err.is_refusal());
@@ -146,7 +149,7 @@ async fn a_users_embeddings_backup_is_never_touched_and_another_name_is_used() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::BackupTableNameInvalid { name, .. } if name == "embeddings_384"),
+        matches!(&err, MigrateError::BackupTableNameInvalid { name, .. } if name == "embeddings_384"),
         "{err}"
     );
     assert_eq!(schema(&t.conn).await, before);
@@ -272,7 +275,7 @@ async fn extra_legacy_columns_stop_the_run_and_then_the_drop() {
     let failed = run_migration_reported(&t.conn, &execute(), &NoopObserver)
         .await
         .unwrap_err();
-    let Error::ExtraLegacyColumns { columns } = &failed.error else {
+    let MigrateError::ExtraLegacyColumns { columns } = &failed.error else {
         panic!("expected extra columns, got {}", failed.error)
     };
     assert_eq!(columns, &expected);
@@ -310,7 +313,7 @@ async fn extra_legacy_columns_stop_the_run_and_then_the_drop() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, Error::DropRefused(_)), "{err}");
+    assert!(matches!(err, MigrateError::DropRefused(_)), "{err}");
     let message = err.to_string();
     assert!(
         message.contains(&format!("`note` ({with_note} rows with a value)")),
@@ -357,7 +360,10 @@ async fn the_backup_file_is_taken_before_the_first_write() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, Error::BackupFileExists { .. }), "{err}");
+    assert!(
+        matches!(err, MigrateError::BackupFileExists { .. }),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&taken).unwrap(), b"not mine to overwrite");
     assert_eq!(schema(&t.conn).await, before, "the refused run wrote");
 

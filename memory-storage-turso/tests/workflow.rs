@@ -188,7 +188,7 @@ async fn verify_tells_our_wrong_rows_from_the_applications_rows() {
     let mut as_written = rows384[&written_wrong].clone();
     as_written[4] = libsql::Value::Blob(wrong);
     let values: Vec<&libsql::Value> = as_written.iter().collect();
-    let fp = memory_storage_turso::migration::row::fingerprint(values.try_into().unwrap());
+    let fp = memory_storage_turso::decode::row::fingerprint(values.try_into().unwrap());
     t.conn
         .execute(
             "UPDATE embedding_migration_ledger SET fingerprint = ?1 WHERE embedding_id = ?2",

@@ -3,12 +3,12 @@
 //! small query helpers. Nothing here names the schema, the engine or the
 //! store.
 
-mod codes;
+pub(crate) mod codes;
 mod query;
 mod retry;
 mod txn;
 
-pub use codes::{classify, is_unauthorized, lost_remote_stream, sqlite_code, ErrorClass};
+pub use codes::{classify, ErrorClass};
 pub use query::{count, data_version, object_exists, query_i64, table_columns, unix_now};
-pub use retry::{backoff, classify_error, exhausted, on_connection, recover, with_retries};
+pub use retry::{backoff, on_connection, with_retries, Transient};
 pub use txn::in_transaction;

@@ -38,54 +38,66 @@ fn renew_stream() {
     });
 }
 
-/// Classifies one of our errors (only database errors can be transient).
-pub fn classify_error(e: &Error) -> ErrorClass {
-    match e {
-        Error::Database { source, .. } => classify(source),
-        _ => ErrorClass::Fatal,
-    }
+/// An error a retry loop can judge: whether another try may succeed, the
+/// step that makes it possible, and the error to report once tries run out.
+pub trait Transient: Sized + std::fmt::Display {
+    /// How this failure should be handled.
+    fn class(&self) -> ErrorClass;
+    /// The step before retrying: when the failure lost a remote stream,
+    /// the connection given to [`on_connection`] gets a fresh one, so the
+    /// retry can succeed. Every retry loop calls it.
+    fn recover(&self);
+    /// The error to report once a transient failure outlasted every retry.
+    fn exhausted(self, attempts: u32) -> Self;
 }
 
-/// The step before retrying after `e`: when it lost a remote stream, the
-/// connection given to [`on_connection`] gets a fresh one, so the retry can
-/// succeed. Every retry loop calls it.
-pub fn recover(e: &Error) {
-    if let Error::Database { source, .. } = e {
-        if lost_remote_stream(source) {
-            renew_stream();
+impl Transient for Error {
+    /// Only database errors can be transient.
+    fn class(&self) -> ErrorClass {
+        match self {
+            Error::Database { source, .. } => classify(source),
+            _ => ErrorClass::Fatal,
         }
     }
-}
 
-/// The error to report once a transient error outlasted every retry.
-pub fn exhausted(error: Error, attempts: u32) -> Error {
-    match error {
-        Error::Database { context, source } => Error::Busy {
-            context,
-            attempts,
-            source,
-        },
-        other => other,
+    fn recover(&self) {
+        if let Error::Database { source, .. } = self {
+            if lost_remote_stream(source) {
+                renew_stream();
+            }
+        }
+    }
+
+    fn exhausted(self, attempts: u32) -> Self {
+        match self {
+            Error::Database { context, source } => Error::Busy {
+                context,
+                attempts,
+                source,
+            },
+            other => other,
+        }
     }
 }
 
 /// Runs `step` until it succeeds, retrying transient errors (with
 /// backoff) at most `max_retries` times. `step` must leave nothing half
 /// done when it fails (one statement, or one transaction rolled back).
-pub async fn with_retries<T, F, Fut>(max_retries: u32, mut step: F) -> Result<T, Error>
+pub async fn with_retries<T, E, F, Fut>(max_retries: u32, mut step: F) -> Result<T, E>
 where
+    E: Transient,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Error>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let mut attempt = 0;
     loop {
         match step().await {
             Ok(v) => return Ok(v),
-            Err(e) if classify_error(&e) == ErrorClass::Transient => {
+            Err(e) if e.class() == ErrorClass::Transient => {
                 if attempt >= max_retries {
-                    return Err(exhausted(e, attempt + 1));
+                    return Err(e.exhausted(attempt + 1));
                 }
-                recover(&e);
+                e.recover();
                 attempt += 1;
                 let wait = backoff(attempt);
                 tracing::warn!(
@@ -134,9 +146,9 @@ mod tests {
             source: hrana("http error: `connection closed before message completed`"),
         };
         // Outside a run there is no connection to renew: still transient.
-        assert_eq!(classify_error(&lost), ErrorClass::Transient);
-        recover(&lost);
-        on_connection(&conn, async { recover(&lost) }).await;
+        assert_eq!(lost.class(), ErrorClass::Transient);
+        lost.recover();
+        on_connection(&conn, async { lost.recover() }).await;
         conn.query("SELECT 1", ()).await.unwrap();
     }
 

@@ -2,15 +2,15 @@
 
 use libsql::Connection;
 
-use crate::error::{DbContext, Result};
+use crate::error::{DbContext, Error};
 
 /// Runs `body` inside `BEGIN IMMEDIATE` … `COMMIT`, rolling back when it
 /// fails.
-pub async fn in_transaction<T>(
+pub async fn in_transaction<T, E: From<Error>>(
     conn: &Connection,
     what: &'static str,
-    body: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
+    body: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     conn.execute("BEGIN IMMEDIATE", ())
         .await
         .db_context(|| what.to_string())?;

@@ -3,14 +3,14 @@
 
 use libsql::Value;
 
-use super::row::{type_name, EmbeddingRow};
 use super::{validate_row, BadRowReason};
+use crate::decode::row::{type_name, EmbeddingRow};
 
 /// Checks the types of a legacy row's columns, then decodes its vector
 /// (little-endian f32 bytes).
 pub fn check_legacy_row(row: &EmbeddingRow) -> Result<Vec<u8>, BadRowReason> {
     if row.invalid_utf8 != 0 {
-        let column = super::row::COLUMNS
+        let column = crate::decode::row::COLUMNS
             .iter()
             .enumerate()
             .find(|(i, _)| row.invalid_utf8 & (1 << i) != 0)

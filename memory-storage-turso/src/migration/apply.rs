@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 
 use super::compare::{Finding, Ownership};
+use super::error::{MigrateError, Result};
 use super::observer::Observer;
 pub use super::report::ConflictPolicy;
-use super::retry::{backoff, classify_error, ErrorClass};
-use super::row::Key;
 use super::write::BatchWriter;
+use crate::db::{backoff, ErrorClass, Transient};
+use crate::decode::row::Key;
 use crate::decode::BadRowReason;
-use crate::error::{Error, Result};
+use crate::error::Error;
 
 /// Rows the database refused during this run, with the reason.
 pub type Rejected = BTreeMap<Key, BadRowReason>;
@@ -51,15 +52,15 @@ pub fn with_rejections(findings: Vec<Finding>, rejected: &Rejected) -> Vec<Findi
 /// without it; a transient error waits with backoff and retries, at most
 /// `max_retries` times; anything else ends the run.
 pub async fn after_failure(
-    error: Error,
+    error: MigrateError,
     attempt: &mut u32,
     max_retries: u32,
     rejected: &mut Rejected,
 ) -> Result<()> {
     match error {
-        Error::RowRejected {
+        MigrateError::Core(Error::RowRejected {
             key, table, source, ..
-        } => {
+        }) => {
             tracing::warn!(
                 "the database refused embedding {} in {table}: {source}",
                 crate::text::shown(&key.to_string())
@@ -73,11 +74,11 @@ pub async fn after_failure(
             );
             Ok(())
         }
-        e if classify_error(&e) == ErrorClass::Transient => {
+        e if e.class() == ErrorClass::Transient => {
             if *attempt >= max_retries {
-                return Err(super::retry::exhausted(e, *attempt + 1));
+                return Err(e.exhausted(*attempt + 1));
             }
-            super::retry::recover(&e);
+            e.recover();
             *attempt += 1;
             let wait = backoff(*attempt);
             tracing::warn!(

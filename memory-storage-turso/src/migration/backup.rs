@@ -15,11 +15,12 @@ use std::path::Path;
 use libsql::{Connection, Value};
 use xxhash_rust::xxh3::Xxh3;
 
+use super::error::{MigrateError, Result};
 use super::metadata;
 pub use super::report::{BackupReport, BackupStatus, TableDigest};
-use super::row::Key;
 use super::scan::{read_rows, Limits};
-use crate::error::{DbContext, Error, Result};
+use crate::decode::row::Key;
+use crate::error::DbContext;
 use crate::schema::{table_columns, LEGACY_TABLE};
 
 fn hash_value(h: &mut Xxh3, v: &Value) {
@@ -47,7 +48,7 @@ fn hash_value(h: &mut Xxh3, v: &Value) {
 }
 
 /// Adds one row (every column, type-tagged) to a digest.
-pub fn hash_row(h: &mut Xxh3, r: &super::row::EmbeddingRow) {
+pub fn hash_row(h: &mut Xxh3, r: &crate::decode::row::EmbeddingRow) {
     for v in r.values() {
         hash_value(h, v);
     }
@@ -144,7 +145,7 @@ pub async fn make_backup_table(
     let table_sql = schema
         .first()
         .and_then(|sql| create_like(sql, &quoted))
-        .ok_or(Error::MissingLegacyTable)?;
+        .ok_or(MigrateError::MissingLegacyTable)?;
     if let BackupState::Own(_) = state {
         conn.execute(&format!("DROP TABLE {quoted}"), ())
             .await
@@ -160,7 +161,7 @@ pub async fn make_backup_table(
     let original = digest(conn, LEGACY_TABLE).await?;
     let copy = digest_backup(conn, name).await?;
     if original != copy {
-        return Err(Error::BackupMismatch {
+        return Err(MigrateError::BackupMismatch {
             expected: original,
             found: copy,
         });
@@ -191,14 +192,14 @@ pub async fn recorded_digest(conn: &Connection) -> Result<Option<TableDigest>> {
 /// was made.
 pub async fn verify_backup_table(conn: &Connection, name: &BackupTableName) -> Result<TableDigest> {
     let Some(expected) = recorded_digest(conn).await? else {
-        return Err(Error::BackupUnverifiable);
+        return Err(MigrateError::BackupUnverifiable);
     };
     if !crate::schema::object_exists(conn, name.as_str()).await? {
-        return Err(Error::BackupUnverifiable);
+        return Err(MigrateError::BackupUnverifiable);
     }
     let found = digest_backup(conn, name).await?;
     if found != expected {
-        return Err(Error::BackupMismatch { expected, found });
+        return Err(MigrateError::BackupMismatch { expected, found });
     }
     Ok(found)
 }
@@ -207,7 +208,7 @@ pub async fn verify_backup_table(conn: &Connection, name: &BackupTableName) -> R
 /// (`VACUUM INTO`), refusing to overwrite anything.
 pub async fn backup_file(conn: &Connection, path: &Path) -> Result<()> {
     if path.exists() {
-        return Err(Error::BackupFileExists {
+        return Err(MigrateError::BackupFileExists {
             path: path.to_path_buf(),
         });
     }

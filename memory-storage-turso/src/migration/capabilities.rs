@@ -4,11 +4,12 @@
 
 use libsql::Connection;
 
-use crate::error::{DbContext, Error, Result};
+use super::error::{MigrateError, Result};
+use crate::error::DbContext;
 
 /// Whether the database has libSQL's vector functions (`vector32`, and
 /// with it `libsql_vector_idx`).
-pub async fn has_vector_functions(conn: &Connection) -> Result<bool> {
+pub async fn has_vector_functions(conn: &Connection) -> crate::Result<bool> {
     match conn.query("SELECT vector32('[1]')", ()).await {
         Ok(mut rows) => match rows.next().await {
             Ok(_) => Ok(true),
@@ -28,7 +29,7 @@ fn is_missing_function(e: &libsql::Error) -> bool {
 /// vector functions, before anything is written.
 pub async fn require_vector_functions(conn: &Connection, build_indexes: bool) -> Result<()> {
     if build_indexes && !has_vector_functions(conn).await? {
-        return Err(Error::NoVectorFunctions);
+        return Err(MigrateError::NoVectorFunctions);
     }
     Ok(())
 }

@@ -4,8 +4,8 @@
 use libsql::Value;
 
 use super::report::{fingerprint_hex, Conflict, ConflictKind, Newer};
-use super::row::{same_value, EmbeddingRow, Key};
 use super::scan::{LedgerEntry, Window};
+use crate::decode::row::{same_value, EmbeddingRow, Key};
 use crate::decode::BadRowReason;
 use crate::schema::{route, TargetTable};
 
@@ -345,6 +345,15 @@ fn judge_valid(
         foreign,
         quarantined,
     })
+}
+
+/// A target row with no legacy row that this migration did not write, held
+/// by one table whose dimension it has: a row the application wrote to the
+/// new tables (the store does during the transition). It is not the
+/// migration's to judge: counted, never a discrepancy, never touched.
+pub(crate) fn is_application_row(tables: &[Held]) -> bool {
+    matches!(tables, [h] if h.owner != Ownership::Ours
+        && matches!(h.row.dimension, libsql::Value::Integer(d) if h.table.holds(d)))
 }
 
 #[cfg(test)]

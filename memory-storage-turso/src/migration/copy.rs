@@ -7,14 +7,15 @@ use std::time::Instant;
 
 use libsql::Connection;
 
-use super::apply::{after_failure, apply, with_rejections, Quarantine};
+use super::apply::{apply, with_rejections, Quarantine};
 use super::compare::judge;
+use super::error::Result;
 use super::observer::Phase;
 use super::pass::Pass;
-use super::row::Key;
 use super::scan::{Layout, Limits};
+use super::windows::{WindowWork, Windows};
 use super::write::{data_version, mark_copy_completed};
-use crate::error::Result;
+use crate::decode::row::Key;
 use crate::schema::LEGACY_TABLE;
 
 /// What the copy phase did.
@@ -45,100 +46,108 @@ pub async fn count_after(conn: &Connection, after: Option<&Key>) -> Result<u64> 
 }
 
 /// One window: read, judge, write, move the checkpoint, commit.
-struct Step {
+pub(crate) struct Step {
     upper: Option<Key>,
     rows: u64,
     already: BTreeMap<&'static str, u64>,
     removed: u64,
 }
 
-/// A window read and judged, ready to be written.
-struct Judged {
+/// A window read, its judging (decoding and comparing) under way on a
+/// blocking thread, so the previous window is written meanwhile.
+pub(crate) struct Judging {
     /// `data_version` before the window was read.
     data_version: i64,
     upper: Option<Key>,
     checkpoint: Option<Key>,
     rows: u64,
-    findings: Vec<super::compare::Finding>,
     empty: bool,
+    findings: tokio::task::JoinHandle<Vec<super::compare::Finding>>,
 }
 
-/// Judges (decodes and compares) a window on a blocking thread, so the
-/// caller can write the previous window meanwhile.
-fn judge_in_background(
-    window: super::scan::Window,
-    data_version: i64,
-) -> tokio::task::JoinHandle<Judged> {
-    tokio::task::spawn_blocking(move || {
-        let empty = window.is_empty();
+/// The copy's work on a window: write what it lacks, move the checkpoint.
+pub(crate) struct CopyWindows<'a> {
+    conn: &'a Connection,
+    layout: &'a Layout,
+    limits: Limits,
+}
+
+impl WindowWork for CopyWindows<'_> {
+    type Read = Judging;
+    type Done = Step;
+
+    async fn read(&self, after: Option<&Key>, _before: Option<&Judging>) -> Result<Judging> {
+        let data_version = data_version(self.conn).await?;
+        let window = self
+            .layout
+            .next_window(self.conn, after, self.limits)
+            .await?;
         let upper = window.upper.clone();
         let checkpoint = upper
             .clone()
             .or_else(|| window.legacy.last().map(|r| r.key.clone()));
-        let rows = window.legacy.len() as u64;
-        Judged {
+        Ok(Judging {
             data_version,
             upper,
             checkpoint,
-            rows,
-            findings: judge(window),
-            empty,
+            rows: window.legacy.len() as u64,
+            empty: window.is_empty(),
+            findings: tokio::task::spawn_blocking(move || judge(window)),
+        })
+    }
+
+    fn is_end(read: &Judging) -> bool {
+        read.empty
+    }
+
+    fn upper(read: &Judging) -> Option<&Key> {
+        read.upper.as_ref()
+    }
+
+    /// Writes a judged window and moves the checkpoint, in one
+    /// transaction. If another connection committed since the window was
+    /// read, the window is read and judged again inside the transaction,
+    /// so an older row never overwrites a newer write.
+    async fn work(&self, pass: Pass<'_, '_>, after: Option<&Key>, read: Judging) -> Result<Step> {
+        let Pass {
+            conn,
+            layout,
+            writer,
+            rejected,
+            observer,
+            ..
+        } = pass;
+        let findings = joined(read.findings).await;
+        writer.begin().await?;
+        let findings = if data_version(conn).await? == read.data_version {
+            findings
+        } else {
+            let window = layout
+                .exact_window(conn, after, read.upper.as_ref())
+                .await?;
+            judge(window)
+        };
+        let findings = with_rejections(findings, rejected);
+        let applied = apply(findings, writer, Quarantine::Always, observer).await?;
+        if let Some(k) = &read.checkpoint {
+            writer.checkpoint(k).await?;
         }
-    })
+        writer.commit().await?;
+        Ok(Step {
+            upper: read.upper,
+            rows: read.rows,
+            already: applied.already,
+            removed: applied.removed,
+        })
+    }
 }
 
-async fn joined(handle: tokio::task::JoinHandle<Judged>) -> Judged {
+/// A judging thread's findings (its panic, if it panicked, goes on here).
+pub(crate) async fn joined<T>(handle: tokio::task::JoinHandle<T>) -> T {
     match handle.await {
-        Ok(j) => j,
+        Ok(v) => v,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
-}
-
-/// Reads the window after `after` (its `data_version` first).
-async fn read_window(
-    conn: &Connection,
-    layout: &Layout,
-    after: Option<&Key>,
-    limits: Limits,
-) -> Result<(super::scan::Window, i64)> {
-    let version = data_version(conn).await?;
-    Ok((layout.next_window(conn, after, limits).await?, version))
-}
-
-/// Writes a judged window and moves the checkpoint, in one transaction. If
-/// another connection committed since the window was read, the window is
-/// read and judged again inside the transaction, so an older row never
-/// overwrites a newer write.
-async fn write_judged(pass: Pass<'_, '_>, after: Option<&Key>, judged: Judged) -> Result<Step> {
-    let Pass {
-        conn,
-        layout,
-        writer,
-        rejected,
-        observer,
-        ..
-    } = pass;
-    writer.begin().await?;
-    let findings = if data_version(conn).await? == judged.data_version {
-        judged.findings
-    } else {
-        let window = layout
-            .exact_window(conn, after, judged.upper.as_ref())
-            .await?;
-        judge(window)
-    };
-    let findings = with_rejections(findings, rejected);
-    let applied = apply(findings, writer, Quarantine::Always, observer).await?;
-    if let Some(k) = &judged.checkpoint {
-        writer.checkpoint(k).await?;
-    }
-    writer.commit().await?;
-    Ok(Step {
-        upper: judged.upper,
-        rows: judged.rows,
-        already: applied.already,
-        removed: applied.removed,
-    })
 }
 
 /// Copies every legacy row after `start` into its target table.
@@ -159,48 +168,18 @@ pub async fn copy(
     observer.phase_started(Phase::Copy, total);
     let mut outcome = CopyOutcome::default();
     let mut after = start;
-    let mut ahead: Option<tokio::task::JoinHandle<Judged>> = None;
+    let mut windows = Windows::new(CopyWindows {
+        conn,
+        layout,
+        limits,
+    });
     loop {
         if observer.stop_requested() {
             outcome.interrupted = true;
             break;
         }
         let batch_began = Instant::now();
-        let mut attempt = 0;
-        let step = loop {
-            let judged = match ahead.take() {
-                Some(handle) => joined(handle).await,
-                None => match read_window(conn, layout, after.as_ref(), limits).await {
-                    Ok((window, version)) => joined(judge_in_background(window, version)).await,
-                    Err(e) => {
-                        after_failure(e, &mut attempt, max_retries, pass.rejected).await?;
-                        continue;
-                    }
-                },
-            };
-            if judged.empty {
-                break None;
-            }
-            // Read the next window now and judge it while this one is
-            // written (the ranges are disjoint, so the order is safe). A
-            // failed read is simply not prefetched: the next turn reads
-            // again, with retries.
-            if let Some(upper) = &judged.upper {
-                if let Ok((window, version)) = read_window(conn, layout, Some(upper), limits).await
-                {
-                    ahead = Some(judge_in_background(window, version));
-                }
-            }
-            match write_judged(pass.reborrow(), after.as_ref(), judged).await {
-                Ok(step) => break Some(step),
-                Err(e) => {
-                    pass.writer.rollback().await;
-                    ahead = None;
-                    after_failure(e, &mut attempt, max_retries, pass.rejected).await?;
-                }
-            }
-        };
-        let Some(step) = step else {
+        let Some((step, attempt)) = windows.next(&mut pass, after.as_ref()).await? else {
             break;
         };
         for (table, n) in step.already {
@@ -231,7 +210,7 @@ pub async fn copy(
         }
     }
     if !outcome.interrupted {
-        super::retry::with_retries(max_retries, || mark_copy_completed(conn)).await?;
+        crate::db::with_retries(max_retries, || mark_copy_completed(conn)).await?;
     }
     outcome.written = pass.writer.written_per_table();
     outcome.seconds = began.elapsed().as_secs_f64();

@@ -5,12 +5,12 @@
 use libsql::Connection;
 
 use super::apply::Rejected;
+use super::error::{MigrateError, Result};
 use super::lock::MigrationLock;
 use super::observer::{NoopObserver, Observer};
 use super::options::MigrationOptions;
 use super::pass::Pass;
 use super::report::{MigrationReport, RunMode};
-use super::retry::with_retries;
 use super::scan::Layout;
 use super::write::BatchWriter;
 use super::{
@@ -18,7 +18,8 @@ use super::{
     verify,
 };
 use crate::connect::Access;
-use crate::error::{Error, Result};
+use crate::db::with_retries;
+use crate::error::Error;
 use crate::schema::{table_columns, COLUMNS, LEGACY_TABLE};
 
 /// Opens the database at `db_url` (a local path, or a `libsql://` URL with
@@ -48,12 +49,13 @@ pub async fn migrate_embeddings_observed(
 #[derive(Debug)]
 pub struct FailedRun {
     pub report: MigrationReport,
-    pub error: Error,
+    pub error: MigrateError,
 }
 
 impl FailedRun {
-    fn new(mut report: MigrationReport, error: Error) -> Box<FailedRun> {
-        report.failure = Some(super::report::RunFailure::of(&error));
+    fn new(mut report: MigrationReport, error: impl Into<MigrateError>) -> Box<FailedRun> {
+        let error = error.into();
+        report.failure = Some(error.failure());
         Box::new(FailedRun { report, error })
     }
 }
@@ -113,7 +115,7 @@ pub async fn run_migration_reported(
         listed_limit: options.listed_limit,
         ..Default::default()
     };
-    match super::retry::on_connection(conn, run_on(conn, options, observer, &mut report)).await {
+    match crate::db::on_connection(conn, run_on(conn, options, observer, &mut report)).await {
         Ok(()) => Ok(report),
         Err(e) => Err(FailedRun::new(report, e)),
     }
@@ -135,11 +137,11 @@ async fn run_on(
         if let Some(at) =
             with_retries(retries, || metadata::get(conn, metadata::LEGACY_DROPPED_AT)).await?
         {
-            return Err(Error::LegacyDropped {
+            return Err(MigrateError::LegacyDropped {
                 at: at.parse().unwrap_or(0),
             });
         }
-        return Err(Error::MissingLegacyTable);
+        return Err(MigrateError::MissingLegacyTable);
     }
     let missing: Vec<String> = COLUMNS
         .iter()
@@ -147,7 +149,7 @@ async fn run_on(
         .map(|c| c.to_string())
         .collect();
     if !missing.is_empty() {
-        return Err(Error::LegacyTableShape { missing });
+        return Err(MigrateError::LegacyTableShape { missing });
     }
     report.source_has_vector_column = legacy_columns.iter().any(|c| c == "embedding_vector");
     report.extra_columns =
@@ -185,7 +187,7 @@ async fn run_on(
         RunMode::Execute => {
             // Every refusal before the first write (the lock is one).
             if !report.extra_columns.is_empty() && !options.ignore_extra_columns {
-                return Err(Error::ExtraLegacyColumns {
+                return Err(MigrateError::ExtraLegacyColumns {
                     columns: report.extra_columns.clone(),
                 });
             }

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use libsql::{Builder, Connection, Value};
 
 use super::compare::ValidRow;
+use super::error::Result;
 use super::write::BatchWriter;
-use crate::error::{DbContext, Result};
+use crate::error::DbContext;
 use crate::schema::{create_target_tables, create_vector_index, TargetTable};
 
 /// Rows kept from the plan for the write measurement.

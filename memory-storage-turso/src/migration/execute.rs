@@ -7,18 +7,19 @@ use std::time::Instant;
 use libsql::Connection;
 
 use super::apply::{ConflictPolicy, Rejected};
+use super::error::{MigrateError, Result};
 use super::lock::MigrationLock;
 use super::observer::{Observer, Phase};
 use super::options::MigrationOptions;
 use super::pass::Pass;
 use super::report::{Discrepancy, MigrationReport, PhaseTiming};
-use super::retry::with_retries;
 use super::write::BatchWriter;
 use super::{
     backup, copy, finalize, index, metadata, online, outcome, page_cache, prior, smoke, verify,
     write,
 };
-use crate::error::{DbContext, Error, Result};
+use crate::db::with_retries;
+use crate::error::DbContext;
 use crate::schema::{create_target_tables, object_exists, TargetTable, SCHEMA_VERSION};
 
 pub(super) async fn execute(
@@ -219,7 +220,7 @@ pub(super) async fn execute(
             if passed {
                 record_completion(conn, done).await?;
             }
-            Ok(())
+            Ok::<_, MigrateError>(())
         })
     })
     .await?;
@@ -229,12 +230,12 @@ pub(super) async fn execute(
                 .verification
                 .as_ref()
                 .map_or(0, |v| v.discrepancy_count);
-            return Err(Error::DropRefused(format!(
+            return Err(MigrateError::DropRefused(format!(
                 "verification found {n} discrepancies (listed in the report); fix them and run again"
             )));
         }
         if report.quarantined_count > 0 && !options.allow_quarantined {
-            return Err(Error::DropRefused(format!(
+            return Err(MigrateError::DropRefused(format!(
                 "{} rows are quarantined and exist only in `embeddings`; fix them and run again, \
                  or pass --allow-quarantined (they then live on in the backup table and the quarantine record)",
                 report.quarantined_count
@@ -247,14 +248,14 @@ pub(super) async fn execute(
             .cloned()
             .collect();
         if !holding.is_empty() {
-            return Err(Error::DropRefused(finalize::extra_columns_refusal(
+            return Err(MigrateError::DropRefused(finalize::extra_columns_refusal(
                 &holding,
             )));
         }
         let verified = report
             .source_digest
             .clone()
-            .ok_or_else(|| Error::DropRefused("no verification digest".into()))?;
+            .ok_or_else(|| MigrateError::DropRefused("no verification digest".into()))?;
         let backup_table = backup_table_name(conn, options).await?;
         let began = Instant::now();
         observer.phase_started(Phase::Drop, report.source_rows);
@@ -326,7 +327,7 @@ async fn record_completion(conn: &Connection, report: &MigrationReport) -> Resul
         &report.quarantined_count.to_string(),
     )
     .await?;
-    metadata::set(conn, metadata::SCHEMA_VERSION, &SCHEMA_VERSION.to_string()).await
+    Ok(metadata::set(conn, metadata::SCHEMA_VERSION, &SCHEMA_VERSION.to_string()).await?)
 }
 
 /// Ends a passed verification with the search smoke test; a table whose

@@ -6,11 +6,12 @@ use libsql::Connection;
 
 use super::backup::{check_backup_table, digest, make_backup_table, BackupState};
 use super::backup::{BackupTableName, TableDigest};
+use super::error::{MigrateError, Result};
 use super::metadata;
 pub use super::report::DropReport;
 use super::report::ExtraColumn;
 use super::write::{in_transaction, unix_now};
-use crate::error::{DbContext, Error, Result};
+use crate::error::DbContext;
 use crate::schema::{table_columns, LEGACY_TABLE};
 
 /// Why a drop is refused while extra legacy columns hold data.
@@ -36,7 +37,7 @@ pub async fn drop_legacy(
     in_transaction(conn, "dropping the legacy table", async {
         let now = digest(conn, LEGACY_TABLE).await?;
         if &now != verified {
-            return Err(Error::ChangedSinceVerification);
+            return Err(MigrateError::ChangedSinceVerification);
         }
         let columns = table_columns(conn, LEGACY_TABLE).await?;
         let holding: Vec<ExtraColumn> = super::extra_columns::find(conn, &columns)
@@ -45,7 +46,7 @@ pub async fn drop_legacy(
             .filter(|c| c.rows_with_data > 0)
             .collect();
         if !holding.is_empty() {
-            return Err(Error::DropRefused(extra_columns_refusal(&holding)));
+            return Err(MigrateError::DropRefused(extra_columns_refusal(&holding)));
         }
         let state = check_backup_table(conn, backup).await?;
         let (digest, refreshed) = match &state {

@@ -15,11 +15,12 @@ use std::time::Instant;
 
 use libsql::{Connection, Value};
 
+use super::error::Result;
 use super::observer::{Observer, Phase};
 use super::report::{IndexState, IndexStatus, MigrationReport, PhaseTiming};
-use super::retry::with_retries;
 use super::write::in_transaction;
-use crate::error::{DbContext, Result};
+use crate::db::with_retries;
+use crate::error::DbContext;
 use crate::schema::{
     object_exists, TargetTable, VectorIndexOptions, COLUMNS, INDEX_PROGRESS_TABLE,
     INDEX_PROGRESS_TABLE_SQL,
@@ -174,7 +175,7 @@ async fn swap(conn: &Connection, table: TargetTable) -> Result<()> {
         let live_rows = count(conn, &format!("SELECT count(*) FROM {live}"), vec![]).await?;
         let built_rows = count(conn, &format!("SELECT count(*) FROM {building}"), vec![]).await?;
         if live_rows != built_rows {
-            return Err(crate::Error::DropRefused(format!(
+            return Err(super::MigrateError::DropRefused(format!(
                 "the index build of {live} holds {built_rows} rows but the table has {live_rows}; nothing was swapped"
             )));
         }

@@ -4,9 +4,10 @@
 
 use libsql::{Connection, Value};
 
+use super::error::{MigrateError, Result};
 pub use super::report::LockHolder;
 use crate::db::{in_transaction, unix_now};
-use crate::error::{DbContext, Error, Result};
+use crate::error::DbContext;
 use crate::schema::{LOCK_TABLE, LOCK_TABLE_SQL};
 
 /// A lock not refreshed for this long is stale even when its holder runs
@@ -41,7 +42,7 @@ pub fn is_stale(holder: &LockHolder, host: &str) -> bool {
 }
 
 /// Reads the current holder, if any.
-pub async fn current_holder(conn: &Connection) -> Result<Option<LockHolder>> {
+pub async fn current_holder(conn: &Connection) -> crate::Result<Option<LockHolder>> {
     if !crate::schema::object_exists(conn, LOCK_TABLE).await? {
         return Ok(None);
     }
@@ -76,7 +77,7 @@ pub struct MigrationLock {
 
 impl MigrationLock {
     /// Takes the lock, in one write transaction: fails with
-    /// [`Error::LockHeld`] naming the holder while another live migration
+    /// [`MigrateError::LockHeld`] naming the holder while another live migration
     /// holds it; takes over a stale one.
     pub async fn acquire(conn: &Connection) -> Result<MigrationLock> {
         let ctx = || "taking the migration lock".to_string();
@@ -86,7 +87,7 @@ impl MigrationLock {
             let holder = current_holder(conn).await?;
             if let Some(h) = &holder {
                 if !is_stale(h, &host) {
-                    return Err(Error::LockHeld { holder: h.clone() });
+                    return Err(MigrateError::LockHeld { holder: h.clone() });
                 }
             }
             let now = unix_now();
@@ -126,7 +127,7 @@ impl MigrationLock {
             .await
             .db_context(ctx)?;
         if changed == 0 {
-            return Err(Error::LockLost {
+            return Err(MigrateError::LockLost {
                 holder: current_holder(conn).await?,
             });
         }

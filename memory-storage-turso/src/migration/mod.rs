@@ -4,7 +4,7 @@
 //! ```no_run
 //! use memory_storage_turso::migration::{migrate_embeddings, MigrationOptions};
 //!
-//! # async fn run() -> memory_storage_turso::Result<()> {
+//! # async fn run() -> memory_storage_turso::migration::Result<()> {
 //! let report = migrate_embeddings(
 //!     "memory.db",
 //!     "",
@@ -21,6 +21,7 @@ mod capabilities;
 pub mod compare;
 mod copy;
 mod entry;
+mod error;
 mod estimate;
 mod execute;
 mod extra_columns;
@@ -37,13 +38,12 @@ mod pass;
 mod plan;
 pub mod prior;
 pub mod report;
-pub mod retry;
 pub mod rollback;
-pub mod row;
 pub mod scan;
 pub mod smoke;
 pub mod status;
 mod verify;
+mod windows;
 pub mod write;
 
 pub use apply::ConflictPolicy;
@@ -51,6 +51,7 @@ pub use entry::{
     migrate_embeddings, migrate_embeddings_observed, migrate_embeddings_reported, run_migration,
     run_migration_reported, FailedRun,
 };
+pub use error::{MigrateError, Result};
 pub use observer::{NoopObserver, Observer, Phase};
 pub use options::MigrationOptions;
 pub use report::{

@@ -17,24 +17,14 @@ use super::apply::{
     after_failure, apply, needs_write, with_rejections, ConflictPolicy, Quarantine,
 };
 use super::compare::{judge, Finding, Ownership};
+use super::error::Result;
 use super::pass::Pass;
 pub use super::report::OnlineReport;
-use super::row::Key;
-use crate::error::{DbContext, Result};
+use crate::decode::row::Key;
+use crate::error::DbContext;
 use crate::schema::{object_exists, LEGACY_TABLE};
 
-/// The log of changed keys. `embedding_id` has no declared type so a key
-/// keeps its exact value; the rowid grows with every change (the triggers
-/// `INSERT OR REPLACE`), so a key changed again after it was read is told
-/// apart from the change that was mirrored.
-pub const CHANGES_TABLE: &str = "embedding_migration_changes";
-
-/// The triggers, by name.
-pub const TRIGGERS: [&str; 3] = [
-    "embedding_migration_on_insert",
-    "embedding_migration_on_update",
-    "embedding_migration_on_delete",
-];
+pub use crate::schema::{CHANGES_TABLE, TRIGGERS};
 
 /// Keys mirrored per transaction.
 const KEYS_PER_BATCH: usize = 200;
@@ -78,7 +68,7 @@ pub async fn install(conn: &Connection) -> Result<()> {
 }
 
 /// Whether changes are being logged (an online migration is under way).
-pub async fn active(conn: &Connection) -> Result<bool> {
+pub async fn active(conn: &Connection) -> crate::Result<bool> {
     object_exists(conn, CHANGES_TABLE).await
 }
 
@@ -203,7 +193,7 @@ fn unsettled(findings: &[Finding], policy: ConflictPolicy) -> Option<String> {
         let unsettled = match f {
             // The application's own rows in the new tables are settled.
             Finding::Orphan { tables, .. } => {
-                !super::verify::is_application_row(tables)
+                !super::compare::is_application_row(tables)
                     && (tables.iter().all(|h| h.owner != Ownership::Ours) || needs_write(f, policy))
             }
             _ => needs_write(f, policy),

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::error::MigrateError;
 use super::page_cache;
 use super::report::RunMode;
 use super::scan::Limits;
@@ -110,8 +111,8 @@ impl MigrationOptions {
         }
     }
 
-    pub(crate) fn check(&self) -> Result<()> {
-        let invalid = |m: &str| Err(Error::InvalidOptions(m.to_string()));
+    pub(crate) fn check(&self) -> Result<(), MigrateError> {
+        let invalid = |m: &str| Err(Error::InvalidOptions(m.to_string()).into());
         if self.batch_size == 0 {
             return invalid("the batch size must be at least 1");
         }

@@ -127,7 +127,7 @@ pub async fn conflicts(conn: &Connection, limit: usize) -> Result<Vec<RecordedCo
     let mut out = Vec::new();
     while let Some(row) = rows.next().await.db_context(ctx)? {
         out.push(RecordedConflict {
-            embedding_id: super::row::Key(row.get_value(0).db_context(ctx)?).to_string(),
+            embedding_id: crate::decode::row::Key(row.get_value(0).db_context(ctx)?).to_string(),
             table: row.get::<String>(1).db_context(ctx)?,
             kind: row.get::<String>(2).db_context(ctx)?,
             newer: row.get::<String>(3).db_context(ctx)?,

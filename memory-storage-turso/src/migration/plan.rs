@@ -1,6 +1,7 @@
 //! The dry run: every legacy row read, decoded and compared with the target
 //! tables, nothing written.
 
+use super::error::Result;
 use std::time::Instant;
 
 use libsql::Connection;
@@ -8,8 +9,8 @@ use libsql::Connection;
 use super::compare::{judge, Finding};
 use super::observer::{Observer, Phase};
 use super::report::{MigrationReport, PhaseTiming};
-use super::row::{value_size, Key};
 use super::scan::{Layout, Limits};
+use crate::decode::row::{value_size, Key};
 use crate::schema::TargetTable;
 
 /// Bytes a DiskANN index takes per row of a native table with libSQL's
@@ -54,7 +55,7 @@ pub async fn plan(
     limits: Limits,
     observer: &dyn Observer,
     report: &mut MigrationReport,
-) -> crate::Result<()> {
+) -> Result<()> {
     let began = Instant::now();
     observer.phase_started(Phase::Plan, report.source_rows);
     let mut planned = std::collections::BTreeMap::new();

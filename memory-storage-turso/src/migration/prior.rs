@@ -61,8 +61,8 @@ pub async fn object_names(conn: &Connection) -> Result<BTreeSet<String>> {
 pub fn own_object_names() -> BTreeSet<String> {
     let mut out: BTreeSet<String> = OWN_TABLES.iter().map(|s| s.to_string()).collect();
     out.insert(LOCK_TABLE.to_string());
-    out.insert(super::online::CHANGES_TABLE.to_string());
-    out.extend(super::online::TRIGGERS.iter().map(|s| s.to_string()));
+    out.insert(crate::schema::CHANGES_TABLE.to_string());
+    out.extend(crate::schema::TRIGGERS.iter().map(|s| s.to_string()));
     for t in TargetTable::ALL {
         out.insert(t.name().to_string());
         out.insert(format!("idx_{}_item", t.name()));

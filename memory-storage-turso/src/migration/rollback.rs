@@ -7,12 +7,13 @@
 use libsql::{Connection, Value};
 
 use super::backup::{digest, verify_backup_table};
+use super::error::{MigrateError, Result};
 use super::metadata;
 use super::prior;
 pub use super::report::RollbackReport;
-use super::row::{EmbeddingRow, Key};
 use super::write::in_transaction;
-use crate::error::{DbContext, Error, Result};
+use crate::decode::row::{EmbeddingRow, Key};
+use crate::error::{DbContext, Error};
 use crate::schema::{
     object_exists, TargetTable, BACKUP_TABLE, CHECKPOINT_TABLE, DISPLACED_TABLE, LEDGER_TABLE,
     LEGACY_TABLE, LOCK_TABLE, METADATA_TABLE, QUARANTINE_TABLE,
@@ -28,16 +29,16 @@ const PAGE: i64 = 500;
 /// backup is proven intact.
 async fn restore_legacy(conn: &Connection) -> Result<()> {
     let Some(backup) = super::backup::recorded_name(conn).await? else {
-        return Err(Error::BackupUnverifiable);
+        return Err(MigrateError::BackupUnverifiable);
     };
     let ctx = || format!("restoring {LEGACY_TABLE} from {backup}");
     let expected = verify_backup_table(conn, &backup).await?;
     let schema: Vec<String> = metadata::get(conn, metadata::LEGACY_SCHEMA)
         .await?
         .and_then(|s| serde_json::from_str(&s).ok())
-        .ok_or(Error::BackupUnverifiable)?;
+        .ok_or(MigrateError::BackupUnverifiable)?;
     let Some((table_sql, index_sql)) = schema.split_first() else {
-        return Err(Error::BackupUnverifiable);
+        return Err(MigrateError::BackupUnverifiable);
     };
     conn.execute(table_sql, ()).await.db_context(ctx)?;
     conn.execute(
@@ -51,7 +52,7 @@ async fn restore_legacy(conn: &Connection) -> Result<()> {
     .db_context(ctx)?;
     let restored = digest(conn, LEGACY_TABLE).await?;
     if restored != expected {
-        return Err(Error::BackupMismatch {
+        return Err(MigrateError::BackupMismatch {
             expected,
             found: restored,
         });
@@ -88,7 +89,7 @@ async fn ledgered_page(
          FROM {name} WHERE embedding_id IN \
          (SELECT embedding_id FROM {LEDGER_TABLE} WHERE target_table = ?1{cond} ORDER BY embedding_id LIMIT {PAGE}) \
          ORDER BY embedding_id",
-        cols = super::row::select_columns("embedding_vector"),
+        cols = crate::decode::row::select_columns("embedding_vector"),
     );
     let mut rows = conn.query(&sql, params).await.db_context(ctx)?;
     let mut out = Vec::new();
@@ -484,7 +485,7 @@ pub async fn rollback_after(conn: &Connection, after: &str) -> Result<RollbackRe
     if !object_exists(conn, LEGACY_TABLE).await? {
         return Err(Error::InvalidOptions(
             "the legacy table was dropped: run a full --rollback (it restores it from the backup) before a partial one".into(),
-        ));
+        ).into());
     }
     in_transaction(conn, "rolling back after a checkpoint", async {
         let from = Key(Value::Text(after.to_string()));

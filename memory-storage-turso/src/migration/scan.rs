@@ -7,8 +7,9 @@
 
 use libsql::{Connection, Value};
 
-use super::row::{EmbeddingRow, Key};
-use crate::error::{DbContext, Error, Result};
+use super::error::{MigrateError, Result};
+use crate::decode::row::{EmbeddingRow, Key};
+use crate::error::DbContext;
 use crate::schema::{
     object_exists, table_columns, TargetTable, COLUMNS, LEDGER_TABLE, LEGACY_TABLE,
     QUARANTINE_TABLE,
@@ -57,7 +58,7 @@ impl Layout {
                 .map(|c| c.to_string())
                 .collect();
             if !missing.is_empty() {
-                return Err(Error::IncompatibleTargetTable {
+                return Err(MigrateError::IncompatibleTargetTable {
                     table: table.name().to_string(),
                     missing,
                 });
@@ -177,7 +178,7 @@ async fn read_span(
     let (clause, mut params) = span.clause();
     let mut sql = format!(
         "SELECT {} FROM {table}{clause} ORDER BY embedding_id",
-        super::row::select_columns(vector_col)
+        crate::decode::row::select_columns(vector_col)
     );
     if let Some(l) = limits {
         params.push(Value::Integer(l.rows as i64));
@@ -193,7 +194,8 @@ async fn read_span(
             return Err(crate::Error::UnreadableKey {
                 table: table.to_string(),
                 lossy: row.key.to_string(),
-            });
+            }
+            .into());
         }
         bytes += row.size();
         out.push(row);

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::lock::{current_holder, host_name, is_stale, LockHolder};
 use super::metadata;
-use super::row::Key;
+use crate::decode::row::Key;
 use crate::error::{DbContext, Result};
 use crate::schema::{object_exists, TargetTable, CHECKPOINT_TABLE, LEGACY_TABLE, QUARANTINE_TABLE};
 
@@ -201,7 +201,7 @@ pub async fn quarantined_rows(conn: &Connection) -> Result<Vec<super::report::Qu
     let mut out = Vec::new();
     while let Some(row) = rows.next().await.db_context(ctx)? {
         out.push(super::report::QuarantinedRow {
-            embedding_id: super::row::Key(row.get_value(0).db_context(ctx)?).to_string(),
+            embedding_id: crate::decode::row::Key(row.get_value(0).db_context(ctx)?).to_string(),
             code: row.get::<String>(1).db_context(ctx)?,
             reason: row.get::<String>(2).db_context(ctx)?,
         });

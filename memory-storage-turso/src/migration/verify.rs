@@ -8,15 +8,17 @@ use libsql::Connection;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::apply::{after_failure, apply, needs_writes, with_rejections, Quarantine};
+use super::apply::{apply, needs_writes, with_rejections, Quarantine};
 use super::backup::{hash_row, TableDigest};
-use super::compare::{judge, Finding, Held, Ownership};
+use super::compare::{judge, Finding, Ownership};
+use super::copy::joined;
+use super::error::Result;
 use super::observer::Phase;
 use super::pass::Pass;
 use super::report::{Discrepancy, DiscrepancyKind, MigrationReport, Verification};
-use super::row::Key;
 use super::scan::{Layout, Limits};
-use crate::error::Result;
+use super::windows::{WindowWork, Windows};
+use crate::decode::row::Key;
 use crate::schema::TargetTable;
 
 /// Whether the verification may write repairs.
@@ -130,7 +132,7 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
                     );
                 }
             }
-            Finding::Orphan { tables, .. } if is_application_row(tables) => {
+            Finding::Orphan { tables, .. } if super::compare::is_application_row(tables) => {
                 v.application_rows += 1;
             }
             Finding::Orphan { key, tables } => {
@@ -173,15 +175,6 @@ fn tally(findings: &[Finding], v: &mut Verification, report: &mut MigrationRepor
     }
 }
 
-/// A target row with no legacy row that this migration did not write, held
-/// by one table whose dimension it has: a row the application wrote to the
-/// new tables (the store does during the transition). It is not the
-/// migration's to judge: counted, never a discrepancy, never touched.
-pub(crate) fn is_application_row(tables: &[Held]) -> bool {
-    matches!(tables, [h] if h.owner != Ownership::Ours
-        && matches!(h.row.dimension, libsql::Value::Integer(d) if h.table.holds(d)))
-}
-
 fn target_counts(window: &super::scan::Window) -> Vec<(TargetTable, u64)> {
     window
         .targets
@@ -215,93 +208,106 @@ struct Read {
     judging: Option<tokio::task::JoinHandle<Vec<Finding>>>,
 }
 
-async fn read_window(
-    conn: &Connection,
-    layout: &Layout,
-    after: Option<&Key>,
+/// The verification's work on a window: compare, repair where allowed,
+/// compare again.
+struct VerifyWindows<'a> {
+    conn: &'a Connection,
+    layout: &'a Layout,
     limits: Limits,
-    digest: &Xxh3,
-) -> Result<Read> {
-    let data_version = super::write::data_version(conn).await?;
-    let window = layout.next_window(conn, after, limits).await?;
-    let mut digest_after = digest.clone();
-    for r in &window.legacy {
-        hash_row(&mut digest_after, r);
-    }
-    Ok(Read {
-        data_version,
-        legacy_rows: window.legacy.len() as u64,
-        upper: window.upper.clone(),
-        counts: target_counts(&window),
-        digest_before: digest.clone(),
-        digest_after,
-        judging: (!window.is_empty()).then(|| tokio::task::spawn_blocking(move || judge(window))),
-    })
-}
-
-async fn joined(handle: tokio::task::JoinHandle<Vec<Finding>>) -> Vec<Finding> {
-    match handle.await {
-        Ok(f) => f,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
-/// Takes a read window's findings, repairs what `repair` allows, and looks
-/// at a repaired window again.
-async fn finish_window(
-    pass: Pass<'_, '_>,
-    after: Option<&Key>,
-    read: Read,
-    judging: tokio::task::JoinHandle<Vec<Finding>>,
     repair: Repair,
-) -> Result<Checked> {
-    let Pass {
-        conn,
-        layout,
-        writer,
-        rejected,
-        observer,
-        ..
-    } = pass;
-    let Read {
-        data_version,
-        mut legacy_rows,
-        upper,
-        mut counts,
-        digest_before,
-        mut digest_after,
-        ..
-    } = read;
-    let mut findings = with_rejections(joined(judging).await, rejected);
-    let mut repaired = 0;
-    if repair == Repair::Yes && needs_writes(&findings, writer.policy()) {
-        writer.begin().await?;
-        // Someone committed since the read: repair from what is there now,
-        // never from the older read.
-        if super::write::data_version(conn).await? != data_version {
-            let window = layout.exact_window(conn, after, upper.as_ref()).await?;
-            findings = with_rejections(judge(window), rejected);
-        }
-        let applied = apply(findings, writer, Quarantine::Missing, observer).await?;
-        writer.commit().await?;
-        repaired = applied.written + applied.removed;
-        let window = layout.exact_window(conn, after, upper.as_ref()).await?;
-        counts = target_counts(&window);
-        legacy_rows = window.legacy.len() as u64;
-        digest_after = digest_before;
+    /// The legacy digest up to the last window worked on.
+    digest: Xxh3,
+}
+
+impl WindowWork for VerifyWindows<'_> {
+    type Read = Read;
+    type Done = Checked;
+
+    async fn read(&self, after: Option<&Key>, before: Option<&Read>) -> Result<Read> {
+        let digest = before.map_or(&self.digest, |b| &b.digest_after);
+        let data_version = super::write::data_version(self.conn).await?;
+        let window = self
+            .layout
+            .next_window(self.conn, after, self.limits)
+            .await?;
+        let mut digest_after = digest.clone();
         for r in &window.legacy {
             hash_row(&mut digest_after, r);
         }
-        findings = with_rejections(judge(window), rejected);
+        Ok(Read {
+            data_version,
+            legacy_rows: window.legacy.len() as u64,
+            upper: window.upper.clone(),
+            counts: target_counts(&window),
+            digest_before: digest.clone(),
+            digest_after,
+            judging: (!window.is_empty())
+                .then(|| tokio::task::spawn_blocking(move || judge(window))),
+        })
     }
-    Ok(Checked {
-        upper,
-        legacy_rows,
-        counts,
-        findings,
-        repaired,
-        digest: digest_after,
-    })
+
+    fn is_end(read: &Read) -> bool {
+        read.judging.is_none()
+    }
+
+    fn upper(read: &Read) -> Option<&Key> {
+        read.upper.as_ref()
+    }
+
+    /// Takes a read window's findings, repairs what the pass allows, and
+    /// looks at a repaired window again.
+    async fn work(&self, pass: Pass<'_, '_>, after: Option<&Key>, read: Read) -> Result<Checked> {
+        let Pass {
+            conn,
+            layout,
+            writer,
+            rejected,
+            observer,
+            ..
+        } = pass;
+        let Read {
+            data_version,
+            mut legacy_rows,
+            upper,
+            mut counts,
+            digest_before,
+            mut digest_after,
+            judging,
+        } = read;
+        let Some(judging) = judging else {
+            unreachable!("the end of the table is never worked on")
+        };
+        let mut findings = with_rejections(joined(judging).await, rejected);
+        let mut repaired = 0;
+        if self.repair == Repair::Yes && needs_writes(&findings, writer.policy()) {
+            writer.begin().await?;
+            // Someone committed since the read: repair from what is there now,
+            // never from the older read.
+            if super::write::data_version(conn).await? != data_version {
+                let window = layout.exact_window(conn, after, upper.as_ref()).await?;
+                findings = with_rejections(judge(window), rejected);
+            }
+            let applied = apply(findings, writer, Quarantine::Missing, observer).await?;
+            writer.commit().await?;
+            repaired = applied.written + applied.removed;
+            let window = layout.exact_window(conn, after, upper.as_ref()).await?;
+            counts = target_counts(&window);
+            legacy_rows = window.legacy.len() as u64;
+            digest_after = digest_before;
+            for r in &window.legacy {
+                hash_row(&mut digest_after, r);
+            }
+            findings = with_rejections(judge(window), rejected);
+        }
+        Ok(Checked {
+            upper,
+            legacy_rows,
+            counts,
+            findings,
+            repaired,
+            digest: digest_after,
+        })
+    }
 }
 
 /// Verifies every row, repairing where `repair` allows, and records the
@@ -312,13 +318,7 @@ pub async fn verify(
     repair: Repair,
     report: &mut MigrationReport,
 ) -> Result<()> {
-    let (conn, layout, limits, max_retries, observer) = (
-        pass.conn,
-        pass.layout,
-        pass.limits,
-        pass.max_retries,
-        pass.observer,
-    );
+    let (conn, layout, limits, observer) = (pass.conn, pass.layout, pass.limits, pass.observer);
     let began = Instant::now();
     observer.phase_started(Phase::Verify, report.source_rows);
     let mut v = Verification::default();
@@ -326,10 +326,15 @@ pub async fn verify(
         v.tables.entry(t.name().to_string()).or_default();
     }
     let written_before = pass.writer.written_per_table();
-    let mut digest = Xxh3::new();
+    let mut windows = Windows::new(VerifyWindows {
+        conn,
+        layout,
+        limits,
+        repair,
+        digest: Xxh3::new(),
+    });
     let mut digest_rows = 0u64;
     let mut after: Option<Key> = None;
-    let mut ahead: Option<Read> = None;
     let mut seen = 0u64;
     loop {
         if observer.stop_requested() {
@@ -337,43 +342,10 @@ pub async fn verify(
             break;
         }
         let window_began = Instant::now();
-        let mut attempt = 0;
-        let checked = loop {
-            let mut read = match ahead.take() {
-                Some(r) => r,
-                None => match read_window(conn, layout, after.as_ref(), limits, &digest).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        after_failure(e, &mut attempt, max_retries, pass.rejected).await?;
-                        continue;
-                    }
-                },
-            };
-            let Some(judging) = read.judging.take() else {
-                break None;
-            };
-            // Read the next window while this one is judged (a failed read
-            // is not prefetched: the next turn reads again, with retries).
-            if let Some(upper) = read.upper.clone() {
-                if let Ok(next) =
-                    read_window(conn, layout, Some(&upper), limits, &read.digest_after).await
-                {
-                    ahead = Some(next);
-                }
-            }
-            match finish_window(pass.reborrow(), after.as_ref(), read, judging, repair).await {
-                Ok(c) => break Some(c),
-                Err(e) => {
-                    pass.writer.rollback().await;
-                    ahead = None;
-                    after_failure(e, &mut attempt, max_retries, pass.rejected).await?;
-                }
-            }
-        };
-        let Some(checked) = checked else {
+        let Some((checked, attempt)) = windows.next(&mut pass, after.as_ref()).await? else {
             break;
         };
-        digest = checked.digest.clone();
+        windows.work.digest = checked.digest.clone();
         v.repaired += checked.repaired;
         let rows = checked
             .findings
@@ -419,7 +391,7 @@ pub async fn verify(
     report.verification = Some(v);
     report.source_digest = Some(TableDigest {
         rows: digest_rows,
-        checksum: format!("{:032x}", digest.digest128()),
+        checksum: format!("{:032x}", windows.work.digest.digest128()),
     });
     observer.phase_finished(Phase::Verify, began.elapsed());
     report.phases.push(super::report::PhaseTiming {

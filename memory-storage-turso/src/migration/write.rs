@@ -10,9 +10,10 @@
 
 use libsql::{Connection, Statement, Value};
 
+use super::error::MigrateError;
 use super::lock::MigrationLock;
-use super::retry::{classify, ErrorClass};
-use super::row::{EmbeddingRow, Key};
+use crate::db::{classify, ErrorClass};
+use crate::decode::row::{EmbeddingRow, Key};
 use crate::decode::BadRowReason;
 use crate::error::{DbContext, Result};
 use crate::schema::{
@@ -164,7 +165,7 @@ impl<'c> BatchWriter<'c> {
     }
 
     /// Commits the batch (refreshing the lock in it first).
-    pub async fn commit(&mut self) -> Result<()> {
+    pub async fn commit(&mut self) -> Result<(), MigrateError> {
         self.flush().await?;
         if let Some(lock) = &self.lock {
             lock.refresh(self.conn).await?;
@@ -540,7 +541,7 @@ pub async fn mark_copy_completed(conn: &Connection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::row::Key;
+    use crate::decode::row::Key;
     use crate::schema::create_target_tables;
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::error::{Error, Result};
+use crate::migration::error::{MigrateError, Result};
 use crate::schema::{BACKUP_TABLE, LEGACY_TABLE, METADATA_TABLE};
 
 /// The longest backup table name accepted.
@@ -29,7 +29,7 @@ impl BackupTableName {
     /// Checks `name`; the error says what is wrong with it.
     pub fn parse(name: &str) -> Result<BackupTableName> {
         let invalid = |reason| {
-            Err(Error::BackupTableNameInvalid {
+            Err(MigrateError::BackupTableNameInvalid {
                 name: name.to_string(),
                 reason,
             })
@@ -88,7 +88,7 @@ mod tests {
 
     fn reason(name: &str) -> &'static str {
         match BackupTableName::parse(name) {
-            Err(Error::BackupTableNameInvalid { reason, .. }) => reason,
+            Err(MigrateError::BackupTableNameInvalid { reason, .. }) => reason,
             other => panic!("{name:?} was accepted: {other:?}"),
         }
     }

@@ -7,7 +7,8 @@ use libsql::Connection;
 
 use super::name::BackupTableName;
 use super::{digest_backup, recorded_digest, TableDigest};
-use crate::error::{DbContext, Error, Result};
+use crate::error::DbContext;
+use crate::migration::error::{MigrateError, Result};
 use crate::migration::metadata;
 use crate::schema::{table_columns, COLUMNS};
 
@@ -60,13 +61,13 @@ async fn object_type(conn: &Connection, name: &BackupTableName) -> Result<Option
 
 /// Reads (never writes) what the backup table's name holds, and refuses
 /// anything that is not free or the migration's own intact backup:
-/// [`Error::BackupTableExists`] for an object the migration did not make,
-/// [`Error::BackupMismatch`] for its own backup changed since.
+/// [`MigrateError::BackupTableExists`] for an object the migration did not make,
+/// [`MigrateError::BackupMismatch`] for its own backup changed since.
 pub async fn check_backup_table(conn: &Connection, name: &BackupTableName) -> Result<BackupState> {
     let Some(kind) = object_type(conn, name).await? else {
         return Ok(BackupState::Missing);
     };
-    let not_ours = || Error::BackupTableExists {
+    let not_ours = || MigrateError::BackupTableExists {
         table: name.to_string(),
     };
     let ours = recorded_name(conn)
@@ -86,7 +87,7 @@ pub async fn check_backup_table(conn: &Connection, name: &BackupTableName) -> Re
     }
     let found = digest_backup(conn, name).await?;
     if found != expected {
-        return Err(Error::BackupMismatch { expected, found });
+        return Err(MigrateError::BackupMismatch { expected, found });
     }
     Ok(BackupState::Own(found))
 }

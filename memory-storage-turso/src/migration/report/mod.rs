@@ -213,20 +213,6 @@ pub enum FailureKind {
     Failed,
 }
 
-impl RunFailure {
-    /// The failure an error amounts to.
-    pub fn of(error: &crate::Error) -> RunFailure {
-        RunFailure {
-            kind: if error.is_refusal() {
-                FailureKind::Refused
-            } else {
-                FailureKind::Failed
-            },
-            reason: error.to_string(),
-        }
-    }
-}
-
 impl MigrationReport {
     /// Whether the run ended clean: not interrupted, nothing quarantined,
     /// and (where it ran) verification passed.

@@ -1,0 +1,90 @@
+//! The window loop the copy and the verification share: read the next
+//! window (the one after it is read ahead while this one is worked on),
+//! work on it in one transaction, and on a failure roll back, forget what
+//! was read ahead and try again: a refused row is left out, a transient
+//! error waits with backoff, anything else ends the run.
+
+use super::apply::after_failure;
+use super::error::Result;
+use super::pass::Pass;
+use crate::decode::row::Key;
+
+/// What one phase does with a window.
+pub(crate) trait WindowWork {
+    /// A window as read, its judging under way.
+    type Read;
+    /// What working on one window produced.
+    type Done;
+
+    /// Reads the window after `after`. When it is read ahead, `before` is
+    /// the window just read (whose state it continues).
+    async fn read(&self, after: Option<&Key>, before: Option<&Self::Read>) -> Result<Self::Read>;
+
+    /// Whether `read` is past the end of the table.
+    fn is_end(read: &Self::Read) -> bool;
+
+    /// The last key of `read`'s range, or `None` for the last window.
+    fn upper(read: &Self::Read) -> Option<&Key>;
+
+    /// Works on `read` (one transaction, rolled back by the caller when
+    /// it fails).
+    async fn work(
+        &self,
+        pass: Pass<'_, '_>,
+        after: Option<&Key>,
+        read: Self::Read,
+    ) -> Result<Self::Done>;
+}
+
+/// The windows of one pass, in key order, one read ahead.
+pub(crate) struct Windows<W: WindowWork> {
+    pub work: W,
+    ahead: Option<W::Read>,
+}
+
+impl<W: WindowWork> Windows<W> {
+    pub fn new(work: W) -> Self {
+        Windows { work, ahead: None }
+    }
+
+    /// Works on the window after `after`: what it produced and the retries
+    /// it took, or `None` past the end of the table.
+    pub async fn next(
+        &mut self,
+        pass: &mut Pass<'_, '_>,
+        after: Option<&Key>,
+    ) -> Result<Option<(W::Done, u32)>> {
+        let mut attempt = 0;
+        loop {
+            let read = match self.ahead.take() {
+                Some(read) => read,
+                None => match self.work.read(after, None).await {
+                    Ok(read) => read,
+                    Err(e) => {
+                        after_failure(e, &mut attempt, pass.max_retries, pass.rejected).await?;
+                        continue;
+                    }
+                },
+            };
+            if W::is_end(&read) {
+                return Ok(None);
+            }
+            // Read the next window now, while this one is worked on (the
+            // ranges are disjoint, so the order is safe). A failed read is
+            // simply not kept: the next turn reads again, with retries.
+            if let Some(upper) = W::upper(&read) {
+                if let Ok(next) = self.work.read(Some(upper), Some(&read)).await {
+                    self.ahead = Some(next);
+                }
+            }
+            match self.work.work(pass.reborrow(), after, read).await {
+                Ok(done) => return Ok(Some((done, attempt))),
+                Err(e) => {
+                    pass.writer.rollback().await;
+                    self.ahead = None;
+                    after_failure(e, &mut attempt, pass.max_retries, pass.rejected).await?;
+                }
+            }
+        }
+    }
+}
