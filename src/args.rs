@@ -311,7 +311,7 @@ impl MigrateArgs {
 }
 
 fn parse_backup_table(s: &str) -> Result<String, String> {
-    memory_storage_turso::migration::backup::BackupTableName::parse(s)
+    memory_storage_turso::migration::BackupTableName::parse(s)
         .map(|name| name.as_str().to_string())
         .map_err(|e| e.to_string())
 }

@@ -57,10 +57,14 @@ pub fn report_error(err: &anyhow::Error, verbose: u8) -> std::process::ExitCode 
     } else {
         eprintln!("error: {err:#}");
     }
+    let invalid = |e: &memory_storage_turso::Error| {
+        matches!(e, memory_storage_turso::Error::InvalidOptions(_))
+    };
     let usage = err.downcast_ref::<command::UsageError>().is_some()
-        || matches!(
-            err.downcast_ref::<memory_storage_turso::Error>(),
-            Some(memory_storage_turso::Error::InvalidOptions(_))
-        );
+        || err.downcast_ref::<memory_storage_turso::Error>().is_some_and(invalid)
+        || err
+            .downcast_ref::<memory_storage_turso::migration::MigrateError>()
+            .and_then(|e| e.core())
+            .is_some_and(invalid);
     std::process::ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FAILED })
 }

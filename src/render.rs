@@ -533,7 +533,10 @@ fn next_step(report: &MigrationReport) -> &'static str {
 fn when(t: Option<i64>) -> String {
     match t {
         Some(t) => {
-            let ago = memory_storage_turso::migration::write::unix_now() - t;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let ago = now - t;
             format!(
                 "{} ({} ago)",
                 memory_storage_turso::text::utc_date(t),

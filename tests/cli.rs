@@ -3,25 +3,7 @@
 
 use std::path::Path;
 
-use assert_cmd::Command;
-use memory_storage_turso::sample::{generate_legacy_database, SampleSpec};
-use migrate_embeddings_cli::render::status_summary;
-
-fn bin() -> Command {
-    let mut cmd = Command::cargo_bin("migrate_embeddings").unwrap();
-    cmd.env_remove("TURSO_DATABASE_URL")
-        .env_remove("TURSO_AUTH_TOKEN")
-        .env_remove("RUST_LOG");
-    cmd
-}
-
-async fn sample_db(path: &Path, rows: usize, bad: usize) {
-    let db = libsql::Builder::new_local(path).build().await.unwrap();
-    let conn = db.connect().unwrap();
-    let mut spec = SampleSpec::realistic(rows, 99);
-    spec.bad_rows = bad;
-    generate_legacy_database(&conn, &spec).await.unwrap();
-}
+use test_support::{expected_status, migrate_embeddings, offered_flags, sample_db};
 
 /// The sum of a JSON object's numbers (a report's table → rows map).
 fn total(map: &serde_json::Value) -> u64 {
@@ -92,18 +74,18 @@ fn quarantined_ids(report: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = bin().output().unwrap();
+    let out = migrate_embeddings().output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--dry-run, --execute, --verify or --rollback"));
-    let out = bin().args(["--dry-run"]).output().unwrap();
+    let out = migrate_embeddings().args(["--dry-run"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("TURSO_DATABASE_URL"));
-    let out = bin()
+    let out = migrate_embeddings()
         .args(["--db", "x.db", "--dry-run", "--execute"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = bin()
+    let out = migrate_embeddings()
         .args(["--db", "x.db", "--execute", "--batch-size", "0"])
         .output()
         .unwrap();
@@ -114,7 +96,7 @@ fn usage_errors_exit_2() {
 fn a_missing_database_is_one_sentence_exit_1_and_nothing_created() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("missing.db");
-    let out = bin()
+    let out = migrate_embeddings()
         .args(["--db", path.to_str().unwrap(), "--execute"])
         .output()
         .unwrap();
@@ -133,7 +115,7 @@ fn a_file_that_is_not_a_database_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("text.db");
     std::fs::write(&path, vec![b'x'; 4096]).unwrap();
-    let out = bin()
+    let out = migrate_embeddings()
         .args(["--db", path.to_str().unwrap(), "--dry-run"])
         .output()
         .unwrap();
@@ -155,7 +137,7 @@ async fn a_database_without_embeddings_exits_1() {
         .execute("CREATE TABLE t (x)", ())
         .await
         .unwrap();
-    let out = bin()
+    let out = migrate_embeddings()
         .args(["--db", path.to_str().unwrap(), "--execute"])
         .output()
         .unwrap();
@@ -171,11 +153,11 @@ async fn a_database_without_embeddings_exits_1() {
 async fn execute_then_verify_with_json_reports_and_exit_statuses() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    sample_db(&path, 400, 0).await;
+    sample_db(&path, 400, 0, 99).await;
     let db = path.to_str().unwrap();
     let json = dir.path().join("report.json");
 
-    let out = bin()
+    let out = migrate_embeddings()
         .args([
             "--db",
             db,
@@ -191,7 +173,7 @@ async fn execute_then_verify_with_json_reports_and_exit_statuses() {
     let planned = total(&plan["planned"]);
     assert_eq!(planned, 400);
 
-    let out = bin()
+    let out = migrate_embeddings()
         .args([
             "--db",
             db,
@@ -213,7 +195,7 @@ async fn execute_then_verify_with_json_reports_and_exit_statuses() {
     assert_eq!(report["verification"]["passed"], true);
     assert_eq!(report["quarantined"], serde_json::json!([]));
 
-    let out = bin()
+    let out = migrate_embeddings()
         .args(["--db", db, "--execute", "--no-vector-index"])
         .output()
         .unwrap();
@@ -225,9 +207,9 @@ async fn execute_then_verify_with_json_reports_and_exit_statuses() {
 async fn quarantined_rows_exit_3_and_are_listed_in_the_json_report() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    sample_db(&path, 300, 20).await;
+    sample_db(&path, 300, 20, 99).await;
     let json = dir.path().join("r.json");
-    let out = bin()
+    let out = migrate_embeddings()
         .args([
             "--db",
             path.to_str().unwrap(),
@@ -254,14 +236,14 @@ async fn quarantined_rows_exit_3_and_are_listed_in_the_json_report() {
 async fn destructive_steps_need_yes_off_a_terminal_and_do_nothing_without_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    sample_db(&path, 120, 0).await;
+    sample_db(&path, 120, 0, 99).await;
     let db = path.to_str().unwrap();
     let before = std::fs::read(&path).unwrap();
     for args in [
         vec!["--db", db, "--execute", "--drop-old-table"],
         vec!["--db", db, "--rollback"],
     ] {
-        let out = bin().args(&args).output().unwrap();
+        let out = migrate_embeddings().args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
         assert_eq!(
@@ -270,7 +252,7 @@ async fn destructive_steps_need_yes_off_a_terminal_and_do_nothing_without_it() {
             "{args:?} touched the database"
         );
     }
-    let out = bin()
+    let out = migrate_embeddings()
         .args([
             "--db",
             db,
@@ -284,10 +266,13 @@ async fn destructive_steps_need_yes_off_a_terminal_and_do_nothing_without_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("dropped `embeddings`"));
-    let out = bin().args(["--db", db, "--execute"]).output().unwrap();
+    let out = migrate_embeddings()
+        .args(["--db", db, "--execute"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--rollback"), "{}", stderr(&out));
-    let out = bin()
+    let out = migrate_embeddings()
         .args(["--db", db, "--rollback", "--yes"])
         .output()
         .unwrap();
@@ -295,7 +280,7 @@ async fn destructive_steps_need_yes_off_a_terminal_and_do_nothing_without_it() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("restored `embeddings`"));
     // Back to before the migration: everything is to be copied again.
     let json = dir.path().join("plan.json");
-    let out = bin()
+    let out = migrate_embeddings()
         .args([
             "--db",
             db,
@@ -315,9 +300,9 @@ async fn destructive_steps_need_yes_off_a_terminal_and_do_nothing_without_it() {
 async fn the_log_file_has_one_json_event_per_batch_and_per_quarantined_row() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    sample_db(&path, 600, 12).await;
+    sample_db(&path, 600, 12, 99).await;
     let log = dir.path().join("run.log");
-    let out = bin()
+    let out = migrate_embeddings()
         .args([
             "--db",
             path.to_str().unwrap(),
@@ -362,19 +347,19 @@ async fn the_log_file_has_one_json_event_per_batch_and_per_quarantined_row() {
 async fn online_runs_say_what_they_mirrored_and_leave_no_trigger() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    sample_db(&path, 300, 0).await;
+    sample_db(&path, 300, 0, 99).await;
     let db = path.to_str().unwrap();
     let json = dir.path().join("report.json");
 
     // --online goes with --execute only.
-    let out = bin()
+    let out = migrate_embeddings()
         .args(["--db", db, "--verify", "--online"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--online"), "{}", stderr(&out));
 
-    let out = bin()
+    let out = migrate_embeddings()
         .args([
             "--db",
             db,
@@ -411,10 +396,10 @@ async fn online_runs_say_what_they_mirrored_and_leave_no_trigger() {
 async fn a_refused_drop_writes_the_report_and_shows_what_made_it_refuse() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    sample_db(&path, 200, 5).await;
+    sample_db(&path, 200, 5, 99).await;
     let db = path.to_str().unwrap();
     let json = dir.path().join("refused.json");
-    let out = bin()
+    let out = migrate_embeddings()
         .args([
             "--db",
             db,
@@ -455,7 +440,7 @@ async fn a_refused_drop_writes_the_report_and_shows_what_made_it_refuse() {
     assert_eq!(legacy_rows(&path).await, 200, "nothing was dropped");
 
     // The same refusal with --format json: the report on stdout.
-    let out = bin()
+    let out = migrate_embeddings()
         .args([
             "--db",
             db,
@@ -482,7 +467,7 @@ async fn a_failed_run_writes_the_report_with_its_reason() {
     let path = dir.path().join("app.db");
     database_without_embeddings(&path).await;
     let json = dir.path().join("failed.json");
-    let out = bin()
+    let out = migrate_embeddings()
         .args([
             "--db",
             path.to_str().unwrap(),
@@ -507,7 +492,7 @@ async fn a_failed_run_writes_the_report_with_its_reason() {
     assert_eq!(stdout(&out), "");
     assert!(stderr(&out).contains("has no `embeddings` table"));
 
-    let out = bin()
+    let out = migrate_embeddings()
         .args([
             "--db",
             path.to_str().unwrap(),
@@ -528,12 +513,12 @@ async fn a_failed_run_writes_the_report_with_its_reason() {
 async fn ids_are_escaped_on_the_terminal_and_exact_in_the_json_report() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    sample_db(&path, 100, 0).await;
+    sample_db(&path, 100, 0, 99).await;
     let id = "\u{1b}[31mred\nforged: line\u{202e}txt";
     add_bad_row(&path, id).await;
     let json = dir.path().join("r.json");
     for mode in ["--dry-run", "--execute"] {
-        let out = bin()
+        let out = migrate_embeddings()
             .args([
                 "--db",
                 path.to_str().unwrap(),
@@ -573,9 +558,9 @@ async fn ids_are_escaped_on_the_terminal_and_exact_in_the_json_report() {
 async fn quarantined_rows_are_listed_once_per_run() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    sample_db(&path, 300, 6).await;
+    sample_db(&path, 300, 6, 99).await;
     let json = dir.path().join("r.json");
-    let out = bin()
+    let out = migrate_embeddings()
         .args([
             "--db",
             path.to_str().unwrap(),
@@ -605,7 +590,7 @@ async fn quarantined_rows_are_listed_once_per_run() {
 
 #[test]
 fn the_demo_lists_its_bad_rows_once() {
-    let out = bin()
+    let out = migrate_embeddings()
         .args(["--demo", "--demo-rows", "300"])
         .output()
         .unwrap();
@@ -640,11 +625,11 @@ fn the_demo_lists_its_bad_rows_once() {
 async fn quiet_shows_errors_and_the_final_summary_only() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    sample_db(&path, 300, 4).await;
+    sample_db(&path, 300, 4, 99).await;
     let db = path.to_str().unwrap();
     // Without -q the same run says a lot on stderr: the check below means
     // something.
-    let out = bin()
+    let out = migrate_embeddings()
         .args(["--db", db, "--dry-run"])
         .env("RUST_LOG", "debug")
         .output()
@@ -662,7 +647,11 @@ async fn quiet_shows_errors_and_the_final_summary_only() {
         vec!["--db", db, "--verify", "--quiet", "-v"],
     ] {
         // RUST_LOG does not outvote -q.
-        let out = bin().args(&args).env("RUST_LOG", "trace").output().unwrap();
+        let out = migrate_embeddings()
+            .args(&args)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
         assert_eq!(stderr(&out), "", "{args:?}: stderr is not empty");
         let summary = stdout(&out);
@@ -676,7 +665,7 @@ async fn quiet_shows_errors_and_the_final_summary_only() {
     // Errors still show: one line.
     let other = dir.path().join("app.db");
     database_without_embeddings(&other).await;
-    let out = bin()
+    let out = migrate_embeddings()
         .args(["--db", other.to_str().unwrap(), "--execute", "-q"])
         .env("RUST_LOG", "trace")
         .output()
@@ -689,7 +678,7 @@ async fn quiet_shows_errors_and_the_final_summary_only() {
 
 #[test]
 fn the_demo_exits_0_when_only_its_planted_rows_are_quarantined_and_says_what_3_means() {
-    let out = bin()
+    let out = migrate_embeddings()
         .args(["--demo", "--demo-rows", "2000", "-q"])
         .output()
         .unwrap();
@@ -716,26 +705,11 @@ fn the_demo_exits_0_when_only_its_planted_rows_are_quarantined_and_says_what_3_m
     );
 }
 
-/// The status of `db` as the library reads it and the summary renders it:
-/// what both binaries print, human and JSON.
-async fn expected_status(db: &str) -> (String, serde_json::Value) {
-    let status = memory_storage_turso::migration::migration_status(db, "")
-        .await
-        .unwrap();
-    let location =
-        memory_storage_turso::text::shown(&memory_storage_turso::connect::shown_location(db))
-            .into_owned();
-    (
-        status_summary(&status, &location),
-        serde_json::to_value(&status).unwrap(),
-    )
-}
-
 #[tokio::test]
 async fn status_and_dash_dash_status_print_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    sample_db(&path, 300, 5).await;
+    sample_db(&path, 300, 5, 99).await;
     let db = path.to_str().unwrap();
     let spellings: [&[&str]; 3] = [
         &["--db", db, "--status"],
@@ -746,12 +720,12 @@ async fn status_and_dash_dash_status_print_the_same() {
     let (human, _) = expected_status(db).await;
     assert!(human.contains("not started"), "{human}");
     for args in spellings {
-        let out = bin().args(args).output().unwrap();
+        let out = migrate_embeddings().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
         assert_eq!(stdout(&out), human, "{args:?}");
     }
 
-    let out = bin()
+    let out = migrate_embeddings()
         .args(["--db", db, "--execute", "--no-vector-index", "-q"])
         .output()
         .unwrap();
@@ -760,7 +734,7 @@ async fn status_and_dash_dash_status_print_the_same() {
     let (_, json) = expected_status(db).await;
     assert_eq!(json["quarantined"], 5, "{json:#}");
     for args in spellings {
-        let out = bin()
+        let out = migrate_embeddings()
             .args(args)
             .args(["--format", "json"])
             .output()
@@ -772,21 +746,12 @@ async fn status_and_dash_dash_status_print_the_same() {
     }
 }
 
-/// The long flags a help text offers.
-fn offered_flags(help: &str) -> Vec<String> {
-    let mut flags: Vec<String> = help
-        .lines()
-        .filter(|l| l.starts_with("  ") && l.trim_start().starts_with('-'))
-        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
-        .map(|w| w.trim_end_matches([',', '.']).to_string())
-        .collect();
-    flags.sort();
-    flags
-}
-
 #[test]
 fn status_help_offers_only_the_flags_status_uses() {
-    let out = bin().args(["status", "--help"]).output().unwrap();
+    let out = migrate_embeddings()
+        .args(["status", "--help"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let help = stdout(&out);
     assert_eq!(
@@ -813,9 +778,9 @@ fn status_help_offers_only_the_flags_status_uses() {
 async fn a_usage_errors_suggestions_work_when_run() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    sample_db(&path, 120, 0).await;
+    sample_db(&path, 120, 0, 99).await;
     let db = path.to_str().unwrap();
-    let out = bin().args(["--db", db]).output().unwrap();
+    let out = migrate_embeddings().args(["--db", db]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     let suggested: Vec<&str> = err
@@ -841,7 +806,7 @@ async fn a_usage_errors_suggestions_work_when_run() {
             "--rollback" => vec!["--db", db, flag, "--yes"],
             _ => vec!["--db", db, flag],
         };
-        let out = bin().args(&args).output().unwrap();
+        let out = migrate_embeddings().args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
     }
 }

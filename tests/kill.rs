@@ -14,6 +14,9 @@ use memory_storage_turso::sample::{
     encode_json, generate_legacy_database, vector_bytes, SampleSpec,
 };
 use memory_storage_turso::schema::{route, TargetTable, COLUMNS};
+use test_support::{
+    assert_migrated_exactly, assert_migrated_exactly_from, bad_ids, kill_now, scalar, table_exists,
+};
 
 const ROWS: usize = 12_000;
 
@@ -32,33 +35,6 @@ fn spawn(db: &Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-async fn scalar(conn: &Connection, sql: &str) -> Option<i64> {
-    let mut rows = conn.query(sql, ()).await.ok()?;
-    rows.next().await.ok()??.get::<i64>(0).ok()
-}
-
-/// The keys of every target table.
-const UNION: &str = "SELECT embedding_id FROM embeddings_384 UNION ALL SELECT embedding_id FROM embeddings_1024 \
-     UNION ALL SELECT embedding_id FROM embeddings_1536 UNION ALL SELECT embedding_id FROM embeddings_3072 \
-     UNION ALL SELECT embedding_id FROM embeddings_other";
-
-/// Every one of the `good` rows is in exactly one target table.
-async fn assert_good_rows_once(conn: &Connection, good: i64) {
-    let union = UNION;
-    assert_eq!(
-        scalar(conn, &format!("SELECT count(*) FROM ({union})")).await,
-        Some(good)
-    );
-    assert_eq!(
-        scalar(
-            conn,
-            &format!("SELECT count(DISTINCT embedding_id) FROM ({union})")
-        )
-        .await,
-        Some(good)
-    );
 }
 
 /// Rows the checkpoint says are written (0 before the first batch).
@@ -128,33 +104,9 @@ async fn sigkill_mid_copy_then_resume_loses_and_duplicates_nothing() {
         "finished, with the planted bad rows quarantined"
     );
 
-    // Every good row exactly once, in the right table.
-    let good = (ROWS - summary.bad.len()) as i64;
-    assert_good_rows_once(&conn, good).await;
-    assert_eq!(
-        scalar(
-            &conn,
-            &format!("SELECT count(*) FROM embeddings WHERE embedding_id NOT IN ({UNION})")
-        )
-        .await,
-        Some(summary.bad.len() as i64)
-    );
-    // Bit-exact, checked by libSQL's own parser for the plain-JSON rows of
-    // every native table, and every column equal to its source.
-    for n in [384, 1024, 1536, 3072] {
-        let mismatched = scalar(
-            &conn,
-            &format!(
-                "SELECT count(*) FROM embeddings_{n} t JOIN embeddings e USING (embedding_id) \
-                 WHERE (t.embedding_data NOT LIKE '\\_\\_compressed\\_\\_:%' ESCAPE '\\' AND t.embedding_vector IS NOT vector32(t.embedding_data)) \
-                 OR t.item_id IS NOT e.item_id OR t.item_type IS NOT e.item_type OR t.embedding_data IS NOT e.embedding_data \
-                 OR t.dimension IS NOT e.dimension OR t.model IS NOT e.model OR t.created_at IS NOT e.created_at \
-                 OR length(t.embedding_vector) != 4 * {n}"
-            ),
-        )
-        .await;
-        assert_eq!(mismatched, Some(0), "embeddings_{n}");
-    }
+    // Every good row exactly once, in the right table, every column equal
+    // and the vector bit for bit; no bad row anywhere.
+    assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
     // And the tool's own full verification (every row, every bit) agrees.
     let out = Command::new(env!("CARGO_BIN_EXE_migrate_embeddings"))
         .args(["--db", path.to_str().unwrap(), "--verify", "-q"])
@@ -236,15 +188,6 @@ fn kill_in_phase(
     alive
 }
 
-async fn table_exists(conn: &Connection, name: &str) -> bool {
-    scalar(
-        conn,
-        &format!("SELECT count(*) FROM sqlite_master WHERE name = '{name}'"),
-    )
-    .await
-        == Some(1)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_inside_backup_copy_verify_and_drop_then_resume() {
     let dir = tempfile::tempdir().unwrap();
@@ -315,24 +258,7 @@ async fn sigkill_inside_backup_copy_verify_and_drop_then_resume() {
         Some(ROWS as i64)
     );
 
-    let good = (ROWS - summary.bad.len()) as i64;
-    assert_good_rows_once(&conn, good).await;
-    for n in ["384", "1024", "1536", "3072", "other"] {
-        let mismatched = scalar(
-            &conn,
-            &format!(
-                "SELECT count(*) FROM embeddings_{n} t LEFT JOIN embeddings_backup e USING (embedding_id) \
-                 WHERE e.embedding_id IS NULL OR t.item_id IS NOT e.item_id OR t.item_type IS NOT e.item_type \
-                 OR t.embedding_data IS NOT e.embedding_data OR t.dimension IS NOT e.dimension \
-                 OR t.model IS NOT e.model OR t.created_at IS NOT e.created_at \
-                 OR length(t.embedding_vector) != 4 * t.dimension \
-                 OR ('{n}' != 'other' AND t.embedding_data NOT LIKE '\\_\\_compressed\\_\\_:%' ESCAPE '\\' \
-                     AND t.embedding_vector IS NOT vector32(t.embedding_data))"
-            ),
-        )
-        .await;
-        assert_eq!(mismatched, Some(0), "embeddings_{n}");
-    }
+    assert_migrated_exactly_from(&conn, "embeddings_backup", &bad_ids(&summary), true).await;
 }
 
 /// Rows of 1536 dimensions in the index-build test (DiskANN inserts of that
@@ -729,14 +655,6 @@ fn spawn_legacy_wins(db: &Path) -> Child {
 
 fn spawn_rollback(db: &Path) -> Child {
     spawn_args(&["--db", db.to_str().unwrap(), "--rollback", "--yes", "-q"])
-}
-
-/// SIGKILLs `child` now; returns whether it was still running.
-fn kill_now(child: &mut Child) -> bool {
-    let alive = child.try_wait().unwrap().is_none();
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
-    alive
 }
 
 /// Waits until `child` holds the migration lock, sleeps `extra`, then

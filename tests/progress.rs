@@ -7,19 +7,18 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use libsql::{Builder, Connection};
-use memory_storage_turso::sample::{generate_legacy_database, SampleSpec};
+use libsql::Connection;
+use memory_storage_turso::sample::SampleSpec;
+use test_support::{open, sample_db, scalar, spawnable};
 
 const BIN: &str = env!("CARGO_BIN_EXE_migrate_embeddings");
 
 /// Writes a realistic legacy database of `rows` rows; returns an open
 /// connection to it and the number of bad rows planted.
-async fn sample_db(path: &Path, rows: usize, seed: u64) -> (Connection, usize) {
-    let db = Builder::new_local(path).build().await.unwrap();
-    let conn = db.connect().unwrap();
-    let summary = generate_legacy_database(&conn, &SampleSpec::realistic(rows, seed))
-        .await
-        .unwrap();
+async fn legacy_db(path: &Path, rows: usize, seed: u64) -> (Connection, usize) {
+    let bad = SampleSpec::realistic(rows, seed).bad_rows;
+    let summary = sample_db(path, rows, bad, seed).await;
+    let conn = open(path).await;
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
     (conn, summary.bad.len())
 }
@@ -27,17 +26,9 @@ async fn sample_db(path: &Path, rows: usize, seed: u64) -> (Connection, usize) {
 /// The binary with an environment that neither hides the bars nor changes
 /// the log filter.
 fn bin() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_remove("RUST_LOG")
-        .env_remove("NO_PROGRESS")
-        .env_remove("TURSO_DATABASE_URL")
-        .env_remove("TURSO_AUTH_TOKEN");
+    let mut cmd = spawnable("migrate_embeddings");
+    cmd.env_remove("NO_PROGRESS");
     cmd
-}
-
-async fn scalar(conn: &Connection, sql: &str) -> Option<i64> {
-    let mut rows = conn.query(sql, ()).await.ok()?;
-    rows.next().await.ok()??.get::<i64>(0).ok()
 }
 
 /// The keys of every target table.
@@ -49,7 +40,7 @@ const UNION: &str = "SELECT embedding_id FROM embeddings_384 UNION ALL SELECT em
 async fn off_a_terminal_progress_is_plain_log_lines() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    let _ = sample_db(&path, 3000, 5).await;
+    let _ = legacy_db(&path, 3000, 5).await;
     let out = bin()
         .args([
             "--db",
@@ -181,7 +172,7 @@ async fn on_a_terminal_bars_reach_the_end_and_stay() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    let _ = sample_db(&path, 20_000, 8).await;
+    let _ = legacy_db(&path, 20_000, 8).await;
     let shell = format!(
         "env -u NO_PROGRESS -u RUST_LOG {} --db {} --execute --no-vector-index --batch-size 500",
         quote(BIN),
@@ -253,7 +244,7 @@ async fn ctrl_c_stops_after_a_committed_batch_and_the_next_run_resumes() {
     const ROWS: usize = 12_000;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    let (conn, bad) = sample_db(&path, ROWS, 31).await;
+    let (conn, bad) = legacy_db(&path, ROWS, 31).await;
     let db = path.to_str().unwrap();
 
     let mut child = bin()

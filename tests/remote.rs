@@ -13,7 +13,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use libsql::{Builder, Connection, Value};
-use memory_storage_turso::sample::{generate_legacy_database, SampleSpec, SampleSummary};
+use memory_storage_turso::sample::SampleSummary;
+use test_support::{bad_ids, sample_db, scalar, table_exists};
 
 const TOKEN: &str = "remote-test-token-51c0ffee";
 
@@ -178,15 +179,6 @@ impl Drop for Server {
     }
 }
 
-/// Writes a legacy database of `rows` rows (realistic mix, 16 bad rows).
-async fn sample_db(path: &Path, rows: usize, seed: u64) -> SampleSummary {
-    let db = Builder::new_local(path).build().await.unwrap();
-    let conn = db.connect().unwrap();
-    let mut spec = SampleSpec::realistic(rows, seed);
-    spec.bad_rows = 16;
-    generate_legacy_database(&conn, &spec).await.unwrap()
-}
-
 /// `migrate_embeddings` against `url` with the test token in `--auth-token`.
 fn migrate(url: &str, args: &[&str]) -> Command {
     migrate_as(url, TOKEN, args)
@@ -230,20 +222,6 @@ async fn local(path: &Path) -> Connection {
     conn
 }
 
-async fn scalar(conn: &Connection, sql: &str) -> Option<i64> {
-    let mut rows = conn.query(sql, ()).await.ok()?;
-    rows.next().await.ok()??.get::<i64>(0).ok()
-}
-
-async fn table_exists(conn: &Connection, name: &str) -> bool {
-    scalar(
-        conn,
-        &format!("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{name}'"),
-    )
-    .await
-        == Some(1)
-}
-
 const TARGETS: [&str; 5] = [
     "embeddings_384",
     "embeddings_1024",
@@ -279,74 +257,11 @@ async fn rows_of(conn: &Connection, table: &str) -> BTreeMap<String, Vec<Value>>
     out
 }
 
-/// The proof a migration is right: with the server stopped, every good
-/// legacy row is in exactly one target table, the one its dimension routes
-/// to, every column equal to its source and the vector equal bit for bit to
-/// the decoded `embedding_data`; the bad rows are in none; no target row
-/// lacks a source.
+/// The proof a migration is right, with the server stopped: the one
+/// independent check of `test_support`, on the file the server served.
 async fn assert_migrated_exactly(path: &Path, summary: &SampleSummary) {
     let conn = local(path).await;
-    assert_migrated_exactly_on(&conn, summary, true).await;
-}
-
-/// [`assert_migrated_exactly`] through any connection; `vector_oracle`
-/// when it has libSQL's `vector32` to cross-check the vectors with.
-async fn assert_migrated_exactly_on(
-    conn: &Connection,
-    summary: &SampleSummary,
-    vector_oracle: bool,
-) {
-    let conn = conn.clone();
-    let legacy = rows_of(&conn, "embeddings").await;
-    assert_eq!(legacy.len(), summary.total_rows);
-    let bad: std::collections::BTreeSet<&str> =
-        summary.bad.iter().map(|(id, _)| id.as_str()).collect();
-    let mut found: BTreeMap<String, (&str, Vec<Value>)> = BTreeMap::new();
-    for table in TARGETS {
-        for (key, values) in rows_of(&conn, table).await {
-            if let Some((other, _)) = found.get(&key) {
-                panic!("{key} is in {other} and in {table}");
-            }
-            found.insert(key, (table, values));
-        }
-    }
-    assert_eq!(found.len(), legacy.len() - bad.len(), "rows migrated");
-    for (key, source) in &legacy {
-        if bad.contains(key.as_str()) {
-            assert!(!found.contains_key(key), "bad row {key} was migrated");
-            continue;
-        }
-        let (table, target) = found
-            .get(key)
-            .unwrap_or_else(|| panic!("{key} is in no target table"));
-        let Value::Integer(dimension) = source[4] else {
-            panic!("{key}: dimension is {:?}", source[4]);
-        };
-        let expected_table = match dimension {
-            384 | 1024 | 1536 | 3072 => format!("embeddings_{dimension}"),
-            _ => "embeddings_other".into(),
-        };
-        assert_eq!(*table, expected_table, "{key} routed");
-        assert_eq!(&target[..7], &source[..7], "{key}: the columns");
-        let Value::Text(data) = &source[3] else {
-            panic!("{key}: embedding_data is not text");
-        };
-        let vector = memory_storage_turso::decode::decode_embedding_data(data)
-            .unwrap_or_else(|e| panic!("{key}: {e}"));
-        assert_eq!(target[7], Value::Blob(vector), "{key}: the vector bits");
-    }
-    // An independent oracle for the plain-JSON rows: libSQL's own parser.
-    for table in TARGETS[..4].iter().filter(|_| vector_oracle) {
-        let mismatched = scalar(
-            &conn,
-            &format!(
-                "SELECT count(*) FROM {table} WHERE embedding_data NOT LIKE '\\_\\_compressed\\_\\_:%' ESCAPE '\\' \
-                 AND embedding_vector IS NOT vector32(embedding_data)"
-            ),
-        )
-        .await;
-        assert_eq!(mismatched, Some(0), "{table}");
-    }
+    test_support::assert_migrated_exactly(&conn, &bad_ids(summary), true).await;
 }
 
 /// Rows the checkpoint says are written (0 before the first batch).
@@ -384,7 +299,7 @@ fn finish(child: Child) -> Output {
 async fn dry_run_execute_verify_and_status_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    let summary = sample_db(&path, 600, 1).await;
+    let summary = sample_db(&path, 600, 16, 1).await;
     let server = Server::start(&path, &[]);
     let url = server.url();
 
@@ -448,7 +363,7 @@ async fn dry_run_execute_verify_and_status_over_http() {
 async fn a_server_without_vector_functions_stops_up_front_naming_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    sample_db(&path, 300, 2).await;
+    sample_db(&path, 300, 16, 2).await;
     let server = Server::start(&path, &[]);
     let out = run(&server.url(), &["--execute", "-q"]);
     // The flags are valid; the database lacks what they ask for, as a
@@ -474,7 +389,7 @@ async fn a_server_without_vector_functions_stops_up_front_naming_the_flag() {
 async fn sigkill_mid_copy_then_resume_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    let summary = sample_db(&path, 1500, 3).await;
+    let summary = sample_db(&path, 1500, 16, 3).await;
     // A little latency so the kills land mid-copy.
     let server = Server::start(&path, &["--delay-ms", "2"]);
     let url = server.url();
@@ -505,7 +420,7 @@ async fn sigkill_mid_copy_then_resume_over_http() {
 async fn backup_drop_and_rollback_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    let summary = sample_db(&path, 500, 4).await;
+    let summary = sample_db(&path, 500, 16, 4).await;
     let original = rows_of(&local(&path).await, "embeddings").await;
     let server = Server::start(&path, &[]);
     let url = server.url();
@@ -570,7 +485,7 @@ async fn backup_drop_and_rollback_over_http() {
 async fn a_second_run_is_refused_while_the_first_holds_the_lock() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    let summary = sample_db(&path, 800, 5).await;
+    let summary = sample_db(&path, 800, 16, 5).await;
     let server = Server::start(&path, &["--delay-ms", "5"]);
     let url = server.url();
     let args = ["--execute", "--no-vector-index", "--batch-size", "40", "-q"];
@@ -598,7 +513,7 @@ async fn a_second_run_is_refused_while_the_first_holds_the_lock() {
 async fn migrate_through(faults: &str, seed: u64, server_args: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    let summary = sample_db(&path, 600, seed).await;
+    let summary = sample_db(&path, 600, 16, seed).await;
     let server = Server::start(&path, server_args);
     server.arm(faults);
     let out = run(
@@ -690,7 +605,7 @@ async fn a_stalled_commit_is_waited_for() {
 async fn an_answer_that_never_comes_times_out_and_is_retried() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    let summary = sample_db(&path, 600, 18).await;
+    let summary = sample_db(&path, 600, 16, 18).await;
     let server = Server::start(&path, &[]);
     let mut stall = fault("stall", 1, Some("FROM embeddings WHERE embedding_id >"));
     stall["stall_ms"] = 120_000.into();
@@ -725,7 +640,7 @@ async fn an_answer_that_never_comes_times_out_and_is_retried() {
 async fn a_server_restart_mid_run_is_survived() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    let summary = sample_db(&path, 1200, 15).await;
+    let summary = sample_db(&path, 1200, 16, 15).await;
     let mut server = Server::start(&path, &["--delay-ms", "3"]);
     let mut child = migrate(
         &server.url(),
@@ -759,7 +674,7 @@ async fn a_server_restart_mid_run_is_survived() {
 async fn the_token_never_appears_in_output_logs_or_reports() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    sample_db(&path, 300, 16).await;
+    sample_db(&path, 300, 16, 16).await;
     let server = Server::start(&path, &[]);
     let url = server.url();
     let log = dir.path().join("log.jsonl");
@@ -865,10 +780,10 @@ async fn the_token_never_appears_in_output_logs_or_reports() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_lifecycle_against_sqld_when_reachable_else_the_test_server() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, token, _server, vector_functions) = match std::env::var("LIBSQL_TEST_URL") {
+    let (url, token, _server) = match std::env::var("LIBSQL_TEST_URL") {
         Ok(url) if !url.is_empty() => {
             let token = std::env::var("LIBSQL_TEST_TOKEN").unwrap_or_default();
-            (url, token, None, true)
+            (url, token, None)
         }
         _ => {
             eprintln!("LIBSQL_TEST_URL is not set: running against hrana-test-server");
@@ -879,7 +794,7 @@ async fn the_lifecycle_against_sqld_when_reachable_else_the_test_server() {
                 .await
                 .unwrap();
             let server = Server::start(&path, &[]);
-            (server.url(), TOKEN.to_string(), Some(server), false)
+            (server.url(), TOKEN.to_string(), Some(server))
         }
     };
     let db = Builder::new_remote(url.clone(), token.clone())
@@ -906,7 +821,7 @@ async fn the_lifecycle_against_sqld_when_reachable_else_the_test_server() {
     // outside a transaction closes the stream on every execute, so its
     // rows escape the surrounding BEGIN … COMMIT.)
     let source = dir.path().join("source.db");
-    let summary = sample_db(&source, 400, 21).await;
+    let summary = sample_db(&source, 400, 16, 21).await;
     let source = local(&source).await;
     let mut schema = source
         .query(
@@ -954,7 +869,7 @@ async fn the_lifecycle_against_sqld_when_reachable_else_the_test_server() {
     .output()
     .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert_migrated_exactly_on(&conn, &summary, vector_functions).await;
+    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
     let out = migrate_as(&url, &token, &["--verify", "-q"])
         .output()
         .unwrap();
@@ -978,7 +893,7 @@ async fn the_lifecycle_against_sqld_when_reachable_else_the_test_server() {
 async fn faults_during_verification_reads_are_retried() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    let summary = sample_db(&path, 600, 17).await;
+    let summary = sample_db(&path, 600, 16, 17).await;
     let server = Server::start(&path, &["--stream-ttl-ms", "3000"]);
     let url = server.url();
     let args = [
@@ -1018,7 +933,7 @@ async fn faults_during_verification_reads_are_retried() {
 async fn a_server_that_comes_up_late_is_waited_for() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    sample_db(&path, 300, 18).await;
+    sample_db(&path, 300, 16, 18).await;
     let mut server = Server::start(&path, &[]);
     server.kill();
     let child = migrate(&server.url(), &["--dry-run", "-q"])

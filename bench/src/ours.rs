@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use memory_storage_turso::connect::{open, Access};
-use memory_storage_turso::migration::page_cache::LocalFile;
+use memory_storage_turso::migration::LocalFile;
 use memory_storage_turso::migration::{run_migration, MigrationOptions, Observer, Phase};
 use serde::Deserialize;
 

@@ -2,18 +2,16 @@
 //! verified drop of the legacy table, and full and partial rollbacks that
 //! give back exactly what was there before.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::*;
 use libsql::{Builder, Connection, Value};
-use memory_storage_turso::migration::backup::{digest, legacy_schema};
 use memory_storage_turso::migration::MigrateError;
+use memory_storage_turso::migration::{digest, legacy_schema};
 use memory_storage_turso::migration::{
-    metadata, run_migration, MigrationOptions, MigrationReport, NoopObserver,
+    run_migration, MigrationOptions, MigrationReport, NoopObserver,
 };
 use memory_storage_turso::schema::{object_exists, table_columns};
+use test_support::*;
 
 /// The migration's bookkeeping tables (a full rollback removes them).
 const BOOKKEEPING: [&str; 3] = [
@@ -64,8 +62,24 @@ async fn exists(conn: &Connection, name: &str) -> bool {
     object_exists(conn, name).await.unwrap()
 }
 
+/// The `metadata` keys a migration records, as the database holds them
+/// (a contract with the application, so spelled out here).
+mod metadata {
+    pub const COMPLETED_AT: &str = "embeddings_migration.completed_at";
+    pub const ROW_COUNTS: &str = "embeddings_migration.row_counts";
+    pub const QUARANTINED: &str = "embeddings_migration.quarantined";
+    pub const SCHEMA_VERSION: &str = "schema_version";
+    pub const LEGACY_DROPPED_AT: &str = "embeddings_migration.legacy_dropped_at";
+    pub const CREATED_TABLES: &str = "embeddings_migration.created_tables";
+}
+
+/// The value of a `metadata` key, read with plain SQL.
 async fn meta(conn: &Connection, key: &str) -> Option<String> {
-    metadata::get(conn, key).await.unwrap()
+    let mut rows = conn
+        .query("SELECT value FROM metadata WHERE key = ?1", [key])
+        .await
+        .ok()?;
+    rows.next().await.ok()??.get::<String>(0).ok()
 }
 
 /// Every row of every target table that exists, keyed by (table, id).

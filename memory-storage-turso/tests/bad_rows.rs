@@ -1,15 +1,13 @@
 //! Every kind of bad row is reported with a reason, recorded in the
 //! database, never written to a target, never removed from the source.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
 use memory_storage_turso::migration::{
     quarantined_rows, run_migration, MigrationOptions, NoopObserver,
 };
 use memory_storage_turso::sample::{encode_json, BadKind};
+use test_support::*;
 
 fn execute() -> MigrationOptions {
     MigrationOptions {

@@ -2,22 +2,19 @@
 //! the lock (taken over only when its holder is gone), and an application
 //! writing to the legacy table meanwhile is caught up by the next run.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
 use libsql::{Connection, Value};
-use memory_storage_turso::migration::lock::{host_name, MigrationLock, STALE_AFTER_SECS};
-use memory_storage_turso::migration::write::unix_now;
 use memory_storage_turso::migration::MigrateError;
+use memory_storage_turso::migration::{host_name, MigrationLock, STALE_AFTER_SECS};
 use memory_storage_turso::migration::{
     run_migration, MigrationOptions, NoopObserver, Observer, Phase,
 };
 use memory_storage_turso::sample::{encode_json, insert_legacy_rows, LegacyRow};
 use memory_storage_turso::schema::{object_exists, LEDGER_TABLE, LOCK_TABLE_SQL};
+use test_support::*;
 
 fn execute(batch: usize) -> MigrationOptions {
     MigrationOptions {
@@ -424,4 +421,12 @@ async fn an_application_writing_meanwhile_is_caught_up_by_the_next_run() {
     assert!(v.passed, "{:?}", v.discrepancies);
     assert_migrated_exactly(&t.conn, &bad_ids(&summary), true).await;
     assert_eq!(lock_rows(&t.conn).await, 0);
+}
+
+/// Now, in Unix seconds.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }

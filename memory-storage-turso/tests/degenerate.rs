@@ -3,11 +3,8 @@
 //! search. They are data: migrated bit for bit, listed as unsearchable, and
 //! never a reason for the search smoke test to fail the verification.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
 use libsql::Value;
 use memory_storage_turso::decode::Unsearchable;
 use memory_storage_turso::migration::report::MigrationReport;
@@ -15,6 +12,7 @@ use memory_storage_turso::migration::{run_migration, MigrationOptions, NoopObser
 use memory_storage_turso::sample::{
     create_legacy_table, encode_json, insert_legacy_rows, vector_bytes, LegacyRow,
 };
+use test_support::*;
 
 /// Normal 384-dim rows: few, so the degenerate rows are a large share of
 /// the table and the smoke test's sample surely holds them.

@@ -1,11 +1,9 @@
 //! The dry run reads everything, writes nothing, and predicts the execute.
 
-mod common;
-
-use common::*;
 use memory_storage_turso::migration::{
     migrate_embeddings, run_migration, MigrationOptions, NoopObserver, RunMode,
 };
+use test_support::*;
 
 fn dry() -> MigrationOptions {
     MigrationOptions {

@@ -1,13 +1,11 @@
 //! Inputs that are not a legacy store: one clear error, nothing created.
 
-mod common;
-
-use common::*;
 use memory_storage_turso::migration::MigrateError;
 use memory_storage_turso::migration::{
     migrate_embeddings, run_migration, MigrationOptions, NoopObserver,
 };
 use memory_storage_turso::Error;
+use test_support::*;
 
 #[tokio::test]
 async fn a_missing_file_is_reported_and_not_created() {

@@ -2,11 +2,8 @@
 //! another writer, one row refused. Each stops (or goes on) cleanly: one
 //! sentence, nothing half-written, a later run finishes the job.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use libsql::{Connection, OpenFlags, Value};
 use memory_storage_turso::migration::MigrateError;
 use memory_storage_turso::migration::{
@@ -14,6 +11,7 @@ use memory_storage_turso::migration::{
 };
 use memory_storage_turso::schema::{object_exists, TargetTable};
 use memory_storage_turso::Error;
+use test_support::*;
 
 fn execute(batch: usize) -> MigrationOptions {
     MigrationOptions {

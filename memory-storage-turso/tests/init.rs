@@ -3,18 +3,16 @@
 //! applications starting together on a legacy database migrate it once —
 //! as ten tasks with their own connections, and as ten real processes.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use memory_storage_turso::init::{initialize_schema, AutoMigration, SchemaOptions, SchemaReport};
-use memory_storage_turso::migration::lock::MigrationLock;
 use memory_storage_turso::migration::MigrateError;
-use memory_storage_turso::migration::{metadata, MigrationOptions};
+use memory_storage_turso::migration::MigrationLock;
+use memory_storage_turso::migration::MigrationOptions;
 use memory_storage_turso::schema::object_exists;
 use memory_storage_turso::store::{unmigrated_rows_exist, EmbeddingStore, Source};
 use memory_storage_turso::Error;
+use test_support::*;
 
 const OBJECTS: [&str; 14] = [
     "embeddings_384",
@@ -65,12 +63,7 @@ async fn everything_missing_is_created_once_and_the_version_recorded() {
     for name in OBJECTS {
         assert!(object_exists(&t.conn, name).await.unwrap(), "{name}");
     }
-    assert_eq!(
-        metadata::get(&t.conn, metadata::SCHEMA_VERSION)
-            .await
-            .unwrap(),
-        Some("2".into())
-    );
+    assert_eq!(schema_version(&t.conn).await, Some("2".into()));
 
     let schema_before = schema_sql(&t).await;
     let second = initialize_schema(&t.conn, &auto()).await.unwrap();
@@ -101,9 +94,7 @@ async fn schema_sql(t: &TestDb) -> Vec<String> {
 #[tokio::test]
 async fn a_newer_schema_version_is_refused_before_anything_is_written() {
     let t = TestDb::empty().await;
-    metadata::set(&t.conn, metadata::SCHEMA_VERSION, "3")
-        .await
-        .unwrap();
+    set_schema_version(&t.conn, "3").await;
     let before = schema_sql(&t).await;
     let err = initialize_schema(&t.conn, &auto()).await.unwrap_err();
     assert!(
@@ -119,9 +110,7 @@ async fn a_newer_schema_version_is_refused_before_anything_is_written() {
     assert!(err.to_string().contains("upgrade"), "{err}");
     assert_eq!(schema_sql(&t).await, before, "the refused call wrote");
 
-    metadata::set(&t.conn, metadata::SCHEMA_VERSION, "two")
-        .await
-        .unwrap();
+    set_schema_version(&t.conn, "two").await;
     let err = initialize_schema(&t.conn, &auto()).await.unwrap_err();
     assert!(
         matches!(
@@ -132,17 +121,10 @@ async fn a_newer_schema_version_is_refused_before_anything_is_written() {
     );
 
     // An older version is upgraded.
-    metadata::set(&t.conn, metadata::SCHEMA_VERSION, "1")
-        .await
-        .unwrap();
+    set_schema_version(&t.conn, "1").await;
     let report = initialize_schema(&t.conn, &auto()).await.unwrap();
     assert_eq!(report.version_found, Some(1));
-    assert_eq!(
-        metadata::get(&t.conn, metadata::SCHEMA_VERSION)
-            .await
-            .unwrap(),
-        Some("2".into())
-    );
+    assert_eq!(schema_version(&t.conn).await, Some("2".into()));
 }
 
 #[tokio::test]
@@ -324,4 +306,26 @@ async fn ten_processes_starting_at_once_migrate_once() {
     }
     assert_eq!(pids.len(), 10, "ten distinct processes");
     assert_migrated_once(&t, &outcomes, good, &bad_ids(&summary)).await;
+}
+
+/// The recorded `schema_version`, read with plain SQL.
+async fn schema_version(conn: &libsql::Connection) -> Option<String> {
+    scalar_text(
+        conn,
+        "SELECT value FROM metadata WHERE key = 'schema_version'",
+    )
+    .await
+}
+
+/// Records `schema_version` = `version` as another build would have.
+async fn set_schema_version(conn: &libsql::Connection, version: &str) {
+    conn.execute(memory_storage_turso::schema::METADATA_TABLE_SQL, ())
+        .await
+        .unwrap();
+    conn.execute(
+        "INSERT OR REPLACE INTO metadata (key, value) VALUES ('schema_version', ?1)",
+        [version],
+    )
+    .await
+    .unwrap();
 }

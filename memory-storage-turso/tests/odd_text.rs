@@ -3,15 +3,13 @@
 //! The migration reads text as exact bytes, so the first migrates bit for
 //! bit and the second is reported, never a crash.
 
-mod common;
-
-use common::*;
 use memory_storage_turso::migration::MigrateError;
 use memory_storage_turso::migration::{run_migration, MigrationOptions, NoopObserver};
 use memory_storage_turso::sample::{
     create_legacy_table, encode_json, insert_legacy_rows, LegacyRow,
 };
 use memory_storage_turso::Error;
+use test_support::*;
 
 fn row(id: &str) -> LegacyRow {
     LegacyRow {

@@ -2,18 +2,16 @@
 //! whole migration, and when the one run ends the target tables equal the
 //! legacy table, with no second run.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use libsql::Connection;
-use memory_storage_turso::migration::online::{CHANGES_TABLE, TRIGGERS};
 use memory_storage_turso::migration::{run_migration, MigrationOptions, NoopObserver};
 use memory_storage_turso::sample::{encode_json, insert_legacy_rows, LegacyRow};
 use memory_storage_turso::schema::object_exists;
+use memory_storage_turso::schema::{CHANGES_TABLE, TRIGGERS};
+use test_support::*;
 
 fn online(batch: usize) -> MigrationOptions {
     MigrationOptions {
@@ -276,10 +274,12 @@ async fn online_goes_with_execute_and_a_rollback_removes_the_triggers() {
 
     // A run stopped before the end keeps its triggers (changes keep being
     // logged); a rollback removes them with the rows.
-    memory_storage_turso::migration::online::install(&t.conn)
+    let stopped = run_migration(&t.conn, &online(10), &StopAfter::batches(1))
         .await
         .unwrap();
+    assert!(stopped.interrupted);
     assert!(object_exists(&t.conn, CHANGES_TABLE).await.unwrap());
+    assert!(triggers_present(&t.conn).await);
     let (row, _) = app_row(1);
     insert_legacy_rows(&t.conn, std::slice::from_ref(&row), true)
         .await

@@ -4,11 +4,8 @@
 //! not by a re-run, not by a rollback, which puts the database back as it
 //! was before the first run.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
 use libsql::Value;
 use memory_storage_turso::migration::report::{ConflictKind, Newer};
 use memory_storage_turso::migration::{
@@ -16,6 +13,7 @@ use memory_storage_turso::migration::{
 };
 use memory_storage_turso::sample::{encode_json, vector_bytes};
 use memory_storage_turso::schema::TargetTable;
+use test_support::*;
 
 fn execute(policy: ConflictPolicy, index: bool) -> MigrationOptions {
     MigrationOptions {

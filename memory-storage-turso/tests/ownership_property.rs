@@ -5,11 +5,8 @@
 //! and every row of every table that existed before exactly as a dump taken
 //! before, except the application's later writes, which survive.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
 use libsql::Value;
 use memory_storage_turso::migration::{
     run_migration, ConflictPolicy, MigrationOptions, NoopObserver,
@@ -17,6 +14,7 @@ use memory_storage_turso::migration::{
 use memory_storage_turso::sample::{encode_json, vector_bytes, SampleSpec};
 use memory_storage_turso::schema::TargetTable;
 use proptest::prelude::*;
+use test_support::*;
 
 /// A row already in a new table before the first run.
 #[derive(Debug, Clone)]

@@ -1,35 +1,14 @@
 //! Dropping the pages the copy appended from the kernel's page cache: they
 //! really leave it, and the migration stays exact and resumable.
 
-mod common;
-
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::*;
-use memory_storage_turso::migration::page_cache::LocalFile;
-use memory_storage_turso::migration::{
-    run_migration, MigrationOptions, NoopObserver, Observer, Phase,
-};
+use memory_storage_turso::migration::LocalFile;
+use memory_storage_turso::migration::{run_migration, MigrationOptions, NoopObserver};
+use test_support::*;
 
 /// Asks the run to stop once `after` copy batches were committed, before
 /// anything reads the new rows back.
-struct StopAfter {
-    after: u64,
-    seen: AtomicU64,
-}
-
-impl Observer for StopAfter {
-    fn progress(&self, phase: Phase, _done: u64) {
-        if phase == Phase::Copy {
-            self.seen.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn stop_requested(&self) -> bool {
-        self.seen.load(Ordering::SeqCst) >= self.after
-    }
-}
-
 fn options(path: &Path, keep_cached: u64, keep_btree: u64) -> MigrationOptions {
     MigrationOptions {
         batch_size: 100,
@@ -130,10 +109,7 @@ async fn copy_ten_batches(keep_cached: u64, keep_btree: u64) -> Option<(TestDb, 
         return None;
     }
     let base = std::fs::metadata(&t.path).unwrap().len();
-    let stop = StopAfter {
-        after: 10,
-        seen: AtomicU64::new(0),
-    };
+    let stop = StopAfter::batches(10);
     let report = run_migration(&t.conn, &options(&t.path, keep_cached, keep_btree), &stop)
         .await
         .unwrap();
@@ -166,10 +142,7 @@ async fn appended_pages_leave_the_page_cache_once_committed() {
 #[tokio::test]
 async fn a_run_dropping_its_pages_is_exact_and_resumes() {
     let (t, summary) = TestDb::sample(&small_spec(1000, 31)).await;
-    let stop = StopAfter {
-        after: 3,
-        seen: AtomicU64::new(0),
-    };
+    let stop = StopAfter::batches(3);
     // A budget of 16 B-tree pages: some are kept, then all are dropped.
     let first = run_migration(&t.conn, &options(&t.path, 0, 64 << 10), &stop)
         .await

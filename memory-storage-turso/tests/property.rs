@@ -4,15 +4,13 @@
 //! rollback (after a drop or not) leaves the legacy table byte for byte as
 //! it was.
 
-mod common;
-
-use common::*;
 use memory_storage_turso::migration::{run_migration, MigrationOptions, NoopObserver};
 use memory_storage_turso::sample::{
     encode_compressed, encode_compressed_raw, encode_json, insert_legacy_rows, vector_bytes,
     Compression, LegacyRow,
 };
 use proptest::prelude::*;
+use test_support::*;
 
 fn special_f32() -> impl Strategy<Value = f32> {
     prop_oneof![
@@ -142,7 +140,7 @@ async fn scenario(specs: Vec<RowSpec>, batch: usize, drop: bool) {
     }
     insert_legacy_rows(&t.conn, &rows, true).await.unwrap();
     let before = read_table(&t.conn, "embeddings", true).await;
-    let digest_before = memory_storage_turso::migration::backup::digest(&t.conn, "embeddings")
+    let digest_before = memory_storage_turso::migration::digest(&t.conn, "embeddings")
         .await
         .unwrap();
 
@@ -206,7 +204,7 @@ async fn scenario(specs: Vec<RowSpec>, batch: usize, drop: bool) {
             );
         }
     }
-    let digest_after = memory_storage_turso::migration::backup::digest(&t.conn, "embeddings")
+    let digest_after = memory_storage_turso::migration::digest(&t.conn, "embeddings")
         .await
         .unwrap();
     assert_eq!(digest_before, digest_after);

@@ -1,32 +1,10 @@
 //! A run stopped between batches resumes from its checkpoint: nothing
 //! twice, nothing skipped.
 
-mod common;
-
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use common::*;
-use memory_storage_turso::migration::{
-    run_migration, MigrationOptions, NoopObserver, Observer, Phase,
-};
+use memory_storage_turso::migration::{run_migration, MigrationOptions, NoopObserver};
+use test_support::*;
 
 /// Asks the run to stop once `after` copy progress events were seen.
-struct StopAfter {
-    after: u64,
-    seen: AtomicU64,
-}
-
-impl Observer for StopAfter {
-    fn progress(&self, phase: Phase, _done: u64) {
-        if phase == Phase::Copy {
-            self.seen.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn stop_requested(&self) -> bool {
-        self.seen.load(Ordering::SeqCst) >= self.after
-    }
-}
-
 #[tokio::test]
 async fn an_interrupted_copy_resumes_from_the_checkpoint() {
     let (t, summary) = TestDb::sample(&small_spec(1000, 31)).await;
@@ -35,10 +13,7 @@ async fn an_interrupted_copy_resumes_from_the_checkpoint() {
         build_vector_index: false,
         ..Default::default()
     };
-    let stop = StopAfter {
-        after: 3,
-        seen: AtomicU64::new(0),
-    };
+    let stop = StopAfter::batches(3);
     let first = run_migration(&t.conn, &options, &stop).await.unwrap();
     assert!(first.interrupted);
     assert!(!first.is_clean());

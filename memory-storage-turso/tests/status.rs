@@ -1,27 +1,10 @@
 //! `status` tells where a migration stands without changing anything; the
 //! dry run's time estimates come from measurements.
 
-mod common;
-
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use common::*;
 use memory_storage_turso::migration::{
-    migration_status, run_migration, status, MigrationOptions, NoopObserver, Observer, Phase,
+    migration_status, run_migration, status, MigrationOptions, NoopObserver,
 };
-
-struct StopAfterFirstBatch(AtomicU64);
-
-impl Observer for StopAfterFirstBatch {
-    fn progress(&self, phase: Phase, _done: u64) {
-        if phase == Phase::Copy {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn stop_requested(&self) -> bool {
-        self.0.load(Ordering::SeqCst) >= 1
-    }
-}
+use test_support::*;
 
 fn execute() -> MigrationOptions {
     MigrationOptions {
@@ -42,7 +25,7 @@ async fn status_follows_a_migration_from_start_to_drop_and_writes_nothing() {
     assert_eq!(s.rows_left, Some(500));
     assert!(s.lock.is_none());
 
-    let stopped = run_migration(&t.conn, &execute(), &StopAfterFirstBatch(AtomicU64::new(0)))
+    let stopped = run_migration(&t.conn, &execute(), &StopAfter::batches(1))
         .await
         .unwrap();
     assert!(stopped.interrupted);

@@ -3,9 +3,6 @@
 //! rows (compressed ones too), and searches ranked exactly like a
 //! brute-force cosine ranking computed here.
 
-mod common;
-
-use common::*;
 use libsql::{Connection, Value};
 use memory_storage_turso::init::{initialize_schema, SchemaOptions};
 use memory_storage_turso::sample::{
@@ -14,6 +11,7 @@ use memory_storage_turso::sample::{
 use memory_storage_turso::schema::TargetTable;
 use memory_storage_turso::store::{Embedding, EmbeddingStore, SearchMethod, Source};
 use memory_storage_turso::Error;
+use test_support::*;
 
 /// splitmix64, for deterministic vectors.
 struct Rng(u64);
@@ -285,6 +283,47 @@ async fn delete_removes_a_key_from_wherever_it_is() {
     assert!(store.get_by_id("old").await.unwrap().is_none());
     assert_eq!(count(&t.conn, "embeddings").await, 0);
     assert!(store.get_by_id("e00000").await.unwrap().is_some());
+}
+
+/// libSQL's DiskANN index loses every node holding a vector when one row
+/// with that vector is deleted (libsql#2197): the store's delete keeps the
+/// rows that share it findable.
+#[tokio::test]
+async fn deleting_one_of_identical_vectors_keeps_the_others_findable() {
+    let t = TestDb::empty().await;
+    let store = store_on(&t, true).await;
+    let mut rng = Rng(2197);
+    let others: Vec<Embedding> = (0..60).map(|i| embedding(i, 384, &mut rng)).collect();
+    store.store_batch(&others).await.unwrap();
+    let v = rng.vector(384);
+    let twin = |id: &str| Embedding::new(id, "item-twin", "episode", "model-384", v.clone());
+    store
+        .store_batch(&[twin("twin-a"), twin("twin-b"), twin("twin-c")])
+        .await
+        .unwrap();
+    let nearest = |k| {
+        let store = &store;
+        let v = &v;
+        async move {
+            let hits = store.find_similar(v, None, k, None).await.unwrap();
+            hits.into_iter()
+                .map(|h| h.embedding.embedding_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut found = nearest(3).await;
+    found.sort();
+    assert_eq!(found, ["twin-a", "twin-b", "twin-c"]);
+
+    assert!(store.delete("twin-a").await.unwrap());
+    let mut found = nearest(2).await;
+    found.sort();
+    assert_eq!(found, ["twin-b", "twin-c"], "the survivors are still found");
+    assert!(store.delete("twin-c").await.unwrap());
+    assert_eq!(nearest(1).await, ["twin-b"]);
+    // The survivor is the row it was, bit for bit.
+    let kept = store.get_by_id("twin-b").await.unwrap().unwrap();
+    assert_eq!(bits(&kept.embedding.vector), bits(&v));
 }
 
 fn legacy_row(id: &str, v: &[f32], compressed: bool) -> LegacyRow {

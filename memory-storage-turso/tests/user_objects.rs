@@ -3,17 +3,15 @@
 //! tables do not have, and the state of the database before the first
 //! write (the `--backup-file` copy).
 
-mod common;
-
-use common::*;
 use libsql::{Builder, Connection, Value};
 use memory_storage_turso::migration::report::ExtraColumn;
 use memory_storage_turso::migration::MigrateError;
 use memory_storage_turso::migration::{
-    metadata, run_migration, run_migration_reported, FailureKind, MigrationOptions,
-    MigrationReport, NoopObserver,
+    run_migration, run_migration_reported, FailureKind, MigrationOptions, MigrationReport,
+    NoopObserver,
 };
 use memory_storage_turso::schema::object_exists;
+use test_support::*;
 
 fn execute() -> MigrationOptions {
     MigrationOptions {
@@ -164,10 +162,12 @@ async fn a_users_embeddings_backup_is_never_touched_and_another_name_is_used() {
     assert_eq!(read_table(&t.conn, "my_backup", true).await, legacy);
     assert_eq!(users_rows(&t.conn).await, users);
     assert_eq!(
-        metadata::get(&t.conn, metadata::BACKUP_TABLE_NAME)
-            .await
-            .unwrap()
-            .as_deref(),
+        scalar_text(
+            &t.conn,
+            "SELECT value FROM metadata WHERE key = 'embeddings_migration.backup_table'"
+        )
+        .await
+        .as_deref(),
         Some("my_backup")
     );
 

@@ -1,13 +1,11 @@
 //! The whole job on a mixed legacy database: execute, verify, re-run, and
 //! later changes to the legacy table picked up by the next run.
 
-mod common;
-
-use common::*;
 use libsql::Value;
 use memory_storage_turso::migration::report::ConflictKind;
 use memory_storage_turso::migration::{run_migration, MigrationOptions, NoopObserver, RunMode};
 use memory_storage_turso::sample::{encode_json, insert_legacy_rows, LegacyRow};
+use test_support::*;
 
 fn execute(batch: usize) -> MigrationOptions {
     MigrationOptions {
@@ -423,19 +421,6 @@ async fn vector_index_options_are_passed_through() {
 }
 
 /// Asks the run to stop after its second committed copy batch.
-struct StopAfter(std::sync::atomic::AtomicU64);
-
-impl memory_storage_turso::migration::Observer for StopAfter {
-    fn progress(&self, phase: memory_storage_turso::migration::Phase, _done: u64) {
-        if phase == memory_storage_turso::migration::Phase::Copy {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-    fn stop_requested(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::SeqCst) >= 2
-    }
-}
-
 #[tokio::test]
 async fn rows_the_application_stores_during_the_transition_are_not_discrepancies() {
     use memory_storage_turso::store::{Embedding, EmbeddingStore};
@@ -451,7 +436,7 @@ async fn rows_the_application_stores_during_the_transition_are_not_discrepancies
             batch_size: 50,
             ..execute(50)
         },
-        &StopAfter(std::sync::atomic::AtomicU64::new(0)),
+        &StopAfter::batches(2),
     )
     .await
     .unwrap();

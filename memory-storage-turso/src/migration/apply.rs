@@ -28,17 +28,10 @@ pub fn with_rejections(findings: Vec<Finding>, rejected: &Rejected) -> Vec<Findi
                 if v.in_place_owner == Some(Ownership::Ours) {
                     ours_in.push(v.table);
                 }
-                let mut theirs_in: Vec<_> = v.foreign.iter().map(|h| h.table).collect();
-                if v.in_place_owner.is_some_and(|o| o != Ownership::Ours)
-                    && !theirs_in.contains(&v.table)
-                {
-                    theirs_in.push(v.table);
-                }
                 Finding::Bad {
                     reason: rejected[&v.row.key].clone(),
                     row: v.row,
                     ours_in,
-                    theirs_in,
                     quarantined: v.quarantined,
                 }
             }

@@ -44,8 +44,6 @@ pub enum Finding {
         /// Target tables holding this migration's own copy of the key (an
         /// older version): removed by an execute run.
         ours_in: Vec<TargetTable>,
-        /// Target tables holding a copy that is not the migration's: kept.
-        theirs_in: Vec<TargetTable>,
         /// Already in the quarantine record.
         quarantined: bool,
     },
@@ -274,14 +272,16 @@ pub fn judge(window: Window) -> Vec<Finding> {
 }
 
 fn bad(row: EmbeddingRow, reason: BadRowReason, present: Vec<Held>, quarantined: bool) -> Finding {
-    let (ours, theirs): (Vec<Held>, Vec<Held>) = present
+    // A copy that is not the migration's is kept: only its own are named.
+    let ours_in = present
         .into_iter()
-        .partition(|h| h.owner == Ownership::Ours);
+        .filter(|h| h.owner == Ownership::Ours)
+        .map(|h| h.table)
+        .collect();
     Finding::Bad {
         row,
         reason,
-        ours_in: ours.into_iter().map(|h| h.table).collect(),
-        theirs_in: theirs.into_iter().map(|h| h.table).collect(),
+        ours_in,
         quarantined,
     }
 }
@@ -520,12 +520,11 @@ mod tests {
                 reason,
                 quarantined,
                 ours_in,
-                theirs_in,
                 ..
             } => {
                 assert!(matches!(reason, BadRowReason::DimensionMismatch { .. }));
                 assert!(quarantined);
-                assert!(ours_in.is_empty() && theirs_in.is_empty());
+                assert!(ours_in.is_empty());
             }
             f => panic!("{f:?}"),
         }

@@ -11,7 +11,7 @@ use super::apply::{apply, with_rejections, Quarantine};
 use super::compare::judge;
 use super::error::Result;
 use super::observer::Phase;
-use super::pass::Pass;
+use super::pass::{Flow, Pass};
 use super::scan::{Layout, Limits};
 use super::windows::{WindowWork, Windows};
 use super::write::{data_version, mark_copy_completed};
@@ -19,13 +19,13 @@ use crate::decode::row::Key;
 use crate::schema::LEGACY_TABLE;
 
 /// What the copy phase did.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CopyOutcome {
     pub written: BTreeMap<String, u64>,
     pub already: BTreeMap<String, u64>,
     pub removed: u64,
     pub rows_seen: u64,
-    pub interrupted: bool,
+    pub flow: Flow,
     pub seconds: f64,
 }
 
@@ -166,7 +166,14 @@ pub async fn copy(
     let began = Instant::now();
     let total = count_after(conn, start.as_ref()).await?;
     observer.phase_started(Phase::Copy, total);
-    let mut outcome = CopyOutcome::default();
+    let mut outcome = CopyOutcome {
+        written: BTreeMap::new(),
+        already: BTreeMap::new(),
+        removed: 0,
+        rows_seen: 0,
+        flow: Flow::Finished,
+        seconds: 0.0,
+    };
     let mut after = start;
     let mut windows = Windows::new(CopyWindows {
         conn,
@@ -175,7 +182,7 @@ pub async fn copy(
     });
     loop {
         if observer.stop_requested() {
-            outcome.interrupted = true;
+            outcome.flow = Flow::Stopped;
             break;
         }
         let batch_began = Instant::now();
@@ -209,7 +216,7 @@ pub async fn copy(
             None => break,
         }
     }
-    if !outcome.interrupted {
+    if outcome.flow == Flow::Finished {
         crate::db::with_retries(max_retries, || mark_copy_completed(conn)).await?;
     }
     outcome.written = pass.writer.written_per_table();

@@ -9,13 +9,13 @@ use super::error::{MigrateError, Result};
 use super::lock::MigrationLock;
 use super::observer::{NoopObserver, Observer};
 use super::options::MigrationOptions;
-use super::pass::Pass;
+use super::pass::{Flow, Pass};
 use super::report::{MigrationReport, RunMode};
 use super::scan::Layout;
 use super::write::BatchWriter;
 use super::{
     backup, capabilities, copy, extra_columns, metadata, online, page_cache, plan, rollback, scan,
-    verify,
+    verdict, verify,
 };
 use crate::connect::Access;
 use crate::db::with_retries;
@@ -181,8 +181,13 @@ async fn run_on(
                 rejected: &mut Rejected::new(),
                 observer,
             };
-            verify::verify(pass, verify::Repair::No, report).await?;
-            super::execute::smoke_test(conn, report).await?;
+            if verify::verify(pass, verify::Repair::No, report).await? == Flow::Stopped {
+                report.interrupted = true;
+            } else if verdict::clean_so_far(report) {
+                let checks = super::smoke::search_smoke_test(conn).await?;
+                verdict::fold_search(report, checks);
+            }
+            verdict::decide(report);
         }
         RunMode::Execute => {
             // Every refusal before the first write (the lock is one).

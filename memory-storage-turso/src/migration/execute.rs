@@ -11,17 +11,20 @@ use super::error::{MigrateError, Result};
 use super::lock::MigrationLock;
 use super::observer::{Observer, Phase};
 use super::options::MigrationOptions;
-use super::pass::Pass;
-use super::report::{Discrepancy, MigrationReport, PhaseTiming};
+use super::pass::{Flow, Pass};
+use super::report::{MigrationReport, PhaseTiming};
 use super::write::BatchWriter;
 use super::{
-    backup, copy, finalize, index, metadata, online, outcome, page_cache, prior, smoke, verify,
-    write,
+    backup, copy, finalize, index, metadata, online, outcome, page_cache, prior, smoke, verdict,
+    verify, write,
 };
 use crate::db::with_retries;
 use crate::error::DbContext;
 use crate::schema::{create_target_tables, object_exists, TargetTable, SCHEMA_VERSION};
 
+/// Runs every step of an execute run in order. Each step returns what it
+/// did; this function folds it into the report, and [`verdict::decide`]
+/// alone says whether the verification passed.
 pub(super) async fn execute(
     conn: &Connection,
     options: &MigrationOptions,
@@ -29,66 +32,27 @@ pub(super) async fn execute(
     observer: &dyn Observer,
     report: &mut MigrationReport,
 ) -> Result<()> {
-    // Before the first write: what the database holds, so a rollback can
-    // put it back exactly.
-    with_retries(options.max_retries, || prior::record(conn)).await?;
-    // Only after every existing table was found compatible.
-    let mut created = Vec::new();
-    for t in TargetTable::ALL {
-        if !object_exists(conn, t.name()).await? {
-            created.push(t.name().to_string());
-        }
-    }
-    with_retries(options.max_retries, || create_target_tables(conn)).await?;
-    if !created.is_empty() {
-        let mut all = metadata::created_tables(conn).await?;
-        all.extend(created);
-        all.sort();
-        all.dedup();
-        let all = serde_json::to_string(&all).unwrap_or_default();
-        with_retries(options.max_retries, || {
-            metadata::set(conn, metadata::CREATED_TABLES, &all)
-        })
-        .await?;
-    }
-    if options.online {
-        with_retries(options.max_retries, || online::install(conn)).await?;
-    }
-    if options.on_conflict == ConflictPolicy::Legacy {
-        with_retries(options.max_retries, || async {
-            conn.execute(crate::schema::DISPLACED_TABLE_SQL, ())
-                .await
-                .db_context(|| "creating the table of displaced rows".to_string())
-                .map(|_| ())
-        })
-        .await?;
-    }
+    let retries = options.max_retries;
+    prepare(conn, options).await?;
     let has_vector = report.source_has_vector_column;
-    let layout = with_retries(options.max_retries, || {
-        super::scan::Layout::read(conn, has_vector)
-    })
-    .await?;
+    let layout = with_retries(retries, || super::scan::Layout::read(conn, has_vector)).await?;
     if options.backup {
-        let began = Instant::now();
-        observer.phase_started(Phase::Backup, report.source_rows);
-        let name = backup_table_name(conn, options).await?;
-        report.backup =
-            Some(with_retries(options.max_retries, || make_or_check_backup(conn, &name)).await?);
-        observer.phase_finished(Phase::Backup, began.elapsed());
-        report.phases.push(PhaseTiming {
-            phase: Phase::Backup.name().into(),
-            seconds: began.elapsed().as_secs_f64(),
-            units: report.source_rows,
-        });
+        let (backup, timing) = timed(observer, Phase::Backup, report.source_rows, async {
+            let name = backup_table_name(conn, options).await?;
+            with_retries(retries, || make_or_check_backup(conn, &name)).await
+        })
+        .await?;
+        report.backup = Some(backup);
+        report.phases.push(timing);
     }
-    let start = with_retries(options.max_retries, || write::read_checkpoint(conn)).await?;
+
+    let start = with_retries(retries, || write::read_checkpoint(conn)).await?;
     report.resumed_from = start.as_ref().map(|k| k.to_string());
     let mut writer = BatchWriter::new(conn)
         .with_lock(Some(lock.clone()))
         .with_policy(options.on_conflict);
     let mut rejected = Rejected::new();
     let mut appended = page_cache::AppendedPages::watch(options.local_file.as_ref());
-    let began = Instant::now();
     // One pass context per phase, over the same writer and refusals.
     macro_rules! pass {
         ($observer:expr) => {
@@ -97,31 +61,29 @@ pub(super) async fn execute(
                 layout: &layout,
                 limits: options.limits(),
                 writer: &mut writer,
-                max_retries: options.max_retries,
+                max_retries: retries,
                 rejected: &mut rejected,
                 observer: $observer,
             }
         };
     }
+
+    // Copy.
     let copied = copy::copy(pass!(observer), start, &mut appended).await?;
-    if !copied.interrupted {
-        with_retries(options.max_retries, || {
-            crate::schema::create_item_indexes(conn)
-        })
-        .await?;
-    }
     report.phases.push(PhaseTiming {
         phase: Phase::Copy.name().into(),
-        seconds: began.elapsed().as_secs_f64(),
+        seconds: copied.seconds,
         units: copied.rows_seen,
     });
-    report.migrated = Some(copied.written);
-    report.already_migrated = copied.already;
+    report.migrated = Some(copied.written.clone());
+    report.already_migrated = copied.already.clone();
     report.removed_stale = copied.removed;
-    if copied.interrupted {
-        report.interrupted = true;
-        return Ok(());
+    if copied.flow == Flow::Stopped {
+        return stop(report);
     }
+    with_retries(retries, || crate::schema::create_item_indexes(conn)).await?;
+
+    // Online: what the application changed during the copy.
     let online_active = online::active(conn).await?;
     if online_active {
         let mirrored = online::catch_up(pass!(observer)).await?;
@@ -131,21 +93,25 @@ pub(super) async fn execute(
         });
     }
 
-    index::build_indexes(
+    // Vector indexes.
+    let indexed = index::build_indexes(
         conn,
         options.build_vector_index,
         &options.vector_index,
-        options.max_retries,
+        retries,
         observer,
-        report,
     )
     .await?;
-    if report.interrupted {
-        return Ok(());
+    let indexes_built = indexed.statuses.iter().any(|i| i.status.is_built());
+    report.vector_indexes = indexed.statuses;
+    report.phases.push(indexed.timing);
+    if indexed.flow == Flow::Stopped {
+        return stop(report);
     }
-    let indexes_built = report.vector_indexes.iter().any(|i| i.status.is_built());
-    // Rows before the region: those up to the checkpoint this copy
-    // resumed from, which the verification sees first.
+
+    // Verification and repair, the legacy pages the copy appended read
+    // ahead (rows before them: those up to the checkpoint this copy
+    // resumed from, which the verification sees first).
     let read_ahead = page_cache::ReadAhead::start(
         appended.into_region(),
         report.source_rows.saturating_sub(copied.rows_seen),
@@ -154,12 +120,12 @@ pub(super) async fn execute(
         inner: observer,
         read_ahead: &read_ahead,
     };
-    verify::verify(pass!(&verify_observer), verify::Repair::Yes, report).await?;
+    let verified = verify::verify(pass!(&verify_observer), verify::Repair::Yes, report).await?;
     drop(read_ahead);
     report.migrated_bytes = writer.bytes_per_table();
     report.displaced = writer.displaced;
-    if report.interrupted {
-        return Ok(());
+    if verified == Flow::Stopped {
+        return stop(report);
     }
     report.nothing_to_do = report.rows_written() == 0
         && !indexes_built
@@ -167,110 +133,176 @@ pub(super) async fn execute(
             .verification
             .as_ref()
             .is_some_and(|v| v.repaired == 0);
+
     // Online: discrepancies can come from the application's writes during
-    // the verification; the final check settles them or fails.
-    let unsettled = match &report.verification {
-        Some(v) if online_active && !v.passed => v.all_keys(),
-        Some(v) if online_active && v.passed => Some(Vec::new()),
-        _ => None,
-    };
-    if let Some(also) = unsettled {
-        let more = online::catch_up(pass!(observer)).await?;
-        let last = online::finish(pass!(observer), &also).await?;
-        let online = report.online.get_or_insert_with(Default::default);
-        online.mirrored += more;
-        match last {
-            online::Finish::Done(n) => {
+    // the verification; the final mirror settles them or names one.
+    if online_active {
+        let unsettled = if verdict::clean_so_far(report) {
+            Some(Vec::new())
+        } else {
+            report.verification.as_ref().and_then(|v| v.all_keys())
+        };
+        if let Some(also) = unsettled {
+            let more = online::catch_up(pass!(observer)).await?;
+            let finish = online::finish(pass!(observer), &also).await?;
+            let online = report.online.get_or_insert_with(Default::default);
+            online.mirrored += more;
+            if let online::Finish::Done(n) = finish {
                 online.final_keys = n;
                 online.triggers_removed = true;
-                if let Some(v) = report.verification.as_mut() {
-                    if !v.passed {
-                        v.settled_in_final_check = v.discrepancy_count;
-                        v.discrepancy_count = 0;
-                        v.discrepancies.clear();
-                        v.passed = !report.interrupted;
-                    }
-                }
             }
-            online::Finish::Unsettled(key) => {
-                if let Some(v) = report.verification.as_mut() {
-                    if v.passed {
-                        v.passed = false;
-                        let limit = report.listed_limit;
-                        v.discrepancy_count += 1;
-                        if v.discrepancies.len() < limit {
-                            v.discrepancies.push(Discrepancy {
-                                embedding_id: key,
-                                kind: super::report::DiscrepancyKind::Unsettled,
-                                table: String::new(),
-                                detail: "still differs after the final mirror of an online run; the triggers stay".into(),
-                            });
-                        }
-                    }
-                }
-            }
+            verdict::fold_settlement(report, &finish);
         }
     }
-    smoke_test(conn, report).await?;
-    let passed = report.verification.as_ref().is_some_and(|v| v.passed);
-    let done: &MigrationReport = report;
-    with_retries(options.max_retries, || {
-        write::in_transaction(conn, "recording the verification", async {
-            outcome::record(conn, done).await?;
-            if passed {
-                record_completion(conn, done).await?;
-            }
-            Ok::<_, MigrateError>(())
-        })
-    })
-    .await?;
+
+    // Search: each index finds its own rows.
+    if verdict::clean_so_far(report) {
+        let checks = smoke::search_smoke_test(conn).await?;
+        verdict::fold_search(report, checks);
+    }
+
+    let passed = verdict::decide(report);
+    record(conn, retries, report, passed).await?;
     if options.drop_old_table {
-        if !passed {
-            let n = report
-                .verification
-                .as_ref()
-                .map_or(0, |v| v.discrepancy_count);
-            return Err(MigrateError::DropRefused(format!(
-                "verification found {n} discrepancies (listed in the report); fix them and run again"
-            )));
-        }
-        if report.quarantined_count > 0 && !options.allow_quarantined {
-            return Err(MigrateError::DropRefused(format!(
-                "{} rows are quarantined and exist only in `embeddings`; fix them and run again, \
-                 or pass --allow-quarantined (they then live on in the backup table and the quarantine record)",
-                report.quarantined_count
-            )));
-        }
-        let holding: Vec<super::report::ExtraColumn> = report
-            .extra_columns
-            .iter()
-            .filter(|c| c.rows_with_data > 0)
-            .cloned()
-            .collect();
-        if !holding.is_empty() {
-            return Err(MigrateError::DropRefused(finalize::extra_columns_refusal(
-                &holding,
-            )));
-        }
+        refuse_unsafe_drop(report, options)?;
         let verified = report
             .source_digest
             .clone()
             .ok_or_else(|| MigrateError::DropRefused("no verification digest".into()))?;
         let backup_table = backup_table_name(conn, options).await?;
-        let began = Instant::now();
-        observer.phase_started(Phase::Drop, report.source_rows);
-        report.dropped_legacy = Some(
-            with_retries(options.max_retries, || {
+        let (dropped, timing) = timed(observer, Phase::Drop, report.source_rows, async {
+            with_retries(retries, || {
                 finalize::drop_legacy(conn, &verified, &backup_table)
             })
-            .await?,
-        );
-        observer.phase_finished(Phase::Drop, began.elapsed());
-        report.phases.push(PhaseTiming {
-            phase: Phase::Drop.name().into(),
+            .await
+        })
+        .await?;
+        report.dropped_legacy = Some(dropped);
+        report.phases.push(timing);
+    }
+    Ok(())
+}
+
+/// Ends the run where the observer asked it to stop: everything before is
+/// committed, and an interrupted verification cannot pass.
+fn stop(report: &mut MigrationReport) -> Result<()> {
+    report.interrupted = true;
+    verdict::decide(report);
+    Ok(())
+}
+
+/// Before the first copy: what the database holds (so a rollback can put
+/// it back exactly), then the target tables, the online triggers and the
+/// table of displaced rows. Runs only after every existing table was found
+/// compatible.
+async fn prepare(conn: &Connection, options: &MigrationOptions) -> Result<()> {
+    let retries = options.max_retries;
+    with_retries(retries, || prior::record(conn)).await?;
+    let mut created = Vec::new();
+    for t in TargetTable::ALL {
+        if !object_exists(conn, t.name()).await? {
+            created.push(t.name().to_string());
+        }
+    }
+    with_retries(retries, || create_target_tables(conn)).await?;
+    if !created.is_empty() {
+        let mut all = metadata::created_tables(conn).await?;
+        all.extend(created);
+        all.sort();
+        all.dedup();
+        let all = serde_json::to_string(&all).unwrap_or_default();
+        with_retries(retries, || {
+            metadata::set(conn, metadata::CREATED_TABLES, &all)
+        })
+        .await?;
+    }
+    if options.online {
+        with_retries(retries, || online::install(conn)).await?;
+    }
+    if options.on_conflict == ConflictPolicy::Legacy {
+        with_retries(retries, || async {
+            conn.execute(crate::schema::DISPLACED_TABLE_SQL, ())
+                .await
+                .db_context(|| "creating the table of displaced rows".to_string())
+                .map(|_| ())
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs one phase that has no progress of its own between its start and
+/// its end, and times it.
+async fn timed<T>(
+    observer: &dyn Observer,
+    phase: Phase,
+    units: u64,
+    body: impl std::future::Future<Output = Result<T>>,
+) -> Result<(T, PhaseTiming)> {
+    let began = Instant::now();
+    observer.phase_started(phase, units);
+    let value = body.await?;
+    observer.phase_finished(phase, began.elapsed());
+    Ok((
+        value,
+        PhaseTiming {
+            phase: phase.name().into(),
             seconds: began.elapsed().as_secs_f64(),
-            units: report.source_rows,
-        });
+            units,
+        },
+    ))
+}
+
+/// Records the verification (and, when it passed, the completion) in one
+/// transaction.
+async fn record(
+    conn: &Connection,
+    retries: u32,
+    report: &MigrationReport,
+    passed: bool,
+) -> Result<()> {
+    with_retries(retries, || {
+        write::in_transaction(conn, "recording the verification", async {
+            outcome::record(conn, report).await?;
+            if passed {
+                record_completion(conn, report).await?;
+            }
+            Ok::<_, MigrateError>(())
+        })
+    })
+    .await
+}
+
+/// Refuses `--drop-old-table` unless the verification passed, no row is
+/// only in the legacy table (quarantined, unless allowed) and no extra
+/// column holds data.
+fn refuse_unsafe_drop(report: &MigrationReport, options: &MigrationOptions) -> Result<()> {
+    if !report.verification.as_ref().is_some_and(|v| v.passed) {
+        let n = report
+            .verification
+            .as_ref()
+            .map_or(0, |v| v.discrepancy_count);
+        return Err(MigrateError::DropRefused(format!(
+            "verification found {n} discrepancies (listed in the report); fix them and run again"
+        )));
+    }
+    if report.quarantined_count > 0 && !options.allow_quarantined {
+        return Err(MigrateError::DropRefused(format!(
+            "{} rows are quarantined and exist only in `embeddings`; fix them and run again, \
+             or pass --allow-quarantined (they then live on in the backup table and the quarantine record)",
+            report.quarantined_count
+        )));
+    }
+    let holding: Vec<super::report::ExtraColumn> = report
+        .extra_columns
+        .iter()
+        .filter(|c| c.rows_with_data > 0)
+        .cloned()
+        .collect();
+    if !holding.is_empty() {
+        return Err(MigrateError::DropRefused(finalize::extra_columns_refusal(
+            &holding,
+        )));
     }
     Ok(())
 }
@@ -328,37 +360,4 @@ async fn record_completion(conn: &Connection, report: &MigrationReport) -> Resul
     )
     .await?;
     Ok(metadata::set(conn, metadata::SCHEMA_VERSION, &SCHEMA_VERSION.to_string()).await?)
-}
-
-/// Ends a passed verification with the search smoke test; a table whose
-/// index does not find its own rows fails the verification.
-pub(super) async fn smoke_test(conn: &Connection, report: &mut MigrationReport) -> Result<()> {
-    if !report.verification.as_ref().is_some_and(|v| v.passed) {
-        return Ok(());
-    }
-    report.search_checks = smoke::search_smoke_test(conn).await?;
-    let limit = report.listed_limit;
-    if let Some(v) = report.verification.as_mut() {
-        for c in report.search_checks.iter().filter(|c| !c.passed()) {
-            v.passed = false;
-            for id in &c.missed {
-                v.discrepancy_count += 1;
-                if v.discrepancies.len() < limit {
-                    v.discrepancies.push(Discrepancy {
-                        embedding_id: id.clone(),
-                        kind: super::report::DiscrepancyKind::Search,
-                        table: c.table.clone(),
-                        detail: format!(
-                            "searched with its own vector, this row did not come back first; {} of {} sampled rows of {} did (at least {:.0}% must)",
-                            c.found_first,
-                            c.sampled,
-                            c.table,
-                            smoke::MIN_FOUND_SHARE * 100.0
-                        ),
-                    });
-                }
-            }
-        }
-    }
-    Ok(())
 }

@@ -17,7 +17,8 @@ use libsql::{Connection, Value};
 
 use super::error::Result;
 use super::observer::{Observer, Phase};
-use super::report::{IndexState, IndexStatus, MigrationReport, PhaseTiming};
+use super::pass::Flow;
+use super::report::{IndexState, IndexStatus, PhaseTiming};
 use super::write::in_transaction;
 use crate::db::with_retries;
 use crate::error::DbContext;
@@ -248,16 +249,23 @@ async fn rows_left(conn: &Connection, table: TargetTable, resuming: bool) -> Res
     .await
 }
 
+/// What the index phase did.
+pub(crate) struct Indexed {
+    pub statuses: Vec<IndexStatus>,
+    pub timing: PhaseTiming,
+    pub flow: Flow,
+}
+
 /// Builds each missing DiskANN index (or records that it was skipped).
-pub async fn build_indexes(
+pub(crate) async fn build_indexes(
     conn: &Connection,
     build: bool,
     index_options: &VectorIndexOptions,
     max_retries: u32,
     observer: &dyn Observer,
-    report: &mut MigrationReport,
-) -> Result<()> {
+) -> Result<Indexed> {
     let began = Instant::now();
+    let mut statuses = Vec::new();
     let mut plan = Vec::new();
     let mut total = 0u64;
     for table in TargetTable::ALL.into_iter().filter(|t| t.is_native()) {
@@ -273,6 +281,7 @@ pub async fn build_indexes(
     }
     observer.phase_started(Phase::VectorIndex, total);
     let mut done = 0u64;
+    let mut stopped = false;
     for (table, state) in plan {
         let Some(name) = table.vector_index_name() else {
             continue;
@@ -281,8 +290,8 @@ pub async fn build_indexes(
         let status = match state {
             BuildState::Present => IndexState::Present,
             _ if !build => IndexState::Skipped,
-            _ if report.interrupted || observer.stop_requested() => {
-                report.interrupted = true;
+            _ if stopped || observer.stop_requested() => {
+                stopped = true;
                 IndexState::Stopped
             }
             BuildState::Missing if !with_retries(max_retries, || may_swap(conn, table)).await? => {
@@ -303,7 +312,7 @@ pub async fn build_indexes(
                 let mut limit = FIRST_INDEX_BATCH;
                 loop {
                     if observer.stop_requested() {
-                        report.interrupted = true;
+                        stopped = true;
                         break;
                     }
                     let batch_began = Instant::now();
@@ -317,7 +326,7 @@ pub async fn build_indexes(
                     done += n;
                     observer.progress(Phase::VectorIndex, done);
                 }
-                if report.interrupted {
+                if stopped {
                     IndexState::Stopped
                 } else {
                     with_retries(max_retries, || swap(conn, table)).await?;
@@ -329,7 +338,7 @@ pub async fn build_indexes(
                 }
             }
         };
-        report.vector_indexes.push(IndexStatus {
+        statuses.push(IndexStatus {
             table: table.name().to_string(),
             index: name.to_string(),
             status,
@@ -337,10 +346,17 @@ pub async fn build_indexes(
         });
     }
     observer.phase_finished(Phase::VectorIndex, began.elapsed());
-    report.phases.push(PhaseTiming {
-        phase: Phase::VectorIndex.name().into(),
-        seconds: began.elapsed().as_secs_f64(),
-        units: done,
-    });
-    Ok(())
+    Ok(Indexed {
+        statuses,
+        timing: PhaseTiming {
+            phase: Phase::VectorIndex.name().into(),
+            seconds: began.elapsed().as_secs_f64(),
+            units: done,
+        },
+        flow: if stopped {
+            Flow::Stopped
+        } else {
+            Flow::Finished
+        },
+    })
 }

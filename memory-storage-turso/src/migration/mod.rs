@@ -16,44 +16,48 @@
 //! ```
 
 mod apply;
-pub mod backup;
+pub(crate) mod backup;
 mod capabilities;
-pub mod compare;
+pub(crate) mod compare;
 mod copy;
 mod entry;
 mod error;
 mod estimate;
 mod execute;
 mod extra_columns;
-pub mod finalize;
+pub(crate) mod finalize;
 mod index;
-pub mod lock;
-pub mod metadata;
-pub mod observer;
-pub mod online;
+pub(crate) mod lock;
+pub(crate) mod metadata;
+pub(crate) mod observer;
+pub(crate) mod online;
 mod options;
-pub mod outcome;
+pub(crate) mod outcome;
 pub mod page_cache;
 mod pass;
 mod plan;
-pub mod prior;
+pub(crate) mod prior;
 pub mod report;
-pub mod rollback;
-pub mod scan;
-pub mod smoke;
-pub mod status;
+pub(crate) mod rollback;
+pub(crate) mod scan;
+pub(crate) mod smoke;
+pub(crate) mod status;
+mod verdict;
 mod verify;
 mod windows;
-pub mod write;
+pub(crate) mod write;
 
 pub use apply::ConflictPolicy;
+pub use backup::{digest, legacy_schema, BackupTableName};
 pub use entry::{
     migrate_embeddings, migrate_embeddings_observed, migrate_embeddings_reported, run_migration,
     run_migration_reported, FailedRun,
 };
 pub use error::{MigrateError, Result};
+pub use lock::{host_name, MigrationLock, STALE_AFTER_SECS};
 pub use observer::{NoopObserver, Observer, Phase};
 pub use options::MigrationOptions;
+pub use page_cache::LocalFile;
 pub use report::{
     Discrepancy, DiscrepancyKind, FailureKind, IndexState, IndexStatus, MigrationReport,
     PhaseTiming, QuarantinedRow, RunFailure, RunMode, TableCount, Verification,

@@ -36,3 +36,12 @@ impl<'c> Pass<'_, 'c> {
         }
     }
 }
+
+/// How a phase ended: it went through every row, or the observer asked it
+/// to stop (at a batch boundary, with everything before it committed).
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Finished,
+    Stopped,
+}

@@ -11,7 +11,7 @@
 
 use libsql::{Connection, Value};
 
-pub use super::report::{SearchCheck, MIN_FOUND_SHARE};
+pub use super::report::SearchCheck;
 use crate::decode::cosine_searchable;
 use crate::error::{DbContext, Result};
 use crate::schema::{object_exists, TargetTable};

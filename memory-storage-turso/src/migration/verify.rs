@@ -14,7 +14,7 @@ use super::compare::{judge, Finding, Ownership};
 use super::copy::joined;
 use super::error::Result;
 use super::observer::Phase;
-use super::pass::Pass;
+use super::pass::{Flow, Pass};
 use super::report::{Discrepancy, DiscrepancyKind, MigrationReport, Verification};
 use super::scan::{Layout, Limits};
 use super::windows::{WindowWork, Windows};
@@ -317,7 +317,7 @@ pub async fn verify(
     mut pass: Pass<'_, '_>,
     repair: Repair,
     report: &mut MigrationReport,
-) -> Result<()> {
+) -> Result<Flow> {
     let (conn, layout, limits, observer) = (pass.conn, pass.layout, pass.limits, pass.observer);
     let began = Instant::now();
     observer.phase_started(Phase::Verify, report.source_rows);
@@ -336,9 +336,10 @@ pub async fn verify(
     let mut digest_rows = 0u64;
     let mut after: Option<Key> = None;
     let mut seen = 0u64;
+    let mut flow = Flow::Finished;
     loop {
         if observer.stop_requested() {
-            report.interrupted = true;
+            flow = Flow::Stopped;
             break;
         }
         let window_began = Instant::now();
@@ -386,8 +387,6 @@ pub async fn verify(
             }
         }
     }
-    // An interrupted verification did not cover every row: it cannot pass.
-    v.passed = v.discrepancy_count == 0 && !report.interrupted;
     report.verification = Some(v);
     report.source_digest = Some(TableDigest {
         rows: digest_rows,
@@ -399,5 +398,5 @@ pub async fn verify(
         seconds: began.elapsed().as_secs_f64(),
         units: seen,
     });
-    Ok(())
+    Ok(flow)
 }

@@ -217,11 +217,6 @@ impl<'c> BatchWriter<'c> {
             .collect()
     }
 
-    /// Rows written in the current batch.
-    pub fn batch_rows(&self) -> u64 {
-        self.in_batch
-    }
-
     async fn prepared<'s>(
         conn: &Connection,
         cache: &'s mut Option<Statement>,
