@@ -185,13 +185,36 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub online: bool,
 
-    /// DiskANN `compress_neighbors` for the vector indexes (float1bit,
-    /// float8, float16, floatb16, float32): smaller and faster to build,
-    /// at some cost in recall (see BENCHMARKS.md).
+    /// The recall@10 the index plan aims at: each native table gets the
+    /// cheapest DiskANN setting measured to reach it on a sample of its
+    /// own rows (or no index, where an exact search is fast enough).
+    #[arg(long, default_value_t = 0.95, value_name = "SHARE", value_parser = parse_share)]
+    pub target_recall: f64,
+
+    /// The search latency the index plan aims at, in milliseconds.
+    #[arg(long, default_value_t = 50.0, value_name = "MS")]
+    pub max_query_ms: f64,
+
+    /// Overrides the index plan for one table (repeatable):
+    /// `embeddings_384=compress_neighbors=float8,max_neighbors=32`,
+    /// `embeddings_1024=default` (libSQL's defaults) or
+    /// `embeddings_3072=none` (no index: exact search).
+    #[arg(long, value_name = "TABLE=OPTS", value_parser = parse_index_options)]
+    pub index_options: Vec<(String, String)>,
+
+    /// Build libSQL's default DiskANN index on every native table, without
+    /// planning (the global --compress-neighbors, --max-neighbors and
+    /// --search-l imply it).
+    #[arg(long)]
+    pub no_index_plan: bool,
+
+    /// DiskANN `compress_neighbors` for every vector index (float1bit,
+    /// float8, float16, floatb16, float32), instead of the plan: smaller
+    /// and faster to build, at some cost in recall (see BENCHMARKS.md).
     #[arg(long, value_name = "TYPE", value_parser = parse_compression)]
     pub compress_neighbors: Option<memory_storage_turso::schema::NeighborCompression>,
 
-    /// DiskANN `max_neighbors` for the vector indexes.
+    /// DiskANN `max_neighbors` for every vector index, instead of the plan.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_neighbors: Option<u32>,
 
@@ -305,9 +328,68 @@ impl MigrateArgs {
                 max_neighbors: self.max_neighbors,
                 search_l: self.search_l,
             },
+            index: self.index_planning(),
             ..Default::default()
         }
     }
+
+    /// The index plan's targets and overrides: planned unless options were
+    /// fixed for every table.
+    fn index_planning(&self) -> memory_storage_turso::migration::IndexPlanning {
+        use memory_storage_turso::migration::{Forced, IndexMode, IndexPlanning};
+        use memory_storage_turso::schema::{TargetTable, VectorIndexOptions};
+        let fixed = self.no_index_plan
+            || self.compress_neighbors.is_some()
+            || self.max_neighbors.is_some()
+            || self.search_l.is_some();
+        let mut forced = std::collections::BTreeMap::new();
+        for (table, opts) in &self.index_options {
+            let Some(t) = TargetTable::ALL.into_iter().find(|t| t.name() == table) else {
+                continue; // checked by the parser
+            };
+            let choice = if opts == "none" {
+                Forced::Exact
+            } else {
+                Forced::Options(VectorIndexOptions::parse(opts).unwrap_or_default())
+            };
+            forced.insert(t, choice);
+        }
+        IndexPlanning {
+            mode: if fixed {
+                IndexMode::Fixed
+            } else {
+                IndexMode::Planned
+            },
+            target_recall: self.target_recall,
+            max_query_ms: self.max_query_ms,
+            sample_rows: None,
+            forced,
+        }
+    }
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|x| (0.0..=1.0).contains(x))
+        .ok_or_else(|| format!("{s:?} is not a share between 0 and 1"))
+}
+
+fn parse_index_options(s: &str) -> Result<(String, String), String> {
+    use memory_storage_turso::schema::{TargetTable, VectorIndexOptions};
+    let (table, opts) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not TABLE=OPTS"))?;
+    let t = TargetTable::ALL
+        .into_iter()
+        .find(|t| t.name() == table && t.is_native())
+        .ok_or_else(|| {
+            format!("{table:?} is not a table with a vector index (embeddings_384, embeddings_1024, embeddings_1536, embeddings_3072)")
+        })?;
+    if opts != "none" {
+        VectorIndexOptions::parse(opts)?;
+    }
+    Ok((t.name().to_string(), opts.to_string()))
 }
 
 fn parse_backup_table(s: &str) -> Result<String, String> {

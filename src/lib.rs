@@ -61,7 +61,9 @@ pub fn report_error(err: &anyhow::Error, verbose: u8) -> std::process::ExitCode 
         matches!(e, memory_storage_turso::Error::InvalidOptions(_))
     };
     let usage = err.downcast_ref::<command::UsageError>().is_some()
-        || err.downcast_ref::<memory_storage_turso::Error>().is_some_and(invalid)
+        || err
+            .downcast_ref::<memory_storage_turso::Error>()
+            .is_some_and(invalid)
         || err
             .downcast_ref::<memory_storage_turso::migration::MigrateError>()
             .and_then(|e| e.core())

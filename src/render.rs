@@ -265,7 +265,11 @@ pub fn summary_with(report: &MigrationReport, location: &str, bad_rows: BadRows)
             duration(copy)
         );
     }
-    if let Some(index) = &report.estimated_index_seconds {
+    if let Some(index) = report
+        .estimated_index_seconds
+        .as_ref()
+        .filter(|_| report.index_plan.is_none())
+    {
         let total: f64 = index.values().sum();
         if total > 0.0 {
             let parts: Vec<String> = index
@@ -280,8 +284,14 @@ pub fn summary_with(report: &MigrationReport, location: &str, bad_rows: BadRows)
             );
         }
     }
+    if let Some(plan) = &report.index_plan {
+        out.push_str(&index_plan_lines(plan));
+    }
     if let Some(extra) = report.estimated_extra_bytes {
-        let index = report.estimated_vector_index_bytes.unwrap_or(0);
+        let index = match &report.index_plan {
+            Some(plan) => plan.totals().1,
+            None => report.estimated_vector_index_bytes.unwrap_or(0),
+        };
         let _ = writeln!(
             out,
             "  estimated extra disk space: {} for the rows, plus {} for the DiskANN vector indexes (0 with --no-vector-index)",
@@ -427,28 +437,26 @@ pub fn summary_with(report: &MigrationReport, location: &str, bad_rows: BadRows)
         );
     }
     if !report.search_checks.is_empty() {
-        let sampled: u64 = report.search_checks.iter().map(|c| c.sampled).sum();
-        let found: u64 = report.search_checks.iter().map(|c| c.found_first).sum();
         let _ = writeln!(
             out,
-            "  search smoke test: {found} of {sampled} sampled rows in {} indexed table(s) came back first when searched with their own vector",
-            report.search_checks.len()
+            "  search check (recall@10 against exact search, sampled rows as queries):"
         );
-        for c in report
-            .search_checks
-            .iter()
-            .filter(|c| c.passed() && !c.all_found())
-        {
+        for c in &report.search_checks {
+            let planned = c
+                .planned_recall
+                .map(|p| format!(", planned {:.0}%", p * 100.0))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "    {}: {} missed (the index is approximate; compressed or sparse neighbour lists miss more): {}",
+                "    {}: {:.0}% over {} searches{planned}{}",
                 c.table,
-                c.sampled - c.found_first,
-                c.missed
-                    .iter()
-                    .map(|id| shown(id))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                c.recall * 100.0,
+                c.sampled,
+                if c.passed() {
+                    String::new()
+                } else {
+                    format!(" - BELOW {:.0}%", c.recall_floor * 100.0)
+                }
             );
         }
     }
@@ -545,6 +553,83 @@ fn when(t: Option<i64>) -> String {
         }
         None => "-".to_string(),
     }
+}
+
+/// The index plan, a table per line: the pick with what it predicts, and
+/// libSQL's default options beside it.
+fn index_plan_lines(plan: &memory_storage_turso::migration::report::IndexPlan) -> String {
+    use memory_storage_turso::migration::report::{Pick, Prediction};
+    let mut out = String::new();
+    let predicted = |p: &Prediction| {
+        format!(
+            "build {}, {}, recall@10 {:.0}%, {:.1} ms a search",
+            duration(p.build_seconds),
+            bytes(p.index_bytes),
+            p.recall * 100.0,
+            p.query_ms
+        )
+    };
+    let _ = writeln!(
+        out,
+        "  index plan (measured on samples of the rows; target recall@10 {:.0}%, a search within {} ms): {} to build in all",
+        plan.target_recall * 100.0,
+        plan.max_query_ms,
+        duration(plan.totals().0)
+    );
+    for t in &plan.tables {
+        let identical = if t.identical_vectors > 0 {
+            format!(
+                ", {} rows share their vector with another",
+                t.identical_vectors
+            )
+        } else {
+            String::new()
+        };
+        let what = match &t.pick {
+            Pick::Exact { predicted_query_ms } => {
+                format!("no index: exact search, {predicted_query_ms:.1} ms a search")
+            }
+            Pick::ForcedExact => "no index (--index-options)".to_string(),
+            Pick::Forced { options } => format!(
+                "{} (--index-options, not measured)",
+                if options.is_empty() {
+                    "libSQL's defaults"
+                } else {
+                    options
+                }
+            ),
+            Pick::Index {
+                candidate,
+                meets_targets,
+            } => {
+                let c = &t.candidates[*candidate];
+                format!(
+                    "{}, over-fetch {}: {}{}",
+                    if c.options.is_empty() {
+                        "libSQL's defaults"
+                    } else {
+                        &c.options
+                    },
+                    c.overfetch,
+                    predicted(&c.predicted),
+                    if *meets_targets {
+                        ""
+                    } else {
+                        " (the best measured; below the target)"
+                    }
+                )
+            }
+        };
+        let _ = writeln!(out, "    {} ({} rows{identical}): {what}", t.table, t.rows);
+        if let Some(d) = t.default_candidate {
+            let _ = writeln!(
+                out,
+                "      libSQL's defaults would be: {}",
+                predicted(&t.candidates[d].predicted)
+            );
+        }
+    }
+    out
 }
 
 /// The human view of `--status`.

@@ -280,7 +280,21 @@ async fn sigkill_inside_the_vector_index_build_resumes_without_starting_over() {
     generate_legacy_database(&conn, &spec).await.unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
     let db_arg = path.to_str().unwrap();
-    let run = || spawn_logged(&["--db", db_arg, "--execute", "--format", "json"], true);
+    // The index is forced: the plan would search 600 rows exactly.
+    let run = || {
+        spawn_logged(
+            &[
+                "--db",
+                db_arg,
+                "--execute",
+                "--index-options",
+                "embeddings_1536=default",
+                "--format",
+                "json",
+            ],
+            true,
+        )
+    };
     // Kill once the index build reports committed rows (its progress line
     // comes after a batch commits; the database itself stays locked by the
     // long index transactions, so it is not polled).

@@ -93,6 +93,16 @@ fn timeless(mut report: serde_json::Value) -> serde_json::Value {
     let map = report.as_object_mut().expect("a JSON object");
     map.remove("phases");
     map.retain(|key, _| !key.starts_with("estimated_"));
+    // The index plan's measured timings: keep each table's pick only.
+    if let Some(tables) = map
+        .get_mut("index_plan")
+        .and_then(|p| p["tables"].as_array_mut())
+    {
+        for t in tables {
+            let pick = t["pick"]["method"].clone();
+            *t = serde_json::json!({ "table": t["table"], "rows": t["rows"], "pick": pick });
+        }
+    }
     report
 }
 

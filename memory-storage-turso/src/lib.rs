@@ -16,6 +16,7 @@ pub mod init;
 pub mod migration;
 pub mod sample;
 pub mod schema;
+pub mod search_plan;
 pub mod store;
 pub mod text;
 

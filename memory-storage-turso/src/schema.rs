@@ -438,6 +438,55 @@ pub struct VectorIndexOptions {
 }
 
 impl VectorIndexOptions {
+    /// The options as `libsql_vector_idx` takes them, comma-separated
+    /// (`compress_neighbors=float8,max_neighbors=32`; empty: the defaults).
+    pub fn options_string(&self) -> String {
+        let mut out = Vec::new();
+        if let Some(c) = self.compress_neighbors {
+            out.push(format!("compress_neighbors={}", c.as_str()));
+        }
+        if let Some(n) = self.max_neighbors {
+            out.push(format!("max_neighbors={n}"));
+        }
+        if let Some(n) = self.search_l {
+            out.push(format!("search_l={n}"));
+        }
+        out.join(",")
+    }
+
+    /// Parses [`VectorIndexOptions::options_string`]'s form (`default` or
+    /// an empty text: libSQL's defaults).
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let mut o = VectorIndexOptions::default();
+        for part in s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty() && *p != "default")
+        {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not KEY=VALUE"))?;
+            let number = || {
+                value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| format!("{key} takes a number from 1 to 10000, not {value:?}"))
+            };
+            match key {
+                "compress_neighbors" => {
+                    o.compress_neighbors = Some(NeighborCompression::parse(value).ok_or_else(
+                        || format!("compress_neighbors is one of float1bit, float8, float16, floatb16, float32, not {value:?}"),
+                    )?)
+                }
+                "max_neighbors" => o.max_neighbors = Some(number()?),
+                "search_l" => o.search_l = Some(number()?),
+                _ => return Err(format!("unknown index option {key:?} (compress_neighbors, max_neighbors, search_l)")),
+            }
+        }
+        Ok(o)
+    }
+
     /// The index's `CREATE INDEX` for `table` with these options.
     pub fn sql(&self, table: TargetTable) -> Option<String> {
         self.sql_on(table, table.name())

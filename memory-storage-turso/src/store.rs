@@ -175,7 +175,9 @@ impl EmbeddingStore {
     /// How a query of `dimension` is answered now: through the DiskANN
     /// index of its table, or by scanning it.
     pub async fn search_method(&self, dimension: usize) -> Result<SearchMethod> {
-        search::method(&self.conn, crate::schema::route(dimension)).await
+        Ok(search::method(&self.conn, crate::schema::route(dimension))
+            .await?
+            .0)
     }
 
     /// Whether unmigrated legacy rows exist, as last checked (checked again

@@ -36,7 +36,9 @@ fn module_of(file: &Path) -> String {
     if path == "lib" {
         path.clear();
     }
-    path.strip_suffix("::mod").map(str::to_string).unwrap_or(path)
+    path.strip_suffix("::mod")
+        .map(str::to_string)
+        .unwrap_or(path)
 }
 
 /// The code of a file without its comments and its `#[cfg(test)]` tail.
@@ -123,11 +125,7 @@ fn target(from: &str, path: &[String], modules: &BTreeSet<String>) -> Option<Str
             .map(str::to_string)
             .collect(),
     };
-    let rest = if path[0] == "crate" {
-        &path[1..]
-    } else {
-        path
-    };
+    let rest = if path[0] == "crate" { &path[1..] } else { path };
     if path[0] != "crate" && !modules.contains(&join(&base, &rest[..1])) {
         return None;
     }
@@ -214,7 +212,13 @@ fn the_plumbing_never_imports_the_engine() {
         .iter()
         .flat_map(|d| sources(&root.join(d)))
         .collect();
-    for f in ["schema.rs", "error.rs", "decode.rs", "connect.rs", "text.rs"] {
+    for f in [
+        "schema.rs",
+        "error.rs",
+        "decode.rs",
+        "connect.rs",
+        "text.rs",
+    ] {
         low.push(root.join(f));
     }
     for file in low {
@@ -236,7 +240,12 @@ fn the_engine_facade_is_short_and_nothing_takes_too_many_arguments() {
         facade.lines().count()
     );
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    for dir in ["memory-storage-turso/src", "src", "memory-cli/src", "bench/src"] {
+    for dir in [
+        "memory-storage-turso/src",
+        "src",
+        "memory-cli/src",
+        "bench/src",
+    ] {
         for file in sources(&workspace.join(dir)) {
             let text = std::fs::read_to_string(&file).unwrap();
             assert!(

@@ -169,7 +169,9 @@ async fn run_on(
     let layout = with_retries(retries, || Layout::read(conn, has_vector)).await?;
     let limits = options.limits();
     match report.mode {
-        RunMode::DryRun => plan::plan(conn, &layout, limits, observer, report).await?,
+        RunMode::DryRun => {
+            plan::plan(conn, &layout, limits, &options.index, observer, report).await?
+        }
         RunMode::Verify => {
             let mut writer = BatchWriter::new(conn);
             let pass = Pass {
@@ -184,7 +186,8 @@ async fn run_on(
             if verify::verify(pass, verify::Repair::No, report).await? == Flow::Stopped {
                 report.interrupted = true;
             } else if verdict::clean_so_far(report) {
-                let checks = super::smoke::search_smoke_test(conn).await?;
+                let checks =
+                    super::smoke::search_smoke_test(conn, options.index.target_recall).await?;
                 verdict::fold_search(report, checks);
             }
             verdict::decide(report);

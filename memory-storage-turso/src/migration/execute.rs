@@ -15,8 +15,8 @@ use super::pass::{Flow, Pass};
 use super::report::{MigrationReport, PhaseTiming};
 use super::write::BatchWriter;
 use super::{
-    backup, copy, finalize, index, metadata, online, outcome, page_cache, prior, smoke, verdict,
-    verify, write,
+    backup, copy, finalize, index, index_plan, metadata, online, outcome, page_cache, prior, smoke,
+    verdict, verify, write,
 };
 use crate::db::with_retries;
 use crate::error::DbContext;
@@ -93,11 +93,21 @@ pub(super) async fn execute(
         });
     }
 
-    // Vector indexes.
+    // Vector indexes: planned (or fixed) per table, then built.
+    let options_of = if options.build_vector_index {
+        let (plan, options_of) = with_retries(retries, || {
+            index_plan::for_run(conn, &options.index, options.vector_index, observer)
+        })
+        .await?;
+        report.index_plan = plan;
+        options_of
+    } else {
+        Default::default()
+    };
     let indexed = index::build_indexes(
         conn,
         options.build_vector_index,
-        &options.vector_index,
+        &options_of,
         retries,
         observer,
     )
@@ -157,7 +167,7 @@ pub(super) async fn execute(
 
     // Search: each index finds its own rows.
     if verdict::clean_so_far(report) {
-        let checks = smoke::search_smoke_test(conn).await?;
+        let checks = smoke::search_smoke_test(conn, options.index.target_recall).await?;
         verdict::fold_search(report, checks);
     }
 

@@ -260,7 +260,7 @@ pub(crate) struct Indexed {
 pub(crate) async fn build_indexes(
     conn: &Connection,
     build: bool,
-    index_options: &VectorIndexOptions,
+    options_of: &std::collections::BTreeMap<TargetTable, Option<VectorIndexOptions>>,
     max_retries: u32,
     observer: &dyn Observer,
 ) -> Result<Indexed> {
@@ -270,8 +270,10 @@ pub(crate) async fn build_indexes(
     let mut total = 0u64;
     for table in TargetTable::ALL.into_iter().filter(|t| t.is_native()) {
         let state = index_state(conn, table).await?;
+        let exact = matches!(options_of.get(&table), Some(None));
         let left = match state {
             BuildState::Present => 0,
+            BuildState::Missing if exact => 0,
             _ if !build || !object_exists(conn, table.name()).await? => 0,
             BuildState::Building => rows_left(conn, table, true).await?,
             BuildState::Missing => rows_left(conn, table, false).await?,
@@ -287,9 +289,17 @@ pub(crate) async fn build_indexes(
             continue;
         };
         let started = Instant::now();
+        let index_options = &options_of
+            .get(&table)
+            .copied()
+            .flatten()
+            .unwrap_or_default();
         let status = match state {
             BuildState::Present => IndexState::Present,
             _ if !build => IndexState::Skipped,
+            BuildState::Missing if matches!(options_of.get(&table), Some(None)) => {
+                IndexState::Exact
+            }
             _ if stopped || observer.stop_requested() => {
                 stopped = true;
                 IndexState::Stopped

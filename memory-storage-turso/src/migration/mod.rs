@@ -27,6 +27,7 @@ mod execute;
 mod extra_columns;
 pub(crate) mod finalize;
 mod index;
+mod index_plan;
 pub(crate) mod lock;
 pub(crate) mod metadata;
 pub(crate) mod observer;
@@ -54,6 +55,7 @@ pub use entry::{
     run_migration_reported, FailedRun,
 };
 pub use error::{MigrateError, Result};
+pub use index_plan::{Forced, IndexMode, IndexPlanning};
 pub use lock::{host_name, MigrationLock, STALE_AFTER_SECS};
 pub use observer::{NoopObserver, Observer, Phase};
 pub use options::MigrationOptions;

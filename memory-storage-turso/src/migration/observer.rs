@@ -15,6 +15,8 @@ pub enum Phase {
     Plan,
     /// Copying legacy rows into the target tables.
     Copy,
+    /// Measuring candidate index settings on a sample of the rows.
+    IndexPlan,
     /// Building the DiskANN indexes.
     VectorIndex,
     /// Comparing every migrated row with its source.
@@ -30,6 +32,7 @@ impl Phase {
             Phase::Backup => "backup",
             Phase::Plan => "plan",
             Phase::Copy => "copy",
+            Phase::IndexPlan => "index_plan",
             Phase::VectorIndex => "vector_index",
             Phase::Verify => "verify",
             Phase::Drop => "drop",

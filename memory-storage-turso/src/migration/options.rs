@@ -44,8 +44,11 @@ pub struct MigrationOptions {
     pub from_checkpoint: Option<String>,
     /// Build the DiskANN indexes after the copy.
     pub build_vector_index: bool,
-    /// Options of those indexes (`compress_neighbors`, `max_neighbors`).
+    /// Options of those indexes (`compress_neighbors`, `max_neighbors`)
+    /// when they are fixed (`index.mode`).
     pub vector_index: crate::schema::VectorIndexOptions,
+    /// Fixed options, or an index plan measured on the rows, per table.
+    pub index: super::index_plan::IndexPlanning,
     /// Upper bound on the bytes of one batch (a batch of very large vectors
     /// is cut short so memory stays flat).
     pub batch_bytes: usize,
@@ -87,6 +90,7 @@ impl Default for MigrationOptions {
             from_checkpoint: None,
             build_vector_index: true,
             vector_index: Default::default(),
+            index: Default::default(),
             batch_bytes: 8 << 20,
             listed_limit: 10_000,
             max_retries: 5,
@@ -136,6 +140,9 @@ impl MigrationOptions {
             if !self.backup && !self.drop_old_table {
                 return invalid("--backup-table goes with --backup or --drop-old-table");
             }
+        }
+        if !(0.0..=1.0).contains(&self.index.target_recall) {
+            return invalid("--target-recall is a share between 0 and 1");
         }
         if self.online && !execute {
             return invalid("--online goes with --execute");

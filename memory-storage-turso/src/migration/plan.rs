@@ -6,7 +6,10 @@ use std::time::Instant;
 
 use libsql::Connection;
 
+use std::collections::BTreeMap;
+
 use super::compare::{judge, Finding};
+use super::index_plan::{self, default_sample_rows, IndexMode, IndexPlanning, Reservoir};
 use super::observer::{Observer, Phase};
 use super::report::{MigrationReport, PhaseTiming};
 use super::scan::{Layout, Limits};
@@ -53,6 +56,7 @@ pub async fn plan(
     conn: &Connection,
     layout: &Layout,
     limits: Limits,
+    planning: &IndexPlanning,
     observer: &dyn Observer,
     report: &mut MigrationReport,
 ) -> Result<()> {
@@ -67,6 +71,10 @@ pub async fn plan(
     let mut extra = 0u64;
     let mut index_extra = 0u64;
     let mut seen = 0u64;
+    // The index planner's sample of each native table: what the table will
+    // hold (rows already there included).
+    let planned_mode = planning.mode == IndexMode::Planned;
+    let mut reservoirs: BTreeMap<TargetTable, Reservoir> = BTreeMap::new();
     let mut after: Option<Key> = None;
     loop {
         let window = layout.next_window(conn, after.as_ref(), limits).await?;
@@ -89,6 +97,20 @@ pub async fn plan(
                 Finding::Valid(v) => {
                     seen += 1;
                     report.note_unsearchable(&v.row.key, v.table, &v.vector);
+                    if planned_mode && v.table.is_native() {
+                        let dimension = v.table.native_dimension().unwrap_or(0);
+                        reservoirs
+                            .entry(v.table)
+                            .or_insert_with(|| {
+                                Reservoir::new(
+                                    planning
+                                        .sample_rows
+                                        .unwrap_or(default_sample_rows(dimension))
+                                        + 64,
+                                )
+                            })
+                            .offer(&v.vector);
+                    }
                     if v.is_done() {
                         *report
                             .already_migrated
@@ -129,6 +151,12 @@ pub async fn plan(
         report.estimated_index_seconds = Some(super::estimate::index_seconds(&native_rows).await?);
     }
     report.planned = Some(planned);
+    if planned_mode {
+        let began = Instant::now();
+        observer.phase_started(Phase::IndexPlan, reservoirs.len() as u64);
+        report.index_plan = Some(index_plan::plan(reservoirs, planning).await?);
+        observer.phase_finished(Phase::IndexPlan, began.elapsed());
+    }
     // B-tree pages are not full: measured growth is about 15% above the
     // bytes of the records (100,000 mixed rows: 1.15 GiB for 1.0 GiB).
     report.estimated_extra_bytes = Some(extra + extra * 3 / 20);

@@ -17,6 +17,7 @@ use super::types::{Embedding, SimilarEmbedding, Source};
 use crate::decode::vector_to_le_bytes;
 use crate::error::{DbContext, Error, Result};
 use crate::schema::{route, TargetTable, LEGACY_TABLE};
+use crate::search_plan::TableSearch;
 
 /// With an `item_type` filter the index is first asked for this many times
 /// `k` candidates (at least `k + OVERFETCH_MIN`). When fewer than `k`
@@ -144,11 +145,20 @@ pub enum SearchMethod {
     Scan,
 }
 
-/// How `table` is searched now.
-pub(crate) async fn method(conn: &Connection, table: TargetTable) -> Result<SearchMethod> {
+/// How `table` is searched now: as the migration's search plan says
+/// (exactly, or through the index with an over-fetch), else through its
+/// index when it has one. Returns the method and the over-fetch.
+pub(crate) async fn method(conn: &Connection, table: TargetTable) -> Result<(SearchMethod, usize)> {
+    let planned = crate::search_plan::read(conn).await?.remove(&table);
+    if planned == Some(TableSearch::Exact) {
+        return Ok((SearchMethod::Scan, 1));
+    }
+    let overfetch = planned.map_or(1, |p| p.fetch(1));
     Ok(match table.vector_index_name() {
-        Some(name) if has_vector_index(conn, table).await? => SearchMethod::VectorIndex(name),
-        _ => SearchMethod::Scan,
+        Some(name) if has_vector_index(conn, table).await? => {
+            (SearchMethod::VectorIndex(name), overfetch)
+        }
+        _ => (SearchMethod::Scan, 1),
     })
 }
 
@@ -216,13 +226,14 @@ async fn table_candidates(
     query: &Query<'_>,
 ) -> Result<Vec<Candidate>> {
     let bytes = vector_to_le_bytes(query.vector);
-    let index = match method(conn, table).await? {
-        SearchMethod::VectorIndex(name) => name,
-        SearchMethod::Scan => return scan_candidates(conn, table, query, &bytes).await,
+    let (index, overfetch) = match method(conn, table).await? {
+        (SearchMethod::VectorIndex(name), overfetch) => (name, overfetch),
+        (SearchMethod::Scan, _) => return scan_candidates(conn, table, query, &bytes).await,
     };
+    // The plan's over-fetch: candidates the exact distances re-rank.
     let mut fetch = match query.item_type {
-        Some(_) => (query.k * OVERFETCH).max(query.k + OVERFETCH_MIN),
-        None => query.k,
+        Some(_) => (query.k * OVERFETCH.max(overfetch)).max(query.k + OVERFETCH_MIN),
+        None => query.k * overfetch,
     };
     loop {
         let found = index_candidates(conn, table, index, &bytes, fetch).await?;

@@ -72,6 +72,10 @@ pub struct MigrationReport {
     /// into an indexed scratch table, scaled logarithmically).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimated_index_seconds: Option<BTreeMap<String, f64>>,
+    /// The index plan (dry run, and an execute run that planned): per
+    /// native table, the candidates measured on its rows and the pick.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_plan: Option<IndexPlan>,
     /// Execute: bytes written per target table (all columns).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub migrated_bytes: BTreeMap<String, u64>,
@@ -416,7 +420,9 @@ macro_rules! named_enum {
 }
 pub(crate) use named_enum;
 
+mod index_plan;
 mod phases;
+pub use index_plan::{Candidate, IndexPlan, Measured, Pick, Prediction, TablePlan};
 pub use phases::*;
 
 /// What kind of difference a verification found.
@@ -464,6 +470,9 @@ pub enum IndexState {
     /// Not asked for (`--no-vector-index`).
     #[serde(rename = "skipped")]
     Skipped,
+    /// None planned: the table is small enough to search exactly.
+    #[serde(rename = "exact search")]
+    Exact,
     /// The run was asked to stop before it was built.
     #[serde(rename = "stopped")]
     Stopped,
@@ -474,6 +483,7 @@ named_enum!(IndexState {
     ResumedAndBuilt => "resumed and built",
     Present => "present",
     Skipped => "skipped",
+    Exact => "exact search",
     Stopped => "stopped",
 });
 

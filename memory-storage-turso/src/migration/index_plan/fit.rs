@@ -1,0 +1,214 @@
+//! From two sample sizes to the table's size, and the pick. A DiskANN
+//! insert searches the graph built so far, so its cost grows with the
+//! graph (about with its logarithm): each measure is fitted as
+//! `a + b·ln(n)` through the two sizes, never assumed constant, and recall
+//! is let fall the same way (never rise). Pure functions, tested here.
+
+use super::super::report::{Candidate, Measured, Pick, Prediction};
+
+/// `y(n) = a + b·ln(n)` through two points; `b` clamped to `[lo, hi]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogFit {
+    a: f64,
+    b: f64,
+}
+
+impl LogFit {
+    fn through(n1: f64, y1: f64, n2: f64, y2: f64, lo: f64, hi: f64) -> LogFit {
+        let b = if n2 > n1 {
+            ((y2 - y1) / (n2 / n1).ln()).clamp(lo, hi)
+        } else {
+            0.0
+        };
+        LogFit {
+            a: y2 - b * n2.ln(),
+            b,
+        }
+    }
+
+    fn at(&self, n: f64) -> f64 {
+        self.a + self.b * n.max(1.0).ln()
+    }
+
+    /// `Σ y(i)` for `i` in `1..=n`: the integral `n·(a + b·(ln n − 1))`.
+    fn total(&self, n: f64) -> f64 {
+        if n < 1.0 {
+            return 0.0;
+        }
+        (n * (self.a + self.b * (n.ln() - 1.0))).max(0.0)
+    }
+}
+
+/// What the two measurements predict for a table of `rows` rows.
+pub(crate) fn predict(small: &Measured, large: &Measured, rows: u64) -> Prediction {
+    let (n1, n2, n) = (small.rows as f64, large.rows as f64, rows as f64);
+    let build = LogFit::through(
+        n1,
+        small.build_ms_per_row,
+        n2,
+        large.build_ms_per_row,
+        0.0,
+        f64::INFINITY,
+    );
+    let query = LogFit::through(n1, small.query_ms, n2, large.query_ms, 0.0, f64::INFINITY);
+    let recall = LogFit::through(n1, small.recall, n2, large.recall, f64::NEG_INFINITY, 0.0);
+    let far = n.max(n2);
+    Prediction {
+        build_seconds: build.total(n) / 1000.0,
+        index_bytes: (large.bytes_per_row * n) as u64,
+        query_ms: query.at(far).max(0.0),
+        recall: recall.at(far).clamp(0.0, 1.0),
+    }
+}
+
+/// The targets a pick must meet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Targets {
+    pub recall: f64,
+    pub max_query_ms: f64,
+}
+
+/// The plan's pick: no index when an exact search of `rows` rows is
+/// predicted within the latency target; else the cheapest candidate to
+/// build (then the smallest) that meets both targets; else the best recall.
+pub(crate) fn pick(
+    rows: u64,
+    exact_ms_per_row: f64,
+    candidates: &[Candidate],
+    targets: Targets,
+) -> Pick {
+    let exact_ms = exact_ms_per_row * rows as f64;
+    if exact_ms <= targets.max_query_ms || candidates.is_empty() {
+        return Pick::Exact {
+            predicted_query_ms: exact_ms,
+        };
+    }
+    let meets = |c: &Candidate| {
+        c.predicted.recall >= targets.recall && c.predicted.query_ms <= targets.max_query_ms
+    };
+    let cheapest = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| meets(c))
+        .min_by(|(_, a), (_, b)| {
+            a.predicted
+                .build_seconds
+                .total_cmp(&b.predicted.build_seconds)
+                .then(a.predicted.index_bytes.cmp(&b.predicted.index_bytes))
+        });
+    if let Some((i, _)) = cheapest {
+        return Pick::Index {
+            candidate: i,
+            meets_targets: true,
+        };
+    }
+    let best = candidates
+        .iter()
+        .enumerate()
+        .max_by(|(_, a), (_, b)| {
+            a.predicted.recall.total_cmp(&b.predicted.recall).then(
+                b.predicted
+                    .build_seconds
+                    .total_cmp(&a.predicted.build_seconds),
+            )
+        })
+        .map_or(0, |(i, _)| i);
+    Pick::Index {
+        candidate: best,
+        meets_targets: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(rows: u64, build: f64, query: f64, recall: f64) -> Measured {
+        Measured {
+            rows,
+            build_ms_per_row: build,
+            bytes_per_row: 1000.0,
+            query_ms: query,
+            recall,
+        }
+    }
+
+    fn candidate(build: f64, recall: f64, query: f64) -> Candidate {
+        let m = measured(1000, build, query, recall);
+        Candidate {
+            options: String::new(),
+            overfetch: 1,
+            measured: vec![m.clone(), m],
+            predicted: Prediction {
+                build_seconds: build,
+                index_bytes: 1,
+                query_ms: query,
+                recall,
+            },
+        }
+    }
+
+    #[test]
+    fn a_cost_growing_with_the_graph_is_extrapolated_above_linear() {
+        // 2 ms per row at 1,000 rows, 3 ms at 2,000: b = 1/ln 2.
+        let p = predict(
+            &measured(1000, 2.0, 1.0, 1.0),
+            &measured(2000, 3.0, 1.2, 0.98),
+            100_000,
+        );
+        let linear = 3.0 * 100_000.0 / 1000.0;
+        assert!(p.build_seconds > linear, "{p:?}");
+        // Per row at 100,000: 3 + ln(50)/ln(2) ≈ 8.6 ms; the total is the
+        // integral, a little below 100,000 × 8.6 ms.
+        assert!(p.build_seconds > 700.0 && p.build_seconds < 860.0, "{p:?}");
+        assert!(p.recall < 0.98 && p.recall > 0.85, "recall falls: {p:?}");
+        assert!(p.query_ms > 1.2, "{p:?}");
+        assert_eq!(p.index_bytes, 100_000_000);
+    }
+
+    #[test]
+    fn recall_never_rises_and_costs_never_fall_with_size() {
+        let p = predict(
+            &measured(1000, 3.0, 2.0, 0.9),
+            &measured(2000, 2.0, 1.0, 0.95),
+            1_000_000,
+        );
+        assert!((p.recall - 0.95).abs() < 1e-9, "{p:?}");
+        assert!((p.query_ms - 1.0).abs() < 1e-9, "{p:?}");
+        assert!((p.build_seconds - 2000.0).abs() < 1.0, "{p:?}");
+    }
+
+    #[test]
+    fn small_tables_are_searched_exactly_large_ones_through_the_cheapest_index_that_meets_the_targets(
+    ) {
+        let targets = Targets {
+            recall: 0.95,
+            max_query_ms: 20.0,
+        };
+        let candidates = [
+            candidate(100.0, 1.0, 5.0),
+            candidate(10.0, 0.97, 2.0),
+            candidate(5.0, 0.60, 1.0),
+            candidate(8.0, 0.99, 30.0),
+        ];
+        assert!(matches!(
+            pick(1000, 0.001, &candidates, targets),
+            Pick::Exact { .. }
+        ));
+        assert_eq!(
+            pick(1_000_000, 0.001, &candidates, targets),
+            Pick::Index {
+                candidate: 1,
+                meets_targets: true
+            }
+        );
+        let poor = [candidate(5.0, 0.6, 1.0), candidate(7.0, 0.8, 1.0)];
+        assert_eq!(
+            pick(1_000_000, 0.001, &poor, targets),
+            Pick::Index {
+                candidate: 1,
+                meets_targets: false
+            }
+        );
+    }
+}

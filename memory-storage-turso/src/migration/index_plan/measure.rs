@@ -1,0 +1,201 @@
+//! One candidate index measured on a sample of the user's vectors, in an
+//! in-memory scratch database (the user's database is never touched):
+//! build time per insert as the graph grows from empty, index bytes per
+//! row (its shadow table), search latency, and recall@10 against exact
+//! search on held-out queries, for each over-fetch.
+
+use std::time::Instant;
+
+use libsql::{Builder, Connection, Value};
+
+use super::super::report::Measured;
+use crate::error::{DbContext, Result};
+
+/// Hits a search returns (recall@10).
+pub(crate) const K: usize = 10;
+
+/// An in-memory scratch database, dropped with this value.
+pub(crate) struct Scratch {
+    _db: libsql::Database,
+    pub conn: Connection,
+}
+
+pub(crate) async fn scratch() -> Result<Scratch> {
+    let ctx = || "opening a scratch database for the index plan".to_string();
+    let db = Builder::new_local(":memory:")
+        .build()
+        .await
+        .db_context(ctx)?;
+    let conn = db.connect().db_context(ctx)?;
+    Ok(Scratch { _db: db, conn })
+}
+
+fn blob(v: &[f32]) -> Value {
+    Value::Blob(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+/// Cosine distance, as libSQL ranks (f64 accumulation).
+pub(crate) fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(*x), f64::from(*y));
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    let norm = (na * nb).sqrt();
+    if norm > 0.0 {
+        1.0 - dot / norm
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// The exact `K` nearest of `rows` to `q` (indexes into `rows`).
+pub(crate) fn exact_top(rows: &[Vec<f32>], q: &[f32]) -> Vec<usize> {
+    let mut d: Vec<(f64, usize)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (cosine_distance(r, q), i))
+        .collect();
+    d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    d.into_iter().take(K).map(|(_, i)| i).collect()
+}
+
+/// Share of `exact` found in `found`.
+pub(crate) fn recall(exact: &[usize], found: &[usize]) -> f64 {
+    if exact.is_empty() {
+        return 1.0;
+    }
+    exact.iter().filter(|i| found.contains(i)).count() as f64 / exact.len() as f64
+}
+
+/// Builds the index `options` over `rows` (inserted into an indexed table,
+/// 100 per transaction, as the index phase does) and measures it with
+/// `queries` for each over-fetch in `overfetch`.
+pub(crate) async fn measure(
+    dimension: usize,
+    options: &str,
+    rows: &[Vec<f32>],
+    queries: &[Vec<f32>],
+    overfetch: &[u32],
+) -> Result<Vec<Measured>> {
+    let s = scratch().await?;
+    let conn = &s.conn;
+    let ctx = || format!("measuring the index option(s) {options:?}");
+    let args = if options.is_empty() {
+        String::new()
+    } else {
+        options
+            .split(',')
+            .map(|o| format!(", '{o}'"))
+            .collect::<String>()
+    };
+    conn.execute_batch(&format!(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v F32_BLOB({dimension}));
+         CREATE INDEX t_idx ON t(libsql_vector_idx(v{args}));"
+    ))
+    .await
+    .db_context(ctx)?;
+    let began = Instant::now();
+    for (chunk_at, chunk) in rows.chunks(100).enumerate() {
+        conn.execute("BEGIN", ()).await.db_context(ctx)?;
+        for (i, v) in chunk.iter().enumerate() {
+            let id = (chunk_at * 100 + i) as i64;
+            conn.execute(
+                "INSERT INTO t (id, v) VALUES (?1, ?2)",
+                vec![Value::Integer(id), blob(v)],
+            )
+            .await
+            .db_context(ctx)?;
+        }
+        conn.execute("COMMIT", ()).await.db_context(ctx)?;
+    }
+    let build_ms_per_row = began.elapsed().as_secs_f64() * 1000.0 / rows.len().max(1) as f64;
+    let bytes = {
+        let mut r = conn
+            .query(
+                "SELECT coalesce(sum(length(data)), 0) + 16 * count(*) FROM t_idx_shadow",
+                (),
+            )
+            .await
+            .db_context(ctx)?;
+        match r.next().await.db_context(ctx)? {
+            Some(row) => row.get::<i64>(0).db_context(ctx)? as f64,
+            None => 0.0,
+        }
+    };
+    let mut out = Vec::new();
+    for &f in overfetch {
+        let fetch = K * f as usize;
+        let mut total_recall = 0.0;
+        let began = Instant::now();
+        for q in queries {
+            let mut r = conn
+                .query(
+                    "SELECT id FROM vector_top_k('t_idx', ?1, ?2)",
+                    vec![blob(q), Value::Integer(fetch as i64)],
+                )
+                .await
+                .db_context(ctx)?;
+            let mut found = Vec::new();
+            while let Some(row) = r.next().await.db_context(ctx)? {
+                found.push(row.get::<i64>(0).db_context(ctx)? as usize);
+            }
+            // The store re-ranks the candidates by their exact distance.
+            found.sort_by(|a, b| {
+                cosine_distance(&rows[*a], q).total_cmp(&cosine_distance(&rows[*b], q))
+            });
+            found.truncate(K);
+            total_recall += recall(&exact_top(rows, q), &found);
+        }
+        out.push(Measured {
+            rows: rows.len() as u64,
+            build_ms_per_row,
+            bytes_per_row: bytes / rows.len().max(1) as f64,
+            query_ms: began.elapsed().as_secs_f64() * 1000.0 / queries.len().max(1) as f64,
+            recall: total_recall / queries.len().max(1) as f64,
+        });
+    }
+    Ok(out)
+}
+
+/// Milliseconds per row of an exact search (a scan ranking every row).
+pub(crate) async fn exact_ms_per_row(
+    dimension: usize,
+    rows: &[Vec<f32>],
+    queries: &[Vec<f32>],
+) -> Result<f64> {
+    let s = scratch().await?;
+    let conn = &s.conn;
+    let ctx = || "measuring an exact search".to_string();
+    conn.execute(
+        &format!("CREATE TABLE t (id INTEGER PRIMARY KEY, v F32_BLOB({dimension}))"),
+        (),
+    )
+    .await
+    .db_context(ctx)?;
+    conn.execute("BEGIN", ()).await.db_context(ctx)?;
+    for (i, v) in rows.iter().enumerate() {
+        conn.execute(
+            "INSERT INTO t (id, v) VALUES (?1, ?2)",
+            vec![Value::Integer(i as i64), blob(v)],
+        )
+        .await
+        .db_context(ctx)?;
+    }
+    conn.execute("COMMIT", ()).await.db_context(ctx)?;
+    let began = Instant::now();
+    for q in queries {
+        let mut r = conn
+            .query(
+                "SELECT id FROM t ORDER BY vector_distance_cos(v, ?1) LIMIT 10",
+                vec![blob(q)],
+            )
+            .await
+            .db_context(ctx)?;
+        while r.next().await.db_context(ctx)?.is_some() {}
+    }
+    let per_query = began.elapsed().as_secs_f64() * 1000.0 / queries.len().max(1) as f64;
+    Ok(per_query / rows.len().max(1) as f64)
+}

@@ -1,0 +1,340 @@
+//! The index planner: for each native table, candidate DiskANN settings
+//! measured on a sample of the user's own vectors at two sizes, predicted
+//! at the table's size ([`fit`]), and the cheapest that meets the recall
+//! and latency targets picked — or no index at all where an exact search
+//! is fast enough. Run by the dry run (from the rows it reads) and before
+//! the index phase (from the rows copied).
+
+mod fit;
+mod measure;
+mod sample;
+
+use std::collections::BTreeMap;
+
+pub(crate) use sample::{sample_table, Reservoir};
+
+use super::error::Result;
+use super::report::{Candidate, IndexPlan, Pick, TablePlan};
+use crate::schema::{NeighborCompression, TargetTable, VectorIndexOptions};
+use crate::search_plan::TableSearch;
+
+/// How the vector indexes are chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IndexMode {
+    /// The same options on every native table (`vector_index` of the
+    /// options; libSQL's defaults unless set), not measured.
+    Fixed,
+    /// Measured on the user's rows and picked per table.
+    Planned,
+}
+
+/// A table's choice forced by `--index-options TABLE=OPTS`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Forced {
+    /// No index: the table is searched exactly.
+    Exact,
+    Options(VectorIndexOptions),
+}
+
+/// What the planner aims at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexPlanning {
+    pub mode: IndexMode,
+    /// recall@10 a pick must reach (default 0.95).
+    pub target_recall: f64,
+    /// Milliseconds a search of 10 may take (default 50).
+    pub max_query_ms: f64,
+    /// Vectors sampled per table at most (the larger measured size); by
+    /// dimension when `None`.
+    pub sample_rows: Option<usize>,
+    pub forced: BTreeMap<TargetTable, Forced>,
+}
+
+impl Default for IndexPlanning {
+    fn default() -> Self {
+        IndexPlanning {
+            mode: IndexMode::Fixed,
+            target_recall: 0.95,
+            max_query_ms: 50.0,
+            sample_rows: None,
+            forced: BTreeMap::new(),
+        }
+    }
+}
+
+/// Held-out queries per table.
+const QUERIES: usize = 20;
+
+/// Over-fetch factors measured per setting.
+const OVERFETCH: [u32; 3] = [1, 2, 4];
+
+/// Vectors sampled per table by default: fewer for wider vectors, whose
+/// inserts cost more.
+pub(crate) fn default_sample_rows(dimension: usize) -> usize {
+    match dimension {
+        0..=512 => 800,
+        513..=1100 => 400,
+        1101..=2000 => 300,
+        _ => 200,
+    }
+}
+
+/// The settings measured: libSQL's defaults, neighbours compressed to
+/// float8 and to float1bit, each of those with 32 neighbours. (float16
+/// sits between the default and float8; fewer settings keep the plan to
+/// minutes on the widest vectors.)
+fn settings() -> Vec<VectorIndexOptions> {
+    let with = |compress, max_neighbors| VectorIndexOptions {
+        compress_neighbors: compress,
+        max_neighbors,
+        search_l: None,
+    };
+    vec![
+        with(None, None),
+        with(Some(NeighborCompression::Float8), None),
+        with(Some(NeighborCompression::Float8), Some(32)),
+        with(Some(NeighborCompression::Float1Bit), None),
+        with(Some(NeighborCompression::Float1Bit), Some(32)),
+    ]
+}
+
+/// Plans one table of `rows` rows from `sample` (vectors of its rows).
+pub(crate) async fn plan_table(
+    table: TargetTable,
+    rows: u64,
+    mut sample: Vec<Vec<f32>>,
+    identical_vectors: u64,
+    planning: &IndexPlanning,
+) -> Result<TablePlan> {
+    let mut plan = TablePlan {
+        table: table.name().to_string(),
+        rows,
+        identical_vectors,
+        exact_ms_per_row: 0.0,
+        candidates: Vec::new(),
+        default_candidate: None,
+        pick: Pick::Exact {
+            predicted_query_ms: 0.0,
+        },
+    };
+    if let Some(forced) = planning.forced.get(&table) {
+        plan.pick = match forced {
+            Forced::Exact => Pick::ForcedExact,
+            Forced::Options(o) => Pick::Forced {
+                options: o.options_string(),
+            },
+        };
+        return Ok(plan);
+    }
+    let dimension = table.native_dimension().unwrap_or(0);
+    sample.retain(|v| {
+        v.len() == dimension
+            && crate::decode::cosine_searchable(&crate::decode::vector_to_le_bytes(v)).is_ok()
+    });
+    if sample.len() < 2 * QUERIES {
+        // Too few rows to measure anything: a scan of them is instant.
+        return Ok(plan);
+    }
+    let queries = sample.split_off(sample.len() - QUERIES);
+    let large = sample.len().min(
+        planning
+            .sample_rows
+            .unwrap_or(default_sample_rows(dimension)),
+    );
+    let rows_large = &sample[..large];
+    let rows_small = &sample[..large / 2];
+    plan.exact_ms_per_row = measure::exact_ms_per_row(dimension, rows_large, &queries).await?;
+    // A table whose exact search is fast enough needs no index: nothing
+    // more to measure.
+    if plan.exact_ms_per_row * rows as f64 <= planning.max_query_ms {
+        plan.pick = Pick::Exact {
+            predicted_query_ms: plan.exact_ms_per_row * rows as f64,
+        };
+        return Ok(plan);
+    }
+    for options in settings() {
+        let text = options.options_string();
+        let small = measure::measure(dimension, &text, rows_small, &queries, &OVERFETCH).await?;
+        let big = measure::measure(dimension, &text, rows_large, &queries, &OVERFETCH).await?;
+        for ((f, s), b) in OVERFETCH.iter().zip(small).zip(big) {
+            if text.is_empty() && *f == 1 {
+                plan.default_candidate = Some(plan.candidates.len());
+            }
+            plan.candidates.push(Candidate {
+                options: text.clone(),
+                overfetch: *f,
+                predicted: fit::predict(&s, &b, rows),
+                measured: vec![s, b],
+            });
+        }
+    }
+    plan.pick = fit::pick(
+        rows,
+        plan.exact_ms_per_row,
+        &plan.candidates,
+        fit::Targets {
+            recall: planning.target_recall,
+            max_query_ms: planning.max_query_ms,
+        },
+    );
+    Ok(plan)
+}
+
+/// Plans every native table from its sample.
+pub(crate) async fn plan(
+    samples: BTreeMap<TargetTable, Reservoir>,
+    planning: &IndexPlanning,
+) -> Result<IndexPlan> {
+    let mut out = IndexPlan {
+        target_recall: planning.target_recall,
+        max_query_ms: planning.max_query_ms,
+        tables: Vec::new(),
+    };
+    for (table, reservoir) in samples {
+        if !table.is_native() || reservoir.seen == 0 {
+            continue;
+        }
+        let (seen, identical) = (reservoir.seen, reservoir.identical());
+        out.tables
+            .push(plan_table(table, seen, reservoir.vectors, identical, planning).await?);
+    }
+    Ok(out)
+}
+
+/// How each table of `plan` is searched, and the options its index is
+/// built with (`None`: no index).
+pub(crate) fn choices(
+    plan: &IndexPlan,
+) -> BTreeMap<TargetTable, (Option<VectorIndexOptions>, TableSearch)> {
+    let mut out = BTreeMap::new();
+    for t in &plan.tables {
+        let Some(table) = TargetTable::ALL.into_iter().find(|x| x.name() == t.table) else {
+            continue;
+        };
+        let index = |options: VectorIndexOptions, overfetch: u32, recall: Option<f64>| {
+            (
+                Some(options),
+                TableSearch::Index {
+                    options: options.options_string(),
+                    overfetch,
+                    planned_recall: recall,
+                },
+            )
+        };
+        let choice = match &t.pick {
+            Pick::Exact { .. } | Pick::ForcedExact => (None, TableSearch::Exact),
+            Pick::Forced { options } => index(
+                VectorIndexOptions::parse(options).unwrap_or_default(),
+                1,
+                None,
+            ),
+            Pick::Index { candidate, .. } => {
+                let c = &t.candidates[*candidate];
+                index(
+                    VectorIndexOptions::parse(&c.options).unwrap_or_default(),
+                    c.overfetch,
+                    Some(c.predicted.recall),
+                )
+            }
+        };
+        out.insert(table, choice);
+    }
+    out
+}
+
+/// Decides, before the index phase, how each native table is indexed and
+/// searched, and records the search plan: fixed options on every table;
+/// or the plan recorded by an earlier run (a resumed run keeps it); or a
+/// new plan from a sample of the copied rows. Returns the plan it made (if
+/// it made one) and each table's index options (`None`: no index).
+pub(crate) async fn for_run(
+    conn: &libsql::Connection,
+    planning: &IndexPlanning,
+    fixed: VectorIndexOptions,
+    observer: &dyn super::observer::Observer,
+) -> Result<(
+    Option<IndexPlan>,
+    BTreeMap<TargetTable, Option<VectorIndexOptions>>,
+)> {
+    let natives: Vec<TargetTable> = TargetTable::ALL
+        .into_iter()
+        .filter(|t| t.is_native())
+        .collect();
+    let forced = |t: &TargetTable| match planning.forced.get(t) {
+        Some(Forced::Exact) => Some((None, TableSearch::Exact)),
+        Some(Forced::Options(o)) => Some((
+            Some(*o),
+            TableSearch::Index {
+                options: o.options_string(),
+                overfetch: 1,
+                planned_recall: None,
+            },
+        )),
+        None => None,
+    };
+    let mut made = None;
+    let mut chosen: BTreeMap<TargetTable, (Option<VectorIndexOptions>, TableSearch)> =
+        BTreeMap::new();
+    match planning.mode {
+        IndexMode::Fixed => {
+            for t in &natives {
+                let choice = forced(t).unwrap_or((
+                    Some(fixed),
+                    TableSearch::Index {
+                        options: fixed.options_string(),
+                        overfetch: 1,
+                        planned_recall: None,
+                    },
+                ));
+                chosen.insert(*t, choice);
+            }
+        }
+        IndexMode::Planned => {
+            let recorded = crate::search_plan::read(conn).await?;
+            let mut samples = BTreeMap::new();
+            for t in &natives {
+                if let Some(choice) = forced(t) {
+                    chosen.insert(*t, choice);
+                } else if let Some(search) = recorded.get(t) {
+                    let options = match search {
+                        TableSearch::Exact => None,
+                        TableSearch::Index { options, .. } => {
+                            Some(VectorIndexOptions::parse(options).unwrap_or_default())
+                        }
+                    };
+                    chosen.insert(*t, (options, search.clone()));
+                } else {
+                    let n = planning
+                        .sample_rows
+                        .unwrap_or(default_sample_rows(t.native_dimension().unwrap_or(0)))
+                        + QUERIES;
+                    samples.insert(*t, sample_table(conn, *t, n).await?);
+                }
+            }
+            if !samples.is_empty() {
+                let began = std::time::Instant::now();
+                let phase = super::observer::Phase::IndexPlan;
+                observer.phase_started(phase, samples.len() as u64);
+                let plan = plan(samples, planning).await?;
+                observer.phase_finished(phase, began.elapsed());
+                chosen.extend(choices(&plan));
+                made = Some(plan);
+            }
+        }
+    }
+    // An empty table has nothing to measure: its index, built empty,
+    // costs nothing, and the application's rows will need one.
+    for t in &natives {
+        chosen.entry(*t).or_insert((
+            Some(fixed),
+            TableSearch::Index {
+                options: fixed.options_string(),
+                overfetch: 1,
+                planned_recall: None,
+            },
+        ));
+    }
+    let searches = chosen.iter().map(|(t, (_, s))| (*t, s.clone())).collect();
+    crate::search_plan::write(conn, &searches).await?;
+    Ok((made, chosen.into_iter().map(|(t, (o, _))| (t, o)).collect()))
+}

@@ -1,0 +1,129 @@
+//! The planner's sample of a table's vectors: a reservoir filled while the
+//! dry run reads every row (with a count of identical vectors), or random
+//! rows read from a target table before the index phase.
+
+use std::collections::HashSet;
+
+use libsql::{Connection, Value};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::error::{DbContext, Result};
+use crate::schema::TargetTable;
+
+/// A uniform sample of at most `capacity` vectors out of `seen`.
+#[derive(Debug)]
+pub(crate) struct Reservoir {
+    pub seen: u64,
+    pub vectors: Vec<Vec<f32>>,
+    capacity: usize,
+    state: u64,
+    hashes: HashSet<u64>,
+}
+
+impl Reservoir {
+    pub fn new(capacity: usize) -> Reservoir {
+        Reservoir {
+            seen: 0,
+            vectors: Vec::new(),
+            capacity,
+            state: 0x2545_F491_4F6C_DD1D,
+            hashes: HashSet::new(),
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Offers one row's vector (its little-endian bytes).
+    pub fn offer(&mut self, bytes: &[u8]) {
+        self.seen += 1;
+        self.hashes.insert(xxh3_64(bytes));
+        let slot = if self.vectors.len() < self.capacity {
+            Some(self.vectors.len())
+        } else {
+            let j = (self.next() % self.seen) as usize;
+            (j < self.capacity).then_some(j)
+        };
+        if let Some(slot) = slot {
+            let v = crate::decode::vector_from_le_bytes(bytes).unwrap_or_default();
+            if slot == self.vectors.len() {
+                self.vectors.push(v);
+            } else {
+                self.vectors[slot] = v;
+            }
+        }
+    }
+
+    /// Rows whose vector another row of the table holds too (by a 64-bit
+    /// hash of the bytes).
+    pub fn identical(&self) -> u64 {
+        self.seen - self.hashes.len() as u64
+    }
+}
+
+/// Up to `n` random rows' vectors of `table` (rows drawn by rowid), and
+/// the table's row count.
+pub(crate) async fn sample_table(
+    conn: &Connection,
+    table: TargetTable,
+    n: usize,
+) -> Result<Reservoir> {
+    let ctx = || format!("sampling the vectors of {table}");
+    let name = table.name();
+    let mut r = conn
+        .query(
+            &format!(
+                "SELECT count(*), coalesce(min(rowid), 0), coalesce(max(rowid), 0) FROM {name}"
+            ),
+            (),
+        )
+        .await
+        .db_context(ctx)?;
+    let row = r.next().await.db_context(ctx)?;
+    let (rows, lo, hi) = match row {
+        Some(row) => (
+            row.get::<i64>(0).db_context(ctx)?,
+            row.get::<i64>(1).db_context(ctx)?,
+            row.get::<i64>(2).db_context(ctx)?,
+        ),
+        None => (0, 0, 0),
+    };
+    let mut out = Reservoir::new(n);
+    let wanted = n.min(rows.max(0) as usize);
+    let mut picked = std::collections::BTreeSet::new();
+    let span = (hi - lo + 1).max(1) as u64;
+    // Rowids drawn at random; gaps (deleted rows) are drawn again, a
+    // bounded number of times.
+    for _ in 0..8 {
+        if picked.len() >= wanted {
+            break;
+        }
+        let draws: Vec<i64> = (0..(wanted - picked.len()) * 2)
+            .map(|_| lo + (out.next() % span) as i64)
+            .filter(|r| !picked.contains(r))
+            .collect();
+        for chunk in draws.chunks(500) {
+            let sql = format!(
+                "SELECT rowid, embedding_vector FROM {name} WHERE rowid IN ({}) AND embedding_vector IS NOT NULL",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let params: Vec<Value> = chunk.iter().map(|r| Value::Integer(*r)).collect();
+            let mut rows = conn.query(&sql, params).await.db_context(ctx)?;
+            while let Some(row) = rows.next().await.db_context(ctx)? {
+                let rowid = row.get::<i64>(0).db_context(ctx)?;
+                if picked.len() < wanted && picked.insert(rowid) {
+                    if let Value::Blob(b) = row.get_value(1).db_context(ctx)? {
+                        out.vectors.extend(crate::decode::vector_from_le_bytes(&b));
+                    }
+                }
+            }
+        }
+    }
+    out.seen = rows.max(0) as u64;
+    Ok(out)
+}

@@ -1,0 +1,101 @@
+//! The index plan in the report: per native table, what each candidate
+//! setting measured on a sample of the user's rows, what it predicts at the
+//! table's size, and the pick.
+
+use serde::Serialize;
+
+/// What one setting measured at one sample size.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Measured {
+    pub rows: u64,
+    /// Milliseconds per inserted row, the index growing from empty.
+    pub build_ms_per_row: f64,
+    /// Index bytes per row.
+    pub bytes_per_row: f64,
+    /// Milliseconds per search of 10 (with the over-fetch).
+    pub query_ms: f64,
+    /// recall@10 against exact search, on held-out queries.
+    pub recall: f64,
+}
+
+/// What a setting predicts at the table's size.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Prediction {
+    /// Seconds to build the index over every row.
+    pub build_seconds: f64,
+    pub index_bytes: u64,
+    pub query_ms: f64,
+    pub recall: f64,
+}
+
+/// One candidate setting of one table.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Candidate {
+    /// `libsql_vector_idx` options (empty: libSQL's defaults).
+    pub options: String,
+    /// Candidates asked of the index per hit, re-ranked exactly.
+    pub overfetch: u32,
+    /// The two sample sizes, smaller first.
+    pub measured: Vec<Measured>,
+    pub predicted: Prediction,
+}
+
+/// How the plan searches a table.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum Pick {
+    /// No index: exact search is predicted to meet the latency target.
+    Exact { predicted_query_ms: f64 },
+    /// An index with these options (`candidate` indexes `candidates`).
+    Index {
+        candidate: usize,
+        /// Whether it meets the recall and latency targets (else it is the
+        /// best recall measured, and the report says so).
+        meets_targets: bool,
+    },
+    /// Options forced by `--index-options` (or the global index flags),
+    /// not measured.
+    Forced { options: String },
+    /// Forced: no index.
+    ForcedExact,
+}
+
+/// The plan of one native table.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TablePlan {
+    pub table: String,
+    /// Rows the table will hold.
+    pub rows: u64,
+    /// Rows holding the same vector as another row of the table.
+    pub identical_vectors: u64,
+    /// Milliseconds per exact search per row of the table (a scan).
+    pub exact_ms_per_row: f64,
+    pub candidates: Vec<Candidate>,
+    /// libSQL's default options (an index of `candidates`), for comparison.
+    pub default_candidate: Option<usize>,
+    pub pick: Pick,
+}
+
+/// The plan of every native table, with the targets it was made for.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct IndexPlan {
+    pub target_recall: f64,
+    pub max_query_ms: f64,
+    pub tables: Vec<TablePlan>,
+}
+
+impl IndexPlan {
+    /// The plan's predicted build seconds and index bytes, over every table
+    /// (an index forced without measurement counts as nothing).
+    pub fn totals(&self) -> (f64, u64) {
+        let mut seconds = 0.0;
+        let mut bytes = 0;
+        for t in &self.tables {
+            if let Pick::Index { candidate, .. } = t.pick {
+                seconds += t.candidates[candidate].predicted.build_seconds;
+                bytes += t.candidates[candidate].predicted.index_bytes;
+            }
+        }
+        (seconds, bytes)
+    }
+}

@@ -1,0 +1,89 @@
+//! How each native table is searched, as the migration planned it and
+//! recorded it in `metadata`: exactly (no index: a scan is fast enough),
+//! or through its DiskANN index with an over-fetch that the exact distances
+//! re-rank. The store reads it on every search; the migration writes it.
+
+use std::collections::BTreeMap;
+
+use libsql::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DbContext, Result};
+use crate::schema::{TargetTable, METADATA_TABLE, METADATA_TABLE_SQL};
+
+/// The `metadata` key holding the plan (JSON: table name → [`TableSearch`]).
+pub const SEARCH_PLAN_KEY: &str = "embeddings_migration.search_plan";
+
+/// How one table is searched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum TableSearch {
+    /// No vector index: every row of the query's dimension is ranked.
+    Exact,
+    /// The table's DiskANN index, asked for `overfetch` × k candidates,
+    /// which exact distances re-rank.
+    Index {
+        /// The index's options, as given to `libsql_vector_idx`.
+        options: String,
+        overfetch: u32,
+        /// recall@10 the plan predicted at the table's size (`None` for
+        /// options that were given, not measured).
+        planned_recall: Option<f64>,
+    },
+}
+
+impl TableSearch {
+    /// The candidates to ask the index for, for `k` hits.
+    pub fn fetch(&self, k: usize) -> usize {
+        match self {
+            TableSearch::Exact => k,
+            TableSearch::Index { overfetch, .. } => k * (*overfetch).max(1) as usize,
+        }
+    }
+}
+
+/// The recorded plan; empty when none was recorded (every index is then
+/// searched with an over-fetch of one).
+pub async fn read(conn: &Connection) -> Result<BTreeMap<TargetTable, TableSearch>> {
+    let ctx = || "reading the search plan".to_string();
+    let exists = crate::db::object_exists(conn, METADATA_TABLE).await?;
+    if !exists {
+        return Ok(BTreeMap::new());
+    }
+    let mut rows = conn
+        .query(
+            &format!("SELECT value FROM {METADATA_TABLE} WHERE key = ?1"),
+            [SEARCH_PLAN_KEY],
+        )
+        .await
+        .db_context(ctx)?;
+    let Some(row) = rows.next().await.db_context(ctx)? else {
+        return Ok(BTreeMap::new());
+    };
+    let text: String = row.get(0).db_context(ctx)?;
+    let by_name: BTreeMap<String, TableSearch> = serde_json::from_str(&text).unwrap_or_default();
+    Ok(TargetTable::ALL
+        .into_iter()
+        .filter_map(|t| by_name.get(t.name()).map(|s| (t, s.clone())))
+        .collect())
+}
+
+/// Records `plan` (inside the caller's transaction, if any).
+pub async fn write(conn: &Connection, plan: &BTreeMap<TargetTable, TableSearch>) -> Result<()> {
+    let ctx = || "recording the search plan".to_string();
+    conn.execute(METADATA_TABLE_SQL, ()).await.db_context(ctx)?;
+    let by_name: BTreeMap<&str, &TableSearch> = plan.iter().map(|(t, s)| (t.name(), s)).collect();
+    conn.execute(
+        &format!(
+            "INSERT OR REPLACE INTO {METADATA_TABLE} (key, value, updated_at) VALUES (?1, ?2, ?3)"
+        ),
+        vec![
+            libsql::Value::Text(SEARCH_PLAN_KEY.to_string()),
+            libsql::Value::Text(serde_json::to_string(&by_name).unwrap_or_default()),
+            libsql::Value::Integer(crate::db::unix_now()),
+        ],
+    )
+    .await
+    .db_context(ctx)?;
+    Ok(())
+}

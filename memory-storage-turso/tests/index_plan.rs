@@ -1,0 +1,244 @@
+//! The index planner on real libSQL databases: a tiny table is searched
+//! exactly and a large one through the index it picked, the store searches
+//! each table the way the recorded plan says, and the recall check fails a
+//! run whose index finds clearly fewer true neighbours than it must.
+
+use libsql::Connection;
+use memory_storage_turso::migration::report::Pick;
+use memory_storage_turso::migration::{
+    run_migration, DiscrepancyKind, Forced, IndexMode, IndexPlanning, IndexState, MigrationOptions,
+    MigrationReport, NoopObserver,
+};
+use memory_storage_turso::sample::{
+    create_legacy_table, encode_json, insert_legacy_rows, LegacyRow,
+};
+use memory_storage_turso::schema::{TargetTable, VectorIndexOptions};
+use memory_storage_turso::search_plan::{self, TableSearch};
+use memory_storage_turso::store::{EmbeddingStore, SearchMethod};
+use test_support::*;
+
+/// splitmix64, for deterministic vectors.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f32 {
+        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// `n` vectors of `dim` dimensions around 16 random centres (as real
+/// embeddings cluster by topic).
+fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng(seed);
+    let centres: Vec<Vec<f32>> = (0..16)
+        .map(|_| (0..dim).map(|_| rng.unit()).collect())
+        .collect();
+    (0..n)
+        .map(|i| {
+            let c = &centres[i % centres.len()];
+            c.iter().map(|x| x + 0.6 * rng.unit()).collect()
+        })
+        .collect()
+}
+
+fn row(id: String, v: &[f32]) -> LegacyRow {
+    LegacyRow {
+        embedding_id: id.clone(),
+        item_id: format!("item-{id}"),
+        item_type: "episode".into(),
+        embedding_data: encode_json(v),
+        embedding_vector: None,
+        dimension: v.len() as i64,
+        model: "m".into(),
+        created_at: 1_700_000_000,
+    }
+}
+
+/// A legacy table of `large` clustered 384-dimension rows and `tiny`
+/// 1024-dimension ones.
+async fn legacy(t: &TestDb, large: usize, tiny: usize) {
+    create_legacy_table(&t.conn, false).await.unwrap();
+    let mut rows: Vec<LegacyRow> = clustered(large, 384, 1)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| row(format!("a{i:05}"), v))
+        .collect();
+    rows.extend(
+        clustered(tiny, 1024, 2)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| row(format!("b{i:05}"), v)),
+    );
+    for chunk in rows.chunks(500) {
+        insert_legacy_rows(&t.conn, chunk, false).await.unwrap();
+    }
+}
+
+/// Planned, with targets a 1,500-row table cannot meet without an index
+/// (a search within 1 ms) and small samples, so the test stays quick.
+fn planned() -> IndexPlanning {
+    IndexPlanning {
+        mode: IndexMode::Planned,
+        target_recall: 0.9,
+        max_query_ms: 1.0,
+        sample_rows: Some(240),
+        ..Default::default()
+    }
+}
+
+fn options(dry_run: bool, index: IndexPlanning) -> MigrationOptions {
+    MigrationOptions {
+        dry_run,
+        batch_size: 500,
+        index,
+        ..Default::default()
+    }
+}
+
+async fn run(conn: &Connection, options: MigrationOptions) -> MigrationReport {
+    run_migration(conn, &options, &NoopObserver).await.unwrap()
+}
+
+fn state(report: &MigrationReport, table: &str) -> IndexState {
+    report
+        .vector_indexes
+        .iter()
+        .find(|i| i.table == table)
+        .unwrap_or_else(|| panic!("no index status of {table}: {:?}", report.vector_indexes))
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tiny_table_is_searched_exactly_a_large_one_through_the_index_picked_for_it() {
+    let t = TestDb::empty().await;
+    legacy(&t, 1500, 30).await;
+
+    let dry = run(&t.conn, options(true, planned())).await;
+    let plan = dry
+        .index_plan
+        .clone()
+        .expect("the dry run plans the indexes");
+    let of = |name: &str| plan.tables.iter().find(|p| p.table == name).unwrap();
+    assert!(
+        matches!(of("embeddings_1024").pick, Pick::Exact { .. }),
+        "{:?}",
+        of("embeddings_1024")
+    );
+    let large = of("embeddings_384");
+    let Pick::Index { candidate, .. } = large.pick else {
+        panic!("the large table gets an index: {large:?}");
+    };
+    let picked = &large.candidates[candidate];
+    assert!(
+        large.default_candidate.is_some(),
+        "the defaults are shown beside"
+    );
+    assert_eq!(picked.measured.len(), 2, "measured at two sizes");
+    assert!(picked.measured[0].rows < picked.measured[1].rows);
+    assert!(picked.predicted.build_seconds > 0.0 && picked.predicted.index_bytes > 0);
+    // The report carries it under `index_plan`.
+    let json = serde_json::to_value(&dry).unwrap();
+    assert!(json["index_plan"]["tables"].is_array(), "{json:#}");
+
+    let done = run(&t.conn, options(false, planned())).await;
+    assert!(
+        done.verification.as_ref().unwrap().passed,
+        "{:?}",
+        done.verification
+    );
+    assert_eq!(state(&done, "embeddings_1024"), IndexState::Exact);
+    assert_eq!(state(&done, "embeddings_384"), IndexState::Built);
+    let recorded = search_plan::read(&t.conn).await.unwrap();
+    assert_eq!(recorded[&TargetTable::D1024], TableSearch::Exact);
+    assert!(matches!(
+        recorded[&TargetTable::D384],
+        TableSearch::Index { .. }
+    ));
+    let check = done
+        .search_checks
+        .iter()
+        .find(|c| c.table == "embeddings_384")
+        .unwrap();
+    assert!(check.passed() && check.recall >= 0.8, "{check:?}");
+    assert_migrated_exactly(&t.conn, &[], false).await;
+
+    let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();
+    assert_eq!(store.search_method(1024).await.unwrap(), SearchMethod::Scan);
+    assert!(matches!(
+        store.search_method(384).await.unwrap(),
+        SearchMethod::VectorIndex(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_store_searches_each_table_as_the_recorded_plan_says() {
+    let t = TestDb::empty().await;
+    legacy(&t, 400, 0).await;
+    let fixed = IndexPlanning::default();
+    let done = run(&t.conn, options(false, fixed)).await;
+    assert_eq!(state(&done, "embeddings_384"), IndexState::Built);
+    let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();
+    assert!(matches!(
+        store.search_method(384).await.unwrap(),
+        SearchMethod::VectorIndex(_)
+    ));
+    let query = clustered(400, 384, 1)[17].clone();
+    let through_index = store.find_similar(&query, None, 5, None).await.unwrap();
+    assert_eq!(through_index[0].embedding.embedding_id, "a00017");
+
+    // The plan says exact: the index stays, the store scans.
+    let mut plan = search_plan::read(&t.conn).await.unwrap();
+    plan.insert(TargetTable::D384, TableSearch::Exact);
+    search_plan::write(&t.conn, &plan).await.unwrap();
+    assert_eq!(store.search_method(384).await.unwrap(), SearchMethod::Scan);
+    let exact = store.find_similar(&query, None, 5, None).await.unwrap();
+    let ids = |h: &[memory_storage_turso::store::SimilarEmbedding]| {
+        h.iter()
+            .map(|h| h.embedding.embedding_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&exact)[0], "a00017");
+    assert_eq!(
+        ids(&exact),
+        ids(&through_index),
+        "the same neighbours either way"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recall_check_fails_an_index_far_below_its_target() {
+    let t = TestDb::empty().await;
+    legacy(&t, 1500, 0).await;
+    let poor = VectorIndexOptions::parse("compress_neighbors=float1bit,max_neighbors=2").unwrap();
+    let mut index = planned();
+    index.target_recall = 0.95;
+    index
+        .forced
+        .insert(TargetTable::D384, Forced::Options(poor));
+    let done = run(&t.conn, options(false, index)).await;
+    let check = done
+        .search_checks
+        .iter()
+        .find(|c| c.table == "embeddings_384")
+        .unwrap();
+    assert!(!check.passed(), "{check:?}");
+    assert!(check.recall < 0.85, "{check:?}");
+    let v = done.verification.unwrap();
+    assert!(!v.passed);
+    assert!(
+        v.discrepancies
+            .iter()
+            .any(|d| d.kind == DiscrepancyKind::Search),
+        "{:?}",
+        v.discrepancies
+    );
+    // The rows themselves are all there, bit for bit.
+    assert_migrated_exactly(&t.conn, &[], false).await;
+}
