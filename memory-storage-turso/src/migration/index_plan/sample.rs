@@ -60,8 +60,12 @@ impl Reservoir {
     }
 
     /// Rows whose vector another row of the table holds too (by a 64-bit
-    /// hash of the bytes).
+    /// hash of the bytes); 0 when the rows were not all offered (a sample
+    /// drawn by [`sample_table`] does not count them).
     pub fn identical(&self) -> u64 {
+        if self.hashes.is_empty() {
+            return 0;
+        }
         self.seen - self.hashes.len() as u64
     }
 }
@@ -126,4 +130,25 @@ pub(crate) async fn sample_table(
     }
     out.seen = rows.max(0) as u64;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservoir_keeps_its_capacity_and_counts_identical_vectors() {
+        let mut r = Reservoir::new(50);
+        for i in 0..1000u32 {
+            // Rows 990..999 repeat rows 0..9.
+            let x = (i % 990) as f32;
+            r.offer(&crate::decode::vector_to_le_bytes(&[x, 1.0]));
+        }
+        assert_eq!(r.seen, 1000);
+        assert_eq!(r.vectors.len(), 50);
+        assert_eq!(r.identical(), 10);
+        // Uniform: the kept rows come from the whole range, not its start.
+        assert!(r.vectors.iter().any(|v| v[0] > 500.0));
+        assert_eq!(Reservoir::new(5).identical(), 0);
+    }
 }
