@@ -946,3 +946,184 @@ async fn a_server_that_comes_up_late_is_waited_for() {
     let out = finish(child);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
 }
+
+/// The server a lifecycle runs against: libSQL's `sqld` when `SQLD_BIN`
+/// names it (JWT authentication on, vector functions there), else
+/// `hrana-test-server` (no vector functions: the run skips the indexes).
+enum Served {
+    Sqld(test_support::Sqld, PathBuf),
+    TestServer(Server, PathBuf),
+}
+
+impl Served {
+    /// Serves a copy of `legacy`.
+    fn start(legacy: &Path, dir: &Path) -> Served {
+        match test_support::sqld_binary() {
+            Some(bin) => Served::Sqld(test_support::Sqld::start(&bin, Some(legacy)), bin),
+            None => {
+                eprintln!("SQLD_BIN is not set: this lifecycle runs against hrana-test-server, without vector indexes");
+                let file = dir.join("served.db");
+                std::fs::copy(legacy, &file).unwrap();
+                Served::TestServer(Server::start(&file, &[]), file)
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Served::Sqld(s, _) => s.url(),
+            Served::TestServer(s, _) => s.url(),
+        }
+    }
+
+    fn token(&self) -> String {
+        match self {
+            Served::Sqld(s, _) => s.token.clone(),
+            Served::TestServer(..) => TOKEN.to_string(),
+        }
+    }
+
+    fn has_vectors(&self) -> bool {
+        matches!(self, Served::Sqld(..))
+    }
+
+    /// Stops the server; returns the database file it served.
+    fn stop(&mut self) -> PathBuf {
+        match self {
+            Served::Sqld(s, _) => {
+                s.stop();
+                s.database_file()
+            }
+            Served::TestServer(s, file) => {
+                s.kill();
+                file.clone()
+            }
+        }
+    }
+
+    fn restart(&mut self) {
+        match self {
+            Served::Sqld(s, bin) => s.restart(bin),
+            Served::TestServer(s, _) => s.restart(),
+        }
+    }
+}
+
+/// Execute (with the vector indexes where the server has vector
+/// functions), verify, then — the server stopped — the file it served
+/// checked row by row with the independent oracle, then rollback: against
+/// sqld when `SQLD_BIN` is set.
+#[tokio::test(flavor = "multi_thread")]
+async fn execute_verify_and_rollback_on_the_served_file_checked_with_the_server_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 600, 16, 33).await;
+    let original = rows_of(&local(&legacy).await, "embeddings").await;
+    let mut served = Served::start(&legacy, dir.path());
+    let (url, token) = (served.url(), served.token());
+
+    // A wrong token is refused: authentication is on.
+    if served.has_vectors() {
+        let out = migrate_as(&url, "not-a-token", &["--dry-run", "-q"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    }
+    let mut execute = vec!["--execute", "-q"];
+    if served.has_vectors() {
+        // The plan would search 600 rows exactly: build libSQL's default
+        // indexes, so the index phase runs against the server.
+        execute.push("--no-index-plan");
+    } else {
+        execute.push("--no-vector-index");
+    }
+    let out = migrate_as(&url, &token, &execute).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let report = {
+        let out = migrate_as(&url, &token, &["--verify", "--format", "json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        json(&out)
+    };
+    assert_eq!(report["verification"]["passed"], true, "{report:#}");
+    if served.has_vectors() {
+        let checks = report["search_checks"].as_array().unwrap();
+        assert_eq!(checks.len(), 4, "{report:#}");
+    }
+
+    let file = served.stop();
+    {
+        let conn = local(&file).await;
+        test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+        if served.has_vectors() {
+            for t in &TARGETS[..4] {
+                let index = format!("idx_{t}_vector");
+                assert!(table_exists(&conn, &index).await, "{index}");
+            }
+        }
+    }
+    served.restart();
+    let out = migrate_as(&url, &token, &["--rollback", "--yes", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let file = served.stop();
+    let conn = local(&file).await;
+    assert_eq!(rows_of(&conn, "embeddings").await, original, "restored");
+    for table in TARGETS {
+        assert!(!table_exists(&conn, table).await, "{table} is left");
+    }
+}
+
+/// SIGKILL of the client mid-batch, several times, then a run to the end:
+/// against sqld when `SQLD_BIN` is set. With the server stopped, its file
+/// holds every good row once and bit for bit (the independent oracle).
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_of_the_client_mid_batch_then_resume_on_the_served_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 3000, 16, 44).await;
+    let mut served = Served::start(&legacy, dir.path());
+    let (url, token) = (served.url(), served.token());
+    let remote = Builder::new_remote(url.clone(), token.clone())
+        .build()
+        .await
+        .unwrap()
+        .connect()
+        .unwrap();
+    let args = ["--execute", "--no-vector-index", "--batch-size", "50", "-q"];
+    let mut killed = 0;
+    for rows in [1, 800, 1800] {
+        let mut child = migrate_as(&url, &token, &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            let written = scalar(
+                &remote,
+                "SELECT rows_written FROM embedding_migration_checkpoint WHERE id = 1",
+            )
+            .await
+            .unwrap_or(0);
+            if written >= rows {
+                killed += i32::from(test_support::kill_now(&mut child));
+                break;
+            }
+            assert!(Instant::now() < deadline, "the migration made no progress");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let _ = child.wait();
+    }
+    assert!(killed >= 2, "only {killed} kills landed mid-copy");
+    let out = migrate_as(&url, &token, &args).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let file = served.stop();
+    let conn = local(&file).await;
+    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+}

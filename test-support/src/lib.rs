@@ -8,10 +8,12 @@ pub mod db;
 pub mod dump;
 pub mod oracle;
 pub mod process;
+pub mod sqld;
 pub mod stop;
 
 pub use db::*;
 pub use dump::*;
 pub use oracle::*;
 pub use process::*;
+pub use sqld::{sqld_binary, Sqld};
 pub use stop::StopAfter;

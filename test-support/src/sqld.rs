@@ -1,0 +1,157 @@
+//! libSQL's own server, `sqld`, for the remote suites: started on a free
+//! loopback port with a database directory of its own (optionally serving
+//! a legacy file as its database), JWT authentication on with a key pair
+//! made here, and stopped by its pid. The binary comes from `SQLD_BIN`
+//! (`.ci/run` sets it to `../shared/bin/sqld`); without it the suites run
+//! against `hrana-test-server`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ed25519_dalek::{Signer, SigningKey};
+
+/// The `sqld` binary to test against, if one is given.
+pub fn sqld_binary() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("SQLD_BIN")?);
+    path.exists().then_some(path)
+}
+
+/// A running `sqld`.
+pub struct Sqld {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+    /// A JWT the server accepts (full access).
+    pub token: String,
+    key: SigningKey,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn random_seed() -> [u8; 32] {
+    use std::io::Read;
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut seed)
+        .unwrap();
+    seed
+}
+
+impl Sqld {
+    /// Starts `sqld` from `binary` on an empty database, or on a copy of
+    /// `legacy` placed as its database; returns once it answers.
+    pub fn start(binary: &Path, legacy: Option<&Path>) -> Sqld {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(file) = legacy {
+            let data = dir.path().join("db/dbs/default");
+            std::fs::create_dir_all(&data).unwrap();
+            std::fs::copy(file, data.join("data")).unwrap();
+        }
+        let key = SigningKey::from_bytes(&random_seed());
+        let public = URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
+        std::fs::write(dir.path().join("jwt.key"), public).unwrap();
+        let mut server = Sqld {
+            child: None,
+            dir,
+            port: 0,
+            token: String::new(),
+            key,
+        };
+        server.token = server.sign(r#"{}"#);
+        server.run(binary);
+        server
+    }
+
+    /// A JWT over `claims`, signed with this server's key.
+    pub fn sign(&self, claims: &str) -> String {
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA","typ":"JWT"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(claims);
+        let signed = format!("{header}.{payload}");
+        let signature = URL_SAFE_NO_PAD.encode(self.key.sign(signed.as_bytes()).to_bytes());
+        format!("{signed}.{signature}")
+    }
+
+    fn run(&mut self, binary: &Path) {
+        if self.port == 0 {
+            self.port = free_port();
+        }
+        let log = std::fs::File::create(self.dir.path().join("sqld.log")).unwrap();
+        let child = Command::new(binary)
+            .arg("--db-path")
+            .arg(self.dir.path().join("db"))
+            .arg("--http-listen-addr")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--auth-jwt-key-file")
+            .arg(self.dir.path().join("jwt.key"))
+            .arg("--no-welcome")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let began = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                began.elapsed() < Duration::from_secs(30),
+                "sqld did not answer within 30 s: {}",
+                self.log()
+            );
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("sqld exited ({status}): {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sqld.log")).unwrap_or_default()
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The database file the server serves (read it once it is stopped).
+    pub fn database_file(&self) -> PathBuf {
+        self.dir.path().join("db/dbs/default/data")
+    }
+
+    /// Stops the server (SIGTERM by its pid, then SIGKILL) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let began = Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if began.elapsed() > Duration::from_secs(10) {
+                    let _ = child.kill();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Starts the stopped server again on the same database and port.
+    pub fn restart(&mut self, binary: &Path) {
+        self.stop();
+        self.run(binary);
+    }
+}
+
+impl Drop for Sqld {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
