@@ -9,7 +9,7 @@ use libsql::Connection;
 use std::collections::BTreeMap;
 
 use super::compare::{judge, Finding};
-use super::index_plan::{self, default_sample_rows, IndexMode, IndexPlanning, Reservoir};
+use super::index_plan::{self, IndexMode, IndexPlanning, Reservoir};
 use super::observer::{Observer, Phase};
 use super::report::{MigrationReport, PhaseTiming};
 use super::scan::{Layout, Limits};
@@ -102,12 +102,7 @@ pub async fn plan(
                         reservoirs
                             .entry(v.table)
                             .or_insert_with(|| {
-                                Reservoir::new(
-                                    planning
-                                        .sample_rows
-                                        .unwrap_or(default_sample_rows(dimension))
-                                        + 64,
-                                )
+                                Reservoir::new(index_plan::reservoir_size(planning, dimension))
                             })
                             .offer(&v.vector);
                     }

@@ -13,6 +13,15 @@ use std::collections::BTreeMap;
 
 pub(crate) use sample::{sample_table, Reservoir};
 
+/// Vectors kept per table: the validating size and the held-out queries.
+pub(crate) fn reservoir_size(planning: &IndexPlanning, dimension: usize) -> usize {
+    planning
+        .sample_rows
+        .unwrap_or(default_sample_rows(dimension))
+        * VALIDATE_FACTOR
+        + QUERIES
+}
+
 use super::error::Result;
 use super::report::{Candidate, IndexPlan, Pick, TablePlan};
 use crate::schema::{NeighborCompression, TargetTable, VectorIndexOptions};
@@ -168,17 +177,52 @@ pub(crate) async fn plan_table(
             });
         }
     }
-    plan.pick = fit::pick(
-        rows,
-        plan.exact_ms_per_row,
-        &plan.candidates,
-        fit::Targets {
-            recall: planning.target_recall,
-            max_query_ms: planning.max_query_ms,
-        },
-    );
+    let targets = fit::Targets {
+        recall: planning.target_recall,
+        max_query_ms: planning.max_query_ms,
+    };
+    plan.pick = fit::pick(rows, plan.exact_ms_per_row, &plan.candidates, targets);
+    // Recall falls late: two small sizes may both measure 1.00 for a
+    // setting that finds half the true neighbours at the table's size.
+    // The pick is measured again at a third, larger size, and predicted
+    // from the two larger; a pick that no longer meets the targets gives
+    // way to the next, at most VALIDATIONS times.
+    let third = &sample[..sample.len().min(large * VALIDATE_FACTOR)];
+    if third.len() * 2 >= large * 3 {
+        let mut validated = std::collections::BTreeSet::new();
+        for _ in 0..VALIDATIONS {
+            let Pick::Index {
+                candidate,
+                meets_targets: true,
+            } = plan.pick
+            else {
+                break;
+            };
+            let options = plan.candidates[candidate].options.clone();
+            if !validated.insert(options.clone()) {
+                break;
+            }
+            let measured =
+                measure::measure(dimension, &options, third, &queries, &OVERFETCH).await?;
+            for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
+                let at = OVERFETCH
+                    .iter()
+                    .position(|f| *f == c.overfetch)
+                    .unwrap_or(0);
+                c.measured.push(measured[at].clone());
+                c.predicted = fit::predict(&c.measured[1], &c.measured[2], rows);
+            }
+            plan.pick = fit::pick(rows, plan.exact_ms_per_row, &plan.candidates, targets);
+        }
+    }
     Ok(plan)
 }
+
+/// The third, validating sample size, as a multiple of the larger one.
+const VALIDATE_FACTOR: usize = 4;
+
+/// Picks validated at the third size, at most.
+const VALIDATIONS: usize = 3;
 
 /// Plans every native table from its sample.
 pub(crate) async fn plan(
@@ -307,6 +351,7 @@ pub(crate) async fn for_run(
                     let n = planning
                         .sample_rows
                         .unwrap_or(default_sample_rows(t.native_dimension().unwrap_or(0)))
+                        * VALIDATE_FACTOR
                         + QUERIES;
                     samples.insert(*t, sample_table(conn, *t, n).await?);
                 }

@@ -35,7 +35,9 @@ pub struct Candidate {
     pub options: String,
     /// Candidates asked of the index per hit, re-ranked exactly.
     pub overfetch: u32,
-    /// The two sample sizes, smaller first.
+    /// The sample sizes, smaller first: two for every setting, a third,
+    /// larger one for a pick validated there (the prediction then comes
+    /// from the two larger).
     pub measured: Vec<Measured>,
     pub predicted: Prediction,
 }
