@@ -20,7 +20,7 @@ mod reason;
 pub mod row;
 
 pub use legacy::check_legacy_row;
-pub use norm::{cosine_searchable, Unsearchable};
+pub use norm::{cosine_distance, cosine_searchable, Unsearchable};
 pub use reason::BadRowReason;
 
 /// The prefix that marks a compressed `embedding_data` payload.

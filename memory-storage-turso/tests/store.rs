@@ -13,25 +13,6 @@ use memory_storage_turso::store::{Embedding, EmbeddingStore, SearchMethod, Sourc
 use memory_storage_turso::Error;
 use test_support::*;
 
-/// splitmix64, for deterministic vectors.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vector(&mut self, dim: usize) -> Vec<f32> {
-        (0..dim).map(|_| self.unit()).collect()
-    }
-}
-
 const TYPES: [&str; 3] = ["episode", "pattern", "embedding"];
 
 fn embedding(id: usize, dim: usize, rng: &mut Rng) -> Embedding {

@@ -8,6 +8,7 @@ pub mod db;
 pub mod dump;
 pub mod oracle;
 pub mod process;
+pub mod rng;
 pub mod sqld;
 pub mod stop;
 
@@ -15,5 +16,6 @@ pub use db::*;
 pub use dump::*;
 pub use oracle::*;
 pub use process::*;
+pub use rng::Rng;
 pub use sqld::{sqld_binary, Sqld};
 pub use stop::StopAfter;

@@ -117,24 +117,29 @@ pub async fn assert_migrated_exactly_from(
             expected_table(vector.len() / 4),
             "table of {id}"
         );
-        let target = &targets[holders[0]][id];
-        for col in [0, 1, 2, 3, 5, 6, 7] {
-            assert!(
-                same(&row[col], &target[col]),
-                "row {id} column {col}: {:?} vs {:?}",
-                row[col],
-                target[col]
-            );
-        }
-        assert!(
-            matches!(&target[4], Value::Blob(b) if *b == vector),
-            "vector of {id} is not bit-exact"
-        );
+        assert_row_copied(id, holders[0], row, &targets[holders[0]][id], &vector);
         checked += 1;
     }
     let total: usize = targets.values().map(|t| t.len()).sum();
     assert_eq!(total, checked, "target tables hold rows with no legacy row");
     checked
+}
+
+/// `target` (a row of `table`) is the legacy `row`: every column equal,
+/// the vector bit for bit.
+fn assert_row_copied(id: &str, table: &str, row: &[Value], target: &[Value], vector: &[u8]) {
+    for col in [0, 1, 2, 3, 5, 6, 7] {
+        assert!(
+            same(&row[col], &target[col]),
+            "row {id} column {col}: {:?} vs {:?}",
+            row[col],
+            target[col]
+        );
+    }
+    assert!(
+        matches!(&target[4], Value::Blob(b) if b == vector),
+        "vector of {id} in {table} is not bit-exact"
+    );
 }
 
 fn same(a: &Value, b: &Value) -> bool {
@@ -164,18 +169,7 @@ pub async fn assert_targets_exact(conn: &Connection, legacy_has_vector: bool) ->
             };
             let vector = oracle_vector(data).unwrap_or_else(|| panic!("bad row {id} is in {t}"));
             assert_eq!(t, expected_table(vector.len() / 4), "table of {id}");
-            for col in [0, 1, 2, 3, 5, 6, 7] {
-                assert!(
-                    same(&row[col], &target[col]),
-                    "row {id} column {col}: {:?} vs {:?}",
-                    row[col],
-                    target[col]
-                );
-            }
-            assert!(
-                matches!(&target[4], Value::Blob(b) if *b == vector),
-                "vector of {id} in {t} is not bit-exact"
-            );
+            assert_row_copied(&id, t, row, &target, &vector);
             held += 1;
         }
     }

@@ -96,6 +96,20 @@ fn surely_searchable(le_bytes: &[u8]) -> bool {
     (LOWEST..HIGHEST).contains(&max_exponent)
 }
 
+/// Cosine distance, as libSQL ranks (f64 accumulation); `None` when a
+/// vector has no direction (all zeros).
+pub fn cosine_distance(a: &[f32], b: &[f32]) -> Option<f64> {
+    let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(*x), f64::from(*y));
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    let norm = (na * nb).sqrt();
+    (norm > 0.0).then(|| 1.0 - dot / norm)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +222,13 @@ mod tests {
                 serde_json::Value::String(r.code().into())
             );
         }
+    }
+
+    #[test]
+    fn cosine_distance_matches_the_definition() {
+        assert_eq!(cosine_distance(&[1.0, 0.0], &[1.0, 0.0]), Some(0.0));
+        assert_eq!(cosine_distance(&[1.0, 0.0], &[0.0, 2.0]), Some(1.0));
+        assert_eq!(cosine_distance(&[1.0, 0.0], &[-3.0, 0.0]), Some(2.0));
+        assert_eq!(cosine_distance(&[0.0, 0.0], &[1.0, 0.0]), None);
     }
 }

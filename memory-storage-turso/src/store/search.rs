@@ -314,19 +314,6 @@ async fn fetch_rows(
         .collect())
 }
 
-/// Cosine distance computed here, for legacy rows (f64 accumulation).
-fn cosine_distance(a: &[f32], b: &[f32]) -> Option<f64> {
-    let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
-    for (x, y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(*x), f64::from(*y));
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    let norm = (na * nb).sqrt();
-    (norm > 0.0).then(|| 1.0 - dot / norm)
-}
-
 /// Legacy rows of the query's dimension that no per-dimension table holds,
 /// ranked here. Rows the migration would quarantine are skipped.
 async fn legacy_hits(conn: &Connection, query: &Query<'_>) -> Result<Vec<SimilarEmbedding>> {
@@ -351,7 +338,7 @@ async fn legacy_hits(conn: &Connection, query: &Query<'_>) -> Result<Vec<Similar
         let Ok(embedding) = from_legacy(read_row(&row, LEGACY_TABLE)?) else {
             continue;
         };
-        let Some(distance) = cosine_distance(&embedding.vector, query.vector) else {
+        let Some(distance) = crate::decode::cosine_distance(&embedding.vector, query.vector) else {
             continue;
         };
         if distance <= query.max_distance() {
@@ -394,14 +381,6 @@ pub(crate) async fn find_similar(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cosine_distance_matches_the_definition() {
-        assert_eq!(cosine_distance(&[1.0, 0.0], &[1.0, 0.0]), Some(0.0));
-        assert_eq!(cosine_distance(&[1.0, 0.0], &[0.0, 2.0]), Some(1.0));
-        assert_eq!(cosine_distance(&[1.0, 0.0], &[-3.0, 0.0]), Some(2.0));
-        assert_eq!(cosine_distance(&[0.0, 0.0], &[1.0, 0.0]), None);
-    }
 
     #[test]
     fn over_fetch_grows_with_the_share_filtered_out() {

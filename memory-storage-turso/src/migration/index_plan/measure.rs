@@ -34,21 +34,9 @@ fn blob(v: &[f32]) -> Value {
     Value::Blob(v.iter().flat_map(|x| x.to_le_bytes()).collect())
 }
 
-/// Cosine distance, as libSQL ranks (f64 accumulation).
-pub(crate) fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
-    let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
-    for (x, y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(*x), f64::from(*y));
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    let norm = (na * nb).sqrt();
-    if norm > 0.0 {
-        1.0 - dot / norm
-    } else {
-        f64::INFINITY
-    }
+/// Cosine distance; a vector without direction ranks last.
+fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
+    crate::decode::cosine_distance(a, b).unwrap_or(f64::INFINITY)
 }
 
 /// The exact `K` nearest of `rows` to `q` (indexes into `rows`).
