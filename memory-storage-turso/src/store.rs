@@ -38,6 +38,7 @@ mod read;
 mod rows;
 mod search;
 mod transition;
+mod twins;
 mod types;
 mod write;
 

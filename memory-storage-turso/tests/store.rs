@@ -268,13 +268,9 @@ async fn delete_removes_a_key_from_wherever_it_is() {
 
 /// libSQL's DiskANN index loses the rows that share a vector with a deleted
 /// row (libsql#2197): they stay in the table and in the index's shadow
-/// table, but no search reaches them. Deleting and re-inserting them (same
-/// rowids, same values) inside the delete's transaction did not make them
-/// reachable again, nor did a fresh insert of the same vector after every
-/// copy was gone: the fix needs a search-side lookup of identical vectors
-/// or a libSQL fix. Kept, ignored, as the reproduction.
+/// table, but no search reaches them. The store lists them before the
+/// delete (or the replace) and ranks them exactly in every search.
 #[tokio::test]
-#[ignore = "libsql#2197: survivors of a deleted identical vector are unreachable through the index"]
 async fn deleting_one_of_identical_vectors_keeps_the_others_findable() {
     let t = TestDb::empty().await;
     let store = store_on(&t, true).await;
@@ -310,6 +306,47 @@ async fn deleting_one_of_identical_vectors_keeps_the_others_findable() {
     // The survivor is the row it was, bit for bit.
     let kept = store.get_by_id("twin-b").await.unwrap().unwrap();
     assert_eq!(bits(&kept.embedding.vector), bits(&v));
+    // The index alone no longer reaches it: the list is what finds it.
+    let mut rows = t
+        .conn
+        .query(
+            "SELECT count(*) FROM vector_top_k('idx_embeddings_384_vector', vector32(?1), 5) AS v \
+             JOIN embeddings_384 AS e ON e.rowid = v.id WHERE e.embedding_id = 'twin-b'",
+            [libsql::Value::Blob(
+                bits(&v).iter().flat_map(|b| b.to_le_bytes()).collect(),
+            )],
+        )
+        .await
+        .unwrap();
+    let reached: i64 = rows.next().await.unwrap().unwrap().get(0).unwrap();
+    assert_eq!(
+        reached, 0,
+        "libsql#2197 no longer reproduces: the list may go"
+    );
+
+    // Replacing one of two twins (`INSERT OR REPLACE`) loses the other too.
+    let w = rng.vector(384);
+    let pair =
+        |id: &str, v: &[f32]| Embedding::new(id, "item-pair", "episode", "model-384", v.to_vec());
+    store
+        .store_batch(&[pair("pair-a", &w), pair("pair-b", &w)])
+        .await
+        .unwrap();
+    store
+        .store(&pair("pair-a", &rng.vector(384)))
+        .await
+        .unwrap();
+    let hits = store.find_similar(&w, None, 1, None).await.unwrap();
+    assert_eq!(hits[0].embedding.embedding_id, "pair-b");
+    // Deleting a listed row takes it off the list; the list is gone when empty.
+    store.delete("twin-b").await.unwrap();
+    store.delete("pair-b").await.unwrap();
+    assert!(
+        !test_support::scalar_text(&t.conn, "SELECT group_concat(key) FROM metadata")
+            .await
+            .unwrap_or_default()
+            .contains("unindexed_twins")
+    );
 }
 
 fn legacy_row(id: &str, v: &[f32], compressed: bool) -> LegacyRow {

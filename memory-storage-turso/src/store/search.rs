@@ -13,6 +13,7 @@ use libsql::{Connection, Value};
 
 use super::rows::{from_legacy, from_target, read_row, select_sql, select_target_sql};
 use super::transition::{absent_from, legacy};
+use super::twins;
 use super::types::{Embedding, SimilarEmbedding, Source};
 use crate::decode::vector_to_le_bytes;
 use crate::error::{DbContext, Error, Result};
@@ -185,6 +186,30 @@ async fn index_candidates(
     .await
 }
 
+/// The rows of `table` that hold a vector identical to one deleted from
+/// it, which the index may no longer reach (see [`twins`]), exactly.
+async fn twin_candidates(
+    conn: &Connection,
+    table: TargetTable,
+    query: &[u8],
+) -> Result<Vec<Candidate>> {
+    let keys = twins::listed(conn, table).await?;
+    let mut out = Vec::new();
+    for chunk in keys.chunks(ROWS_PER_FETCH) {
+        let sql = format!(
+            "SELECT rowid, embedding_id, item_type, \
+             vector_distance_cos(embedding_vector, vector32(?1)) \
+             FROM {} WHERE embedding_vector IS NOT NULL AND embedding_id IN ({})",
+            table.name(),
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut params = vec![Value::Blob(query.to_vec())];
+        params.extend(chunk.iter().map(|k| Value::Text(k.clone())));
+        out.extend(candidates(conn, &sql, params).await?);
+    }
+    Ok(out)
+}
+
 /// Candidates by brute force: every row of the query's dimension (and
 /// type), ranked by `vector_distance_cos`, the best `k` kept.
 async fn scan_candidates(
@@ -235,9 +260,15 @@ async fn table_candidates(
         Some(_) => (query.k * OVERFETCH.max(overfetch)).max(query.k + OVERFETCH_MIN),
         None => query.k * overfetch,
     };
+    let twins = twin_candidates(conn, table, &bytes).await?;
     loop {
-        let found = index_candidates(conn, table, index, &bytes, fetch).await?;
+        let mut found = index_candidates(conn, table, index, &bytes, fetch).await?;
         let ran_out = found.len() < fetch;
+        for t in &twins {
+            if found.iter().all(|c| c.rowid != t.rowid) {
+                found.push(t.clone());
+            }
+        }
         let farthest = found.iter().map(|c| c.distance).fold(0.0, f64::max);
         let mut kept: Vec<Candidate> = found
             .into_iter()

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use libsql::{Connection, Value};
 
 use super::transition::legacy;
+use super::twins::Twins;
 use super::types::{invalid_reason, Embedding};
 use crate::db::{in_transaction, with_retries};
 use crate::decode::vector_to_le_bytes;
@@ -111,6 +112,7 @@ async fn write_groups(
     conn: &Connection,
     groups: &BTreeMap<TargetTable, Vec<&Embedding>>,
 ) -> Result<()> {
+    let mut twins = Twins::load(conn).await?;
     // An id stored under a new dimension leaves its old table.
     for table in TargetTable::ALL {
         let elsewhere: Vec<&str> = groups
@@ -119,6 +121,7 @@ async fn write_groups(
             .flat_map(|(_, rows)| rows.iter().map(|e| e.embedding_id.as_str()))
             .collect();
         if !elsewhere.is_empty() {
+            twins.before_removing(conn, table, &elsewhere).await?;
             delete_keys(conn, table.name(), &elsewhere).await?;
         }
     }
@@ -129,6 +132,9 @@ async fn write_groups(
     supersede_legacy(conn, &all).await?;
     let mut params = Vec::new();
     for (table, rows) in groups {
+        // `INSERT OR REPLACE` deletes the row a key held before.
+        let keys: Vec<&str> = rows.iter().map(|e| e.embedding_id.as_str()).collect();
+        twins.before_removing(conn, *table, &keys).await?;
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             params.clear();
             for e in chunk {
@@ -142,7 +148,7 @@ async fn write_groups(
             .db_context(|| format!("storing {} embeddings in {table}", chunk.len()))?;
         }
     }
-    Ok(())
+    twins.save(conn).await
 }
 
 /// Stores `embeddings` (any mix of dimensions) in one transaction.
@@ -158,11 +164,14 @@ pub(crate) async fn store_batch(conn: &Connection, embeddings: &[Embedding]) -> 
 }
 
 async fn delete_everywhere(conn: &Connection, embedding_id: &str) -> Result<u64> {
+    let mut twins = Twins::load(conn).await?;
     let mut deleted = 0;
     for table in TargetTable::ALL {
+        twins.before_removing(conn, table, &[embedding_id]).await?;
         deleted += delete_keys(conn, table.name(), &[embedding_id]).await?;
     }
     deleted += supersede_legacy(conn, &[embedding_id]).await?;
+    twins.save(conn).await?;
     Ok(deleted)
 }
 
