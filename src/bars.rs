@@ -40,8 +40,9 @@ pub struct Bars {
 
 #[derive(Default)]
 struct State {
-    /// Phase bars, in the order the phases started.
-    phases: Vec<(Phase, ProgressBar)>,
+    /// Phase bars, in the order the phases started, each with the time
+    /// left its phase said last.
+    phases: Vec<(Phase, ProgressBar, Told)>,
     /// The status line, made when the first phase starts.
     status: Option<ProgressBar>,
     written: BTreeMap<String, u64>,
@@ -178,7 +179,17 @@ fn unit(_phase: Phase) -> &'static str {
 const RUNNING: &str = "{prefix:>12.bold} [{wide_bar:.cyan/blue}] {count:>18} · {tail:<30}";
 const FINISHED: &str = "{prefix:>12.bold} [{wide_bar:.green}] {count:>18} · {msg:<30}";
 
-fn bar_style(phase: Phase, template: &str) -> ProgressStyle {
+/// The time left a phase said, and when: counted down between its words.
+type Told = Arc<Mutex<Option<(Instant, Duration)>>>;
+
+fn eta(s: &ProgressState, told: &Told) -> Duration {
+    match told.lock().ok().and_then(|t| *t) {
+        Some((at, left)) => left.saturating_sub(at.elapsed()),
+        None => s.eta(),
+    }
+}
+
+fn bar_style(phase: Phase, template: &str, told: Told) -> ProgressStyle {
     let unit = unit(phase);
     ProgressStyle::with_template(template)
         .expect("the bar templates are valid")
@@ -188,15 +199,18 @@ fn bar_style(phase: Phase, template: &str) -> ProgressStyle {
                 let _ = write!(w, "{}/{} {unit}", s.pos(), s.len().unwrap_or(0));
             },
         )
-        .with_key("tail", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(
-                w,
-                "{:.0}/s · {:#} · ETA {:#}",
-                s.per_sec(),
-                HumanDuration(s.elapsed()),
-                HumanDuration(s.eta())
-            );
-        })
+        .with_key(
+            "tail",
+            move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(
+                    w,
+                    "{:.0}/s · {:#} · ETA {:#}",
+                    s.per_sec(),
+                    HumanDuration(s.elapsed()),
+                    HumanDuration(eta(s, &told))
+                );
+            },
+        )
         .progress_chars("=> ")
 }
 
@@ -229,24 +243,34 @@ impl Observer for Bars {
                 s
             }
         };
+        let told = Told::default();
         let bar = self.multi.insert_before(
             &status,
             ProgressBar::new(total)
-                .with_style(bar_style(phase, RUNNING))
+                .with_style(bar_style(phase, RUNNING, told.clone()))
                 .with_prefix(phase.name()),
         );
         bar.tick();
-        state.phases.retain(|(p, _)| *p != phase);
-        state.phases.push((phase, bar));
+        state.phases.retain(|(p, _, _)| *p != phase);
+        state.phases.push((phase, bar, told));
         self.update_status(&mut state, true);
     }
 
     fn progress(&self, phase: Phase, done: u64) {
         let mut state = self.state();
-        if let Some((_, bar)) = state.phases.iter().find(|(p, _)| *p == phase) {
+        if let Some((_, bar, _)) = state.phases.iter().find(|(p, _, _)| *p == phase) {
             bar.set_position(done);
         }
         self.update_status(&mut state, false);
+    }
+
+    fn time_left(&self, phase: Phase, left: Duration) {
+        let state = self.state();
+        if let Some((_, _, told)) = state.phases.iter().find(|(p, _, _)| *p == phase) {
+            if let Ok(mut t) = told.lock() {
+                *t = Some((Instant::now(), left));
+            }
+        }
     }
 
     fn written(&self, per_table: &BTreeMap<String, u64>) {
@@ -266,7 +290,7 @@ impl Observer for Bars {
 
     fn phase_finished(&self, phase: Phase, elapsed: Duration) {
         let mut state = self.state();
-        let Some((_, bar)) = state.phases.iter().find(|(p, _)| *p == phase) else {
+        let Some((_, bar, _)) = state.phases.iter().find(|(p, _, _)| *p == phase) else {
             return;
         };
         let secs = elapsed.as_secs_f64();
@@ -283,7 +307,7 @@ impl Observer for Bars {
         if phase != Phase::VectorIndex && secs > 0.0 && bar.position() > 0 {
             let _ = write!(msg, " · {:.0}/s", bar.position() as f64 / secs);
         }
-        bar.set_style(bar_style(phase, FINISHED));
+        bar.set_style(bar_style(phase, FINISHED, Told::default()));
         // `abandon` keeps the position: a stopped copy must not show 100%.
         bar.abandon_with_message(msg);
         self.update_status(&mut state, true);
@@ -308,7 +332,7 @@ impl Progress for Bars {
             self.multi.remove(&status);
         }
         // A phase cut short by an error keeps its bar where it stopped.
-        for (_, bar) in &state.phases {
+        for (_, bar, _) in &state.phases {
             if !bar.is_finished() {
                 bar.abandon();
             }

@@ -81,6 +81,8 @@ pub struct LogProgress {
 
 struct State {
     total: u64,
+    /// The time left the phase said last, and when.
+    told: Option<(Instant, Duration)>,
     started: Instant,
     last: Instant,
 }
@@ -96,6 +98,7 @@ impl LogProgress {
             quarantined_before: AtomicU64::new(0),
             state: Mutex::new(State {
                 total: 0,
+                told: None,
                 started: now,
                 last: now,
             }),
@@ -128,6 +131,7 @@ impl Observer for LogProgress {
     fn phase_started(&self, phase: Phase, total: u64) {
         if let Ok(mut s) = self.state.lock() {
             s.total = total;
+            s.told = None;
             s.started = Instant::now();
             s.last = s.started;
         }
@@ -142,7 +146,10 @@ impl Observer for LogProgress {
         s.last = Instant::now();
         let secs = s.started.elapsed().as_secs_f64().max(1e-9);
         let rate = done as f64 / secs;
-        let eta = if rate > 0.0 && s.total > done {
+        let eta = if let Some((at, left)) = s.told.filter(|_| s.total > done) {
+            let left = left.saturating_sub(at.elapsed()).as_secs_f64();
+            format!(", about {left:.0} s left")
+        } else if rate > 0.0 && s.total > done {
             format!(", about {:.0} s left", (s.total - done) as f64 / rate)
         } else {
             String::new()
@@ -155,6 +162,12 @@ impl Observer for LogProgress {
             secs,
             self.quarantined_in_phase(false)
         );
+    }
+
+    fn time_left(&self, _phase: Phase, left: Duration) {
+        if let Ok(mut s) = self.state.lock() {
+            s.told = Some((Instant::now(), left));
+        }
     }
 
     fn row_quarantined(&self, embedding_id: &str, reason: &BadRowReason) {

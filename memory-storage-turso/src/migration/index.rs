@@ -11,11 +11,12 @@
 //! ends up exactly as `CREATE INDEX … ON embeddings_N` would have made it.
 //! The verification that follows compares every row with its source.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libsql::{Connection, Value};
 
 use super::error::Result;
+use super::index_eta;
 use super::observer::{Observer, Phase};
 use super::pass::Flow;
 use super::report::{IndexState, IndexStatus, PhaseTiming};
@@ -267,6 +268,7 @@ pub(crate) async fn build_indexes(
     let began = Instant::now();
     let mut statuses = Vec::new();
     let mut plan = Vec::new();
+    let mut eta_tables = Vec::new();
     let mut total = 0u64;
     for table in TargetTable::ALL.into_iter().filter(|t| t.is_native()) {
         let state = index_state(conn, table).await?;
@@ -279,12 +281,24 @@ pub(crate) async fn build_indexes(
             BuildState::Missing => rows_left(conn, table, false).await?,
         };
         total += left.max(0) as u64;
+        let start = match state {
+            BuildState::Building if left > 0 => {
+                (rows_left(conn, table, false).await? - left).max(0)
+            }
+            _ => 0,
+        };
+        eta_tables.push(index_eta::Table {
+            start: start as u64,
+            rows: left.max(0) as u64,
+            dimension: table.native_dimension().unwrap_or(1),
+        });
         plan.push((table, state));
     }
+    let mut eta = index_eta::IndexEta::new(eta_tables);
     observer.phase_started(Phase::VectorIndex, total);
     let mut done = 0u64;
     let mut stopped = false;
-    for (table, state) in plan {
+    for (position, (table, state)) in plan.into_iter().enumerate() {
         let Some(name) = table.vector_index_name() else {
             continue;
         };
@@ -309,8 +323,9 @@ pub(crate) async fn build_indexes(
                     crate::schema::create_vector_index_with(conn, table, index_options)
                 })
                 .await?;
-                let rows = rows_left(conn, table, false).await?;
-                done += rows.max(0) as u64;
+                let rows = rows_left(conn, table, false).await?.max(0) as u64;
+                done += rows;
+                eta.batch(position, rows, started.elapsed().as_secs_f64());
                 observer.progress(Phase::VectorIndex, done);
                 IndexState::Built
             }
@@ -330,10 +345,15 @@ pub(crate) async fn build_indexes(
                     if n == 0 {
                         break;
                     }
-                    let per_row = batch_began.elapsed().as_secs_f64() / n as f64;
+                    let seconds = batch_began.elapsed().as_secs_f64();
+                    let per_row = seconds / n as f64;
                     limit = ((INDEX_TXN_TARGET.as_secs_f64() / per_row.max(1e-6)) as i64)
                         .clamp(FIRST_INDEX_BATCH, 20_000);
                     done += n;
+                    eta.batch(position, n, seconds);
+                    if let Some(left) = eta.seconds_left() {
+                        observer.time_left(Phase::VectorIndex, Duration::from_secs_f64(left));
+                    }
                     observer.progress(Phase::VectorIndex, done);
                 }
                 if stopped {

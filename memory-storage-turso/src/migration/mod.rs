@@ -27,6 +27,7 @@ mod execute;
 mod extra_columns;
 pub(crate) mod finalize;
 mod index;
+mod index_eta;
 mod index_plan;
 pub(crate) mod lock;
 pub(crate) mod metadata;

@@ -47,6 +47,11 @@ pub trait Observer: Send + Sync {
     fn phase_started(&self, _phase: Phase, _total: u64) {}
     /// `done` units of the phase are finished (cumulative).
     fn progress(&self, _phase: Phase, _done: u64) {}
+    /// The phase's own estimate of the time it has left, sent before the
+    /// `progress` it goes with, where a rate of units per second would
+    /// mislead (the vector-index phase: an insert costs more as the index
+    /// grows).
+    fn time_left(&self, _phase: Phase, _left: Duration) {}
     /// After each committed copy batch: rows written so far, per target
     /// table.
     fn written(&self, _per_table: &std::collections::BTreeMap<String, u64>) {}

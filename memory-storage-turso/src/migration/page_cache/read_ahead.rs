@@ -155,6 +155,9 @@ impl Observer for ReadAheadObserver<'_> {
         }
         self.inner.progress(phase, done)
     }
+    fn time_left(&self, phase: Phase, left: Duration) {
+        self.inner.time_left(phase, left)
+    }
     fn written(&self, per_table: &std::collections::BTreeMap<String, u64>) {
         self.inner.written(per_table)
     }
