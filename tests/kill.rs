@@ -275,6 +275,7 @@ async fn sigkill_inside_the_vector_index_build_resumes_without_starting_over() {
         dimension_mix: vec![(1536, 1)],
         bad_rows: 0,
         compressed_percent: 0,
+        clusters: 0,
         ..SampleSpec::realistic(INDEX_ROWS as usize, 9)
     };
     generate_legacy_database(&conn, &spec).await.unwrap();

@@ -55,7 +55,10 @@ fn models_for(dimension: i64) -> &'static [&'static str] {
 
 /// A random unit-length vector.
 fn unit_vector(rng: &mut Rng, dimension: usize) -> Vec<f32> {
-    let mut v: Vec<f32> = (0..dimension).map(|_| rng.signed_unit()).collect();
+    normalized((0..dimension).map(|_| rng.signed_unit()).collect())
+}
+
+fn normalized(mut v: Vec<f32>) -> Vec<f32> {
     let norm = v
         .iter()
         .map(|&x| f64::from(x) * f64::from(x))
@@ -68,6 +71,27 @@ fn unit_vector(rng: &mut Rng, dimension: usize) -> Vec<f32> {
     v
 }
 
+/// Length of the noise added to a centre, relative to the centre's.
+const CLUSTER_NOISE: f32 = 0.6;
+
+/// A valid vector of `dimension`: uniform on the sphere, or around one of
+/// `clusters` centres (the same centres for every row of a seed).
+fn valid_vector(rng: &mut Rng, seed: u64, clusters: u32, dimension: usize) -> Vec<f32> {
+    let noise = unit_vector(rng, dimension);
+    if clusters == 0 {
+        return noise;
+    }
+    let which = rng.below(u64::from(clusters));
+    let centre_seed = seed_for(seed, salt::CENTRE, (dimension as u64) << 32 | which);
+    let centre = unit_vector(&mut Rng::new(centre_seed), dimension);
+    let v: Vec<f32> = centre
+        .iter()
+        .zip(&noise)
+        .map(|(c, n)| c + CLUSTER_NOISE * n)
+        .collect();
+    normalized(v)
+}
+
 /// The row generator behind [`generate_rows`].
 struct RowGenerator {
     rows: usize,
@@ -78,6 +102,7 @@ struct RowGenerator {
     mix: Vec<(i64, u64)>,
     total_weight: u64,
     compressed_percent: u32,
+    clusters: u32,
     /// Index of the next row.
     next: usize,
     /// Ordinal of the next bad row and the row index it sits at.
@@ -109,6 +134,7 @@ impl RowGenerator {
             mix,
             total_weight,
             compressed_percent: spec.compressed_percent.min(100),
+            clusters: spec.clusters,
             next: 0,
             bad_ordinal: 0,
             next_bad_at: None,
@@ -183,7 +209,7 @@ impl RowGenerator {
     fn valid_content(&mut self, rng: &mut Rng) -> (String, Option<Vec<u8>>, i64) {
         let dimension = self.pick_dimension(rng);
         let len = usize::try_from(dimension).unwrap_or(0).max(1);
-        let mut v = unit_vector(rng, len);
+        let mut v = valid_vector(rng, self.seed, self.clusters, len);
         if rng.below(50) == 0 {
             for special in special_values() {
                 v[rng.below(len as u64) as usize] = special;

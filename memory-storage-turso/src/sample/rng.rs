@@ -46,6 +46,7 @@ pub(super) mod salt {
     pub const BAD_POS: u64 = 0x4241_4450;
     pub const UUID: u64 = 0x5555_4944;
     pub const HEX: u64 = 0x4845_5821;
+    pub const CENTRE: u64 = 0x4345_4e54;
 }
 
 /// A seed for stream `salt` of `seed`, element `i`.

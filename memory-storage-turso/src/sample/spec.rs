@@ -24,6 +24,11 @@ pub struct SampleSpec {
     /// Percent of valid rows whose payload is compressed (the algorithm rotates
     /// zstd / lz4 / gzip); only payloads whose JSON is at least 1024 bytes are compressed.
     pub compressed_percent: u32,
+    /// Valid vectors lie around this many centres per dimension (a centre
+    /// plus noise 0.6 its length: neighbours at cosine similarity about
+    /// 0.7, as text embeddings have them); 0 draws them uniformly on the
+    /// sphere, where nearest neighbours are hardly nearer than the rest.
+    pub clusters: u32,
 }
 
 impl SampleSpec {
@@ -37,6 +42,7 @@ impl SampleSpec {
             with_vector_column: true,
             dimension_mix: vec![(384, 70), (1536, 20), (1024, 5), (3072, 3), (768, 2)],
             compressed_percent: 20,
+            clusters: 0,
         }
     }
 }

@@ -19,6 +19,7 @@ fn small_spec(rows: usize, with_vector_column: bool) -> SampleSpec {
         with_vector_column,
         dimension_mix: vec![(384, 3), (1536, 1), (8, 1)],
         compressed_percent: 50,
+        clusters: 0,
     }
 }
 
@@ -236,6 +237,7 @@ fn plain_json_decodes_bit_exactly() {
     // special values included.
     let spec = SampleSpec {
         compressed_percent: 0,
+        clusters: 0,
         bad_rows: 0,
         ..SampleSpec::realistic(3000, 5)
     };
@@ -264,6 +266,7 @@ fn compressed_rows_decompress_to_the_vector_bytes() {
 
     let spec = SampleSpec {
         compressed_percent: 100,
+        clusters: 0,
         bad_rows: 0,
         ..SampleSpec::realistic(600, 11)
     };
@@ -288,8 +291,49 @@ fn small_payloads_stay_plain() {
     let spec = SampleSpec {
         dimension_mix: vec![(8, 1)],
         compressed_percent: 100,
+        clusters: 0,
         bad_rows: 0,
         ..SampleSpec::realistic(100, 2)
     };
     assert!(generate_rows(&spec).all(|(row, _)| row.embedding_data.starts_with('[')));
+}
+
+/// Mean, over rows, of the cosine similarity of each row to its nearest
+/// other row.
+fn mean_nearest_similarity(spec: &SampleSpec) -> f64 {
+    let vectors: Vec<Vec<f32>> = generate_rows(spec)
+        .filter(|(_, bad)| bad.is_none())
+        .map(|(row, _)| {
+            let bytes = crate::decode::decode_embedding_data(&row.embedding_data).unwrap();
+            crate::decode::vector_from_le_bytes(&bytes).unwrap()
+        })
+        .collect();
+    let mut total = 0.0;
+    for (i, a) in vectors.iter().enumerate() {
+        let best = vectors
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, b)| 1.0 - crate::decode::cosine_distance(a, b).unwrap())
+            .fold(f64::MIN, f64::max);
+        total += best;
+    }
+    total / vectors.len() as f64
+}
+
+#[test]
+fn clustered_vectors_have_near_neighbours_uniform_ones_do_not() {
+    let spec = |clusters| SampleSpec {
+        rows: 400,
+        seed: 5,
+        bad_rows: 0,
+        with_vector_column: false,
+        dimension_mix: vec![(384, 1)],
+        compressed_percent: 0,
+        clusters,
+    };
+    let uniform = mean_nearest_similarity(&spec(0));
+    let clustered = mean_nearest_similarity(&spec(20));
+    assert!(uniform < 0.3, "uniform: {uniform}");
+    assert!(clustered > 0.6, "clustered: {clustered}");
 }
