@@ -72,6 +72,17 @@ pub enum Command {
         #[arg(long, default_value = "docs/recall-10k.md")]
         out: PathBuf,
     },
+    /// The index plan's frontier per table (build time and index size
+    /// against recall@10 for every candidate, the pick marked) from JSON
+    /// reports of `migrate_embeddings --dry-run --format json`.
+    Frontier {
+        /// Reports, each `NAME=FILE` (the name heads its panels).
+        #[arg(required = true)]
+        reports: Vec<String>,
+        /// The PNG to write.
+        #[arg(long, default_value = "docs/index-frontier.png")]
+        out: PathBuf,
+    },
 }
 
 impl Args {

@@ -8,6 +8,7 @@
 mod args;
 mod disk;
 mod floor;
+mod frontier;
 mod index;
 mod legacy;
 mod machine;
@@ -41,12 +42,29 @@ async fn recall(
     search::recall_run(work.path(), rows, dims, args.seed, out).await
 }
 
+/// `migrate-bench frontier`: the index plan's frontier from JSON reports.
+fn frontier(reports: &[String], out: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut panels = Vec::new();
+    for r in reports {
+        let (name, file) = r.split_once('=').unwrap_or(("", r));
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{file} is not a JSON report"))?;
+        panels.extend(frontier::panels(name, &json).with_context(|| file.to_string())?);
+    }
+    frontier::draw(&panels, out)?;
+    println!("{}: {} panel(s)", out.display(), panels.len());
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     let result = match &args.command {
         Some(Command::Child { db }) => ours::child_main(db).await,
         Some(Command::Recall { rows, dims, out }) => recall(&args, *rows, dims, out).await,
+        Some(Command::Frontier { reports, out }) => frontier(reports, out),
         None => run::run(&args).await,
     };
     match result {

@@ -59,7 +59,7 @@ fn collect_ttf(dir: &Path, found: &mut Vec<PathBuf>, depth: usize) {
 }
 
 /// Registers `path` as the plot's font; false when it is not a usable font.
-fn register(path: &Path) -> bool {
+pub fn register(path: &Path) -> bool {
     let Ok(bytes) = std::fs::read(path) else {
         return false;
     };
