@@ -143,7 +143,7 @@ fn render(
                     .y_label_area_size(60);
             }
             let mut chart =
-                builder.build_cartesian_2d(x_lo.max(0.0)..1.02, (lo..hi).log_scale())?;
+                builder.build_cartesian_2d(x_lo.max(0.0)..1.1, (lo..hi).log_scale())?;
             let mut mesh = chart.configure_mesh();
             if text {
                 mesh.x_desc("predicted recall@10 at the table's size")
@@ -166,19 +166,18 @@ fn render(
                     BLACK
                 };
                 let size = if d.picked { 8 } else { 5 };
-                chart.draw_series(std::iter::once(Circle::new(at, size, color.filled())))?;
-                if text {
-                    let label = match (d.picked, d.default) {
-                        (true, _) => format!("{} (pick)", d.label),
-                        (_, true) => format!("{} (libSQL default)", d.label),
-                        _ => d.label.clone(),
-                    };
-                    chart.draw_series(std::iter::once(plotters::element::Text::new(
-                        label,
-                        at,
-                        ("sans-serif", 13).into_font().color(&color),
-                    )))?;
-                }
+                let label = match (text, d.picked, d.default) {
+                    (false, ..) => String::new(),
+                    (_, true, _) => format!("{} (pick)", d.label),
+                    (_, _, true) => format!("{} (libSQL default)", d.label),
+                    _ => d.label.clone(),
+                };
+                let font = ("sans-serif", 13).into_font().color(&color);
+                chart.draw_series(std::iter::once(
+                    EmptyElement::at(at)
+                        + Circle::new((0, 0), size, color.filled())
+                        + plotters::element::Text::new(label, (10, -16), font),
+                ))?;
                 if let (true, Some(m)) = (d.picked, panel.measured_recall) {
                     chart.draw_series(std::iter::once(Cross::new(
                         (m, y(d)),
