@@ -589,6 +589,11 @@ fn index_plan_lines(plan: &memory_storage_turso::migration::report::IndexPlan) -
             Pick::Exact { predicted_query_ms } => {
                 format!("no index: exact search, {predicted_query_ms:.1} ms a search")
             }
+            Pick::ExactForRecall { predicted_query_ms } => format!(
+                "no index: exact search, {predicted_query_ms:.1} ms a search (above the \
+                 latency target: no index setting is predicted to reach the recall target \
+                 on these vectors; --index-options TABLE=OPTS builds one anyway)"
+            ),
             Pick::ForcedExact => "no index (--index-options)".to_string(),
             Pick::Forced { options } => format!(
                 "{} (--index-options, not measured)",

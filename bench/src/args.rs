@@ -72,6 +72,21 @@ pub enum Command {
         #[arg(long, default_value = "docs/recall-10k.md")]
         out: PathBuf,
     },
+    /// The index plan beside libSQL's default `CREATE INDEX` on the same
+    /// rows, one run: build time, index bytes, recall@10 and latency per
+    /// table, and the plan's predictions against what was measured.
+    IndexPlan {
+        /// Rows of the generated legacy database (the realistic mix).
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+        /// Vectors around this many centres per dimension; 0: uniform on
+        /// the sphere, as the realistic mix draws them.
+        #[arg(long, default_value_t = 0)]
+        clusters: u32,
+        /// The Markdown to write.
+        #[arg(long, default_value = "docs/index-plan-bench.md")]
+        out: PathBuf,
+    },
     /// The index plan's frontier per table (build time and index size
     /// against recall@10 for every candidate, the pick marked) from JSON
     /// reports of `migrate_embeddings --dry-run --format json`.

@@ -142,8 +142,7 @@ fn render(
                     .x_label_area_size(34)
                     .y_label_area_size(60);
             }
-            let mut chart =
-                builder.build_cartesian_2d(x_lo.max(0.0)..1.1, (lo..hi).log_scale())?;
+            let mut chart = builder.build_cartesian_2d(x_lo.max(0.0)..1.1, (lo..hi).log_scale())?;
             let mut mesh = chart.configure_mesh();
             if text {
                 mesh.x_desc("predicted recall@10 at the table's size")

@@ -13,6 +13,7 @@ mod index;
 mod legacy;
 mod machine;
 mod ours;
+mod plan_bench;
 mod plot;
 mod recall;
 mod reference;
@@ -42,6 +43,25 @@ async fn recall(
     search::recall_run(work.path(), rows, dims, args.seed, out).await
 }
 
+/// `migrate-bench index-plan`: the plan beside libSQL's defaults.
+async fn index_plan(
+    args: &Args,
+    rows: usize,
+    clusters: u32,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let work = tempfile::Builder::new()
+        .prefix("migrate-bench-plan-")
+        .tempdir_in(&args.dir)
+        .with_context(|| format!("making a work folder in {}", args.dir.display()))?;
+    let result = plan_bench::run(work.path(), rows, clusters, args.seed).await?;
+    let text = plan_bench::markdown(&result);
+    print!("{text}");
+    std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
 /// `migrate-bench frontier`: the index plan's frontier from JSON reports.
 fn frontier(reports: &[String], out: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -65,6 +85,11 @@ async fn main() -> ExitCode {
         Some(Command::Child { db }) => ours::child_main(db).await,
         Some(Command::Recall { rows, dims, out }) => recall(&args, *rows, dims, out).await,
         Some(Command::Frontier { reports, out }) => frontier(reports, out),
+        Some(Command::IndexPlan {
+            rows,
+            clusters,
+            out,
+        }) => index_plan(&args, *rows, *clusters, out).await,
         None => run::run(&args).await,
     };
     match result {

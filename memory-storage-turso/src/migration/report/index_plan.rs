@@ -55,6 +55,9 @@ pub enum Pick {
         /// best recall measured, and the report says so).
         meets_targets: bool,
     },
+    /// No index: no candidate is predicted to reach the recall target, and
+    /// an exact search is predicted within a few times the latency target.
+    ExactForRecall { predicted_query_ms: f64 },
     /// Options forced by `--index-options` (or the global index flags),
     /// not measured.
     Forced { options: String },

@@ -1,0 +1,422 @@
+//! The index plan beside libSQL's defaults, in one run: the same legacy
+//! rows migrated twice — once by us with the planned indexes (the plan
+//! included in the time), once copied without index and then indexed by
+//! libSQL's own `CREATE INDEX … libsql_vector_idx(embedding_vector)` with
+//! default options on every native table — and both measured the same
+//! way: build seconds, index bytes (the shadow table), and recall@10 and
+//! latency of the same queries (rows of the table, themselves left out),
+//! ours as `EmbeddingStore::find_similar` searches, theirs through
+//! `vector_top_k`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use libsql::{Connection, Value};
+use memory_storage_turso::migration::report::Pick;
+use memory_storage_turso::migration::{
+    run_migration, IndexMode, IndexPlanning, MigrationOptions, NoopObserver,
+};
+use memory_storage_turso::sample::{generate_legacy_database, SampleSpec};
+use memory_storage_turso::schema::TargetTable;
+use memory_storage_turso::store::EmbeddingStore;
+
+use crate::legacy;
+use crate::recall::{f32_blob, from_f32_blob, recall, SplitMix};
+
+/// Queries per table.
+const QUERIES: usize = 100;
+const K: usize = 10;
+
+/// One side's measure of one table.
+#[derive(Debug, Clone, Default)]
+pub struct Side {
+    pub build_seconds: f64,
+    pub index_bytes: u64,
+    pub recall: f64,
+    pub query_ms: f64,
+}
+
+/// One table of the comparison.
+#[derive(Debug, Clone)]
+pub struct TableResult {
+    pub table: TargetTable,
+    pub rows: u64,
+    /// What the plan chose, as the dry run prints it.
+    pub pick: String,
+    /// The plan's prediction: build seconds, index bytes, recall.
+    pub predicted: Option<(f64, u64, f64)>,
+    pub ours: Side,
+    pub default: Side,
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone)]
+pub struct PlanBench {
+    pub rows: usize,
+    pub layout: String,
+    /// Seconds the plan took (sampling and scratch builds).
+    pub plan_seconds: f64,
+    pub tables: Vec<TableResult>,
+}
+
+/// Runs the comparison on `rows` generated rows (`clusters` as in
+/// [`SampleSpec::clusters`]) in `work`.
+pub async fn run(work: &Path, rows: usize, clusters: u32, seed: u64) -> Result<PlanBench> {
+    let source = work.join("legacy.db");
+    {
+        let (_db, conn) = legacy::open(&source).await?;
+        let spec = SampleSpec {
+            clusters,
+            ..legacy::spec(rows, seed)
+        };
+        generate_legacy_database(&conn, &spec)
+            .await
+            .context("generating the legacy rows")?;
+    }
+    let (ours_path, theirs_path) = (work.join("ours.db"), work.join("theirs.db"));
+    legacy::copy(&source, &ours_path)?;
+    legacy::copy(&source, &theirs_path)?;
+    legacy::remove(&source)?;
+
+    eprintln!("plan bench: our migration with the index plan ({rows} rows)");
+    let (_ours_db, ours) = legacy::open(&ours_path).await?;
+    let options = MigrationOptions {
+        index: IndexPlanning {
+            mode: IndexMode::Planned,
+            ..IndexPlanning::default()
+        },
+        ..MigrationOptions::default()
+    };
+    let report = run_migration(&ours, &options, &NoopObserver)
+        .await
+        .context("our migration")?;
+    let plan_seconds = report
+        .phases
+        .iter()
+        .find(|p| p.phase == memory_storage_turso::migration::Phase::IndexPlan.name())
+        .map_or(0.0, |p| p.seconds);
+
+    eprintln!("plan bench: the same rows copied, then libSQL's default CREATE INDEX");
+    let (_theirs_db, theirs) = legacy::open(&theirs_path).await?;
+    let copy_only = MigrationOptions {
+        build_vector_index: false,
+        ..MigrationOptions::default()
+    };
+    run_migration(&theirs, &copy_only, &NoopObserver)
+        .await
+        .context("the copy of the reference")?;
+
+    let store = EmbeddingStore::open(ours.clone())
+        .await
+        .context("opening the store")?;
+    let mut tables = Vec::new();
+    for table in TargetTable::ALL.into_iter().filter(|t| t.is_native()) {
+        let n = count(&ours, &format!("SELECT count(*) FROM {}", table.name())).await? as u64;
+        if n == 0 {
+            continue;
+        }
+        let plan = report
+            .index_plan
+            .as_ref()
+            .and_then(|p| p.tables.iter().find(|t| t.table == table.name()));
+        let (pick, predicted) = match plan.map(|p| (p, &p.pick)) {
+            Some((p, Pick::Index { candidate, .. })) => {
+                let c = &p.candidates[*candidate];
+                let label = if c.options.is_empty() {
+                    "libSQL's defaults".to_string()
+                } else {
+                    c.options.clone()
+                };
+                (
+                    format!("{label}, over-fetch {}", c.overfetch),
+                    Some((
+                        c.predicted.build_seconds,
+                        c.predicted.index_bytes,
+                        c.predicted.recall,
+                    )),
+                )
+            }
+            Some((_, Pick::ExactForRecall { .. })) => (
+                "no index: exact search (no setting reaches the recall)".into(),
+                None,
+            ),
+            Some((_, Pick::Exact { .. })) => ("no index: exact search is fast enough".into(), None),
+            Some((_, other)) => (format!("{other:?}"), None),
+            None => ("(not planned)".into(), None),
+        };
+        let index = table.vector_index_name().unwrap_or_default();
+        let ours_seconds = report
+            .vector_indexes
+            .iter()
+            .find(|s| s.table == table.name())
+            .map_or(0.0, |s| s.seconds);
+        eprintln!("plan bench: libSQL's default index on {table} ({n} rows)");
+        let began = Instant::now();
+        theirs
+            .execute(
+                &format!(
+                    "CREATE INDEX {index} ON {}(libsql_vector_idx(embedding_vector))",
+                    table.name()
+                ),
+                (),
+            )
+            .await
+            .with_context(|| format!("libSQL's CREATE INDEX on {table}"))?;
+        let default_seconds = began.elapsed().as_secs_f64();
+
+        let queries = pick_queries(&ours, table, n, QUERIES).await?;
+        let mut ours_side = Side {
+            build_seconds: ours_seconds,
+            index_bytes: shadow_bytes(&ours, index).await?,
+            ..Side::default()
+        };
+        let mut default_side = Side {
+            build_seconds: default_seconds,
+            index_bytes: shadow_bytes(&theirs, index).await?,
+            ..Side::default()
+        };
+        for (id, v) in &queries {
+            let truth = exact(&ours, table, v, id).await?;
+            let t = Instant::now();
+            let hits = store
+                .find_similar(v, None, K + 1, None)
+                .await
+                .context("our search")?;
+            ours_side.query_ms += t.elapsed().as_secs_f64() * 1000.0;
+            let found: Vec<String> = hits
+                .into_iter()
+                .map(|h| h.embedding.embedding_id)
+                .filter(|h| h != id)
+                .take(K)
+                .collect();
+            ours_side.recall += recall(&truth, &found);
+            let t = Instant::now();
+            let found = top_k(&theirs, table, index, v, id).await?;
+            default_side.query_ms += t.elapsed().as_secs_f64() * 1000.0;
+            default_side.recall += recall(&truth, &found);
+        }
+        for side in [&mut ours_side, &mut default_side] {
+            side.recall /= queries.len().max(1) as f64;
+            side.query_ms /= queries.len().max(1) as f64;
+        }
+        tables.push(TableResult {
+            table,
+            rows: n,
+            pick,
+            predicted,
+            ours: ours_side,
+            default: default_side,
+        });
+    }
+    Ok(PlanBench {
+        rows,
+        layout: if clusters == 0 {
+            "uniform on the sphere (the realistic mix)".into()
+        } else {
+            format!("clustered around {clusters} centres per dimension")
+        },
+        plan_seconds,
+        tables,
+    })
+}
+
+async fn count(conn: &Connection, sql: &str) -> Result<i64> {
+    let mut rows = conn.query(sql, ()).await.with_context(|| sql.to_string())?;
+    let row = rows.next().await?.context("no row")?;
+    Ok(row.get::<i64>(0)?)
+}
+
+/// Bytes of an index's shadow table (its node blocks and keys), 0 without.
+async fn shadow_bytes(conn: &Connection, index: &str) -> Result<u64> {
+    let exists = count(
+        conn,
+        &format!("SELECT count(*) FROM sqlite_master WHERE name = '{index}_shadow'"),
+    )
+    .await?;
+    if exists == 0 {
+        return Ok(0);
+    }
+    let bytes = count(
+        conn,
+        &format!("SELECT coalesce(sum(length(data)), 0) + 16 * count(*) FROM {index}_shadow"),
+    )
+    .await?;
+    Ok(bytes.max(0) as u64)
+}
+
+/// `n` random rows of `table` of `rows`: (embedding_id, vector).
+async fn pick_queries(
+    conn: &Connection,
+    table: TargetTable,
+    rows: u64,
+    n: usize,
+) -> Result<Vec<(String, Vec<f32>)>> {
+    let mut rng = SplitMix::new(rows ^ 0x5eed);
+    let mut out = Vec::new();
+    let max = count(conn, &format!("SELECT max(rowid) FROM {}", table.name())).await?;
+    while out.len() < n.min(rows as usize) {
+        let at = 1 + rng.below(max.max(1) as usize) as i64;
+        let mut r = conn
+            .query(
+                &format!(
+                    "SELECT embedding_id, embedding_vector FROM {} WHERE rowid >= ?1 \
+                     ORDER BY rowid LIMIT 1",
+                    table.name()
+                ),
+                [at],
+            )
+            .await?;
+        if let Some(row) = r.next().await? {
+            let id: String = row.get(0)?;
+            let v = from_f32_blob(&row.get::<Vec<u8>>(1)?).context("a vector")?;
+            if !out.iter().any(|(i, _)| *i == id) {
+                out.push((id, v));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The exact `K` nearest other rows of `table` to `v`.
+async fn exact(conn: &Connection, table: TargetTable, v: &[f32], id: &str) -> Result<Vec<String>> {
+    let sql = format!(
+        "SELECT embedding_id FROM {} WHERE embedding_id != ?2 \
+         ORDER BY vector_distance_cos(embedding_vector, vector32(?1)), embedding_id LIMIT {K}",
+        table.name()
+    );
+    ids(
+        conn,
+        &sql,
+        vec![Value::Blob(f32_blob(v)), Value::Text(id.into())],
+    )
+    .await
+}
+
+/// The `K` nearest other rows through `index`.
+async fn top_k(
+    conn: &Connection,
+    table: TargetTable,
+    index: &str,
+    v: &[f32],
+    id: &str,
+) -> Result<Vec<String>> {
+    let sql = format!(
+        "SELECT t.embedding_id FROM vector_top_k('{index}', vector32(?1), {}) AS v \
+         JOIN {} AS t ON t.rowid = v.id WHERE t.embedding_id != ?2",
+        K + 1,
+        table.name()
+    );
+    let mut found = ids(
+        conn,
+        &sql,
+        vec![Value::Blob(f32_blob(v)), Value::Text(id.into())],
+    )
+    .await?;
+    found.truncate(K);
+    Ok(found)
+}
+
+async fn ids(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<Vec<String>> {
+    let mut rows = conn.query(sql, params).await.context("a search")?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await? {
+        out.push(row.get::<String>(0)?);
+    }
+    Ok(out)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / 1048576.0)
+}
+
+fn off(predicted: f64, measured: f64) -> String {
+    if measured <= 0.0 {
+        return "–".into();
+    }
+    format!("{:+.0}%", (predicted / measured - 1.0) * 100.0)
+}
+
+/// The Markdown of one comparison.
+pub fn markdown(b: &PlanBench) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "### {} rows, vectors {}\n\n\
+         | table | rows | our plan | build: ours / default | index: ours / default | \
+         recall@10: ours / default | query: ours / default |\n|---|---:|---|---:|---:|---:|---:|",
+        b.rows, b.layout
+    );
+    let (mut ours_s, mut def_s, mut ours_b, mut def_b) = (b.plan_seconds, 0.0, 0u64, 0u64);
+    for t in &b.tables {
+        ours_s += t.ours.build_seconds;
+        def_s += t.default.build_seconds;
+        ours_b += t.ours.index_bytes;
+        def_b += t.default.index_bytes;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} s / {:.0} s | {} / {} | {:.3} / {:.3} | {:.1} ms / {:.1} ms |",
+            t.table,
+            t.rows,
+            t.pick,
+            t.ours.build_seconds,
+            t.default.build_seconds,
+            mib(t.ours.index_bytes),
+            mib(t.default.index_bytes),
+            t.ours.recall,
+            t.default.recall,
+            t.ours.query_ms,
+            t.default.query_ms
+        );
+    }
+    let faster = if ours_s < 1.0 {
+        "no index built".to_string()
+    } else {
+        format!("{:.1}× faster", def_s / ours_s)
+    };
+    let smaller = if ours_b == 0 {
+        "no index bytes".to_string()
+    } else {
+        format!("1/{:.1} of the bytes", def_b as f64 / ours_b as f64)
+    };
+    let _ = writeln!(
+        out,
+        "\nIn all: ours {:.0} s (the plan's {:.0} s included) and {}, libSQL's defaults {:.0} s \
+         and {}: **{faster}, {smaller}**.\n",
+        ours_s,
+        b.plan_seconds,
+        mib(ours_b),
+        def_s,
+        mib(def_b),
+    );
+    let predicted: Vec<&TableResult> = b.tables.iter().filter(|t| t.predicted.is_some()).collect();
+    if !predicted.is_empty() {
+        let _ = writeln!(
+            out,
+            "The plan's predictions against what was measured:\n\n\
+             | table | build predicted / measured | index predicted / measured | recall predicted / measured |\n\
+             |---|---:|---:|---:|"
+        );
+        for t in predicted {
+            let Some((s, bytes, r)) = t.predicted else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} s / {:.0} s ({}) | {} / {} ({}) | {:.3} / {:.3} |",
+                t.table,
+                s,
+                t.ours.build_seconds,
+                off(s, t.ours.build_seconds),
+                mib(bytes),
+                mib(t.ours.index_bytes),
+                off(bytes as f64, t.ours.index_bytes as f64),
+                r,
+                t.ours.recall
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
