@@ -59,6 +59,9 @@ async fn index_plan(
     let text = plan_bench::markdown(&result);
     print!("{text}");
     std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+    let json = out.with_extension("json");
+    std::fs::write(&json, serde_json::to_string_pretty(&result.report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
     Ok(())
 }
 

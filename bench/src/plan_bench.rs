@@ -58,6 +58,8 @@ pub struct PlanBench {
     pub layout: String,
     /// Seconds the plan took (sampling and scratch builds).
     pub plan_seconds: f64,
+    /// Our migration's report, as JSON (`migrate-bench frontier` reads it).
+    pub report: serde_json::Value,
     pub tables: Vec<TableResult>,
 }
 
@@ -218,6 +220,7 @@ pub async fn run(work: &Path, rows: usize, clusters: u32, seed: u64) -> Result<P
             format!("clustered around {clusters} centres per dimension")
         },
         plan_seconds,
+        report: serde_json::to_value(&report).context("the report as JSON")?,
         tables,
     })
 }
