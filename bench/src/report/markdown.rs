@@ -47,6 +47,13 @@ impl Results {
              deleted at the end. Each contender starts from a byte-identical copy \
              (`std::fs::copy`) of one generated legacy database.\n"
         );
+        let _ = writeln!(
+            md,
+            "The index plan beside libSQL's default `CREATE INDEX` (build time, index bytes, \
+             recall@10, the plan's predictions against the measured) is its own run, \
+             `cargo run --release -p migrate-bench -- index-plan --rows 100000 --clusters 1000`, \
+             written to [docs/index-plan-bench.md](docs/index-plan-bench.md).\n"
+        );
         let _ = writeln!(md, "## Machine\n\n| | |\n|---|---|");
         let _ = writeln!(md, "| CPUs | {} |", m.cpus);
         let _ = writeln!(md, "| CPU model | {} |", m.cpu_model);
