@@ -189,7 +189,7 @@ pub(crate) async fn plan_table(
     // table's own), and predicted from the two larger; a pick that no
     // longer meets the targets gives way to the next, at most VALIDATIONS
     // times.
-    let third = &sample[..sample.len().min(large * VALIDATE_FACTOR)];
+    let third = &sample[..sample.len().min(validating_size(large, rows))];
     if third.len() * 2 >= large * 3 {
         let mut validated = std::collections::BTreeSet::new();
         for _ in 0..VALIDATIONS {
@@ -230,6 +230,15 @@ pub(crate) async fn plan_table(
 /// uniform 384-dimension vectors every setting still finds every
 /// neighbour at 3,000 rows; at 12,800 the weaker ones miss a few percent).
 const VALIDATE_FACTOR: usize = 16;
+
+/// Rows of the validating build: up to [`VALIDATE_FACTOR`] times the
+/// larger sample, but no more than an eighth of the table (at least twice
+/// the larger sample), so that validating three picks costs well under
+/// one real build of a small table.
+fn validating_size(large: usize, rows: u64) -> usize {
+    let eighth = usize::try_from(rows / 8).unwrap_or(usize::MAX);
+    (large * VALIDATE_FACTOR).min(eighth.max(2 * large))
+}
 
 /// Picks validated at the third size, at most.
 const VALIDATIONS: usize = 3;
@@ -390,4 +399,17 @@ pub(crate) async fn for_run(
     let searches = chosen.iter().map(|(t, (_, s))| (*t, s.clone())).collect();
     crate::search_plan::write(conn, &searches).await?;
     Ok((made, chosen.into_iter().map(|(t, (o, _))| (t, o)).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_validating_build_is_at_most_an_eighth_of_the_table() {
+        assert_eq!(validating_size(800, 1_000_000), 12_800);
+        assert_eq!(validating_size(800, 70_000), 8_750);
+        assert_eq!(validating_size(800, 21_000), 2_625);
+        assert_eq!(validating_size(800, 5_000), 1_600);
+    }
 }
