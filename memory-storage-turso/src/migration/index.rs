@@ -33,8 +33,10 @@ use crate::schema::{
 /// it is (100-row transactions made the build 1.36× slower than libSQL's
 /// `CREATE INDEX`; 1,000-row ones 1.01×), while a crash loses at most one.
 const FIRST_INDEX_BATCH: i64 = 100;
-/// The wall time an index-build transaction aims at.
-const INDEX_TXN_TARGET: std::time::Duration = std::time::Duration::from_secs(5);
+/// The wall time an index-build transaction aims at: well under the 5 s
+/// sqld gives a write transaction before a waiting writer (the
+/// application) may have it rolled back.
+const INDEX_TXN_TARGET: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn count(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<i64> {
     let n = crate::db::query_i64(conn, sql, params, || {
@@ -268,15 +270,26 @@ pub(crate) async fn build_indexes(
     let mut statuses = Vec::new();
     let mut plan = Vec::new();
     let mut total = 0u64;
+    // Reads, retried like every step: a remote stream left idle past the
+    // server's expiry (sqld: 10 s, say while the index plan was measured
+    // locally) is lost at its next request.
     for table in TargetTable::ALL.into_iter().filter(|t| t.is_native()) {
-        let state = index_state(conn, table).await?;
+        let state = with_retries(max_retries, || index_state(conn, table)).await?;
         let exact = matches!(options_of.get(&table), Some(None));
         let left = match state {
             BuildState::Present => 0,
             BuildState::Missing if exact => 0,
-            _ if !build || !object_exists(conn, table.name()).await? => 0,
-            BuildState::Building => rows_left(conn, table, true).await?,
-            BuildState::Missing => rows_left(conn, table, false).await?,
+            _ if !build
+                || !with_retries(max_retries, || object_exists(conn, table.name())).await? =>
+            {
+                0
+            }
+            BuildState::Building => {
+                with_retries(max_retries, || rows_left(conn, table, true)).await?
+            }
+            BuildState::Missing => {
+                with_retries(max_retries, || rows_left(conn, table, false)).await?
+            }
         };
         total += left.max(0) as u64;
         plan.push((table, state));
@@ -309,7 +322,7 @@ pub(crate) async fn build_indexes(
                     crate::schema::create_vector_index_with(conn, table, index_options)
                 })
                 .await?;
-                let rows = rows_left(conn, table, false).await?;
+                let rows = with_retries(max_retries, || rows_left(conn, table, false)).await?;
                 done += rows.max(0) as u64;
                 observer.progress(Phase::VectorIndex, done);
                 IndexState::Built
@@ -326,13 +339,34 @@ pub(crate) async fn build_indexes(
                         break;
                     }
                     let batch_began = Instant::now();
-                    let n = with_retries(max_retries, || copy_batch(conn, table, limit)).await?;
+                    // A transaction the server rolled back because a writer
+                    // waited for it is tried again with half the rows.
+                    let tried = std::cell::Cell::new(limit);
+                    let n = with_retries(max_retries, || {
+                        let (tried, limit) = (&tried, tried.get());
+                        async move {
+                            let result = copy_batch(conn, table, limit).await;
+                            if result.as_ref().is_err_and(|e| e.transaction_timed_out()) {
+                                tried.set((limit / 2).max(1));
+                            }
+                            result
+                        }
+                    })
+                    .await?;
                     if n == 0 {
                         break;
                     }
                     let per_row = batch_began.elapsed().as_secs_f64() / n as f64;
-                    limit = ((INDEX_TXN_TARGET.as_secs_f64() / per_row.max(1e-6)) as i64)
-                        .clamp(FIRST_INDEX_BATCH, 20_000);
+                    // No floor but one row: where rows are slow (DiskANN
+                    // inserts on a remote server), the time target rules.
+                    let sized = ((INDEX_TXN_TARGET.as_secs_f64() / per_row.max(1e-6)) as i64)
+                        .clamp(1, 20_000);
+                    // After a timeout, never larger than what went through.
+                    limit = if tried.get() < limit {
+                        sized.min(tried.get())
+                    } else {
+                        sized
+                    };
                     done += n;
                     observer.progress(Phase::VectorIndex, done);
                 }
