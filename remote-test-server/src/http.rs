@@ -117,7 +117,10 @@ async fn handle(server: Arc<Server>, req: Request<Body>) -> Result<Response<Body
     }
     let token = bearer(&req).unwrap_or_default().to_string();
     let is_hrana = method == Method::POST
-        && matches!(path.as_str(), "/v2/pipeline" | "/v3/pipeline" | "/v3/cursor");
+        && matches!(
+            path.as_str(),
+            "/v2/pipeline" | "/v3/pipeline" | "/v3/cursor"
+        );
     let authorized = match &server.target {
         Target::File(local) => local.backend.token_matches(&token),
         Target::Upstream { .. } if is_hrana => true,
@@ -188,7 +191,10 @@ struct HranaRequest {
     body: String,
 }
 
-async fn hrana(server: Arc<Server>, request: HranaRequest) -> Result<Response<Body>, DropConnection> {
+async fn hrana(
+    server: Arc<Server>,
+    request: HranaRequest,
+) -> Result<Response<Body>, DropConnection> {
     let HranaRequest {
         token,
         authorization,

@@ -211,12 +211,16 @@ impl Faulty {
         match test_support::sqld_binary() {
             Some(bin) => {
                 let sqld = test_support::Sqld::start_with(&bin, Some(legacy), sqld_args);
-                let proxy_args: Vec<&str> = extra
-                    .chunks(2)
-                    .filter(|pair| pair[0] == "--delay-ms" || pair[0] == "--log-requests")
-                    .flatten()
-                    .copied()
-                    .collect();
+                // What the proxy applies too: the delay, the request log.
+                let mut proxy_args = Vec::new();
+                let mut args = extra.iter();
+                while let Some(&arg) = args.next() {
+                    if arg == "--log-requests" {
+                        proxy_args.push(arg);
+                    } else if arg == "--delay-ms" {
+                        proxy_args.extend([arg, args.next().copied().unwrap_or("0")]);
+                    }
+                }
                 Faulty {
                     proxy: Server::proxy(&sqld.url(), &proxy_args),
                     file: sqld.database_file(),
