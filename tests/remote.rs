@@ -3,7 +3,9 @@
 //! Turso and sqld) serving a temporary legacy database, with faults
 //! injected. Afterwards the server is stopped and the file opened locally
 //! with libSQL: every legacy row is present exactly once, bit for bit, in
-//! the right table.
+//! the right table. With `SQLD_BIN` set, the fault tests (`Faulty`) run
+//! against libSQL's `sqld` with `hrana-test-server` as a fault-injecting
+//! proxy in front of it, and the lifecycle tests (`Served`) against sqld.
 
 mod common;
 
@@ -447,15 +449,17 @@ async fn a_stalled_commit_is_waited_for() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_answer_that_never_comes_times_out_and_is_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("memory.db");
-    let summary = sample_db(&path, 600, 16, 18).await;
-    let server = Server::start(&path, &[]);
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 600, 16, 18).await;
+    // Against sqld behind the fault proxy when SQLD_BIN is set.
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
     let mut stall = fault("stall", 1, Some("FROM embeddings WHERE embedding_id >"));
     stall["stall_ms"] = 120_000.into();
-    server.arm(&stall.to_string());
+    served.proxy.arm(&stall.to_string());
     let began = std::time::Instant::now();
-    let out = run(
-        &server.url(),
+    let out = migrate_as(
+        &served.url(),
+        &served.token,
         &[
             "--execute",
             "--no-vector-index",
@@ -466,17 +470,19 @@ async fn an_answer_that_never_comes_times_out_and_is_retried() {
             "--timeout",
             "2",
         ],
-    );
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
         began.elapsed() < Duration::from_secs(60),
         "the run waited {:?} for an answer that never came",
         began.elapsed()
     );
-    let stats = server.stats();
+    let stats = served.proxy.stats();
     assert_eq!(stats["armed"], 0, "the stall did not fire: {stats}");
-    drop(server);
-    assert_migrated_exactly(&path, &summary).await;
+    let file = served.stop();
+    assert_migrated_exactly(&file, &summary).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -735,10 +741,12 @@ async fn the_lifecycle_against_sqld_when_reachable_else_the_test_server() {
 #[tokio::test(flavor = "multi_thread")]
 async fn faults_during_verification_reads_are_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("memory.db");
-    let summary = sample_db(&path, 600, 16, 17).await;
-    let server = Server::start(&path, &["--stream-ttl-ms", "3000"]);
-    let url = server.url();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 600, 16, 17).await;
+    // Against sqld behind the fault proxy when SQLD_BIN is set.
+    let mut served = Faulty::start(&legacy, dir.path(), &["--stream-ttl-ms", "3000"]);
+    let (url, token) = (served.url(), served.token.clone());
+    let run = |url: &str, args: &[&str]| migrate_as(url, &token, args).output().unwrap();
     let args = [
         "--execute",
         "--no-vector-index",
@@ -756,10 +764,10 @@ async fn faults_during_verification_reads_are_retried() {
         fault("status_500", 3, Some(WINDOW_READ)),
     ]);
     for mode in [&["--verify", "--max-retries", "10"][..], &args[..]] {
-        server.arm(&faults.to_string());
+        served.proxy.arm(&faults.to_string());
         let out = run(&url, mode);
         assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-        assert_eq!(server.stats()["armed"], 0, "{}", text(&out));
+        assert_eq!(served.proxy.stats()["armed"], 0, "{}", text(&out));
         if mode[0] == "--verify" {
             assert!(
                 String::from_utf8_lossy(&out.stdout).contains("verification passed"),
@@ -768,8 +776,8 @@ async fn faults_during_verification_reads_are_retried() {
             );
         }
     }
-    drop(server);
-    assert_migrated_exactly(&path, &summary).await;
+    let file = served.stop();
+    assert_migrated_exactly(&file, &summary).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
