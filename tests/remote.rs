@@ -802,7 +802,7 @@ async fn a_server_that_comes_up_late_is_waited_for() {
 /// names it (JWT authentication on, vector functions there), else
 /// `hrana-test-server` (no vector functions: the run skips the indexes).
 enum Served {
-    Sqld(test_support::Sqld, PathBuf),
+    Sqld(Box<test_support::Sqld>, PathBuf),
     TestServer(Server, PathBuf),
 }
 
@@ -810,7 +810,7 @@ impl Served {
     /// Serves a copy of `legacy`.
     fn start(legacy: &Path, dir: &Path) -> Served {
         match test_support::sqld_binary() {
-            Some(bin) => Served::Sqld(test_support::Sqld::start(&bin, Some(legacy)), bin),
+            Some(bin) => Served::Sqld(Box::new(test_support::Sqld::start(&bin, Some(legacy))), bin),
             None => {
                 eprintln!("SQLD_BIN is not set: this lifecycle runs against hrana-test-server, without vector indexes");
                 let file = dir.join("served.db");

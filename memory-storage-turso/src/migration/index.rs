@@ -11,6 +11,7 @@
 //! ends up exactly as `CREATE INDEX … ON embeddings_N` would have made it.
 //! The verification that follows compares every row with its source.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use libsql::{Connection, Value};
@@ -341,13 +342,14 @@ pub(crate) async fn build_indexes(
                     let batch_began = Instant::now();
                     // A transaction the server rolled back because a writer
                     // waited for it is tried again with half the rows.
-                    let tried = std::cell::Cell::new(limit);
+                    // (Atomic, not a Cell: the run's future must stay Send.)
+                    let tried = AtomicI64::new(limit);
                     let n = with_retries(max_retries, || {
-                        let (tried, limit) = (&tried, tried.get());
+                        let (tried, limit) = (&tried, tried.load(Ordering::Relaxed));
                         async move {
                             let result = copy_batch(conn, table, limit).await;
                             if result.as_ref().is_err_and(|e| e.transaction_timed_out()) {
-                                tried.set((limit / 2).max(1));
+                                tried.store((limit / 2).max(1), Ordering::Relaxed);
                             }
                             result
                         }
@@ -362,8 +364,9 @@ pub(crate) async fn build_indexes(
                     let sized = ((INDEX_TXN_TARGET.as_secs_f64() / per_row.max(1e-6)) as i64)
                         .clamp(1, 20_000);
                     // After a timeout, never larger than what went through.
-                    limit = if tried.get() < limit {
-                        sized.min(tried.get())
+                    let tried = tried.into_inner();
+                    limit = if tried < limit {
+                        sized.min(tried)
                     } else {
                         sized
                     };
