@@ -177,8 +177,8 @@ const INDEX_LOOKUP: &str =
 /// A batch whose transaction sqld rolls back (held open past 5 s while an
 /// application waits to write) lands nothing: not a row, not a ledger
 /// entry, not its checkpoint, though the request holding it goes on to
-/// sqld afterwards. A run that may retry then tries the batch again on a
-/// fresh stream and finishes, exact.
+/// sqld afterwards. A run that may retry then tries the batch again with
+/// half the rows, on a fresh stream, and finishes, exact.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_sqld_timed_out_lands_nothing_and_is_retried() {
     if !have_sqld() {
@@ -223,19 +223,35 @@ async fn a_batch_sqld_timed_out_lands_nothing_and_is_retried() {
     );
     assert_eq!(rows_past_the_checkpoint(&app).await, 0);
 
-    // The same hold on the resumed run's first batch: retried, finished.
+    // The same hold on the resumed run's first batch: retried with half
+    // the rows (and the rest of the copy too), finished.
     served.proxy.arm(&stall(CHECKPOINT_WRITE, 0, 8_000));
-    let mut child = migrate(
-        &url,
-        &token,
-        &[&args[..], &["--max-retries", "10"]].concat(),
-    )
-    .spawn()
-    .unwrap();
+    let log = dir.path().join("log.jsonl");
+    let retrying = [&args[..], &["--max-retries", "10", "--log-file"]].concat();
+    let mut child = migrate(&url, &token, &retrying).arg(&log).spawn().unwrap();
     wait_fired(&served.proxy, 2, &mut child);
     app_write(&app, 2).await;
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let batches: Vec<(u64, u64)> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["fields"]["message"] == "batch committed" && e["fields"]["phase"] == "copy")
+        .map(|e| {
+            let f = &e["fields"];
+            (f["rows"].as_u64().unwrap(), f["retries"].as_u64().unwrap())
+        })
+        .collect();
+    assert!(batches.len() > 2, "{batches:?}");
+    assert!(
+        batches[0].1 >= 1,
+        "the first batch was not retried: {batches:?}"
+    );
+    assert!(
+        batches.iter().all(|&(rows, _)| rows <= 50),
+        "not retried smaller: {batches:?}"
+    );
     let file = served.stop();
     let conn = local(&file).await;
     test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
