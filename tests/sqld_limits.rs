@@ -170,6 +170,8 @@ async fn rows_past_the_checkpoint(conn: &Connection) -> i64 {
 // batch's progress (see the proxy's --log-requests).
 const CHECKPOINT_WRITE: &str = r#""sql":"INSERT INTO embedding_migration_checkpoint"#;
 const INDEX_PROGRESS_WRITE: &str = r#""sql":"UPDATE embedding_migration_index_progress"#;
+/// A catch-up transaction of `--online` forgetting a mirrored change.
+const CHANGE_FORGET: &str = r#""sql":"DELETE FROM embedding_migration_changes WHERE rowid"#;
 /// The prepare of the index phase's lookup of where a table's index stands.
 const INDEX_LOOKUP: &str =
     r#""type":"describe","sql":"SELECT tbl_name FROM sqlite_master WHERE name"#;
@@ -440,6 +442,116 @@ async fn a_pause_past_the_stream_expiry_breaks_no_later_request() {
     assert_eq!(served.proxy.stats()["armed"], 0, "the pause never happened");
     let file = served.stop();
     let conn = local(&file).await;
+    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+    for t in [
+        "embeddings_384",
+        "embeddings_1024",
+        "embeddings_1536",
+        "embeddings_3072",
+    ] {
+        let index = format!("idx_{t}_vector");
+        assert!(table_exists(&conn, &index).await, "{index} is missing");
+    }
+}
+
+/// An application writing through sqld for the whole run: each write its
+/// own transaction that first checks the run's mirroring triggers are
+/// there (so none falls after the switch), a new row every 100 ms.
+async fn online_application(app: Connection, running: Arc<AtomicBool>) -> u64 {
+    let mut written = 0;
+    for i in 0u64.. {
+        if !running.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if app.execute("BEGIN IMMEDIATE", ()).await.is_err() {
+            continue;
+        }
+        let mirrored = scalar(
+            &app,
+            &format!(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = '{}'",
+                memory_storage_turso::schema::TRIGGERS[0]
+            ),
+        )
+        .await
+            == Some(1);
+        if !mirrored {
+            let _ = app.execute("ROLLBACK", ()).await;
+            continue;
+        }
+        let dim = [384usize, 1024, 1536][(i % 3) as usize];
+        let v: Vec<f32> = (0..dim).map(|j| (j as f32 - i as f32) * 0.0625).collect();
+        let inserted = app
+            .execute(
+                "INSERT INTO embeddings (embedding_id, item_id, item_type, embedding_data, dimension, model, created_at) \
+                 VALUES (?1, ?2, 'episode', ?3, ?4, 'app', ?5)",
+                libsql::params![
+                    format!("{:016x}-online-{i}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                    format!("item-online-{i}"),
+                    memory_storage_turso::sample::encode_json(&v),
+                    dim as i64,
+                    1_760_000_000 + i as i64
+                ],
+            )
+            .await
+            .is_ok();
+        if inserted && app.execute("COMMIT", ()).await.is_ok() {
+            written += 1;
+        } else {
+            let _ = app.execute("ROLLBACK", ()).await;
+        }
+    }
+    written
+}
+
+/// `--online` with vector indexes while an application writes through
+/// sqld for the whole run (what exited 1 with TRANSACTION_TIMEOUT), one
+/// catch-up transaction held past sqld's 5 s: one run ends with the
+/// targets equal to the legacy table, the application's rows included.
+#[tokio::test(flavor = "multi_thread")]
+async fn online_with_an_application_writing_through_sqld_for_the_whole_run() {
+    if !have_sqld() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 300, 16, 65).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    let (url, token) = (served.url(), served.token.clone());
+    // The first catch-up transaction (mirroring what the application
+    // wrote during the copy) is held past sqld's 5 s while the
+    // application waits to write.
+    served.proxy.arm(&stall(CHANGE_FORGET, 0, 8_000));
+    let running = Arc::new(AtomicBool::new(true));
+    let writer = tokio::spawn(online_application(
+        remote(&served.direct_url(), &token).await,
+        running.clone(),
+    ));
+    let out = migrate(
+        &url,
+        &token,
+        &[
+            "--execute",
+            "--online",
+            "--no-index-plan",
+            "--max-retries",
+            "10",
+        ],
+    )
+    .output()
+    .unwrap();
+    running.store(false, Ordering::SeqCst);
+    let written = writer.await.unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(written > 5, "the application hardly wrote: {written}");
+    assert_eq!(served.proxy.stats()["armed"], 0, "the hold never happened");
+    let file = served.stop();
+    let conn = local(&file).await;
+    assert_eq!(
+        scalar(&conn, "SELECT count(*) FROM embeddings WHERE model = 'app'").await,
+        Some(written as i64)
+    );
     test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
     for t in [
         "embeddings_384",
