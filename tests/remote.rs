@@ -3,181 +3,21 @@
 //! Turso and sqld) serving a temporary legacy database, with faults
 //! injected. Afterwards the server is stopped and the file opened locally
 //! with libSQL: every legacy row is present exactly once, bit for bit, in
-//! the right table.
+//! the right table. With `SQLD_BIN` set, the fault tests (`Faulty`) run
+//! against libSQL's `sqld` with `hrana-test-server` as a fault-injecting
+//! proxy in front of it, and the lifecycle tests (`Served`) against sqld.
+
+mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::{Faulty, Server, TOKEN};
 use libsql::{Builder, Connection, Value};
 use memory_storage_turso::sample::SampleSummary;
 use test_support::{bad_ids, sample_db, scalar, table_exists};
-
-const TOKEN: &str = "remote-test-token-51c0ffee";
-
-/// The test server binary, next to the migrate_embeddings binary: built
-/// (or brought up to date) once per test run with the cargo and profile
-/// running the tests, so it is never stale and these tests never skip.
-/// (Run outside cargo, an existing binary is used as it is.)
-fn server_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_BIN_EXE_migrate_embeddings"))
-            .parent()
-            .expect("the binary has a directory")
-            .to_path_buf();
-        let bin = dir.join("hrana-test-server");
-        let cargo = std::env::var("CARGO").ok();
-        if cargo.is_none() && bin.is_file() {
-            return bin;
-        }
-        let mut build = Command::new(cargo.unwrap_or_else(|| "cargo".into()));
-        build.args(["build", "--quiet", "-p", "remote-test-server"]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo build -p remote-test-server");
-        assert!(status.success(), "cargo build -p remote-test-server failed");
-        assert!(bin.is_file(), "{} was not built", bin.display());
-        bin
-    })
-}
-
-/// A running `hrana-test-server` on one database file.
-struct Server {
-    child: Option<Child>,
-    db: PathBuf,
-    /// `127.0.0.1:PORT`.
-    addr: String,
-    extra: Vec<String>,
-}
-
-impl Server {
-    fn start(db: &Path, extra: &[&str]) -> Server {
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = Self::spawn(db, "127.0.0.1:0", &extra);
-        Server {
-            child: Some(child),
-            db: db.to_path_buf(),
-            addr,
-            extra,
-        }
-    }
-
-    fn spawn(db: &Path, listen: &str, extra: &[String]) -> (Child, String) {
-        let mut child = Command::new(server_binary())
-            .arg(db)
-            .args(["--listen", listen, "--token", TOKEN])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting hrana-test-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout"))
-            .read_line(&mut line)
-            .expect("reading the server's address");
-        let addr = line
-            .trim()
-            .strip_prefix("http://")
-            .unwrap_or_else(|| panic!("the server printed {line:?}, not its address"))
-            .to_string();
-        (child, addr)
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Kills the server (as a crash would).
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same file and port.
-    fn restart(&mut self) {
-        self.kill();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut child = Command::new(server_binary())
-                .arg(&self.db)
-                .args(["--listen", &self.addr, "--token", TOKEN])
-                .args(&self.extra)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("restarting hrana-test-server");
-            let mut line = String::new();
-            let _ = BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line);
-            if line.starts_with("http://") {
-                self.child = Some(child);
-                return;
-            }
-            let _ = child.wait();
-            assert!(
-                Instant::now() < deadline,
-                "could not restart on {}",
-                self.addr
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Sends a control request; returns the status code and the body.
-    fn control(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let mut stream =
-            std::net::TcpStream::connect(&self.addr).expect("connecting to the server");
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        )
-        .expect("sending a control request");
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .expect("reading the control response");
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
-    }
-
-    /// Arms faults (a JSON object or array, see the server's `faults.rs`).
-    fn arm(&self, faults: &str) {
-        let (status, body) = self.control("POST", "/control/faults", faults);
-        assert_eq!(status, 200, "arming {faults}: {body}");
-    }
-
-    /// The server's counters: requests, fired, armed.
-    fn stats(&self) -> serde_json::Value {
-        let (status, body) = self.control("GET", "/control/stats", "");
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str(&body).expect("stats are JSON")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// `migrate_embeddings` against `url` with the test token in `--auth-token`.
 fn migrate(url: &str, args: &[&str]) -> Command {
@@ -508,16 +348,19 @@ async fn a_second_run_is_refused_while_the_first_holds_the_lock() {
     assert_migrated_exactly(&path, &summary).await;
 }
 
-/// Runs a migration of a fresh database while `faults` fire, and proves
-/// the result exact and every fault fired.
+/// Runs a migration of a fresh database while `faults` fire — against
+/// sqld behind the fault proxy when `SQLD_BIN` is set, else against the
+/// test server — and proves the result exact (the served file read with
+/// the server stopped) and every fault fired.
 async fn migrate_through(faults: &str, seed: u64, server_args: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("memory.db");
-    let summary = sample_db(&path, 600, 16, seed).await;
-    let server = Server::start(&path, server_args);
-    server.arm(faults);
-    let out = run(
-        &server.url(),
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 600, 16, seed).await;
+    let mut served = Faulty::start(&legacy, dir.path(), server_args);
+    served.proxy.arm(faults);
+    let out = migrate_as(
+        &served.url(),
+        &served.token,
         &[
             "--execute",
             "--no-vector-index",
@@ -526,17 +369,19 @@ async fn migrate_through(faults: &str, seed: u64, server_args: &[&str]) -> serde
             "--max-retries",
             "10",
         ],
-    );
+    )
+    .output()
+    .expect("running migrate_embeddings");
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let stats = server.stats();
+    let stats = served.proxy.stats();
     assert_eq!(
         stats["armed"],
         0,
         "not every fault fired: {stats}\n{}",
         text(&out)
     );
-    drop(server);
-    assert_migrated_exactly(&path, &summary).await;
+    let file = served.stop();
+    assert_migrated_exactly(&file, &summary).await;
     stats
 }
 
@@ -604,15 +449,17 @@ async fn a_stalled_commit_is_waited_for() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_answer_that_never_comes_times_out_and_is_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("memory.db");
-    let summary = sample_db(&path, 600, 16, 18).await;
-    let server = Server::start(&path, &[]);
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 600, 16, 18).await;
+    // Against sqld behind the fault proxy when SQLD_BIN is set.
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
     let mut stall = fault("stall", 1, Some("FROM embeddings WHERE embedding_id >"));
     stall["stall_ms"] = 120_000.into();
-    server.arm(&stall.to_string());
+    served.proxy.arm(&stall.to_string());
     let began = std::time::Instant::now();
-    let out = run(
-        &server.url(),
+    let out = migrate_as(
+        &served.url(),
+        &served.token,
         &[
             "--execute",
             "--no-vector-index",
@@ -623,17 +470,19 @@ async fn an_answer_that_never_comes_times_out_and_is_retried() {
             "--timeout",
             "2",
         ],
-    );
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
         began.elapsed() < Duration::from_secs(60),
         "the run waited {:?} for an answer that never came",
         began.elapsed()
     );
-    let stats = server.stats();
+    let stats = served.proxy.stats();
     assert_eq!(stats["armed"], 0, "the stall did not fire: {stats}");
-    drop(server);
-    assert_migrated_exactly(&path, &summary).await;
+    let file = served.stop();
+    assert_migrated_exactly(&file, &summary).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -892,10 +741,12 @@ async fn the_lifecycle_against_sqld_when_reachable_else_the_test_server() {
 #[tokio::test(flavor = "multi_thread")]
 async fn faults_during_verification_reads_are_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("memory.db");
-    let summary = sample_db(&path, 600, 16, 17).await;
-    let server = Server::start(&path, &["--stream-ttl-ms", "3000"]);
-    let url = server.url();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 600, 16, 17).await;
+    // Against sqld behind the fault proxy when SQLD_BIN is set.
+    let mut served = Faulty::start(&legacy, dir.path(), &["--stream-ttl-ms", "3000"]);
+    let (url, token) = (served.url(), served.token.clone());
+    let run = |url: &str, args: &[&str]| migrate_as(url, &token, args).output().unwrap();
     let args = [
         "--execute",
         "--no-vector-index",
@@ -913,10 +764,10 @@ async fn faults_during_verification_reads_are_retried() {
         fault("status_500", 3, Some(WINDOW_READ)),
     ]);
     for mode in [&["--verify", "--max-retries", "10"][..], &args[..]] {
-        server.arm(&faults.to_string());
+        served.proxy.arm(&faults.to_string());
         let out = run(&url, mode);
         assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-        assert_eq!(server.stats()["armed"], 0, "{}", text(&out));
+        assert_eq!(served.proxy.stats()["armed"], 0, "{}", text(&out));
         if mode[0] == "--verify" {
             assert!(
                 String::from_utf8_lossy(&out.stdout).contains("verification passed"),
@@ -925,8 +776,8 @@ async fn faults_during_verification_reads_are_retried() {
             );
         }
     }
-    drop(server);
-    assert_migrated_exactly(&path, &summary).await;
+    let file = served.stop();
+    assert_migrated_exactly(&file, &summary).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -951,7 +802,7 @@ async fn a_server_that_comes_up_late_is_waited_for() {
 /// names it (JWT authentication on, vector functions there), else
 /// `hrana-test-server` (no vector functions: the run skips the indexes).
 enum Served {
-    Sqld(test_support::Sqld, PathBuf),
+    Sqld(Box<test_support::Sqld>, PathBuf),
     TestServer(Server, PathBuf),
 }
 
@@ -959,7 +810,7 @@ impl Served {
     /// Serves a copy of `legacy`.
     fn start(legacy: &Path, dir: &Path) -> Served {
         match test_support::sqld_binary() {
-            Some(bin) => Served::Sqld(test_support::Sqld::start(&bin, Some(legacy)), bin),
+            Some(bin) => Served::Sqld(Box::new(test_support::Sqld::start(&bin, Some(legacy))), bin),
             None => {
                 eprintln!("SQLD_BIN is not set: this lifecycle runs against hrana-test-server, without vector indexes");
                 let file = dir.join("served.db");

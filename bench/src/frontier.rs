@@ -110,6 +110,9 @@ pub fn draw(panels: &[Panel], out: &Path) -> Result<()> {
         .with_context(|| format!("drawing {}", out.display()))
 }
 
+/// A vertical axis: its name and the value of a dot on it.
+type Axis = (&'static str, fn(&Dot) -> f64);
+
 fn render(
     panels: &[Panel],
     out: &Path,
@@ -119,7 +122,7 @@ fn render(
     root.fill(&WHITE)?;
     let rows = root.split_evenly((panels.len(), 2));
     for (p, panel) in panels.iter().enumerate() {
-        let axes: [(&str, fn(&Dot) -> f64); 2] = [
+        let axes: [Axis; 2] = [
             ("build, s", |d| d.build_seconds.max(1e-3)),
             ("index, MiB", |d| (d.index_bytes / 1048576.0).max(1e-3)),
         ];

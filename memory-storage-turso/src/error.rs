@@ -117,6 +117,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the server rolled back this statement's transaction because
+    /// another writer waited for it (sqld's transaction timeout): nothing
+    /// of the transaction was committed, and a retry (smaller) may pass.
+    pub fn transaction_timed_out(&self) -> bool {
+        match self {
+            Error::Database { source, .. } => crate::db::codes::transaction_timed_out(source),
+            _ => false,
+        }
+    }
+
     /// Whether the server refused the credentials (a wrong or expired
     /// token): retrying cannot help, the token must change.
     pub fn is_unauthorized(&self) -> bool {

@@ -1,6 +1,7 @@
 //! The HTTP side: Hrana's `/v2/pipeline`, `/v3/pipeline` and `/v3/cursor`
 //! (what the `libsql` remote client calls), version probes, and the
-//! control endpoints tests use to arm faults.
+//! control endpoints tests use to arm faults. Hrana requests are run on the
+//! served file, or forwarded to an upstream server in proxy mode.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,12 +13,27 @@ use tokio::net::TcpListener;
 
 use crate::backend::FileBackend;
 use crate::faults::{Action, Fault, Faults};
+use crate::proxy::Upstream;
 
-/// Everything a request needs.
-pub struct Server {
+/// One SQLite file served here.
+pub struct Local {
     pub backend: FileBackend,
     pub sessions: SessionManager,
     pub config: HranaConfig,
+}
+
+/// Where Hrana requests are run.
+pub enum Target {
+    /// On a file, with `hrana-server`.
+    File(Local),
+    /// On an upstream server (proxy mode); `token` guards the control
+    /// endpoints, the upstream checks the clients' tokens.
+    Upstream { upstream: Upstream, token: String },
+}
+
+/// Everything a request needs.
+pub struct Server {
+    pub target: Target,
     pub faults: Faults,
     /// Added before every Hrana request is handled (simulated latency).
     pub delay: Duration,
@@ -72,6 +88,12 @@ fn error_reply(status: StatusCode, message: &str) -> Response<Body> {
     reply(status, serde_json::json!({ "error": message }).to_string())
 }
 
+/// Whether `a` and `b` are equal, compared in constant time.
+pub fn same_token(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 fn bearer(req: &Request<Body>) -> Option<&str> {
     req.headers()
         .get(hyper::header::AUTHORIZATION)?
@@ -94,7 +116,18 @@ async fn handle(server: Arc<Server>, req: Request<Body>) -> Result<Response<Body
         }
     }
     let token = bearer(&req).unwrap_or_default().to_string();
-    if !server.backend.token_matches(&token) {
+    let is_hrana = method == Method::POST
+        && matches!(
+            path.as_str(),
+            "/v2/pipeline" | "/v3/pipeline" | "/v3/cursor"
+        );
+    let authorized = match &server.target {
+        Target::File(local) => local.backend.token_matches(&token),
+        Target::Upstream { .. } if is_hrana => true,
+        Target::Upstream { token: ours, .. } => same_token(ours, &token),
+    };
+    let authorization = req.headers().get(hyper::header::AUTHORIZATION).cloned();
+    if !authorized {
         return Ok(error_reply(
             StatusCode::UNAUTHORIZED,
             "Unauthorized: missing or invalid bearer token",
@@ -105,10 +138,15 @@ async fn handle(server: Arc<Server>, req: Request<Body>) -> Result<Response<Body
         Err(_) => return Err(DropConnection),
     };
     match (method, path.as_str()) {
-        (Method::POST, "/v2/pipeline" | "/v3/pipeline") => {
-            hrana(server, token, body, Endpoint::Pipeline).await
+        (Method::POST, "/v2/pipeline" | "/v3/pipeline" | "/v3/cursor") => {
+            let request = HranaRequest {
+                token,
+                authorization,
+                path,
+                body,
+            };
+            hrana(server, request).await
         }
-        (Method::POST, "/v3/cursor") => hrana(server, token, body, Endpoint::Cursor).await,
         (Method::POST, "/control/faults") => Ok(arm(&server, &body)),
         (Method::DELETE, "/control/faults") => {
             server.faults.clear();
@@ -144,12 +182,25 @@ enum Endpoint {
     Cursor,
 }
 
+/// One Hrana request as received.
+struct HranaRequest {
+    token: String,
+    /// The `Authorization` header, forwarded as it came in proxy mode.
+    authorization: Option<hyper::header::HeaderValue>,
+    path: String,
+    body: String,
+}
+
 async fn hrana(
     server: Arc<Server>,
-    token: String,
-    body: String,
-    endpoint: Endpoint,
+    request: HranaRequest,
 ) -> Result<Response<Body>, DropConnection> {
+    let HranaRequest {
+        token,
+        authorization,
+        path,
+        body,
+    } = request;
     if !server.delay.is_zero() {
         tokio::time::sleep(server.delay).await;
     }
@@ -169,6 +220,18 @@ async fn hrana(
         }
         Action::Stall(d) => tokio::time::sleep(d).await,
     }
+    if let Target::Upstream { upstream, .. } = &server.target {
+        let resp = upstream.forward(&path, authorization, body).await;
+        if action == Action::DropAfter {
+            return Err(DropConnection);
+        }
+        return Ok(resp);
+    }
+    let endpoint = if path == "/v3/cursor" {
+        Endpoint::Cursor
+    } else {
+        Endpoint::Pipeline
+    };
     let mut value: serde_json::Value = match serde_json::from_str(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -209,6 +272,9 @@ fn execute(
     value: serde_json::Value,
     endpoint: Endpoint,
 ) -> Result<String, PipelineError> {
+    let Target::File(server) = &server.target else {
+        return Err(PipelineError::Internal("no file is served here".into()));
+    };
     let bad = |e: serde_json::Error| PipelineError::BadRequest(format!("bad request: {e}"));
     match endpoint {
         Endpoint::Pipeline => {

@@ -2,17 +2,21 @@
 //! `libsql` remote client speaks), behind a bearer token, with an added
 //! per-request delay and faults a test can arm at run time. Built on the
 //! `hrana-server` crate and rusqlite's bundled SQLite: it has no vector
-//! functions, like any plain SQLite server.
+//! functions, like any plain SQLite server. With `--upstream` it serves no
+//! file but forwards every Hrana request to that server (libSQL's `sqld`),
+//! with the same delay and faults: a fault-injecting proxy.
 //!
 //! ```sh
 //! hrana-test-server memory.db --token secret            # prints http://127.0.0.1:PORT
 //! curl -H 'Authorization: Bearer secret' -d '{"kind":"drop_after","matching":"\"COMMIT\""}' \
 //!      http://127.0.0.1:PORT/control/faults
+//! hrana-test-server --upstream http://127.0.0.1:8080 --token secret   # a proxy in front of sqld
 //! ```
 
 mod backend;
 mod faults;
 mod http;
+mod proxy;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -27,15 +31,25 @@ use hrana_server::{HranaConfig, SessionManager};
 #[derive(Parser)]
 #[command(name = "hrana-test-server", version)]
 struct Args {
-    /// The SQLite database file to serve (must exist).
-    db: PathBuf,
+    /// The SQLite database file to serve (must exist); none with
+    /// `--upstream`.
+    #[arg(required_unless_present = "upstream", conflicts_with = "upstream")]
+    db: Option<PathBuf>,
+
+    /// Serve no file: forward each Hrana request (its path, body and
+    /// `Authorization` header) to this server, e.g. `http://127.0.0.1:8080`,
+    /// and relay its answer, faults and delay applied on the way. The
+    /// upstream checks the clients' tokens; `--token` then guards only the
+    /// control endpoints.
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
 
     /// Address to listen on; port 0 picks a free port. The address chosen
     /// is printed on stdout as the first line, as `http://HOST:PORT`.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
 
-    /// The bearer token clients must send.
+    /// The bearer token clients (and the control endpoints) must send.
     #[arg(long, env = "HRANA_TEST_TOKEN", hide_env_values = true)]
     token: String,
 
@@ -63,27 +77,35 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(
-        args.db.is_file(),
-        "no database file at {}",
-        args.db.display()
-    );
-    let config = HranaConfig {
-        session_ttl: Duration::from_millis(args.stream_ttl_ms),
-        // Large batches of bound rows are the point of the tool under test.
-        max_sql_length: 64 << 20,
-        max_batch_steps: 4096,
-        max_pipeline_requests: 4096,
-        ..HranaConfig::default()
+    let target = match (&args.upstream, &args.db) {
+        (Some(url), _) => http::Target::Upstream {
+            upstream: proxy::Upstream::new(url)?,
+            token: args.token.clone(),
+        },
+        (None, Some(db)) => {
+            anyhow::ensure!(db.is_file(), "no database file at {}", db.display());
+            let config = HranaConfig {
+                session_ttl: Duration::from_millis(args.stream_ttl_ms),
+                // Large batches of bound rows are the point of the tool under test.
+                max_sql_length: 64 << 20,
+                max_batch_steps: 4096,
+                max_pipeline_requests: 4096,
+                ..HranaConfig::default()
+            };
+            http::Target::File(http::Local {
+                backend: backend::FileBackend::new(
+                    db.clone(),
+                    args.token.clone(),
+                    Duration::from_millis(args.busy_timeout_ms),
+                ),
+                sessions: SessionManager::new(&config),
+                config,
+            })
+        }
+        (None, None) => anyhow::bail!("give a database file or --upstream"),
     };
     let server = Arc::new(http::Server {
-        backend: backend::FileBackend::new(
-            args.db.clone(),
-            args.token.clone(),
-            Duration::from_millis(args.busy_timeout_ms),
-        ),
-        sessions: SessionManager::new(&config),
-        config,
+        target,
         faults: faults::Faults::default(),
         delay: Duration::from_millis(args.delay_ms),
         log_requests: args.log_requests,
@@ -109,7 +131,12 @@ async fn main() -> anyhow::Result<()> {
                 continue;
             }
             let s = sweeper.clone();
-            let _ = tokio::task::spawn_blocking(move || s.sessions.cleanup_expired()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                if let http::Target::File(local) = &s.target {
+                    local.sessions.cleanup_expired();
+                }
+            })
+            .await;
         }
     });
 

@@ -28,6 +28,8 @@ pub struct Sqld {
     /// A JWT the server accepts (full access).
     pub token: String,
     key: SigningKey,
+    /// Further command-line options (`--max-response-size`, say).
+    args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -52,6 +54,11 @@ impl Sqld {
     /// Starts `sqld` from `binary` on an empty database, or on a copy of
     /// `legacy` placed as its database; returns once it answers.
     pub fn start(binary: &Path, legacy: Option<&Path>) -> Sqld {
+        Self::start_with(binary, legacy, &[])
+    }
+
+    /// As [`Sqld::start`], with further command-line options for sqld.
+    pub fn start_with(binary: &Path, legacy: Option<&Path>, args: &[&str]) -> Sqld {
         let dir = tempfile::tempdir().unwrap();
         if let Some(file) = legacy {
             let data = dir.path().join("db/dbs/default");
@@ -67,6 +74,7 @@ impl Sqld {
             port: 0,
             token: String::new(),
             key,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         server.token = server.sign(r#"{}"#);
         server.run(binary);
@@ -95,6 +103,7 @@ impl Sqld {
             .arg("--auth-jwt-key-file")
             .arg(self.dir.path().join("jwt.key"))
             .arg("--no-welcome")
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -148,8 +148,33 @@ fn code_from_text(text: &str) -> Option<i32> {
         .or(Some(SQLITE_ERROR))
 }
 
+/// sqld's code for a statement of a transaction it rolled back because
+/// another writer waited for it longer than its limit (about 5 s). sqld
+/// keeps the stream and runs the *next* statements in autocommit.
+const TRANSACTION_TIMEOUT: &str = "TRANSACTION_TIMEOUT";
+
+/// A remote server's Hrana error code in `e` (`code: "…"` of its stream
+/// error), when it is `code`.
+fn has_remote_code(e: &libsql::Error, code: &str) -> bool {
+    matches!(e, libsql::Error::Hrana(_))
+        && remote_failure(&e.to_string()) != RemoteFailure::Other
+        && e.to_string().contains(&format!("code: \"{code}\""))
+}
+
+/// Whether sqld rolled back the transaction this statement was part of
+/// (another writer waited too long). Nothing of the transaction is
+/// committed; the stream must be abandoned, since sqld would run the next
+/// statements sent on it outside any transaction. Retrying (smaller) is
+/// the way on.
+pub fn transaction_timed_out(e: &libsql::Error) -> bool {
+    has_remote_code(e, TRANSACTION_TIMEOUT)
+}
+
 /// Classifies a libSQL error.
 pub fn classify(e: &libsql::Error) -> ErrorClass {
+    if transaction_timed_out(e) {
+        return ErrorClass::Transient;
+    }
     match sqlite_code(e) {
         Some(SQLITE_BUSY | SQLITE_LOCKED) => ErrorClass::Transient,
         Some(SQLITE_TOOBIG | SQLITE_CONSTRAINT | SQLITE_MISMATCH) => ErrorClass::RowRejected,
@@ -188,12 +213,14 @@ pub fn is_unauthorized(e: &libsql::Error) -> bool {
 }
 
 /// Whether `e` lost a request to a remote server (its answer, or the
-/// stream it ran on): the connection needs a fresh stream.
+/// stream it ran on), or left its stream unsafe to go on with (a
+/// transaction the server timed out): the connection needs a fresh stream.
 pub fn lost_remote_stream(e: &libsql::Error) -> bool {
-    matches!(
+    let lost = matches!(
         e,
         libsql::Error::Hrana(_) | libsql::Error::ConnectionFailed(_)
-    ) && remote_failure(&e.to_string()) == RemoteFailure::Lost
+    ) && remote_failure(&e.to_string()) == RemoteFailure::Lost;
+    lost || transaction_timed_out(e)
 }
 
 #[cfg(test)]
@@ -282,6 +309,20 @@ mod tests {
             assert!(lost_remote_stream(&e), "{text}");
             assert_eq!(sqlite_code(&e), None, "{text}");
         }
+        // sqld's transaction timeout: retried on a fresh stream (the old
+        // one would run what follows outside any transaction).
+        let e = sql("TRANSACTION_TIMEOUT", "Transaction timed out");
+        assert_eq!(classify(&e), ErrorClass::Transient);
+        assert!(transaction_timed_out(&e) && lost_remote_stream(&e));
+        assert!(!transaction_timed_out(&sql(
+            "SQLITE_ERROR",
+            "no such column: TRANSACTION_TIMEOUT"
+        )));
+        assert_eq!(
+            classify(&sql("RESPONSE_TOO_LARGE", "Response is too large")),
+            ErrorClass::Fatal
+        );
+
         // A refused token is final, and said so.
         let e = hrana("api error: `status=401 Unauthorized, body={}`");
         assert_eq!(classify(&e), ErrorClass::Fatal);

@@ -69,19 +69,20 @@ pub(crate) struct Judging {
 pub(crate) struct CopyWindows<'a> {
     conn: &'a Connection,
     layout: &'a Layout,
-    limits: Limits,
 }
 
 impl WindowWork for CopyWindows<'_> {
     type Read = Judging;
     type Done = Step;
 
-    async fn read(&self, after: Option<&Key>, _before: Option<&Judging>) -> Result<Judging> {
+    async fn read(
+        &self,
+        after: Option<&Key>,
+        _before: Option<&Judging>,
+        limits: Limits,
+    ) -> Result<Judging> {
         let data_version = data_version(self.conn).await?;
-        let window = self
-            .layout
-            .next_window(self.conn, after, self.limits)
-            .await?;
+        let window = self.layout.next_window(self.conn, after, limits).await?;
         let upper = window.upper.clone();
         let checkpoint = upper
             .clone()
@@ -175,11 +176,7 @@ pub async fn copy(
         seconds: 0.0,
     };
     let mut after = start;
-    let mut windows = Windows::new(CopyWindows {
-        conn,
-        layout,
-        limits,
-    });
+    let mut windows = Windows::new(CopyWindows { conn, layout }, limits);
     loop {
         if observer.stop_requested() {
             outcome.flow = Flow::Stopped;

@@ -106,6 +106,12 @@ impl MigrateError {
         }
     }
 
+    /// Whether the server rolled back the transaction of the failed step
+    /// because another writer waited for it (sqld's transaction timeout).
+    pub fn transaction_timed_out(&self) -> bool {
+        self.core().is_some_and(Error::transaction_timed_out)
+    }
+
     /// The core error underneath, when the failure came from below the
     /// engine.
     pub fn core(&self) -> Option<&Error> {

@@ -11,6 +11,7 @@
 //! ends up exactly as `CREATE INDEX … ON embeddings_N` would have made it.
 //! The verification that follows compares every row with its source.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use libsql::{Connection, Value};
@@ -34,8 +35,10 @@ use crate::schema::{
 /// it is (100-row transactions made the build 1.36× slower than libSQL's
 /// `CREATE INDEX`; 1,000-row ones 1.01×), while a crash loses at most one.
 const FIRST_INDEX_BATCH: i64 = 100;
-/// The wall time an index-build transaction aims at.
-const INDEX_TXN_TARGET: std::time::Duration = std::time::Duration::from_secs(5);
+/// The wall time an index-build transaction aims at: well under the 5 s
+/// sqld gives a write transaction before a waiting writer (the
+/// application) may have it rolled back.
+const INDEX_TXN_TARGET: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn count(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<i64> {
     let n = crate::db::query_i64(conn, sql, params, || {
@@ -270,20 +273,31 @@ pub(crate) async fn build_indexes(
     let mut plan = Vec::new();
     let mut eta_tables = Vec::new();
     let mut total = 0u64;
+    // Reads, retried like every step: a remote stream left idle past the
+    // server's expiry (sqld: 10 s, say while the index plan was measured
+    // locally) is lost at its next request.
     for table in TargetTable::ALL.into_iter().filter(|t| t.is_native()) {
-        let state = index_state(conn, table).await?;
+        let state = with_retries(max_retries, || index_state(conn, table)).await?;
         let exact = matches!(options_of.get(&table), Some(None));
         let left = match state {
             BuildState::Present => 0,
             BuildState::Missing if exact => 0,
-            _ if !build || !object_exists(conn, table.name()).await? => 0,
-            BuildState::Building => rows_left(conn, table, true).await?,
-            BuildState::Missing => rows_left(conn, table, false).await?,
+            _ if !build
+                || !with_retries(max_retries, || object_exists(conn, table.name())).await? =>
+            {
+                0
+            }
+            BuildState::Building => {
+                with_retries(max_retries, || rows_left(conn, table, true)).await?
+            }
+            BuildState::Missing => {
+                with_retries(max_retries, || rows_left(conn, table, false)).await?
+            }
         };
         total += left.max(0) as u64;
         let start = match state {
             BuildState::Building if left > 0 => {
-                (rows_left(conn, table, false).await? - left).max(0)
+                (with_retries(max_retries, || rows_left(conn, table, false)).await? - left).max(0)
             }
             _ => 0,
         };
@@ -323,7 +337,9 @@ pub(crate) async fn build_indexes(
                     crate::schema::create_vector_index_with(conn, table, index_options)
                 })
                 .await?;
-                let rows = rows_left(conn, table, false).await?.max(0) as u64;
+                let rows = with_retries(max_retries, || rows_left(conn, table, false))
+                    .await?
+                    .max(0) as u64;
                 done += rows;
                 eta.batch(position, rows, started.elapsed().as_secs_f64());
                 observer.progress(Phase::VectorIndex, done);
@@ -341,14 +357,37 @@ pub(crate) async fn build_indexes(
                         break;
                     }
                     let batch_began = Instant::now();
-                    let n = with_retries(max_retries, || copy_batch(conn, table, limit)).await?;
+                    // A transaction the server rolled back because a writer
+                    // waited for it is tried again with half the rows.
+                    // (Atomic, not a Cell: the run's future must stay Send.)
+                    let tried = AtomicI64::new(limit);
+                    let n = with_retries(max_retries, || {
+                        let (tried, limit) = (&tried, tried.load(Ordering::Relaxed));
+                        async move {
+                            let result = copy_batch(conn, table, limit).await;
+                            if result.as_ref().is_err_and(|e| e.transaction_timed_out()) {
+                                tried.store((limit / 2).max(1), Ordering::Relaxed);
+                            }
+                            result
+                        }
+                    })
+                    .await?;
                     if n == 0 {
                         break;
                     }
                     let seconds = batch_began.elapsed().as_secs_f64();
                     let per_row = seconds / n as f64;
-                    limit = ((INDEX_TXN_TARGET.as_secs_f64() / per_row.max(1e-6)) as i64)
-                        .clamp(FIRST_INDEX_BATCH, 20_000);
+                    // No floor but one row: where rows are slow (DiskANN
+                    // inserts on a remote server), the time target rules.
+                    let sized = ((INDEX_TXN_TARGET.as_secs_f64() / per_row.max(1e-6)) as i64)
+                        .clamp(1, 20_000);
+                    // After a timeout, never larger than what went through.
+                    let tried = tried.into_inner();
+                    limit = if tried < limit {
+                        sized.min(tried)
+                    } else {
+                        sized
+                    };
                     done += n;
                     eta.batch(position, n, seconds);
                     if let Some(left) = eta.seconds_left() {

@@ -213,7 +213,6 @@ struct Read {
 struct VerifyWindows<'a> {
     conn: &'a Connection,
     layout: &'a Layout,
-    limits: Limits,
     repair: Repair,
     /// The legacy digest up to the last window worked on.
     digest: Xxh3,
@@ -223,13 +222,15 @@ impl WindowWork for VerifyWindows<'_> {
     type Read = Read;
     type Done = Checked;
 
-    async fn read(&self, after: Option<&Key>, before: Option<&Read>) -> Result<Read> {
+    async fn read(
+        &self,
+        after: Option<&Key>,
+        before: Option<&Read>,
+        limits: Limits,
+    ) -> Result<Read> {
         let digest = before.map_or(&self.digest, |b| &b.digest_after);
         let data_version = super::write::data_version(self.conn).await?;
-        let window = self
-            .layout
-            .next_window(self.conn, after, self.limits)
-            .await?;
+        let window = self.layout.next_window(self.conn, after, limits).await?;
         let mut digest_after = digest.clone();
         for r in &window.legacy {
             hash_row(&mut digest_after, r);
@@ -326,13 +327,15 @@ pub async fn verify(
         v.tables.entry(t.name().to_string()).or_default();
     }
     let written_before = pass.writer.written_per_table();
-    let mut windows = Windows::new(VerifyWindows {
-        conn,
-        layout,
+    let mut windows = Windows::new(
+        VerifyWindows {
+            conn,
+            layout,
+            repair,
+            digest: Xxh3::new(),
+        },
         limits,
-        repair,
-        digest: Xxh3::new(),
-    });
+    );
     let mut digest_rows = 0u64;
     let mut after: Option<Key> = None;
     let mut seen = 0u64;

@@ -2,11 +2,14 @@
 //! window (the one after it is read ahead while this one is worked on),
 //! work on it in one transaction, and on a failure roll back, forget what
 //! was read ahead and try again: a refused row is left out, a transient
-//! error waits with backoff, anything else ends the run.
+//! error waits with backoff, anything else ends the run. A transaction the
+//! server timed out (sqld, while another writer waited) is tried again
+//! with half the rows, and the rest of the pass keeps the smaller windows.
 
 use super::apply::after_failure;
 use super::error::Result;
 use super::pass::Pass;
+use super::scan::Limits;
 use crate::decode::row::Key;
 
 /// What one phase does with a window.
@@ -16,9 +19,14 @@ pub(crate) trait WindowWork {
     /// What working on one window produced.
     type Done;
 
-    /// Reads the window after `after`. When it is read ahead, `before` is
-    /// the window just read (whose state it continues).
-    async fn read(&self, after: Option<&Key>, before: Option<&Self::Read>) -> Result<Self::Read>;
+    /// Reads the window after `after`, at most `limits`. When it is read
+    /// ahead, `before` is the window just read (whose state it continues).
+    async fn read(
+        &self,
+        after: Option<&Key>,
+        before: Option<&Self::Read>,
+        limits: Limits,
+    ) -> Result<Self::Read>;
 
     /// Whether `read` is past the end of the table.
     fn is_end(read: &Self::Read) -> bool;
@@ -40,11 +48,17 @@ pub(crate) trait WindowWork {
 pub(crate) struct Windows<W: WindowWork> {
     pub work: W,
     ahead: Option<W::Read>,
+    limits: Limits,
 }
 
 impl<W: WindowWork> Windows<W> {
-    pub fn new(work: W) -> Self {
-        Windows { work, ahead: None }
+    /// The windows `work` goes through, each at most `limits`.
+    pub fn new(work: W, limits: Limits) -> Self {
+        Windows {
+            work,
+            ahead: None,
+            limits,
+        }
     }
 
     /// Works on the window after `after`: what it produced and the retries
@@ -58,7 +72,7 @@ impl<W: WindowWork> Windows<W> {
         loop {
             let read = match self.ahead.take() {
                 Some(read) => read,
-                None => match self.work.read(after, None).await {
+                None => match self.work.read(after, None, self.limits).await {
                     Ok(read) => read,
                     Err(e) => {
                         after_failure(e, &mut attempt, pass.max_retries, pass.rejected).await?;
@@ -73,7 +87,7 @@ impl<W: WindowWork> Windows<W> {
             // ranges are disjoint, so the order is safe). A failed read is
             // simply not kept: the next turn reads again, with retries.
             if let Some(upper) = W::upper(&read) {
-                if let Ok(next) = self.work.read(Some(upper), Some(&read)).await {
+                if let Ok(next) = self.work.read(Some(upper), Some(&read), self.limits).await {
                     self.ahead = Some(next);
                 }
             }
@@ -82,6 +96,13 @@ impl<W: WindowWork> Windows<W> {
                 Err(e) => {
                     pass.writer.rollback().await;
                     self.ahead = None;
+                    if e.transaction_timed_out() {
+                        self.limits.rows = (self.limits.rows / 2).max(1);
+                        tracing::debug!(
+                            rows = self.limits.rows,
+                            "the server timed the transaction out: smaller windows"
+                        );
+                    }
                     after_failure(e, &mut attempt, pass.max_retries, pass.rejected).await?;
                 }
             }

@@ -1,0 +1,566 @@
+//! sqld's limits, met on purpose: the real `migrate_embeddings` against
+//! libSQL's own server (`SQLD_BIN`), with `hrana-test-server` as a proxy in
+//! front of it where a request must be held back, and an application
+//! writing to the same database straight to sqld. Each run ends with sqld
+//! stopped and its file checked by the independent oracle. Without
+//! `SQLD_BIN` these tests are skipped (said once): the test server has
+//! none of these limits.
+//!
+//! What sqld does (libsql-server): a write transaction is rolled back once
+//! another writer has waited for it and it is older than 5 s, and the next
+//! request on its stream answers `TRANSACTION_TIMEOUT` (later ones run in
+//! autocommit); an idle stream expires after 10 s; an answer over
+//! `--max-response-size` is refused with `RESPONSE_TOO_LARGE`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Faulty, Server};
+use libsql::{Builder, Connection};
+use memory_storage_turso::sample::{generate_legacy_database, SampleSpec, SampleSummary};
+use test_support::{bad_ids, sample_db, scalar, table_exists};
+
+/// Whether sqld is at hand; says once that these tests are skipped if not.
+fn have_sqld() -> bool {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    let have = test_support::sqld_binary().is_some();
+    if !have {
+        SAID.call_once(|| eprintln!("SQLD_BIN is not set: sqld's limits are not tested"));
+    }
+    have
+}
+
+fn migrate(url: &str, token: &str, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_migrate_embeddings"));
+    cmd.args(["--db", url, "--auth-token", token])
+        .args(args)
+        .env_remove("TURSO_DATABASE_URL")
+        .env_remove("TURSO_AUTH_TOKEN")
+        .env_remove("TURSO_TOKEN")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+async fn remote(url: &str, token: &str) -> Connection {
+    Builder::new_remote(url.to_string(), token.to_string())
+        .build()
+        .await
+        .unwrap()
+        .connect()
+        .unwrap()
+}
+
+async fn local(path: &Path) -> Connection {
+    let conn = Builder::new_local(path)
+        .build()
+        .await
+        .unwrap()
+        .connect()
+        .unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn
+}
+
+/// Holds back the request matching `matching` (after `skip` of them) for
+/// `millis` before it goes on to sqld.
+fn stall(matching: &str, skip: u32, millis: u64) -> String {
+    serde_json::json!({ "kind": "stall", "skip": skip, "matching": matching, "stall_ms": millis })
+        .to_string()
+}
+
+/// Waits until `proxy` has fired `n` faults (a request is being held).
+fn wait_fired(proxy: &Server, n: u64, child: &mut std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.stats()["fired"].as_u64().unwrap_or(0) < n {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before the fault fired"
+        );
+        assert!(Instant::now() < deadline, "the fault never fired");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An application's write straight to sqld: waits for the write lock (so
+/// sqld times out a transaction older than 5 s that holds it); retried
+/// until it commits. Returns how long it took.
+async fn app_write(app: &Connection, id: i64) -> Duration {
+    let began = Instant::now();
+    loop {
+        match app
+            .execute("INSERT INTO app_notes (id, note) VALUES (?1, 'app')", [id])
+            .await
+        {
+            Ok(_) => return began.elapsed(),
+            Err(e) => {
+                assert!(
+                    began.elapsed() < Duration::from_secs(30),
+                    "the application could not write for 30 s: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+const WRITTEN: [&str; 6] = [
+    "embeddings_384",
+    "embeddings_1024",
+    "embeddings_1536",
+    "embeddings_3072",
+    "embeddings_other",
+    "embedding_migration_ledger",
+];
+
+/// What the migration has committed: its checkpoint (last key and rows),
+/// and the rows of every target table and of the ledger.
+async fn committed(conn: &Connection) -> (Option<String>, i64) {
+    let checkpoint = test_support::scalar_text(
+        conn,
+        "SELECT quote(last_embedding_id) || ' after ' || rows_written FROM embedding_migration_checkpoint WHERE id = 1",
+    )
+    .await;
+    let mut rows = 0;
+    for table in WRITTEN {
+        if table_exists(conn, table).await {
+            rows += scalar(conn, &format!("SELECT count(*) FROM {table}"))
+                .await
+                .unwrap_or(0);
+        }
+    }
+    (checkpoint, rows)
+}
+
+/// Rows of every target table and ledger entry beyond the checkpoint.
+async fn rows_past_the_checkpoint(conn: &Connection) -> i64 {
+    let mut n = 0;
+    for table in WRITTEN {
+        if table_exists(conn, table).await {
+            n += scalar(
+                conn,
+                &format!(
+                    "SELECT count(*) FROM {table} WHERE embedding_id > \
+                     (SELECT last_embedding_id FROM embedding_migration_checkpoint WHERE id = 1)"
+                ),
+            )
+            .await
+            .unwrap_or(0);
+        }
+    }
+    n
+}
+
+// What the libSQL client sends for the checkpoint's move and an index
+// batch's progress (see the proxy's --log-requests).
+const CHECKPOINT_WRITE: &str = r#""sql":"INSERT INTO embedding_migration_checkpoint"#;
+const INDEX_PROGRESS_WRITE: &str = r#""sql":"UPDATE embedding_migration_index_progress"#;
+/// A catch-up transaction of `--online` forgetting a mirrored change.
+const CHANGE_FORGET: &str = r#""sql":"DELETE FROM embedding_migration_changes WHERE rowid"#;
+/// The prepare of the index phase's lookup of where a table's index stands.
+const INDEX_LOOKUP: &str =
+    r#""type":"describe","sql":"SELECT tbl_name FROM sqlite_master WHERE name"#;
+
+/// A batch whose transaction sqld rolls back (held open past 5 s while an
+/// application waits to write) lands nothing: not a row, not a ledger
+/// entry, not its checkpoint, though the request holding it goes on to
+/// sqld afterwards. A run that may retry then tries the batch again with
+/// half the rows, on a fresh stream, and finishes, exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_sqld_timed_out_lands_nothing_and_is_retried() {
+    if !have_sqld() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 600, 16, 61).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    let (url, token) = (served.url(), served.token.clone());
+    let app = remote(&served.direct_url(), &token).await;
+    app.execute(
+        "CREATE TABLE app_notes (id INTEGER PRIMARY KEY, note TEXT)",
+        (),
+    )
+    .await
+    .unwrap();
+    let args = ["--execute", "--no-vector-index", "--batch-size", "100"];
+
+    // The second batch's checkpoint is held 8 s, its rows already written
+    // in the open transaction; the application waits for the lock.
+    served.proxy.arm(&stall(CHECKPOINT_WRITE, 1, 8_000));
+    let mut child = migrate(&url, &token, &[&args[..], &["--max-retries", "0"]].concat())
+        .spawn()
+        .unwrap();
+    wait_fired(&served.proxy, 1, &mut child);
+    // The first batch is committed; the second is in its transaction.
+    let before = committed(&app).await;
+    assert!(before.0.is_some() && before.1 > 0, "{before:?}");
+    let waited = app_write(&app, 1).await;
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("TRANSACTION_TIMEOUT"), "{}", text(&out));
+    assert!(
+        waited > Duration::from_secs(2),
+        "sqld let the app write at once: {waited:?}"
+    );
+    assert_eq!(
+        committed(&app).await,
+        before,
+        "rows, ledger entries or the checkpoint of the timed-out batch landed"
+    );
+    assert_eq!(rows_past_the_checkpoint(&app).await, 0);
+
+    // The same hold on the resumed run's first batch: retried with half
+    // the rows (and the rest of the copy too), finished.
+    served.proxy.arm(&stall(CHECKPOINT_WRITE, 0, 8_000));
+    let log = dir.path().join("log.jsonl");
+    let retrying = [&args[..], &["--max-retries", "10", "--log-file"]].concat();
+    let mut child = migrate(&url, &token, &retrying).arg(&log).spawn().unwrap();
+    wait_fired(&served.proxy, 2, &mut child);
+    app_write(&app, 2).await;
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let batches: Vec<(u64, u64)> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["fields"]["message"] == "batch committed" && e["fields"]["phase"] == "copy")
+        .map(|e| {
+            let f = &e["fields"];
+            (f["rows"].as_u64().unwrap(), f["retries"].as_u64().unwrap())
+        })
+        .collect();
+    assert!(batches.len() > 2, "{batches:?}");
+    assert!(
+        batches[0].1 >= 1,
+        "the first batch was not retried: {batches:?}"
+    );
+    assert!(
+        batches.iter().all(|&(rows, _)| rows <= 50),
+        "not retried smaller: {batches:?}"
+    );
+    let file = served.stop();
+    let conn = local(&file).await;
+    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+    assert_eq!(
+        scalar(&conn, "SELECT count(*) FROM app_notes").await,
+        Some(2)
+    );
+}
+
+/// An application writes a row every 50 ms through the whole run, with
+/// vector indexes, while one index transaction is held past sqld's 5 s:
+/// sqld rolls it back, the batch is tried again smaller and the run
+/// finishes in bounded time. Every row migrated exactly, every index
+/// built, every application write kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_index_transaction_sqld_times_out_is_retried_and_nothing_is_lost() {
+    if !have_sqld() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 300, 16, 62).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    let (url, token) = (served.url(), served.token.clone());
+    let app = remote(&served.direct_url(), &token).await;
+    app.execute(
+        "CREATE TABLE app_notes (id INTEGER PRIMARY KEY, note TEXT)",
+        (),
+    )
+    .await
+    .unwrap();
+    let running = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let running = running.clone();
+        tokio::spawn(async move {
+            let mut written = Vec::new();
+            let mut id = 0;
+            while running.load(Ordering::SeqCst) {
+                id += 1;
+                if app
+                    .execute("INSERT INTO app_notes (id, note) VALUES (?1, 'app')", [id])
+                    .await
+                    .is_ok()
+                {
+                    written.push(id);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            written
+        })
+    };
+
+    served.proxy.arm(&stall(INDEX_PROGRESS_WRITE, 1, 8_000));
+    let began = Instant::now();
+    let out = migrate(
+        &url,
+        &token,
+        &["--execute", "--no-index-plan", "--max-retries", "10"],
+    )
+    .output()
+    .unwrap();
+    running.store(false, Ordering::SeqCst);
+    let written = writer.await.unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        began.elapsed() < Duration::from_secs(90),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(served.proxy.stats()["armed"], 0, "the hold never happened");
+    assert!(
+        written.len() > 10,
+        "the application hardly wrote: {written:?}"
+    );
+
+    let file = served.stop();
+    let conn = local(&file).await;
+    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+    for t in [
+        "embeddings_384",
+        "embeddings_1024",
+        "embeddings_1536",
+        "embeddings_3072",
+    ] {
+        let index = format!("idx_{t}_vector");
+        assert!(table_exists(&conn, &index).await, "{index} is missing");
+    }
+    let mut rows = conn
+        .query("SELECT id FROM app_notes ORDER BY id", ())
+        .await
+        .unwrap();
+    let mut present = Vec::new();
+    while let Some(row) = rows.next().await.unwrap() {
+        present.push(row.get::<i64>(0).unwrap());
+    }
+    assert_eq!(present, written, "application writes were lost or invented");
+}
+
+/// A legacy file of `rows` valid 3072-dimension rows (no bad ones).
+async fn large_vectors_db(path: &Path, rows: usize, seed: u64) -> SampleSummary {
+    let conn = local(path).await;
+    let spec = SampleSpec {
+        rows,
+        seed,
+        bad_rows: 0,
+        with_vector_column: true,
+        dimension_mix: vec![(3072, 1)],
+        compressed_percent: 0,
+        clusters: 0,
+    };
+    generate_legacy_database(&conn, &spec).await.unwrap()
+}
+
+/// sqld capped at 1 MB per answer, where a window of 100 such rows is
+/// several MB: the copy and the verification still read every window (the
+/// libSQL client reads rows through `/v3/cursor`, streamed, which sqld
+/// does not cap; the same rows in one pipeline answer are refused, as the
+/// probe shows), and every row arrives exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn windows_of_3072_dimension_rows_stay_under_the_response_cap() {
+    let Some(bin) = test_support::sqld_binary() else {
+        have_sqld();
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = large_vectors_db(&legacy, 150, 63).await;
+    let mut sqld =
+        test_support::Sqld::start_with(&bin, Some(&legacy), &["--max-response-size", "1MB"]);
+    let (url, token) = (sqld.url(), sqld.token.clone());
+    // The cap bites: 100 rows in one pipeline answer are refused.
+    let probe = remote(&url, &token).await;
+    let refused = probe
+        .execute(
+            "SELECT * FROM embeddings ORDER BY embedding_id LIMIT 100",
+            (),
+        )
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(refused.contains("RESPONSE_TOO_LARGE"), "{refused:?}");
+
+    let out = migrate(
+        &url,
+        &token,
+        &["--execute", "--no-vector-index", "--batch-size", "100"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = migrate(&url, &token, &["--verify", "--batch-size", "100"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    sqld.stop();
+    let conn = local(&sqld.database_file()).await;
+    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+    assert_eq!(
+        scalar(&conn, "SELECT count(*) FROM embeddings_3072").await,
+        Some(150)
+    );
+}
+
+/// The first request after the index plan (measured locally, the remote
+/// stream idle meanwhile) held 11 s, past sqld's 10 s stream expiry: sent
+/// then with the expired stream's baton, it is refused, and the run goes
+/// on with a fresh stream; every row and index arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pause_past_the_stream_expiry_breaks_no_later_request() {
+    if !have_sqld() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 300, 16, 64).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    served.proxy.arm(&stall(INDEX_LOOKUP, 1, 11_000));
+    let out = migrate(
+        &served.url(),
+        &served.token,
+        &["--execute", "--no-index-plan", "--max-retries", "10"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(served.proxy.stats()["armed"], 0, "the pause never happened");
+    let file = served.stop();
+    let conn = local(&file).await;
+    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+    for t in [
+        "embeddings_384",
+        "embeddings_1024",
+        "embeddings_1536",
+        "embeddings_3072",
+    ] {
+        let index = format!("idx_{t}_vector");
+        assert!(table_exists(&conn, &index).await, "{index} is missing");
+    }
+}
+
+/// An application writing through sqld for the whole run: each write its
+/// own transaction that first checks the run's mirroring triggers are
+/// there (so none falls after the switch), a new row every 100 ms.
+async fn online_application(app: Connection, running: Arc<AtomicBool>) -> u64 {
+    let mut written = 0;
+    for i in 0u64.. {
+        if !running.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if app.execute("BEGIN IMMEDIATE", ()).await.is_err() {
+            continue;
+        }
+        let mirrored = scalar(
+            &app,
+            &format!(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = '{}'",
+                memory_storage_turso::schema::TRIGGERS[0]
+            ),
+        )
+        .await
+            == Some(1);
+        if !mirrored {
+            let _ = app.execute("ROLLBACK", ()).await;
+            continue;
+        }
+        let dim = [384usize, 1024, 1536][(i % 3) as usize];
+        let v: Vec<f32> = (0..dim).map(|j| (j as f32 - i as f32) * 0.0625).collect();
+        let inserted = app
+            .execute(
+                "INSERT INTO embeddings (embedding_id, item_id, item_type, embedding_data, dimension, model, created_at) \
+                 VALUES (?1, ?2, 'episode', ?3, ?4, 'app', ?5)",
+                libsql::params![
+                    format!("{:016x}-online-{i}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                    format!("item-online-{i}"),
+                    memory_storage_turso::sample::encode_json(&v),
+                    dim as i64,
+                    1_760_000_000 + i as i64
+                ],
+            )
+            .await
+            .is_ok();
+        if inserted && app.execute("COMMIT", ()).await.is_ok() {
+            written += 1;
+        } else {
+            let _ = app.execute("ROLLBACK", ()).await;
+        }
+    }
+    written
+}
+
+/// `--online` with vector indexes while an application writes through
+/// sqld for the whole run (what exited 1 with TRANSACTION_TIMEOUT), one
+/// catch-up transaction held past sqld's 5 s: one run ends with the
+/// targets equal to the legacy table, the application's rows included.
+#[tokio::test(flavor = "multi_thread")]
+async fn online_with_an_application_writing_through_sqld_for_the_whole_run() {
+    if !have_sqld() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 300, 16, 65).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    let (url, token) = (served.url(), served.token.clone());
+    // The first catch-up transaction (mirroring what the application
+    // wrote during the copy) is held past sqld's 5 s while the
+    // application waits to write.
+    served.proxy.arm(&stall(CHANGE_FORGET, 0, 8_000));
+    let running = Arc::new(AtomicBool::new(true));
+    let writer = tokio::spawn(online_application(
+        remote(&served.direct_url(), &token).await,
+        running.clone(),
+    ));
+    let out = migrate(
+        &url,
+        &token,
+        &[
+            "--execute",
+            "--online",
+            "--no-index-plan",
+            "--max-retries",
+            "10",
+        ],
+    )
+    .output()
+    .unwrap();
+    running.store(false, Ordering::SeqCst);
+    let written = writer.await.unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(written > 5, "the application hardly wrote: {written}");
+    assert_eq!(served.proxy.stats()["armed"], 0, "the hold never happened");
+    let file = served.stop();
+    let conn = local(&file).await;
+    assert_eq!(
+        scalar(&conn, "SELECT count(*) FROM embeddings WHERE model = 'app'").await,
+        Some(written as i64)
+    );
+    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+    for t in [
+        "embeddings_384",
+        "embeddings_1024",
+        "embeddings_1536",
+        "embeddings_3072",
+    ] {
+        let index = format!("idx_{t}_vector");
+        assert!(table_exists(&conn, &index).await, "{index} is missing");
+    }
+}
