@@ -25,6 +25,12 @@ use libsql::{Builder, Connection};
 use memory_storage_turso::sample::{generate_legacy_database, SampleSpec, SampleSummary};
 use test_support::{bad_ids, sample_db, scalar, table_exists};
 
+/// One test at a time: each times transactions against sqld's 5 s limit
+/// and builds DiskANN indexes on it, and five at once on two cores starve
+/// each other into the very timeouts they measure (one parallel run took
+/// over 20 minutes; one after the other they take under two).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Whether sqld is at hand; says once that these tests are skipped if not.
 fn have_sqld() -> bool {
     static SAID: std::sync::Once = std::sync::Once::new();
@@ -186,6 +192,7 @@ async fn a_batch_sqld_timed_out_lands_nothing_and_is_retried() {
     if !have_sqld() {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let legacy = dir.path().join("legacy.db");
     let summary = sample_db(&legacy, 600, 16, 61).await;
@@ -273,6 +280,7 @@ async fn an_index_transaction_sqld_times_out_is_retried_and_nothing_is_lost() {
     if !have_sqld() {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let legacy = dir.path().join("legacy.db");
     let summary = sample_db(&legacy, 300, 16, 62).await;
@@ -427,6 +435,7 @@ async fn a_pause_past_the_stream_expiry_breaks_no_later_request() {
     if !have_sqld() {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let legacy = dir.path().join("legacy.db");
     let summary = sample_db(&legacy, 300, 16, 64).await;
@@ -515,6 +524,7 @@ async fn online_with_an_application_writing_through_sqld_for_the_whole_run() {
     if !have_sqld() {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let legacy = dir.path().join("legacy.db");
     let summary = sample_db(&legacy, 300, 16, 65).await;
