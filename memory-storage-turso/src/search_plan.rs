@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use libsql::Connection;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{DbContext, Result};
-use crate::schema::{TargetTable, METADATA_TABLE, METADATA_TABLE_SQL};
+use crate::error::Result;
+use crate::migration::metadata;
+use crate::schema::TargetTable;
 
 /// The `metadata` key holding the plan (JSON: table name → [`TableSearch`]).
 pub const SEARCH_PLAN_KEY: &str = "embeddings_migration.search_plan";
@@ -45,22 +46,9 @@ impl TableSearch {
 /// The recorded plan; empty when none was recorded (every index is then
 /// searched with an over-fetch of one).
 pub async fn read(conn: &Connection) -> Result<BTreeMap<TargetTable, TableSearch>> {
-    let ctx = || "reading the search plan".to_string();
-    let exists = crate::db::object_exists(conn, METADATA_TABLE).await?;
-    if !exists {
-        return Ok(BTreeMap::new());
-    }
-    let mut rows = conn
-        .query(
-            &format!("SELECT value FROM {METADATA_TABLE} WHERE key = ?1"),
-            [SEARCH_PLAN_KEY],
-        )
-        .await
-        .db_context(ctx)?;
-    let Some(row) = rows.next().await.db_context(ctx)? else {
+    let Some(text) = metadata::get(conn, SEARCH_PLAN_KEY).await? else {
         return Ok(BTreeMap::new());
     };
-    let text: String = row.get(0).db_context(ctx)?;
     let by_name: BTreeMap<String, TableSearch> = serde_json::from_str(&text).unwrap_or_default();
     Ok(TargetTable::ALL
         .into_iter()
@@ -70,20 +58,11 @@ pub async fn read(conn: &Connection) -> Result<BTreeMap<TargetTable, TableSearch
 
 /// Records `plan` (inside the caller's transaction, if any).
 pub async fn write(conn: &Connection, plan: &BTreeMap<TargetTable, TableSearch>) -> Result<()> {
-    let ctx = || "recording the search plan".to_string();
-    conn.execute(METADATA_TABLE_SQL, ()).await.db_context(ctx)?;
     let by_name: BTreeMap<&str, &TableSearch> = plan.iter().map(|(t, s)| (t.name(), s)).collect();
-    conn.execute(
-        &format!(
-            "INSERT OR REPLACE INTO {METADATA_TABLE} (key, value, updated_at) VALUES (?1, ?2, ?3)"
-        ),
-        vec![
-            libsql::Value::Text(SEARCH_PLAN_KEY.to_string()),
-            libsql::Value::Text(serde_json::to_string(&by_name).unwrap_or_default()),
-            libsql::Value::Integer(crate::db::unix_now()),
-        ],
+    metadata::set(
+        conn,
+        SEARCH_PLAN_KEY,
+        &serde_json::to_string(&by_name).unwrap_or_default(),
     )
     .await
-    .db_context(ctx)?;
-    Ok(())
 }

@@ -51,6 +51,21 @@ pub async fn set(conn: &Connection, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Removes `key`, if the table and the key exist.
+pub async fn remove(conn: &Connection, key: &str) -> Result<()> {
+    if !object_exists(conn, METADATA_TABLE).await? {
+        return Ok(());
+    }
+    let ctx = || format!("removing {key} from {METADATA_TABLE}");
+    conn.execute(
+        &format!("DELETE FROM {METADATA_TABLE} WHERE key = ?1"),
+        [key],
+    )
+    .await
+    .db_context(ctx)?;
+    Ok(())
+}
+
 /// Reads `key`.
 pub async fn get(conn: &Connection, key: &str) -> Result<Option<String>> {
     if !object_exists(conn, METADATA_TABLE).await? {

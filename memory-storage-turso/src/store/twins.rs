@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use libsql::{Connection, Value};
 
 use crate::error::{DbContext, Result};
-use crate::schema::{TargetTable, METADATA_TABLE, METADATA_TABLE_SQL};
+use crate::migration::metadata;
+use crate::schema::TargetTable;
 
 /// The `metadata` key of the list (JSON: table name → embedding ids).
 pub const TWINS_KEY: &str = "embeddings_store.unindexed_twins";
@@ -25,51 +26,22 @@ const MAX_TWINS: usize = 4096;
 type Listed = BTreeMap<String, BTreeSet<String>>;
 
 async fn read_all(conn: &Connection) -> Result<Listed> {
-    let ctx = || "reading the identical vectors the index may have lost".to_string();
-    if !crate::db::object_exists(conn, METADATA_TABLE).await? {
-        return Ok(Listed::new());
-    }
-    let mut rows = conn
-        .query(
-            &format!("SELECT value FROM {METADATA_TABLE} WHERE key = ?1"),
-            [TWINS_KEY],
-        )
-        .await
-        .db_context(ctx)?;
-    let Some(row) = rows.next().await.db_context(ctx)? else {
-        return Ok(Listed::new());
-    };
-    let text: String = row.get(0).db_context(ctx)?;
-    Ok(serde_json::from_str(&text).unwrap_or_default())
+    Ok(metadata::get(conn, TWINS_KEY)
+        .await?
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default())
 }
 
 async fn write_all(conn: &Connection, listed: &Listed) -> Result<()> {
-    let ctx = || "recording the identical vectors the index may have lost".to_string();
     if listed.values().all(BTreeSet::is_empty) {
-        if crate::db::object_exists(conn, METADATA_TABLE).await? {
-            conn.execute(
-                &format!("DELETE FROM {METADATA_TABLE} WHERE key = ?1"),
-                [TWINS_KEY],
-            )
-            .await
-            .db_context(ctx)?;
-        }
-        return Ok(());
+        return metadata::remove(conn, TWINS_KEY).await;
     }
-    conn.execute(METADATA_TABLE_SQL, ()).await.db_context(ctx)?;
-    conn.execute(
-        &format!(
-            "INSERT OR REPLACE INTO {METADATA_TABLE} (key, value, updated_at) VALUES (?1, ?2, ?3)"
-        ),
-        vec![
-            Value::Text(TWINS_KEY.to_string()),
-            Value::Text(serde_json::to_string(listed).unwrap_or_default()),
-            Value::Integer(crate::db::unix_now()),
-        ],
+    metadata::set(
+        conn,
+        TWINS_KEY,
+        &serde_json::to_string(listed).unwrap_or_default(),
     )
     .await
-    .db_context(ctx)?;
-    Ok(())
 }
 
 /// The listed keys of `table`.
