@@ -172,6 +172,46 @@ pub(crate) fn pick(
     }
 }
 
+/// The next setting to measure at a third, larger size: the cheapest to
+/// build, not yet measured there, that could still meet the targets —
+/// the larger sample found what the recall target asks — and costs no
+/// more than the current pick. A few misses between two small sizes are
+/// noise as often as a trend, and the fastest credited growth would rule
+/// such a setting out for good (a drop of 0.02 raised to the power 2
+/// leaves nothing at 100× the size): it is measured rather than ruled
+/// out. The pick itself comes last.
+pub(crate) fn next_to_validate<'a>(
+    candidates: &'a [Candidate],
+    pick: &Pick,
+    validated: &std::collections::BTreeSet<String>,
+    targets: Targets,
+) -> Option<&'a str> {
+    let cost = |c: &Candidate| (c.predicted.build_seconds, c.predicted.index_bytes);
+    let ceiling = match pick {
+        Pick::Index {
+            candidate,
+            meets_targets: true,
+        } => candidates.get(*candidate).map(cost),
+        _ => None,
+    };
+    candidates
+        .iter()
+        .filter(|c| !validated.contains(&c.options))
+        .filter(|c| {
+            c.measured.len() == 2
+                && c.measured[1].recall >= targets.recall
+                && c.predicted.query_ms <= targets.max_query_ms
+        })
+        .filter(|c| ceiling.is_none_or(|top| cost(c) <= top))
+        .min_by(|a, b| {
+            a.predicted
+                .build_seconds
+                .total_cmp(&b.predicted.build_seconds)
+                .then(a.predicted.index_bytes.cmp(&b.predicted.index_bytes))
+        })
+        .map(|c| c.options.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,5 +344,49 @@ mod tests {
                 predicted_query_ms: 50.0
             }
         );
+    }
+
+    #[test]
+    fn a_cheaper_setting_ruled_out_by_a_steep_fit_is_measured_before_the_pick() {
+        let targets = Targets {
+            recall: 0.95,
+            max_query_ms: 20.0,
+        };
+        let with = |options: &str, build: f64, small: f64, large: f64| {
+            let mut c = candidate(build, 0.0, 1.0);
+            c.options = options.into();
+            c.measured = vec![
+                measured(400, build, 1.0, small),
+                measured(800, build, 1.0, large),
+            ];
+            c.predicted = predict(&c.measured[0], &c.measured[1], 100_000, 1000);
+            c
+        };
+        let candidates = [
+            // Cheap, 0.02 lost between the sizes: the steep fit says 0.
+            with("cheap", 1.0, 1.0, 0.98),
+            // Dear, nothing lost: the pick.
+            with("dear", 5.0, 1.0, 1.0),
+            // Cheapest, but no growth credible enough can save it.
+            with("hopeless", 0.5, 0.8, 0.6),
+        ];
+        assert_eq!(candidates[0].predicted.recall, 0.0);
+        let picked = pick(100_000, 1.0, &candidates, targets);
+        assert_eq!(
+            picked,
+            Pick::Index {
+                candidate: 1,
+                meets_targets: true
+            }
+        );
+        let mut done = std::collections::BTreeSet::new();
+        let next = |done: &std::collections::BTreeSet<String>| {
+            next_to_validate(&candidates, &picked, done, targets).map(String::from)
+        };
+        assert_eq!(next(&done).as_deref(), Some("cheap"));
+        done.insert("cheap".into());
+        assert_eq!(next(&done).as_deref(), Some("dear"));
+        done.insert("dear".into());
+        assert_eq!(next(&done), None);
     }
 }

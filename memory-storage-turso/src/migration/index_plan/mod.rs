@@ -184,26 +184,24 @@ pub(crate) async fn plan_table(
     };
     plan.pick = fit::pick(rows, plan.exact_ms_per_row, &plan.candidates, targets);
     // Recall falls late: two small sizes may both measure 1.00 for a
-    // setting that finds half the true neighbours at the table's size.
-    // The pick is measured again at a third, larger size (up to the
-    // table's own), and predicted from the two larger; a pick that no
-    // longer meets the targets gives way to the next, at most VALIDATIONS
-    // times.
+    // setting that finds half the true neighbours at the table's size,
+    // and a few misses between them may be noise rather than a trend.
+    // Settings are measured again at a third, larger size (up to the
+    // table's own) and predicted from the two larger: the cheapest that
+    // could still meet the targets first, the pick last, at most
+    // VALIDATIONS of them.
     let third = &sample[..sample.len().min(validating_size(large, rows))];
     if third.len() * 2 >= large * 3 {
         let mut validated = std::collections::BTreeSet::new();
+        let neighbours = queries.len() * measure::K;
         for _ in 0..VALIDATIONS {
-            let Pick::Index {
-                candidate,
-                meets_targets: true,
-            } = plan.pick
+            let Some(options) =
+                fit::next_to_validate(&plan.candidates, &plan.pick, &validated, targets)
+                    .map(String::from)
             else {
                 break;
             };
-            let options = plan.candidates[candidate].options.clone();
-            if !validated.insert(options.clone()) {
-                break;
-            }
+            validated.insert(options.clone());
             let measured =
                 measure::measure(dimension, &options, third, &queries, &OVERFETCH).await?;
             for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
@@ -212,12 +210,7 @@ pub(crate) async fn plan_table(
                     .position(|f| *f == c.overfetch)
                     .unwrap_or(0);
                 c.measured.push(measured[at].clone());
-                c.predicted = fit::predict(
-                    &c.measured[1],
-                    &c.measured[2],
-                    rows,
-                    queries.len() * measure::K,
-                );
+                c.predicted = fit::predict(&c.measured[1], &c.measured[2], rows, neighbours);
             }
             plan.pick = fit::pick(rows, plan.exact_ms_per_row, &plan.candidates, targets);
         }
