@@ -55,7 +55,12 @@ async fn index_plan(
         .prefix("migrate-bench-plan-")
         .tempdir_in(&args.dir)
         .with_context(|| format!("making a work folder in {}", args.dir.display()))?;
-    let result = plan_bench::run(work.path(), rows, clusters, args.seed).await?;
+    // Each table's result is written as it is measured: a run of an hour
+    // or more that fails late keeps what it measured.
+    let partial = |b: &plan_bench::PlanBench| {
+        let _ = std::fs::write(out, plan_bench::markdown(b));
+    };
+    let result = plan_bench::run(work.path(), rows, clusters, args.seed, &partial).await?;
     let text = plan_bench::markdown(&result);
     print!("{text}");
     std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;

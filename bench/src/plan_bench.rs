@@ -7,6 +7,14 @@
 //! latency of the same queries (rows of the table, themselves left out),
 //! ours as `EmbeddingStore::find_similar` searches, theirs through
 //! `vector_top_k`.
+//!
+//! Disk: libSQL's default index is about 55× its vectors' bytes, 14 GiB
+//! for 100,000 mixed rows. The reference measures each table's index and
+//! then drops it, so the next one reuses its pages, and builds in rollback
+//! journal mode (SQLite's default for a new file), so a `CREATE INDEX`
+//! is not written twice, to the WAL and then the file. The run checks the
+//! free space it will need before each side, and writes each table's
+//! result as it is measured.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -65,7 +73,15 @@ pub struct PlanBench {
 
 /// Runs the comparison on `rows` generated rows (`clusters` as in
 /// [`SampleSpec::clusters`]) in `work`.
-pub async fn run(work: &Path, rows: usize, clusters: u32, seed: u64) -> Result<PlanBench> {
+pub async fn run(
+    work: &Path,
+    rows: usize,
+    clusters: u32,
+    seed: u64,
+    partial: &dyn Fn(&PlanBench),
+) -> Result<PlanBench> {
+    // Two copies of the rows and our index, at most, before the reference.
+    need_free(work, rows as u64 * 16 * 1024, "our side")?;
     let source = work.join("legacy.db");
     {
         let (_db, conn) = legacy::open(&source).await?;
@@ -109,11 +125,44 @@ pub async fn run(work: &Path, rows: usize, clusters: u32, seed: u64) -> Result<P
     run_migration(&theirs, &copy_only, &NoopObserver)
         .await
         .context("the copy of the reference")?;
+    let mut largest = 0u64;
+    for table in TargetTable::ALL.into_iter().filter(|t| t.is_native()) {
+        let n = count(&theirs, &format!("SELECT count(*) FROM {}", table.name())).await? as u64;
+        largest = largest.max(n * 4 * table.native_dimension().unwrap_or(0) as u64);
+    }
+    need_free(
+        work,
+        DEFAULT_INDEX_PER_VECTOR_BYTE * largest,
+        "libSQL's default index of the largest table",
+    )?;
+    // One connection of its own: journal_mode changes only with no other.
+    let mode: String = {
+        let mut rows = theirs
+            .query("PRAGMA journal_mode=DELETE", ())
+            .await
+            .context("the reference in rollback journal mode")?;
+        let row = rows.next().await?.context("no journal mode")?;
+        row.get(0)?
+    };
+    anyhow::ensure!(
+        mode == "delete",
+        "the reference stayed in {mode} journal mode"
+    );
 
     let store = EmbeddingStore::open(ours.clone())
         .await
         .context("opening the store")?;
-    let mut tables = Vec::new();
+    let mut result = PlanBench {
+        rows,
+        layout: if clusters == 0 {
+            "uniform on the sphere (the realistic mix)".into()
+        } else {
+            format!("clustered around {clusters} centres per dimension")
+        },
+        plan_seconds,
+        report: serde_json::to_value(&report).context("the report as JSON")?,
+        tables: Vec::new(),
+    };
     for table in TargetTable::ALL.into_iter().filter(|t| t.is_native()) {
         let n = count(&ours, &format!("SELECT count(*) FROM {}", table.name())).await? as u64;
         if n == 0 {
@@ -203,7 +252,13 @@ pub async fn run(work: &Path, rows: usize, clusters: u32, seed: u64) -> Result<P
             side.recall /= queries.len().max(1) as f64;
             side.query_ms /= queries.len().max(1) as f64;
         }
-        tables.push(TableResult {
+        // Measured: its pages go back to the file's free list, for the
+        // next table's index.
+        theirs
+            .execute(&format!("DROP INDEX {index}"), ())
+            .await
+            .with_context(|| format!("dropping the reference index of {table}"))?;
+        result.tables.push(TableResult {
             table,
             rows: n,
             pick,
@@ -211,18 +266,39 @@ pub async fn run(work: &Path, rows: usize, clusters: u32, seed: u64) -> Result<P
             ours: ours_side,
             default: default_side,
         });
+        partial(&result);
     }
-    Ok(PlanBench {
-        rows,
-        layout: if clusters == 0 {
-            "uniform on the sphere (the realistic mix)".into()
-        } else {
-            format!("clustered around {clusters} centres per dimension")
-        },
-        plan_seconds,
-        report: serde_json::to_value(&report).context("the report as JSON")?,
-        tables,
-    })
+    Ok(result)
+}
+
+/// libSQL's default index bytes per byte of the vectors it indexes, with
+/// a margin (55× measured).
+const DEFAULT_INDEX_PER_VECTOR_BYTE: u64 = 64;
+
+/// Fails unless the file system of `dir` has `bytes` free.
+fn need_free(dir: &Path, bytes: u64, what: &str) -> Result<()> {
+    let free = free_bytes(dir)?;
+    anyhow::ensure!(
+        free >= bytes,
+        "{what} needs about {} GiB free in {}, and {:.1} GiB are",
+        bytes.div_ceil(1 << 30),
+        dir.display(),
+        free as f64 / (1u64 << 30) as f64
+    );
+    Ok(())
+}
+
+/// Bytes free for an unprivileged writer on the file system of `dir`.
+fn free_bytes(dir: &Path) -> Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).context("a path with a NUL")?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `stat` is a valid out-pointer.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("free space of {}", dir.display()));
+    }
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 async fn count(conn: &Connection, sql: &str) -> Result<i64> {
