@@ -2,6 +2,7 @@
 //! libSQL server (`libsql://`, `https://`, `http://`).
 
 mod deadline;
+pub mod pipeline;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +30,9 @@ pub struct Db {
     pub location: String,
     /// Whether it is a local file.
     pub local: Option<PathBuf>,
+    /// A remote database's own Hrana pipeline (one request per window or
+    /// batch: [`pipeline`]).
+    pub pipeline: Option<pipeline::Pipeline>,
 }
 
 /// Whether `url` names a remote server rather than a local file.
@@ -113,11 +117,15 @@ pub async fn open_with_timeout(
             .map_err(failed)?;
         let conn = database.connect().map_err(failed)?;
         probe_with_retries(&conn).await.map_err(failed)?;
+        let pipeline = pipeline::Pipeline::new(url, auth_token, timeout)
+            .map_err(libsql::Error::InvalidTlsConfiguration)
+            .map_err(failed)?;
         return Ok(Db {
             database,
             conn,
             location,
             local: None,
+            pipeline: Some(pipeline),
         });
     }
     let path = PathBuf::from(url.strip_prefix("file:").unwrap_or(url));
@@ -156,6 +164,7 @@ pub async fn open_with_timeout(
         conn,
         location: path.display().to_string(),
         local: Some(path),
+        pipeline: None,
     })
 }
 

@@ -1,0 +1,433 @@
+//! Hrana's `/v3/pipeline`, spoken directly, for the migration's hot path
+//! over the network: a whole window read, or a whole batch transaction, in
+//! one HTTP request.
+//!
+//! Why not the `libsql` client: version 0.10 sends every statement as a
+//! request of its own, and every query as two (a `describe`, then the
+//! cursor); it has no way to send bound statements as one Hrana `batch`
+//! (its `execute_batch` takes SQL text without parameters). A 1,000-row
+//! batch cost about 100 requests: at 80 ms a round trip, an hour of network
+//! per million rows. Here a batch is one request whose steps each run only
+//! if the one before succeeded, ending in `COMMIT` — or `ROLLBACK` when
+//! anything before failed — so a failure stops the transaction at that
+//! step: nothing after it runs outside the transaction (sqld, having timed
+//! out a transaction, would otherwise run the next statements in
+//! autocommit). A stream that saw any error is never used again.
+//!
+//! Values travel as Hrana values: integers as decimal strings, blobs (the
+//! vectors) as base64 of their bytes, never through decimal floats.
+//! Errors come back as `libsql::Error`s whose text reads like the `libsql`
+//! client's, so that `db::classify` judges them the same way.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Body;
+use libsql::Value;
+use libsql_hrana::proto;
+
+use super::deadline::{self, DeadlineConnector};
+
+type Connector = DeadlineConnector<hyper_rustls::HttpsConnector<hyper::client::HttpConnector>>;
+
+/// One statement of a batch.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub sql: String,
+    pub args: Vec<Value>,
+}
+
+impl Statement {
+    pub fn new(sql: impl Into<String>, args: Vec<Value>) -> Self {
+        Statement {
+            sql: sql.into(),
+            args,
+        }
+    }
+}
+
+/// A statement that fails (integer overflow) unless `condition`, an SQL
+/// expression, holds: Hrana's step conditions see only success or failure
+/// of a step, so a value is tested by failing on it.
+pub fn fail_unless(condition: &str) -> String {
+    format!("SELECT CASE WHEN {condition} THEN 1 ELSE abs(-9223372036854775807 - 1) END")
+}
+
+/// What one statement of a batch returned.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub rows: Vec<Vec<Value>>,
+    pub affected: u64,
+}
+
+/// A batch that did not go through.
+#[derive(Debug)]
+pub enum Failure {
+    /// Statement `step` (of those given) failed; nothing of the batch is
+    /// committed.
+    Step { step: usize, error: libsql::Error },
+    /// The request or its answer was lost, or the server refused it: the
+    /// batch may or may not have been committed.
+    Request(libsql::Error),
+}
+
+impl Failure {
+    /// The error, whatever the step.
+    pub fn into_error(self) -> libsql::Error {
+        match self {
+            Failure::Step { error, .. } | Failure::Request(error) => error,
+        }
+    }
+}
+
+/// A Hrana HTTP client with one stream, kept across requests (a stream is
+/// one connection on the server: `PRAGMA data_version` read on it compares
+/// with a later one on it). Cheap to clone: clones share the stream.
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: hyper::Client<Connector, Body>,
+    /// `…/v3/pipeline` of the server (or of the `base_url` it redirected to).
+    url: tokio::sync::Mutex<Stream>,
+    token: String,
+    requests: AtomicU64,
+}
+
+struct Stream {
+    url: String,
+    baton: Option<String>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pipeline { .. }")
+    }
+}
+
+/// `https://…/v3/pipeline` for a `libsql://`, `https://` or `http://` URL
+/// (its query string, where a token may hide, left out).
+fn pipeline_url(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    let url = match url.strip_prefix("libsql://") {
+        Some(rest) => format!("https://{rest}"),
+        None => url.to_string(),
+    };
+    format!("{}/v3/pipeline", url.trim_end_matches('/'))
+}
+
+impl Pipeline {
+    /// A client of the server at `url`, answers awaited at most `timeout`.
+    pub fn new(url: &str, token: &str, timeout: Duration) -> std::io::Result<Pipeline> {
+        let client = hyper::Client::builder().build(deadline::connector(timeout)?);
+        Ok(Pipeline {
+            inner: Arc::new(Inner {
+                client,
+                url: tokio::sync::Mutex::new(Stream {
+                    url: pipeline_url(url),
+                    baton: None,
+                }),
+                token: token.to_string(),
+                requests: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// HTTP requests sent so far.
+    pub fn requests(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Runs `statements` in one request, each only if the one before
+    /// succeeded, outside any transaction of ours (reads). Returns each
+    /// statement's rows.
+    pub async fn read(&self, statements: Vec<Statement>) -> Result<Vec<Outcome>, Failure> {
+        let n = statements.len();
+        let steps = statements
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| step(s, true, (i > 0).then(|| ok(i - 1))))
+            .collect();
+        let (results, errors) = self.batch(steps).await?;
+        collect(results, errors, 0, n)
+    }
+
+    /// Runs `statements` as one transaction in one request: `BEGIN
+    /// IMMEDIATE`, each statement only if everything before it succeeded,
+    /// `COMMIT`, and `ROLLBACK` when anything failed. Succeeds only if the
+    /// `COMMIT` did.
+    pub async fn transaction(&self, statements: Vec<Statement>) -> Result<Vec<Outcome>, Failure> {
+        let n = statements.len();
+        let mut steps = vec![step(Statement::new("BEGIN IMMEDIATE", vec![]), false, None)];
+        for (i, s) in statements.into_iter().enumerate() {
+            steps.push(step(s, true, Some(ok(i))));
+        }
+        let commit = steps.len();
+        steps.push(step(
+            Statement::new("COMMIT", vec![]),
+            false,
+            Some(ok(commit - 1)),
+        ));
+        steps.push(step(
+            Statement::new("ROLLBACK", vec![]),
+            false,
+            Some(proto::BatchCond::Not {
+                cond: Box::new(ok(commit)),
+            }),
+        ));
+        let (results, errors) = self.batch(steps).await?;
+        if let Some(Some(e)) = errors.first() {
+            return Err(Failure::Step {
+                step: 0,
+                error: step_error(e, "BEGIN IMMEDIATE"),
+            });
+        }
+        let committed = matches!(results.get(commit), Some(Some(_)));
+        let commit_error = errors
+            .get(commit)
+            .and_then(Option::as_ref)
+            .map(|e| step_error(e, "COMMIT"));
+        let outcomes = collect(results, errors, 1, n)?;
+        match (committed, commit_error) {
+            (true, _) => Ok(outcomes),
+            (false, Some(error)) => Err(Failure::Step { step: n, error }),
+            (false, None) => Err(Failure::Request(lost("the server did not run the COMMIT"))),
+        }
+    }
+
+    /// Sends one batch on the stream and returns its step results and
+    /// errors. A request that fails, or a batch with any error in it,
+    /// leaves the stream behind: the next request opens a new one.
+    async fn batch(
+        &self,
+        steps: Vec<proto::BatchStep>,
+    ) -> Result<(Vec<Option<proto::StmtResult>>, Vec<Option<proto::Error>>), Failure> {
+        let mut stream = self.inner.url.lock().await;
+        let body = proto::PipelineReqBody {
+            baton: stream.baton.take(),
+            requests: vec![proto::StreamRequest::Batch(proto::BatchStreamReq {
+                batch: proto::Batch {
+                    steps,
+                    replication_index: None,
+                },
+            })],
+        };
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| Failure::Request(lost(&format!("encoding a request: {e}"))))?;
+        let mut request = hyper::Request::post(&stream.url)
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if !self.inner.token.is_empty() {
+            request = request.header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", self.inner.token),
+            );
+        }
+        let request = request
+            .body(Body::from(body))
+            .map_err(|e| Failure::Request(lost(&format!("building a request: {e}"))))?;
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .inner
+            .client
+            .request(request)
+            .await
+            .map_err(|e| Failure::Request(lost(&format!("connection: {e}"))))?;
+        let status = response.status();
+        let bytes = hyper::body::to_bytes(response.into_body())
+            .await
+            .map_err(|e| Failure::Request(lost(&format!("connection: {e}"))))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
+            return Err(Failure::Request(hrana(format!(
+                "api error: status={} {}: {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or(""),
+                text.chars().take(500).collect::<String>()
+            ))));
+        }
+        let body: proto::PipelineRespBody = serde_json::from_slice(&bytes)
+            .map_err(|e| Failure::Request(lost(&format!("json error: {e}"))))?;
+        let result = match body.results.into_iter().next() {
+            Some(proto::StreamResult::Ok {
+                response: proto::StreamResponse::Batch(b),
+            }) => b.result,
+            Some(proto::StreamResult::Error { error }) => {
+                return Err(Failure::Request(step_error(&error, "a batch")))
+            }
+            _ => return Err(Failure::Request(lost("unexpected response to a batch"))),
+        };
+        if result.step_errors.iter().all(Option::is_none) {
+            stream.baton = body.baton;
+            if let Some(base) = body.base_url {
+                stream.url = pipeline_url(&base);
+            }
+        }
+        Ok((result.step_results, result.step_errors))
+    }
+}
+
+fn ok(step: usize) -> proto::BatchCond {
+    proto::BatchCond::Ok { step: step as u32 }
+}
+
+fn step(s: Statement, want_rows: bool, condition: Option<proto::BatchCond>) -> proto::BatchStep {
+    let mut stmt = proto::Stmt::new(s.sql, want_rows);
+    stmt.args = s.args.into_iter().map(to_proto).collect();
+    proto::BatchStep { condition, stmt }
+}
+
+/// The outcomes of steps `first..first + n`, or the first error among them.
+fn collect(
+    results: Vec<Option<proto::StmtResult>>,
+    errors: Vec<Option<proto::Error>>,
+    first: usize,
+    n: usize,
+) -> Result<Vec<Outcome>, Failure> {
+    if let Some((i, e)) = errors
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(n)
+        .find_map(|(i, e)| e.as_ref().map(|e| (i, e)))
+    {
+        return Err(Failure::Step {
+            step: i - first,
+            error: step_error(e, &format!("statement {}", i - first + 1)),
+        });
+    }
+    let mut out = Vec::with_capacity(n);
+    for r in results.into_iter().skip(first).take(n) {
+        let Some(r) = r else {
+            return Err(Failure::Request(lost(
+                "a statement of the batch did not run",
+            )));
+        };
+        out.push(Outcome {
+            affected: r.affected_row_count,
+            rows: r
+                .rows
+                .into_iter()
+                .map(|row| row.values.into_iter().map(from_proto).collect())
+                .collect(),
+        });
+    }
+    if out.len() < n {
+        return Err(Failure::Request(lost("the batch's answer is short")));
+    }
+    Ok(out)
+}
+
+fn to_proto(v: Value) -> proto::Value {
+    match v {
+        Value::Null => proto::Value::Null,
+        Value::Integer(value) => proto::Value::Integer { value },
+        Value::Real(value) => proto::Value::Float { value },
+        Value::Text(value) => proto::Value::Text {
+            value: value.into(),
+        },
+        Value::Blob(value) => proto::Value::Blob {
+            value: value.into(),
+        },
+    }
+}
+
+fn from_proto(v: proto::Value) -> Value {
+    match v {
+        proto::Value::None | proto::Value::Null => Value::Null,
+        proto::Value::Integer { value } => Value::Integer(value),
+        proto::Value::Float { value } => Value::Real(value),
+        proto::Value::Text { value } => Value::Text(value.to_string()),
+        proto::Value::Blob { value } => Value::Blob(value.to_vec()),
+    }
+}
+
+/// An error the `libsql` client would have reported as a Hrana error.
+fn hrana(text: String) -> libsql::Error {
+    libsql::Error::Hrana(text.into())
+}
+
+/// A lost request or answer (classified transient).
+fn lost(what: &str) -> libsql::Error {
+    hrana(format!("http error: {what}"))
+}
+
+/// A statement's error, as the `libsql` client words it.
+fn step_error(e: &proto::Error, what: &str) -> libsql::Error {
+    hrana(format!(
+        "stream error: {what}: Error {{ message: {:?}, code: {:?} }}",
+        e.message, e.code
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_become_the_pipeline_endpoint_without_their_query() {
+        assert_eq!(
+            pipeline_url("libsql://db.example.io?authToken=secret"),
+            "https://db.example.io/v3/pipeline"
+        );
+        assert_eq!(
+            pipeline_url("http://127.0.0.1:8080/"),
+            "http://127.0.0.1:8080/v3/pipeline"
+        );
+    }
+
+    #[test]
+    fn values_travel_unchanged() {
+        let vector: Vec<u8> = [f32::MIN_POSITIVE, -0.0, f32::NAN, 1.0 / 3.0]
+            .iter()
+            .flat_map(|f| f.to_le_bytes())
+            .collect();
+        for v in [
+            Value::Null,
+            Value::Integer(i64::MIN),
+            Value::Real(0.1 + 0.2),
+            Value::Text("ünïcode 'quoted'".into()),
+            Value::Blob(vector),
+        ] {
+            let json = serde_json::to_vec(&to_proto(v.clone())).unwrap();
+            let back: proto::Value = serde_json::from_slice(&json).unwrap();
+            assert_eq!(from_proto(back), v);
+        }
+    }
+
+    #[test]
+    fn step_errors_are_judged_like_the_libsql_clients() {
+        use crate::db::{classify, ErrorClass};
+        let e = |code: &str, message: &str| {
+            step_error(
+                &proto::Error {
+                    message: message.into(),
+                    code: code.into(),
+                },
+                "statement 2",
+            )
+        };
+        assert_eq!(
+            classify(&e(
+                "SQLITE_CONSTRAINT_PRIMARYKEY",
+                "UNIQUE constraint failed"
+            )),
+            ErrorClass::RowRejected
+        );
+        assert_eq!(
+            classify(&e("TRANSACTION_TIMEOUT", "timed out")),
+            ErrorClass::Transient
+        );
+        assert!(crate::db::codes::transaction_timed_out(&e(
+            "TRANSACTION_TIMEOUT",
+            "timed out"
+        )));
+        assert_eq!(
+            classify(&e("SQLITE_FULL", "database or disk is full")),
+            ErrorClass::Fatal
+        );
+        assert_eq!(classify(&lost("connection: reset")), ErrorClass::Transient);
+    }
+}
