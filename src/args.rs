@@ -168,6 +168,13 @@ pub struct MigrateArgs {
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400), value_name = "SECS")]
     pub timeout: u64,
 
+    /// Remote databases: send every statement as a request of its own (as
+    /// the libSQL client does) instead of each window read and each batch
+    /// transaction in one request. Many times slower over a long round
+    /// trip; for a server that does not take Hrana batches.
+    #[arg(long)]
+    pub one_statement_per_request: bool,
+
     /// Rows per batch transaction.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "N")]
     pub batch_size: u64,
@@ -319,6 +326,7 @@ impl MigrateArgs {
             max_retries: self.max_retries,
             online: self.online,
             request_timeout: std::time::Duration::from_secs(self.timeout),
+            statement_per_request: self.one_statement_per_request,
             on_conflict: match self.on_conflict {
                 OnConflict::Target => memory_storage_turso::migration::ConflictPolicy::Target,
                 OnConflict::Legacy => memory_storage_turso::migration::ConflictPolicy::Legacy,

@@ -175,6 +175,8 @@ async fn rows_past_the_checkpoint(conn: &Connection) -> i64 {
 // What the libSQL client sends for the checkpoint's move and an index
 // batch's progress (see the proxy's --log-requests).
 const CHECKPOINT_WRITE: &str = r#""sql":"INSERT INTO embedding_migration_checkpoint"#;
+/// A batch in one request: its checkpoint's move beside its COMMIT.
+const ONE_REQUEST_CHECKPOINT: &str = r#"embedding_migration_checkpoint (id, last_embedding_id"#;
 const INDEX_PROGRESS_WRITE: &str = r#""sql":"UPDATE embedding_migration_index_progress"#;
 /// A catch-up transaction of `--online` forgetting a mirrored change.
 const CHANGE_FORGET: &str = r#""sql":"DELETE FROM embedding_migration_changes WHERE rowid"#;
@@ -186,7 +188,9 @@ const INDEX_LOOKUP: &str =
 /// application waits to write) lands nothing: not a row, not a ledger
 /// entry, not its checkpoint, though the request holding it goes on to
 /// sqld afterwards. A run that may retry then tries the batch again with
-/// half the rows, on a fresh stream, and finishes, exact.
+/// half the rows, on a fresh stream, and finishes, exact. (Statements one
+/// per request, so that the network can hold a transaction open; in one
+/// request it cannot: the next test.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_sqld_timed_out_lands_nothing_and_is_retried() {
     if !have_sqld() {
@@ -205,7 +209,13 @@ async fn a_batch_sqld_timed_out_lands_nothing_and_is_retried() {
     )
     .await
     .unwrap();
-    let args = ["--execute", "--no-vector-index", "--batch-size", "100"];
+    let args = [
+        "--execute",
+        "--no-vector-index",
+        "--batch-size",
+        "100",
+        "--one-statement-per-request",
+    ];
 
     // The second batch's checkpoint is held 8 s, its rows already written
     // in the open transaction; the application waits for the lock.
@@ -267,6 +277,57 @@ async fn a_batch_sqld_timed_out_lands_nothing_and_is_retried() {
     assert_eq!(
         scalar(&conn, "SELECT count(*) FROM app_notes").await,
         Some(2)
+    );
+}
+
+/// A batch sent as one request (BEGIN, rows, ledger, checkpoint, lock,
+/// COMMIT) holds no lock while the network holds it: with the request
+/// stalled 8 s on its way to sqld, an application writes at once, and the
+/// batch then lands whole, in one request, exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_in_one_request_holds_no_lock_while_the_network_delays_it() {
+    if !have_sqld() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 600, 16, 63).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    let (url, token) = (served.url(), served.token.clone());
+    let app = remote(&served.direct_url(), &token).await;
+    app.execute(
+        "CREATE TABLE app_notes (id INTEGER PRIMARY KEY, note TEXT)",
+        (),
+    )
+    .await
+    .unwrap();
+    // The second batch: its checkpoint is in the same request as its rows
+    // and its COMMIT.
+    served.proxy.arm(&stall(ONE_REQUEST_CHECKPOINT, 1, 8_000));
+    let args = [
+        "--execute",
+        "--no-vector-index",
+        "--batch-size",
+        "100",
+        "--max-retries",
+        "0",
+    ];
+    let mut child = migrate(&url, &token, &args).spawn().unwrap();
+    wait_fired(&served.proxy, 1, &mut child);
+    let waited = app_write(&app, 1).await;
+    assert!(
+        waited < Duration::from_secs(2),
+        "the application waited {waited:?} for a batch still on its way"
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let file = served.stop();
+    let conn = local(&file).await;
+    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+    assert_eq!(
+        scalar(&conn, "SELECT count(*) FROM app_notes").await,
+        Some(1)
     );
 }
 
@@ -573,4 +634,53 @@ async fn online_with_an_application_writing_through_sqld_for_the_whole_run() {
         let index = format!("idx_{t}_vector");
         assert!(table_exists(&conn, &index).await, "{index} is missing");
     }
+}
+
+/// The pipeline's transaction in one request stops at its first failing
+/// statement: the statements after it do not run, inside or outside the
+/// transaction; nothing of it lands; no lock is left held; and the next
+/// transaction goes on, on a fresh stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_in_one_request_stops_at_its_first_failure_and_lands_nothing() {
+    use memory_storage_turso::connect::pipeline::{Failure, Pipeline, Statement};
+    if !have_sqld() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    sample_db(&legacy, 10, 0, 64).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    let url = served.direct_url();
+    let pipeline = Pipeline::new(&url, &served.token, Duration::from_secs(30)).unwrap();
+    let sql = |s: &str| Statement::new(s, vec![]);
+    pipeline
+        .transaction(vec![sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")])
+        .await
+        .unwrap();
+    let failure = pipeline
+        .transaction(vec![
+            sql("INSERT INTO t VALUES (1)"),
+            sql("INSERT INTO t VALUES (1)"),
+            sql("INSERT INTO t VALUES (3)"),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(failure, Failure::Step { step: 1, .. }),
+        "{failure:?}"
+    );
+    let app = remote(&url, &served.token).await;
+    let began = Instant::now();
+    app.execute("CREATE TABLE app_notes (id INTEGER PRIMARY KEY)", ())
+        .await
+        .unwrap();
+    assert!(began.elapsed() < Duration::from_secs(2), "a lock was held");
+    assert_eq!(scalar(&app, "SELECT count(*) FROM t").await, Some(0));
+    pipeline
+        .transaction(vec![sql("INSERT INTO t VALUES (4)")])
+        .await
+        .unwrap();
+    assert_eq!(scalar(&app, "SELECT count(*) FROM t").await, Some(1));
+    served.stop();
 }

@@ -133,9 +133,31 @@ impl EmbeddingRow {
     /// [`COLUMNS`] order.
     pub(crate) fn from_row(row: &libsql::Row) -> Result<Self, libsql::Error> {
         let mask = row.get::<i64>(8)?;
+        Self::from_getter(mask, |i| row.get_value(i))
+    }
+
+    /// [`EmbeddingRow::from_row`] for the nine values of a row as a list
+    /// (a remote batch's answer).
+    pub(crate) fn from_values(mut values: Vec<Value>) -> Result<Self, libsql::Error> {
+        let mask = match values.get(8) {
+            Some(Value::Integer(m)) => *m,
+            _ => return Err(libsql::Error::InvalidColumnIndex),
+        };
+        Self::from_getter(mask, |i| {
+            values
+                .get_mut(i as usize)
+                .map(|v| std::mem::replace(v, Value::Null))
+                .ok_or(libsql::Error::InvalidColumnIndex)
+        })
+    }
+
+    fn from_getter(
+        mask: i64,
+        mut value: impl FnMut(i32) -> Result<Value, libsql::Error>,
+    ) -> Result<Self, libsql::Error> {
         let mut invalid_utf8 = 0u8;
         let mut get = |i: i32| -> Result<Value, libsql::Error> {
-            let v = row.get_value(i)?;
+            let v = value(i)?;
             if mask & (1 << i) == 0 {
                 return Ok(v);
             }

@@ -9,12 +9,14 @@ use libsql::Connection;
 
 use super::apply::{apply, with_rejections, Quarantine};
 use super::compare::judge;
+use super::error::MigrateError;
 use super::error::Result;
 use super::observer::Phase;
 use super::pass::{Flow, Pass};
 use super::scan::{Layout, Limits};
 use super::windows::{WindowWork, Windows};
-use super::write::{data_version, mark_copy_completed};
+use super::write::{data_version, mark_copy_completed, Deferred};
+use crate::connect::pipeline::{fail_unless, Statement};
 use crate::decode::row::Key;
 use crate::schema::LEGACY_TABLE;
 
@@ -58,6 +60,9 @@ pub(crate) struct Step {
 pub(crate) struct Judging {
     /// `data_version` before the window was read.
     data_version: i64,
+    /// Whether `data_version` is the remote pipeline stream's (the batch
+    /// then goes in one request, guarded by it).
+    remote: bool,
     upper: Option<Key>,
     checkpoint: Option<Key>,
     rows: u64,
@@ -81,14 +86,24 @@ impl WindowWork for CopyWindows<'_> {
         _before: Option<&Judging>,
         limits: Limits,
     ) -> Result<Judging> {
-        let data_version = data_version(self.conn).await?;
-        let window = self.layout.next_window(self.conn, after, limits).await?;
+        let (data_version, remote, window) = if self.layout.remote.is_some() {
+            let (window, version) = self
+                .layout
+                .next_window_versioned(self.conn, after, limits)
+                .await?;
+            (version.unwrap_or(-1), version.is_some(), window)
+        } else {
+            let version = data_version(self.conn).await?;
+            let window = self.layout.next_window(self.conn, after, limits).await?;
+            (version, false, window)
+        };
         let upper = window.upper.clone();
         let checkpoint = upper
             .clone()
             .or_else(|| window.legacy.last().map(|r| r.key.clone()));
         Ok(Judging {
             data_version,
+            remote,
             upper,
             checkpoint,
             rows: window.legacy.len() as u64,
@@ -119,14 +134,62 @@ impl WindowWork for CopyWindows<'_> {
             ..
         } = pass;
         let findings = joined(read.findings).await;
-        writer.begin().await?;
-        let findings = if data_version(conn).await? == read.data_version {
-            findings
-        } else {
-            let window = layout
-                .exact_window(conn, after, read.upper.as_ref())
+        let remote = layout.remote.as_ref().filter(|_| read.remote);
+        let findings = match remote {
+            Some(remote) => {
+                // One request: the batch, guarded by the stream's
+                // data_version, as one transaction. If another connection
+                // committed since the window was read, or a row is
+                // refused, it is made again the slow way below.
+                writer.begin_deferred();
+                // Quarantined rows are told once the batch is committed.
+                let told = Held::default();
+                let applied = apply(
+                    with_rejections(findings, rejected),
+                    writer,
+                    Quarantine::Always,
+                    &told,
+                )
                 .await?;
-            judge(window)
+                if let Some(k) = &read.checkpoint {
+                    writer.checkpoint(k).await?;
+                }
+                let guard = Statement::new(
+                    fail_unless("(SELECT data_version FROM pragma_data_version) = ?1"),
+                    vec![libsql::Value::Integer(read.data_version)],
+                );
+                match writer.commit_deferred(&remote.pipeline, vec![guard]).await {
+                    Ok(()) => {
+                        for (key, reason) in told.0.into_inner().unwrap_or_default() {
+                            observer.row_quarantined(&key, &reason);
+                        }
+                        return Ok(Step {
+                            upper: read.upper,
+                            rows: read.rows,
+                            already: applied.already,
+                            removed: applied.removed,
+                        });
+                    }
+                    Err(Deferred::Guarded | Deferred::Refused) => None,
+                    Err(Deferred::LockLost) => {
+                        return Err(MigrateError::LockLost {
+                            holder: super::lock::current_holder(conn).await?,
+                        })
+                    }
+                    Err(Deferred::Failed(e)) => return Err(e),
+                }
+            }
+            None => Some(findings),
+        };
+        writer.begin().await?;
+        let findings = match findings {
+            Some(f) if data_version(conn).await? == read.data_version && !read.remote => f,
+            _ => {
+                let window = layout
+                    .exact_window(conn, after, read.upper.as_ref())
+                    .await?;
+                judge(window)
+            }
         };
         let findings = with_rejections(findings, rejected);
         let applied = apply(findings, writer, Quarantine::Always, observer).await?;
@@ -140,6 +203,18 @@ impl WindowWork for CopyWindows<'_> {
             already: applied.already,
             removed: applied.removed,
         })
+    }
+}
+
+/// What a deferred batch would tell the observer, held until it commits.
+#[derive(Default)]
+struct Held(std::sync::Mutex<Vec<(String, crate::decode::BadRowReason)>>);
+
+impl super::observer::Observer for Held {
+    fn row_quarantined(&self, embedding_id: &str, reason: &crate::decode::BadRowReason) {
+        if let Ok(mut held) = self.0.lock() {
+            held.push((embedding_id.to_string(), reason.clone()));
+        }
     }
 }
 
@@ -177,6 +252,9 @@ pub async fn copy(
     };
     let mut after = start;
     let mut windows = Windows::new(CopyWindows { conn, layout }, limits);
+    // Requests to a remote server's pipeline, counted per batch.
+    let requests = || layout.remote.as_ref().map(|r| r.pipeline.requests());
+    let mut requests_before = requests();
     loop {
         if observer.stop_requested() {
             outcome.flow = Flow::Stopped;
@@ -193,6 +271,11 @@ pub async fn copy(
         outcome.rows_seen += step.rows;
         appended.release(outcome.rows_seen);
         let written = pass.writer.written_per_table();
+        let requests_now = requests();
+        let batch_requests = requests_now
+            .zip(requests_before)
+            .map(|(now, before)| now - before);
+        requests_before = requests_now;
         tracing::debug!(
             target: "memory_storage_turso::batch",
             phase = "copy",
@@ -202,6 +285,7 @@ pub async fn copy(
             written = written.values().sum::<u64>(),
             removed = step.removed,
             retries = attempt,
+            requests = batch_requests,
             checkpoint = %step.upper.as_ref().map(|k| crate::text::shown(&k.to_string()).into_owned()).unwrap_or_else(|| "end".into()),
             millis = batch_began.elapsed().as_millis() as u64,
             "batch committed"

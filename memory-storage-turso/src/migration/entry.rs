@@ -11,7 +11,7 @@ use super::observer::{NoopObserver, Observer};
 use super::options::MigrationOptions;
 use super::pass::{Flow, Pass};
 use super::report::{MigrationReport, RunMode};
-use super::scan::Layout;
+use super::scan::{Layout, RemoteReads};
 use super::write::BatchWriter;
 use super::{
     backup, capabilities, copy, extra_columns, metadata, online, page_cache, plan, rollback, scan,
@@ -90,6 +90,9 @@ pub async fn migrate_embeddings_reported(
     if options.local_file.is_none() {
         options.local_file = db.local.clone().map(page_cache::LocalFile::new);
     }
+    if options.remote.is_none() && !options.statement_per_request {
+        options.remote = db.pipeline.clone();
+    }
     run_migration_reported(&db.conn, &options, observer).await
 }
 
@@ -166,7 +169,9 @@ async fn run_on(
     }
     report.source_rows = with_retries(retries, || copy::count_after(conn, None)).await?;
     let has_vector = report.source_has_vector_column;
-    let layout = with_retries(retries, || Layout::read(conn, has_vector)).await?;
+    let layout = with_retries(retries, || Layout::read(conn, has_vector))
+        .await?
+        .reading_through(options.remote.clone().map(RemoteReads::new));
     let limits = options.limits();
     match report.mode {
         RunMode::DryRun => {

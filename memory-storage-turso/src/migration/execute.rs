@@ -35,7 +35,9 @@ pub(super) async fn execute(
     let retries = options.max_retries;
     prepare(conn, options).await?;
     let has_vector = report.source_has_vector_column;
-    let layout = with_retries(retries, || super::scan::Layout::read(conn, has_vector)).await?;
+    let layout = with_retries(retries, || super::scan::Layout::read(conn, has_vector))
+        .await?
+        .reading_through(options.remote.clone().map(super::scan::RemoteReads::new));
     if options.backup {
         let (backup, timing) = timed(observer, Phase::Backup, report.source_rows, async {
             let name = backup_table_name(conn, options).await?;

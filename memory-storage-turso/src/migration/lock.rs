@@ -134,6 +134,24 @@ impl MigrationLock {
         Ok(())
     }
 
+    /// [`MigrationLock::refresh`] as statements of a deferred batch: the
+    /// update, then a statement that fails unless it changed the row.
+    pub(crate) fn refresh_statements(&self) -> [crate::connect::pipeline::Statement; 2] {
+        use crate::connect::pipeline::{fail_unless, Statement};
+        [
+            Statement::new(
+                format!("UPDATE {LOCK_TABLE} SET heartbeat_at = ?1 WHERE id = 1 AND host = ?2 AND pid = ?3 AND started_at = ?4"),
+                vec![
+                    Value::Integer(unix_now()),
+                    Value::Text(self.host.clone()),
+                    Value::Integer(self.pid),
+                    Value::Integer(self.started_at),
+                ],
+            ),
+            Statement::new(fail_unless("changes() = 1"), vec![]),
+        ]
+    }
+
     /// Releases the lock if it is still ours.
     pub async fn release(&self, conn: &Connection) -> Result<()> {
         conn.execute(

@@ -72,6 +72,14 @@ pub struct MigrationOptions {
     /// ([`page_cache`]), so the legacy table stays cached. Set by
     /// [`migrate_embeddings`] for a local database.
     pub local_file: Option<page_cache::LocalFile>,
+    /// A remote database's Hrana pipeline: windows are then read, and
+    /// batches written, in one request each. Set by
+    /// [`migrate_embeddings`] for a remote database.
+    pub remote: Option<crate::connect::pipeline::Pipeline>,
+    /// Remote databases: send every statement as a request of its own, as
+    /// the `libsql` client does, instead of a window or a batch per
+    /// request (slower; for a server that does not take Hrana batches).
+    pub statement_per_request: bool,
 }
 
 impl Default for MigrationOptions {
@@ -98,6 +106,8 @@ impl Default for MigrationOptions {
             request_timeout: crate::connect::DEFAULT_TIMEOUT,
             on_conflict: ConflictPolicy::Target,
             local_file: None,
+            remote: None,
+            statement_per_request: false,
         }
     }
 }

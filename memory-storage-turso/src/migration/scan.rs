@@ -7,6 +7,9 @@
 
 use libsql::{Connection, Value};
 
+mod remote;
+pub use remote::RemoteReads;
+
 use super::error::{MigrateError, Result};
 use crate::decode::row::{EmbeddingRow, Key};
 use crate::error::DbContext;
@@ -30,6 +33,8 @@ pub struct Layout {
     /// or a unique index): no two rows can share a key. Without it a
     /// window cut at a key also reads that key's other rows.
     pub legacy_unique: bool,
+    /// A remote database's windows are read in one request each.
+    pub remote: Option<RemoteReads>,
 }
 
 /// One entry of the ledger: a key this migration wrote, where, and the
@@ -71,7 +76,14 @@ impl Layout {
             quarantine: object_exists(conn, QUARANTINE_TABLE).await?,
             ledger: object_exists(conn, LEDGER_TABLE).await?,
             legacy_unique: legacy_key_is_unique(conn).await?,
+            remote: None,
         })
+    }
+
+    /// The same layout, its windows read through `remote` when given.
+    pub fn reading_through(mut self, remote: Option<RemoteReads>) -> Self {
+        self.remote = remote;
+        self
     }
 }
 
@@ -315,6 +327,30 @@ impl Layout {
 
     /// Reads the next window after `after`, bounded by `limits` per table.
     pub async fn next_window(
+        &self,
+        conn: &Connection,
+        after: Option<&Key>,
+        limits: Limits,
+    ) -> Result<Window> {
+        Ok(self.next_window_versioned(conn, after, limits).await?.0)
+    }
+
+    /// [`Layout::next_window`], and the `data_version` of the remote
+    /// stream it was read on, if it was read through one.
+    pub(crate) async fn next_window_versioned(
+        &self,
+        conn: &Connection,
+        after: Option<&Key>,
+        limits: Limits,
+    ) -> Result<(Window, Option<i64>)> {
+        if let Some(remote) = &self.remote {
+            let (window, version) = self.next_window_remote(remote, after, limits).await?;
+            return Ok((window, Some(version)));
+        }
+        Ok((self.next_window_local(conn, after, limits).await?, None))
+    }
+
+    async fn next_window_local(
         &self,
         conn: &Connection,
         after: Option<&Key>,

@@ -229,8 +229,22 @@ impl WindowWork for VerifyWindows<'_> {
         limits: Limits,
     ) -> Result<Read> {
         let digest = before.map_or(&self.digest, |b| &b.digest_after);
-        let data_version = super::write::data_version(self.conn).await?;
-        let window = self.layout.next_window(self.conn, after, limits).await?;
+        let (data_version, window) = if self.layout.remote.is_some() {
+            // Read on the remote pipeline's stream, whose data_version
+            // does not compare with this connection's: a repair reads the
+            // window again.
+            let (window, _) = self
+                .layout
+                .next_window_versioned(self.conn, after, limits)
+                .await?;
+            (i64::MIN, window)
+        } else {
+            let version = super::write::data_version(self.conn).await?;
+            (
+                version,
+                self.layout.next_window(self.conn, after, limits).await?,
+            )
+        };
         let mut digest_after = digest.clone();
         for r in &window.legacy {
             hash_row(&mut digest_after, r);

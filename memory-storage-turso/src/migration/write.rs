@@ -12,6 +12,7 @@ use libsql::{Connection, Statement, Value};
 
 use super::error::MigrateError;
 use super::lock::MigrationLock;
+use crate::connect::pipeline::{Failure, Pipeline, Statement as Statement_};
 use crate::db::{classify, ErrorClass};
 use crate::decode::row::{EmbeddingRow, Key};
 use crate::decode::BadRowReason;
@@ -88,6 +89,9 @@ pub struct BatchWriter<'c> {
     /// batches, and by the batch in flight.
     pub displaced: u64,
     pending_displaced: u64,
+    /// Statements of a batch sent as one request at its commit
+    /// ([`BatchWriter::begin_deferred`]), instead of one by one.
+    deferred: Option<Vec<Statement_>>,
 }
 
 fn slot(table: TargetTable) -> usize {
@@ -129,17 +133,103 @@ impl<'c> BatchWriter<'c> {
             in_batch: 0,
             displaced: 0,
             pending_displaced: 0,
+            deferred: None,
         }
+    }
+
+    /// Queues `sql` when the batch is deferred (and says so).
+    fn defer(&mut self, sql: impl FnOnce() -> String, params: &[Value]) -> bool {
+        match &mut self.deferred {
+            Some(steps) => {
+                steps.push(Statement_::new(sql(), params.to_vec()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn reset_pending(&mut self) {
+        self.in_batch = 0;
+        self.pending = [0; 5];
+        self.pending_bytes = [0; 5];
+        self.pending_displaced = 0;
+    }
+
+    /// Starts a batch whose statements are sent together, as one
+    /// transaction in one request, by [`BatchWriter::commit_deferred`]
+    /// (a remote database: one round trip instead of dozens).
+    pub fn begin_deferred(&mut self) {
+        self.discard_buffers();
+        self.reset_pending();
+        self.deferred = Some(Vec::new());
+    }
+
+    /// Sends the deferred batch: `guard` first (statements that fail when
+    /// the batch must not be written), then every write, the lock's
+    /// refresh and the commit, in one request. On a failure nothing of the
+    /// batch is committed, and the writer is ready for another batch.
+    pub async fn commit_deferred(
+        &mut self,
+        pipeline: &Pipeline,
+        guard: Vec<Statement_>,
+    ) -> std::result::Result<(), Deferred> {
+        let flushed = self.flush().await;
+        let mut writes = self.deferred.take().unwrap_or_default();
+        if let Err(e) = flushed {
+            self.reset_pending();
+            return Err(Deferred::Failed(e.into()));
+        }
+        let mut steps = guard;
+        let guards = steps.len();
+        steps.append(&mut writes);
+        let lock_check = self.lock.as_ref().map(|lock| {
+            steps.extend(lock.refresh_statements());
+            steps.len() - 1
+        });
+        match pipeline.transaction(steps).await {
+            Ok(_) => {
+                self.settle();
+                Ok(())
+            }
+            Err(failure) => {
+                self.reset_pending();
+                Err(match failure {
+                    Failure::Step { step, .. } if step < guards => Deferred::Guarded,
+                    Failure::Step { step, .. } if Some(step) == lock_check => Deferred::LockLost,
+                    Failure::Step { error, .. } if classify(&error) == ErrorClass::RowRejected => {
+                        Deferred::Refused
+                    }
+                    other => Deferred::Failed(
+                        crate::Error::Database {
+                            context: "writing a batch in one request".to_string(),
+                            source: other.into_error(),
+                        }
+                        .into(),
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Counts the batch just committed.
+    fn settle(&mut self) {
+        for (total, n) in self.written.iter_mut().zip(self.pending) {
+            *total += n;
+        }
+        for (total, n) in self.bytes.iter_mut().zip(self.pending_bytes) {
+            *total += n;
+        }
+        self.pending = [0; 5];
+        self.pending_bytes = [0; 5];
+        self.displaced += std::mem::take(&mut self.pending_displaced);
     }
 
     /// Starts a batch: `BEGIN IMMEDIATE`, so a second writer waits or fails
     /// here rather than half way through.
     pub async fn begin(&mut self) -> Result<()> {
         self.discard_buffers();
-        self.in_batch = 0;
-        self.pending = [0; 5];
-        self.pending_bytes = [0; 5];
-        self.pending_displaced = 0;
+        self.reset_pending();
+        self.deferred = None;
         self.conn
             .execute("BEGIN IMMEDIATE", ())
             .await
@@ -174,21 +264,14 @@ impl<'c> BatchWriter<'c> {
             .execute("COMMIT", ())
             .await
             .db_context(|| "committing a batch".to_string())?;
-        for (total, n) in self.written.iter_mut().zip(self.pending) {
-            *total += n;
-        }
-        for (total, n) in self.bytes.iter_mut().zip(self.pending_bytes) {
-            *total += n;
-        }
-        self.pending = [0; 5];
-        self.pending_bytes = [0; 5];
-        self.displaced += std::mem::take(&mut self.pending_displaced);
+        self.settle();
         Ok(())
     }
 
     /// Rolls back the batch in flight (used when a write failed).
     pub async fn rollback(&mut self) {
         self.discard_buffers();
+        self.deferred = None;
         self.pending_displaced = 0;
         self.pending = [0; 5];
         self.pending_bytes = [0; 5];
@@ -296,6 +379,9 @@ impl<'c> BatchWriter<'c> {
         }
         let table = TargetTable::ALL[i];
         let sql = || multi_row_sql(table.name(), UPSERT_COLUMNS, COLUMNS, n);
+        if self.defer(sql, &buffer.params) {
+            return Ok(());
+        }
         // A full chunk reuses its prepared statement; a partial one is run
         // directly (over a remote connection a prepare is a round trip).
         let result = if n == CHUNK_ROWS {
@@ -374,6 +460,9 @@ impl<'c> BatchWriter<'c> {
                     n,
                 )
             };
+            if self.defer(sql, chunk) {
+                continue;
+            }
             let result = if n == CHUNK_ROWS {
                 let stmt = Self::prepared(self.conn, &mut self.chunk_ledger, sql).await?;
                 let result = stmt.execute(chunk.to_vec()).await.map(|_| ());
@@ -390,6 +479,16 @@ impl<'c> BatchWriter<'c> {
     /// Removes `key` from `table` (a copy in the wrong table).
     pub async fn delete(&mut self, table: TargetTable, key: &Key) -> Result<()> {
         self.flush().await?;
+        if self.defer(
+            || format!("DELETE FROM {} WHERE embedding_id = ?1", table.name()),
+            std::slice::from_ref(&key.0),
+        ) {
+            self.defer(
+                || format!("DELETE FROM {LEDGER_TABLE} WHERE embedding_id = ?1 AND (?2 IS NULL OR target_table = ?2)"),
+                &[key.0.clone(), Value::Text(table.name().to_string())],
+            );
+            return Ok(());
+        }
         let stmt = Self::prepared(self.conn, &mut self.deletes[slot(table)], || {
             format!("DELETE FROM {} WHERE embedding_id = ?1", table.name())
         })
@@ -415,13 +514,12 @@ impl<'c> BatchWriter<'c> {
     /// transaction, so a rollback can put it back.
     pub async fn displace(&mut self, table: TargetTable, row: &EmbeddingRow) -> Result<()> {
         self.flush().await?;
-        let stmt = Self::prepared(self.conn, &mut self.displace, || {
+        let sql = || {
             format!(
                 "INSERT INTO {DISPLACED_TABLE} (target_table, embedding_id, item_id, item_type, embedding_data, embedding_vector, dimension, model, created_at, displaced_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             )
-        })
-        .await?;
+        };
         let params = vec![
             Value::Text(table.name().to_string()),
             row.key.0.clone(),
@@ -434,10 +532,13 @@ impl<'c> BatchWriter<'c> {
             row.created_at.clone(),
             Value::Integer(unix_now()),
         ];
-        run(stmt, params, || {
-            format!("saving the displaced row {} of {table}", row.key)
-        })
-        .await?;
+        if !self.defer(sql, &params) {
+            let stmt = Self::prepared(self.conn, &mut self.displace, sql).await?;
+            run(stmt, params, || {
+                format!("saving the displaced row {} of {table}", row.key)
+            })
+            .await?;
+        }
         self.pending_displaced += 1;
         Ok(())
     }
@@ -445,6 +546,12 @@ impl<'c> BatchWriter<'c> {
     /// Drops a key from the ledger (no table holds it any more).
     pub async fn forget(&mut self, key: &Key) -> Result<()> {
         self.flush().await?;
+        if self.defer(
+            || format!("DELETE FROM {LEDGER_TABLE} WHERE embedding_id = ?1 AND (?2 IS NULL OR target_table = ?2)"),
+            &[key.0.clone(), Value::Null],
+        ) {
+            return Ok(());
+        }
         let stmt = Self::prepared(self.conn, &mut self.ledger_remove, || {
             format!("DELETE FROM {LEDGER_TABLE} WHERE embedding_id = ?1 AND (?2 IS NULL OR target_table = ?2)")
         })
@@ -458,22 +565,31 @@ impl<'c> BatchWriter<'c> {
     /// Records a bad row in the quarantine record (replacing an older reason).
     pub async fn quarantine(&mut self, key: &Key, reason: &BadRowReason) -> Result<()> {
         self.flush().await?;
-        let stmt = Self::prepared(self.conn, &mut self.quarantine, || {
+        let sql = || {
             format!("INSERT OR REPLACE INTO {QUARANTINE_TABLE} (embedding_id, reason_code, reason, recorded_at) VALUES (?1, ?2, ?3, ?4)")
-        })
-        .await?;
+        };
         let params = vec![
             key.0.clone(),
             Value::Text(reason.code().to_string()),
             Value::Text(reason.to_string()),
             Value::Integer(unix_now()),
         ];
+        if self.defer(sql, &params) {
+            return Ok(());
+        }
+        let stmt = Self::prepared(self.conn, &mut self.quarantine, sql).await?;
         run(stmt, params, || format!("quarantining embedding {key}")).await
     }
 
     /// Removes a key from the quarantine record (its row is now good or gone).
     pub async fn unquarantine(&mut self, key: &Key) -> Result<()> {
         self.flush().await?;
+        if self.defer(
+            || format!("DELETE FROM {QUARANTINE_TABLE} WHERE embedding_id = ?1"),
+            std::slice::from_ref(&key.0),
+        ) {
+            return Ok(());
+        }
         let stmt = Self::prepared(self.conn, &mut self.unquarantine, || {
             format!("DELETE FROM {QUARANTINE_TABLE} WHERE embedding_id = ?1")
         })
@@ -487,20 +603,42 @@ impl<'c> BatchWriter<'c> {
     /// Moves the checkpoint to `last`, in the batch's transaction.
     pub async fn checkpoint(&mut self, last: &Key) -> Result<()> {
         self.flush().await?;
-        let now = unix_now();
-        self.conn
-            .execute(
-                &format!(
-                    "INSERT INTO {CHECKPOINT_TABLE} (id, last_embedding_id, rows_written, started_at, updated_at) VALUES (1, ?1, ?2, ?3, ?3) \
-                     ON CONFLICT(id) DO UPDATE SET last_embedding_id = excluded.last_embedding_id, \
-                     rows_written = rows_written + excluded.rows_written, updated_at = excluded.updated_at"
-                ),
-                vec![last.0.clone(), Value::Integer(self.in_batch as i64), Value::Integer(now)],
+        let sql = || {
+            format!(
+                "INSERT INTO {CHECKPOINT_TABLE} (id, last_embedding_id, rows_written, started_at, updated_at) VALUES (1, ?1, ?2, ?3, ?3) \
+                 ON CONFLICT(id) DO UPDATE SET last_embedding_id = excluded.last_embedding_id, \
+                 rows_written = rows_written + excluded.rows_written, updated_at = excluded.updated_at"
             )
+        };
+        let params = vec![
+            last.0.clone(),
+            Value::Integer(self.in_batch as i64),
+            Value::Integer(unix_now()),
+        ];
+        if self.defer(sql, &params) {
+            return Ok(());
+        }
+        self.conn
+            .execute(&sql(), params)
             .await
             .db_context(|| "moving the checkpoint".to_string())?;
         Ok(())
     }
+}
+
+/// How a deferred batch ([`BatchWriter::commit_deferred`]) failed. In
+/// every case nothing of it was committed, except possibly with
+/// [`Deferred::Failed`] of a lost request (the window is read again).
+#[derive(Debug)]
+pub enum Deferred {
+    /// A guard statement failed: the batch must be made again, the slow way.
+    Guarded,
+    /// The database refused a row: the slow way names it.
+    Refused,
+    /// The migration lock is no longer ours.
+    LockLost,
+    /// Anything else, as the batch's error.
+    Failed(MigrateError),
 }
 
 /// The checkpoint as stored: the last key done, if any.
