@@ -12,7 +12,7 @@ use libsql::{Connection, Statement, Value};
 
 use super::error::MigrateError;
 use super::lock::MigrationLock;
-use crate::connect::pipeline::{Failure, Pipeline, Statement as Statement_};
+use crate::connect::pipeline::Statement as Statement_;
 use crate::db::{classify, ErrorClass};
 use crate::decode::row::{EmbeddingRow, Key};
 use crate::decode::BadRowReason;
@@ -20,6 +20,9 @@ use crate::error::{DbContext, Result};
 use crate::schema::{
     TargetTable, CHECKPOINT_TABLE, DISPLACED_TABLE, LEDGER_TABLE, QUARANTINE_TABLE,
 };
+
+mod deferred;
+pub use deferred::Deferred;
 
 pub(crate) use crate::db::in_transaction;
 pub use crate::db::{data_version, unix_now};
@@ -137,78 +140,11 @@ impl<'c> BatchWriter<'c> {
         }
     }
 
-    /// Queues `sql` when the batch is deferred (and says so).
-    fn defer(&mut self, sql: impl FnOnce() -> String, params: &[Value]) -> bool {
-        match &mut self.deferred {
-            Some(steps) => {
-                steps.push(Statement_::new(sql(), params.to_vec()));
-                true
-            }
-            None => false,
-        }
-    }
-
     fn reset_pending(&mut self) {
         self.in_batch = 0;
         self.pending = [0; 5];
         self.pending_bytes = [0; 5];
         self.pending_displaced = 0;
-    }
-
-    /// Starts a batch whose statements are sent together, as one
-    /// transaction in one request, by [`BatchWriter::commit_deferred`]
-    /// (a remote database: one round trip instead of dozens).
-    pub fn begin_deferred(&mut self) {
-        self.discard_buffers();
-        self.reset_pending();
-        self.deferred = Some(Vec::new());
-    }
-
-    /// Sends the deferred batch: `guard` first (statements that fail when
-    /// the batch must not be written), then every write, the lock's
-    /// refresh and the commit, in one request. On a failure nothing of the
-    /// batch is committed, and the writer is ready for another batch.
-    pub async fn commit_deferred(
-        &mut self,
-        pipeline: &Pipeline,
-        guard: Vec<Statement_>,
-    ) -> std::result::Result<(), Deferred> {
-        let flushed = self.flush().await;
-        let mut writes = self.deferred.take().unwrap_or_default();
-        if let Err(e) = flushed {
-            self.reset_pending();
-            return Err(Deferred::Failed(e.into()));
-        }
-        let mut steps = guard;
-        let guards = steps.len();
-        steps.append(&mut writes);
-        let lock_check = self.lock.as_ref().map(|lock| {
-            steps.extend(lock.refresh_statements());
-            steps.len() - 1
-        });
-        match pipeline.transaction(steps).await {
-            Ok(_) => {
-                self.settle();
-                Ok(())
-            }
-            Err(failure) => {
-                self.reset_pending();
-                Err(match failure {
-                    Failure::Step { step, .. } if step < guards => Deferred::Guarded,
-                    Failure::Step { step, .. } if Some(step) == lock_check => Deferred::LockLost,
-                    Failure::Step { error, .. } if classify(&error) == ErrorClass::RowRejected => {
-                        Deferred::Refused
-                    }
-                    other => Deferred::Failed(
-                        crate::Error::Database {
-                            context: "writing a batch in one request".to_string(),
-                            source: other.into_error(),
-                        }
-                        .into(),
-                    ),
-                })
-            }
-        }
     }
 
     /// Counts the batch just committed.
@@ -624,21 +560,6 @@ impl<'c> BatchWriter<'c> {
             .db_context(|| "moving the checkpoint".to_string())?;
         Ok(())
     }
-}
-
-/// How a deferred batch ([`BatchWriter::commit_deferred`]) failed. In
-/// every case nothing of it was committed, except possibly with
-/// [`Deferred::Failed`] of a lost request (the window is read again).
-#[derive(Debug)]
-pub enum Deferred {
-    /// A guard statement failed: the batch must be made again, the slow way.
-    Guarded,
-    /// The database refused a row: the slow way names it.
-    Refused,
-    /// The migration lock is no longer ours.
-    LockLost,
-    /// Anything else, as the batch's error.
-    Failed(MigrateError),
 }
 
 /// The checkpoint as stored: the last key done, if any.
