@@ -87,6 +87,14 @@ pub enum Command {
         #[arg(long, default_value = "docs/index-plan-bench.md")]
         out: PathBuf,
     },
+    /// The network section alone: `--remote-rows` rows at each of
+    /// `--latencies`, against sqld behind the latency proxy when it is
+    /// found (`SQLD_BIN`, or ../shared/bin/sqld), written to its own file.
+    Remote {
+        /// The Markdown to write.
+        #[arg(long, default_value = "docs/remote-bench.md")]
+        out: PathBuf,
+    },
     /// The index plan's frontier per table (build time and index size
     /// against recall@10 for every candidate, the pick marked) from JSON
     /// reports of `migrate_embeddings --dry-run --format json`.

@@ -70,6 +70,22 @@ async fn index_plan(
     Ok(())
 }
 
+/// `migrate-bench remote`: the network section alone.
+async fn remote_only(args: &Args, out: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let work = tempfile::Builder::new()
+        .prefix("migrate-bench-remote-")
+        .tempdir_in(&args.dir)
+        .with_context(|| format!("making a work folder in {}", args.dir.display()))?;
+    let db = work.path().join("remote-legacy.db");
+    legacy::generate(&db, args.remote_rows, args.seed).await?;
+    let bench = remote::run(work.path(), &db, args.remote_rows, &args.latencies).await?;
+    let text = bench.markdown();
+    print!("{text}");
+    std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
 /// `migrate-bench frontier`: the index plan's frontier from JSON reports.
 fn frontier(reports: &[String], out: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -93,6 +109,7 @@ async fn main() -> ExitCode {
         Some(Command::Child { db }) => ours::child_main(db).await,
         Some(Command::Recall { rows, dims, out }) => recall(&args, *rows, dims, out).await,
         Some(Command::Frontier { reports, out }) => frontier(reports, out),
+        Some(Command::Remote { out }) => remote_only(&args, out).await,
         Some(Command::IndexPlan {
             rows,
             clusters,

@@ -1,12 +1,17 @@
-//! The migration over the network: `hrana-test-server` serves a copy of the
-//! legacy database over Hrana HTTP with an added delay per request (so a
-//! round trip takes about that long), and the tool migrates it through the
-//! libSQL remote client, beside the row-at-a-time approach (one autocommit
-//! `INSERT` per row) over the same kind of connection.
+//! The migration over the network. Against libSQL's own server, `sqld`
+//! (`SQLD_BIN`, or `../shared/bin/sqld` beside the workspace), behind
+//! `hrana-test-server --upstream`, which adds a fixed delay to every
+//! request so a round trip takes about that long; without sqld, against
+//! `hrana-test-server` serving the file itself (no vector functions). At
+//! each latency the same rows are migrated three ways: ours (a window read
+//! and a batch written in one request each), ours one statement per
+//! request (as the libSQL client sends them: what the tool did before),
+//! and row at a time (one autocommitted `INSERT` per row). Against sqld the
+//! vector-index phase is also timed over the network beside a local build
+//! of the same rows.
 //!
-//! The server is its own binary (rusqlite's bundled SQLite must not link
-//! beside libSQL); it has no vector functions, so the indexes are not built
-//! and the row-at-a-time inserts bind the vector as bytes, as the tool does.
+//! The servers are their own binaries (rusqlite's bundled SQLite must not
+//! link beside libSQL).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -42,6 +47,10 @@ pub struct RemoteRun {
     pub total_seconds: f64,
     /// Hrana requests the whole run made.
     pub requests: u64,
+    /// The same migration, one statement per request: its copy phase and
+    /// its requests.
+    pub one_by_one_copy_seconds: f64,
+    pub one_by_one_requests: u64,
     /// Rows inserted one per request, and how long that took.
     pub floor_rows: u64,
     pub floor_seconds: f64,
@@ -51,6 +60,11 @@ impl RemoteRun {
     /// The tool's copy rate.
     pub fn ours_rows_per_s(&self) -> f64 {
         rate(self.rows, self.copy_seconds)
+    }
+
+    /// The copy rate one statement per request.
+    pub fn one_by_one_rows_per_s(&self) -> f64 {
+        rate(self.rows, self.one_by_one_copy_seconds)
     }
 
     /// The row-at-a-time rate.
@@ -72,7 +86,22 @@ fn rate(rows: u64, seconds: f64) -> f64 {
 pub struct RemoteBench {
     /// Rows in the legacy database (good and bad).
     pub rows: usize,
+    /// The server measured against.
+    pub server: String,
     pub runs: Vec<RemoteRun>,
+    /// The vector-index phase over the network and locally (sqld only).
+    pub index: Option<IndexRun>,
+}
+
+/// The vector-index phase of the same rows, with the same options, built
+/// over the network and in a local file.
+#[derive(Debug, Clone)]
+pub struct IndexRun {
+    pub latency_ms: u64,
+    pub options: String,
+    pub rows: u64,
+    pub remote_seconds: f64,
+    pub local_seconds: f64,
 }
 
 impl RemoteBench {
@@ -81,37 +110,53 @@ impl RemoteBench {
     pub fn markdown(&self) -> String {
         let mut s = String::from("## Over the network\n\n");
         s.push_str(&format!(
-            "The same migration of a {}-row legacy database through libSQL's remote client, \
-             against `hrana-test-server` (Hrana over HTTP on SQLite, no vector functions, so \
-             `--no-vector-index`) adding a fixed delay to every request, so one round trip \
-             takes about that long. Ours: batches of 1000 rows, each a handful of requests \
-             inside one transaction (copy phase; the whole run includes the verification \
-             reads). Row at a time: one autocommitted `INSERT` per row, the vector bound as \
-             bytes, on the first rows of the same database.\n\n",
-            self.rows
+            "The same migration of a {}-row legacy database (`--no-vector-index`) against {}, \
+             with a fixed delay added to every request, so one round trip takes about that \
+             long. Ours: each window read and each batch transaction is one Hrana request \
+             (`connect/pipeline.rs`). One statement per request: the same run with \
+             `--one-statement-per-request`, as the libSQL client sends statements (what the \
+             tool did before). Rates are of the copy phase; the whole run includes the \
+             verification. Row at a time: one autocommitted `INSERT` per row, the vector bound \
+             as bytes, on the first rows of the same database.\n\n",
+            self.rows, self.server
         ));
         s.push_str(
-            "| round trip | ours (rows/s) | row at a time (rows/s) | ratio | whole run | requests per 1000 rows |\n",
+            "| round trip | ours (rows/s) | one statement per request (rows/s) | ratio | \
+             row at a time (rows/s) | copy: ours / one by one | \
+             requests per 1000 rows: ours / one by one |\n",
         );
-        s.push_str("|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str("|---:|---:|---:|---:|---:|---:|---:|\n");
+        let per_1000 = |requests: u64, rows: u64| {
+            if rows > 0 {
+                requests as f64 * 1000.0 / rows as f64
+            } else {
+                0.0
+            }
+        };
         for r in &self.runs {
-            let ratio = if r.floor_rows_per_s() > 0.0 {
-                format!("{:.0}×", r.ours_rows_per_s() / r.floor_rows_per_s())
+            let ratio = if r.one_by_one_rows_per_s() > 0.0 {
+                format!("{:.1}×", r.ours_rows_per_s() / r.one_by_one_rows_per_s())
             } else {
                 "–".into()
             };
             s.push_str(&format!(
-                "| {} ms | {:.0} | {:.1} | {} | {:.1} s | {:.0} |\n",
+                "| {} ms | {:.0} | {:.0} | {} | {:.1} | {:.1} s / {:.1} s | {:.0} / {:.0} |\n",
                 r.latency_ms,
                 r.ours_rows_per_s(),
-                r.floor_rows_per_s(),
+                r.one_by_one_rows_per_s(),
                 ratio,
-                r.total_seconds,
-                if r.rows > 0 {
-                    r.requests as f64 * 1000.0 / r.rows as f64
-                } else {
-                    0.0
-                },
+                r.floor_rows_per_s(),
+                r.copy_seconds,
+                r.one_by_one_copy_seconds,
+                per_1000(r.requests, r.rows),
+                per_1000(r.one_by_one_requests, r.rows),
+            ));
+        }
+        if let Some(i) = &self.index {
+            s.push_str(&format!(
+                "\nThe vector-index phase of the same {} rows (`{}` on every native table): \
+                 {:.1} s over the network at {} ms a round trip, {:.1} s in a local file.\n",
+                i.rows, i.options, i.remote_seconds, i.latency_ms, i.local_seconds
             ));
         }
         s
@@ -119,79 +164,165 @@ impl RemoteBench {
 }
 
 /// For each latency: serves a fresh copy of `legacy_source` with that
-/// delay, migrates it (no vector indexes), then times the row-at-a-time
-/// approach on another copy. `rows` is the size of `legacy_source`.
+/// delay and migrates it (no vector indexes) ours and one statement per
+/// request, then times the row-at-a-time approach on another copy; against
+/// sqld, times the index phase at the latency nearest 20 ms beside a local
+/// build. `rows` is the size of `legacy_source`.
 pub async fn run(
     work: &Path,
     legacy_source: &Path,
     rows: usize,
     latencies_ms: &[u64],
 ) -> Result<RemoteBench> {
-    let server = server_binary()?;
+    let servers = Servers {
+        proxy: server_binary()?,
+        sqld: sqld_binary(),
+        work: work.to_path_buf(),
+    };
     let mut bench = RemoteBench {
         rows,
+        server: match &servers.sqld {
+            Some(_) => {
+                "libSQL's server `sqld` behind `hrana-test-server --upstream` (the delay)".into()
+            }
+            None => "`hrana-test-server` (Hrana over HTTP on SQLite, no vector functions; \
+                     set `SQLD_BIN` to measure against sqld)"
+                .into(),
+        },
         runs: Vec::new(),
+        index: None,
+    };
+    let copy_only = MigrationOptions {
+        build_vector_index: false,
+        ..Default::default()
     };
     for &latency in latencies_ms {
-        let ours_db = work.join(format!("remote-{latency}ms.db"));
-        let floor_db = work.join(format!("remote-floor-{latency}ms.db"));
-        for copy in [&ours_db, &floor_db] {
-            let _ = std::fs::remove_file(copy);
-            std::fs::copy(legacy_source, copy)
-                .with_context(|| format!("copying the legacy database to {}", copy.display()))?;
-        }
         let mut run = RemoteRun {
             latency_ms: latency,
             rows: 0,
             copy_seconds: 0.0,
             total_seconds: 0.0,
             requests: 0,
+            one_by_one_copy_seconds: 0.0,
+            one_by_one_requests: 0,
             floor_rows: 0,
             floor_seconds: 0.0,
         };
-        {
-            let served = Served::start(&server, &ours_db, latency)?;
-            let db = open(&served.url, &served.token, Access::ReadWrite)
-                .await
-                .context("connecting to the test server")?;
-            let before = served.requests()?;
-            let options = MigrationOptions {
-                build_vector_index: false,
-                ..Default::default()
-            };
-            let began = Instant::now();
-            let report = run_migration(&db.conn, &options, &NoopObserver)
-                .await
-                .with_context(|| format!("migrating over HTTP at {latency} ms"))?;
-            run.total_seconds = began.elapsed().as_secs_f64();
-            run.requests = served.requests()?.saturating_sub(before);
-            run.rows = report.source_rows;
-            run.copy_seconds = report
-                .phases
-                .iter()
-                .find(|p| p.phase == "copy")
-                .map_or(run.total_seconds, |p| p.seconds);
-            if !report.verification.as_ref().is_some_and(|v| v.passed) {
-                bail!("the migration over HTTP at {latency} ms did not verify");
+        for one_by_one in [false, true] {
+            let served = servers.serve(legacy_source, latency)?;
+            let m = migrate(&served, &copy_only, !one_by_one).await?;
+            if one_by_one {
+                run.one_by_one_copy_seconds = m.copy_seconds;
+                run.one_by_one_requests = m.requests;
+            } else {
+                run.rows = m.rows;
+                run.copy_seconds = m.copy_seconds;
+                run.total_seconds = m.total_seconds;
+                run.requests = m.requests;
             }
         }
         {
-            let served = Served::start(&server, &floor_db, latency)?;
+            let served = servers.serve(legacy_source, latency)?;
             let (n, seconds) = row_at_a_time(&served, floor_rows(latency)).await?;
             run.floor_rows = n;
             run.floor_seconds = seconds;
         }
-        for copy in [&ours_db, &floor_db] {
-            let _ = std::fs::remove_file(copy);
-        }
         eprintln!(
-            "remote {latency} ms: ours {:.0} rows/s, row at a time {:.1} rows/s",
+            "remote {latency} ms: ours {:.0} rows/s, one statement per request {:.0} rows/s, \
+             row at a time {:.1} rows/s",
             run.ours_rows_per_s(),
+            run.one_by_one_rows_per_s(),
             run.floor_rows_per_s()
         );
         bench.runs.push(run);
     }
+    let index_latency = latencies_ms.iter().copied().min_by_key(|l| l.abs_diff(20));
+    if let (Some(_), Some(latency)) = (&servers.sqld, index_latency) {
+        bench.index = Some(index_phase(&servers, legacy_source, latency).await?);
+    }
     Ok(bench)
+}
+
+/// One migration's measures.
+struct Measured {
+    rows: u64,
+    copy_seconds: f64,
+    total_seconds: f64,
+    requests: u64,
+    index_seconds: f64,
+}
+
+/// Migrates what `served` serves with `options`, through the pipeline or
+/// one statement per request, and checks that it verified.
+async fn migrate(served: &Served, options: &MigrationOptions, pipelined: bool) -> Result<Measured> {
+    let db = open(&served.url, &served.token, Access::ReadWrite)
+        .await
+        .context("connecting to the server")?;
+    let options = MigrationOptions {
+        remote: db.pipeline.clone().filter(|_| pipelined),
+        ..options.clone()
+    };
+    let before = served.requests()?;
+    let began = Instant::now();
+    let report = run_migration(&db.conn, &options, &NoopObserver)
+        .await
+        .context("migrating over HTTP")?;
+    let total_seconds = began.elapsed().as_secs_f64();
+    if !report.verification.as_ref().is_some_and(|v| v.passed) {
+        bail!("the migration over HTTP did not verify");
+    }
+    Ok(Measured {
+        rows: report.source_rows,
+        copy_seconds: report
+            .phases
+            .iter()
+            .find(|p| p.phase == "copy")
+            .map_or(total_seconds, |p| p.seconds),
+        total_seconds,
+        requests: served.requests()?.saturating_sub(before),
+        index_seconds: report.vector_indexes.iter().map(|i| i.seconds).sum(),
+    })
+}
+
+/// The index phase with fixed options over the network at `latency`, and
+/// in a local copy of the same rows.
+async fn index_phase(servers: &Servers, legacy_source: &Path, latency: u64) -> Result<IndexRun> {
+    use memory_storage_turso::schema::{NeighborCompression, VectorIndexOptions};
+    let vector_index = VectorIndexOptions {
+        compress_neighbors: Some(NeighborCompression::Float8),
+        max_neighbors: Some(32),
+        search_l: None,
+    };
+    let options = MigrationOptions {
+        vector_index,
+        ..Default::default()
+    };
+    let served = servers.serve(legacy_source, latency)?;
+    let remote = migrate(&served, &options, true).await?;
+    drop(served);
+    let local_db = servers.work.join("index-local.db");
+    let _ = std::fs::remove_file(&local_db);
+    std::fs::copy(legacy_source, &local_db).context("copying the legacy database")?;
+    let db = open(local_db.to_str().unwrap_or_default(), "", Access::ReadWrite)
+        .await
+        .context("opening the local copy")?;
+    let report = run_migration(&db.conn, &options, &NoopObserver)
+        .await
+        .context("migrating the local copy")?;
+    drop(db);
+    let _ = std::fs::remove_file(&local_db);
+    eprintln!(
+        "remote index phase at {latency} ms: {:.1} s; local {:.1} s",
+        remote.index_seconds,
+        report.vector_indexes.iter().map(|i| i.seconds).sum::<f64>()
+    );
+    Ok(IndexRun {
+        latency_ms: latency,
+        options: vector_index.options_string(),
+        rows: remote.rows,
+        remote_seconds: remote.index_seconds,
+        local_seconds: report.vector_indexes.iter().map(|i| i.seconds).sum(),
+    })
 }
 
 /// One `INSERT OR REPLACE` per row, autocommitted, over the remote
@@ -288,53 +419,137 @@ fn server_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// A running test server; killed when dropped.
-struct Served {
-    child: Child,
-    url: String,
-    addr: String,
-    token: String,
+/// `SQLD_BIN`, or `../shared/bin/sqld` beside the workspace, if it is there.
+fn sqld_binary() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("SQLD_BIN").map(PathBuf::from) {
+        return bin.is_file().then_some(bin);
+    }
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bin/sqld");
+    shared.is_file().then_some(shared)
 }
 
-impl Served {
-    fn start(bin: &Path, db: &Path, delay_ms: u64) -> Result<Served> {
+/// What serves a database: the test server alone, or sqld behind it.
+struct Servers {
+    proxy: PathBuf,
+    sqld: Option<PathBuf>,
+    work: PathBuf,
+}
+
+impl Servers {
+    /// Serves a fresh copy of `legacy` with `delay_ms` added per request.
+    fn serve(&self, legacy: &Path, delay_ms: u64) -> Result<Served> {
         let token = format!(
             "bench-{}",
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         );
-        let mut child = Command::new(bin)
-            .arg(db)
-            .args(["--delay-ms", &delay_ms.to_string()])
-            .env("HRANA_TEST_TOKEN", &token)
-            .stdout(Stdio::piped())
+        let dir = self.work.join("served");
+        let _ = std::fs::remove_dir_all(&dir);
+        let data = dir.join("dbs/default");
+        std::fs::create_dir_all(&data).context("making the served database's folder")?;
+        std::fs::copy(legacy, data.join("data")).context("copying the legacy database")?;
+        let Some(sqld) = &self.sqld else {
+            let (child, url, addr) = start_proxy(
+                Command::new(&self.proxy).arg(data.join("data")),
+                delay_ms,
+                &token,
+            )?;
+            return Ok(Served {
+                child,
+                sqld: None,
+                url,
+                addr,
+                token,
+            });
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("finding a free port")?
+            .port();
+        let mut server = Command::new(sqld)
+            .arg("--db-path")
+            .arg(&dir)
+            .args(["--http-listen-addr", &format!("127.0.0.1:{port}")])
+            .arg("--no-welcome")
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut line = String::new();
-        BufReader::new(
-            child
-                .stdout
-                .take()
-                .ok_or_else(|| anyhow!("no server stdout"))?,
-        )
-        .read_line(&mut line)
-        .context("reading the server's address")?;
-        let url = line.trim().to_string();
-        let Some(addr) = url.strip_prefix("http://").map(str::to_string) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("the test server printed {line:?}, not its address");
+            .with_context(|| format!("starting {}", sqld.display()))?;
+        let began = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if began.elapsed() > Duration::from_secs(30) {
+                let _ = server.kill();
+                let _ = server.wait();
+                bail!("sqld did not answer within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let upstream = format!("http://127.0.0.1:{port}");
+        let (child, url, addr) = match start_proxy(
+            Command::new(&self.proxy).args(["--upstream", &upstream]),
+            delay_ms,
+            &token,
+        ) {
+            Ok(started) => started,
+            Err(e) => {
+                let _ = server.kill();
+                let _ = server.wait();
+                return Err(e);
+            }
         };
         Ok(Served {
             child,
+            sqld: Some(server),
             url,
             addr,
             token,
         })
     }
+}
 
+/// Starts `hrana-test-server` (`command`, its target given) with the delay
+/// and the token; returns it, its URL and its address.
+fn start_proxy(
+    command: &mut Command,
+    delay_ms: u64,
+    token: &str,
+) -> Result<(Child, String, String)> {
+    let mut child = command
+        .args(["--delay-ms", &delay_ms.to_string()])
+        .env("HRANA_TEST_TOKEN", token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting hrana-test-server")?;
+    let mut line = String::new();
+    BufReader::new(
+        child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no server stdout"))?,
+    )
+    .read_line(&mut line)
+    .context("reading the server's address")?;
+    let url = line.trim().to_string();
+    let Some(addr) = url.strip_prefix("http://").map(str::to_string) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("the test server printed {line:?}, not its address");
+    };
+    Ok((child, url, addr))
+}
+
+/// A running server (and sqld behind it); killed when dropped.
+struct Served {
+    child: Child,
+    sqld: Option<Child>,
+    url: String,
+    addr: String,
+    token: String,
+}
+
+impl Served {
     /// Hrana requests the server has received.
     fn requests(&self) -> Result<u64> {
         let mut stream =
@@ -366,8 +581,10 @@ impl Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in std::iter::once(&mut self.child).chain(self.sqld.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -403,19 +620,23 @@ mod tests {
     fn the_section_has_one_row_per_latency_with_the_ratio() {
         let bench = RemoteBench {
             rows: 2000,
+            server: "sqld".into(),
             runs: vec![RemoteRun {
                 latency_ms: 20,
                 rows: 2000,
                 copy_seconds: 2.0,
                 total_seconds: 3.0,
                 requests: 100,
+                one_by_one_copy_seconds: 10.0,
+                one_by_one_requests: 400,
                 floor_rows: 100,
                 floor_seconds: 2.0,
             }],
+            index: None,
         };
         let md = bench.markdown();
         assert!(
-            md.contains("| 20 ms | 1000 | 50.0 | 20× | 3.0 s | 50 |"),
+            md.contains("| 20 ms | 1000 | 200 | 5.0× | 50.0 | 2.0 s / 10.0 s | 50 / 200 |"),
             "{md}"
         );
     }
