@@ -60,13 +60,23 @@ async fn index_plan(
     let partial = |b: &plan_bench::PlanBench| {
         let _ = std::fs::write(out, plan_bench::markdown(b));
     };
-    let result = plan_bench::run(work.path(), rows, clusters, args.seed, &partial).await?;
+    let json = out.with_extension("json");
+    let report_written = |report: &memory_storage_turso::migration::MigrationReport| {
+        std::fs::write(&json, serde_json::to_string_pretty(report)?)
+            .with_context(|| format!("writing {}", json.display()))
+    };
+    let result = plan_bench::run(
+        work.path(),
+        rows,
+        clusters,
+        args.seed,
+        &partial,
+        &report_written,
+    )
+    .await?;
     let text = plan_bench::markdown(&result);
     print!("{text}");
     std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
-    let json = out.with_extension("json");
-    std::fs::write(&json, serde_json::to_string_pretty(&result.report)?)
-        .with_context(|| format!("writing {}", json.display()))?;
     Ok(())
 }
 

@@ -97,10 +97,18 @@ pub(super) async fn execute(
 
     // Vector indexes: planned (or fixed) per table, then built.
     let options_of = if options.build_vector_index {
+        let began = std::time::Instant::now();
         let (plan, options_of) = with_retries(retries, || {
             index_plan::for_run(conn, &options.index, options.vector_index, observer)
         })
         .await?;
+        if let Some(p) = &plan {
+            report.phases.push(PhaseTiming {
+                phase: Phase::IndexPlan.name().into(),
+                seconds: began.elapsed().as_secs_f64(),
+                units: p.tables.len() as u64,
+            });
+        }
         report.index_plan = plan;
         options_of
     } else {
