@@ -90,6 +90,35 @@ fn stall(matching: &str, skip: u32, millis: u64) -> String {
         .to_string()
 }
 
+/// A legacy database of `rows` rows served by sqld behind the fault proxy,
+/// and an application's connection straight to sqld with its own table.
+struct WithApp {
+    dir: tempfile::TempDir,
+    summary: SampleSummary,
+    served: Faulty,
+    app: Connection,
+}
+
+async fn with_app(rows: usize, seed: u64) -> WithApp {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, rows, 16, seed).await;
+    let served = Faulty::start(&legacy, dir.path(), &[]);
+    let app = remote(&served.direct_url(), &served.token).await;
+    app.execute(
+        "CREATE TABLE app_notes (id INTEGER PRIMARY KEY, note TEXT)",
+        (),
+    )
+    .await
+    .unwrap();
+    WithApp {
+        dir,
+        summary,
+        served,
+        app,
+    }
+}
+
 /// Waits until `proxy` has fired `n` faults (a request is being held).
 fn wait_fired(proxy: &Server, n: u64, child: &mut std::process::Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -197,18 +226,13 @@ async fn a_batch_sqld_timed_out_lands_nothing_and_is_retried() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let legacy = dir.path().join("legacy.db");
-    let summary = sample_db(&legacy, 600, 16, 61).await;
-    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    let WithApp {
+        dir,
+        summary,
+        mut served,
+        app,
+    } = with_app(600, 61).await;
     let (url, token) = (served.url(), served.token.clone());
-    let app = remote(&served.direct_url(), &token).await;
-    app.execute(
-        "CREATE TABLE app_notes (id INTEGER PRIMARY KEY, note TEXT)",
-        (),
-    )
-    .await
-    .unwrap();
     let args = [
         "--execute",
         "--no-vector-index",
@@ -290,18 +314,13 @@ async fn a_batch_in_one_request_holds_no_lock_while_the_network_delays_it() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let legacy = dir.path().join("legacy.db");
-    let summary = sample_db(&legacy, 600, 16, 63).await;
-    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    let WithApp {
+        dir: _dir,
+        summary,
+        mut served,
+        app,
+    } = with_app(600, 63).await;
     let (url, token) = (served.url(), served.token.clone());
-    let app = remote(&served.direct_url(), &token).await;
-    app.execute(
-        "CREATE TABLE app_notes (id INTEGER PRIMARY KEY, note TEXT)",
-        (),
-    )
-    .await
-    .unwrap();
     // The second batch: its checkpoint is in the same request as its rows
     // and its COMMIT.
     served.proxy.arm(&stall(ONE_REQUEST_CHECKPOINT, 1, 8_000));
@@ -342,18 +361,13 @@ async fn an_index_transaction_sqld_times_out_is_retried_and_nothing_is_lost() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let legacy = dir.path().join("legacy.db");
-    let summary = sample_db(&legacy, 300, 16, 62).await;
-    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    let WithApp {
+        dir: _dir,
+        summary,
+        mut served,
+        app,
+    } = with_app(300, 62).await;
     let (url, token) = (served.url(), served.token.clone());
-    let app = remote(&served.direct_url(), &token).await;
-    app.execute(
-        "CREATE TABLE app_notes (id INTEGER PRIMARY KEY, note TEXT)",
-        (),
-    )
-    .await
-    .unwrap();
     let running = Arc::new(AtomicBool::new(true));
     let writer = {
         let running = running.clone();

@@ -201,14 +201,7 @@ async fn read_span(
     let mut out = Vec::new();
     let mut bytes = 0usize;
     while let Some(row) = rows.next().await.db_context(ctx)? {
-        let row = EmbeddingRow::from_row(&row).db_context(ctx)?;
-        if row.invalid_utf8 & 1 != 0 {
-            return Err(crate::Error::UnreadableKey {
-                table: table.to_string(),
-                lossy: row.key.to_string(),
-            }
-            .into());
-        }
+        let row = readable(EmbeddingRow::from_row(&row).db_context(ctx)?, table)?;
         bytes += row.size();
         out.push(row);
         if let Some(l) = limits {
@@ -218,6 +211,18 @@ async fn read_span(
         }
     }
     Ok((out, false))
+}
+
+/// `row`, unless its key is not valid text (it could not be paged past).
+fn readable(row: EmbeddingRow, table: &str) -> Result<EmbeddingRow> {
+    if row.invalid_utf8 & 1 != 0 {
+        return Err(crate::Error::UnreadableKey {
+            table: table.to_string(),
+            lossy: row.key.to_string(),
+        }
+        .into());
+    }
+    Ok(row)
 }
 
 async fn read_quarantined(conn: &Connection, span: Span<'_>) -> Result<Vec<Key>> {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use libsql::Value;
 
-use super::{trim, Layout, LedgerEntry, Limits, Window};
+use super::{readable, trim, Layout, LedgerEntry, Limits, Window};
 use crate::connect::pipeline::{Failure, Outcome, Pipeline, Statement};
 use crate::decode::row::{EmbeddingRow, Key};
 use crate::error::DbContext;
@@ -177,13 +177,7 @@ impl Layout {
             let mut out = Vec::with_capacity(values.len());
             for v in values {
                 let row = EmbeddingRow::from_values(v).db_context(|| format!("reading {table}"))?;
-                if row.invalid_utf8 & 1 != 0 {
-                    return Err(crate::Error::UnreadableKey {
-                        table: table.to_string(),
-                        lossy: row.key.to_string(),
-                    }
-                    .into());
-                }
+                let row = readable(row, table)?;
                 bytes += row.size();
                 out.push(row);
             }
