@@ -91,13 +91,14 @@ pub struct Pipeline {
 
 struct Inner {
     client: hyper::Client<Connector, Body>,
-    /// `…/v3/pipeline` of the server (or of the `base_url` it redirected to).
-    url: tokio::sync::Mutex<Stream>,
+    /// The stream: its URL and its baton, one request at a time.
+    stream: tokio::sync::Mutex<Stream>,
     token: String,
     requests: AtomicU64,
 }
 
 struct Stream {
+    /// `…/v3/pipeline` of the server (or of the `base_url` it redirected to).
     url: String,
     baton: Option<String>,
 }
@@ -126,7 +127,7 @@ impl Pipeline {
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 client,
-                url: tokio::sync::Mutex::new(Stream {
+                stream: tokio::sync::Mutex::new(Stream {
                     url: pipeline_url(url),
                     baton: None,
                 }),
@@ -205,7 +206,7 @@ impl Pipeline {
         &self,
         steps: Vec<proto::BatchStep>,
     ) -> Result<(Vec<Option<proto::StmtResult>>, Vec<Option<proto::Error>>), Failure> {
-        let mut stream = self.inner.url.lock().await;
+        let mut stream = self.inner.stream.lock().await;
         let body = proto::PipelineReqBody {
             baton: stream.baton.take(),
             requests: vec![proto::StreamRequest::Batch(proto::BatchStreamReq {

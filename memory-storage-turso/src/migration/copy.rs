@@ -13,9 +13,9 @@ use super::error::MigrateError;
 use super::error::Result;
 use super::observer::Phase;
 use super::pass::{Flow, Pass};
-use super::scan::{Layout, Limits};
+use super::scan::{Layout, Limits, ReadAt};
 use super::windows::{WindowWork, Windows};
-use super::write::{data_version, mark_copy_completed, Deferred};
+use super::write::{mark_copy_completed, Deferred};
 use crate::connect::pipeline::{fail_unless, Statement};
 use crate::decode::row::Key;
 use crate::schema::LEGACY_TABLE;
@@ -58,11 +58,9 @@ pub(crate) struct Step {
 /// A window read, its judging (decoding and comparing) under way on a
 /// blocking thread, so the previous window is written meanwhile.
 pub(crate) struct Judging {
-    /// `data_version` before the window was read.
-    data_version: i64,
-    /// Whether `data_version` is the remote pipeline stream's (the batch
-    /// then goes in one request, guarded by it).
-    remote: bool,
+    /// The `data_version` the window was read at (a remote stream's: the
+    /// batch then goes in one request, guarded by it).
+    read_at: ReadAt,
     upper: Option<Key>,
     checkpoint: Option<Key>,
     rows: u64,
@@ -86,24 +84,16 @@ impl WindowWork for CopyWindows<'_> {
         _before: Option<&Judging>,
         limits: Limits,
     ) -> Result<Judging> {
-        let (data_version, remote, window) = if self.layout.remote.is_some() {
-            let (window, version) = self
-                .layout
-                .next_window_versioned(self.conn, after, limits)
-                .await?;
-            (version.unwrap_or(-1), version.is_some(), window)
-        } else {
-            let version = data_version(self.conn).await?;
-            let window = self.layout.next_window(self.conn, after, limits).await?;
-            (version, false, window)
-        };
+        let (window, read_at) = self
+            .layout
+            .next_window_versioned(self.conn, after, limits)
+            .await?;
         let upper = window.upper.clone();
         let checkpoint = upper
             .clone()
             .or_else(|| window.legacy.last().map(|r| r.key.clone()));
         Ok(Judging {
-            data_version,
-            remote,
+            read_at,
             upper,
             checkpoint,
             rows: window.legacy.len() as u64,
@@ -134,9 +124,8 @@ impl WindowWork for CopyWindows<'_> {
             ..
         } = pass;
         let findings = joined(read.findings).await;
-        let remote = layout.remote.as_ref().filter(|_| read.remote);
-        let findings = match remote {
-            Some(remote) => {
+        let findings = match (&layout.remote, read.read_at) {
+            (Some(remote), ReadAt::Remote(version)) => {
                 // One request: the batch, guarded by the stream's
                 // data_version, as one transaction. If another connection
                 // committed since the window was read, or a row is
@@ -156,7 +145,7 @@ impl WindowWork for CopyWindows<'_> {
                 }
                 let guard = Statement::new(
                     fail_unless("(SELECT data_version FROM pragma_data_version) = ?1"),
-                    vec![libsql::Value::Integer(read.data_version)],
+                    vec![libsql::Value::Integer(version)],
                 );
                 match writer.commit_deferred(&remote.pipeline, vec![guard]).await {
                     Ok(()) => {
@@ -179,11 +168,11 @@ impl WindowWork for CopyWindows<'_> {
                     Err(Deferred::Failed(e)) => return Err(e),
                 }
             }
-            None => Some(findings),
+            _ => Some(findings),
         };
         writer.begin().await?;
         let findings = match findings {
-            Some(f) if data_version(conn).await? == read.data_version && !read.remote => f,
+            Some(f) if read.read_at.unchanged_on(conn).await? => f,
             _ => {
                 let window = layout
                     .exact_window(conn, after, read.upper.as_ref())

@@ -87,6 +87,28 @@ impl Layout {
     }
 }
 
+/// The `data_version` a window was read at, and on which stream: only a
+/// value of the same stream compares (another connection's commit moves it,
+/// the stream's own do not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadAt {
+    /// The migration's connection.
+    Connection(i64),
+    /// The remote pipeline's stream.
+    Remote(i64),
+}
+
+impl ReadAt {
+    /// Whether nothing was committed on another connection since the
+    /// window was read, judged on `conn` (never, for a remote read).
+    pub(crate) async fn unchanged_on(self, conn: &Connection) -> Result<bool> {
+        Ok(match self {
+            ReadAt::Connection(v) => crate::db::data_version(conn).await? == v,
+            ReadAt::Remote(_) => false,
+        })
+    }
+}
+
 /// Page limits of one window.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -337,22 +359,27 @@ impl Layout {
         after: Option<&Key>,
         limits: Limits,
     ) -> Result<Window> {
-        Ok(self.next_window_versioned(conn, after, limits).await?.0)
+        match &self.remote {
+            Some(remote) => Ok(self.next_window_remote(remote, after, limits).await?.0),
+            None => self.next_window_local(conn, after, limits).await,
+        }
     }
 
-    /// [`Layout::next_window`], and the `data_version` of the remote
-    /// stream it was read on, if it was read through one.
+    /// [`Layout::next_window`], and the `data_version` it was read at: the
+    /// connection's, read just before, or the remote pipeline stream's.
     pub(crate) async fn next_window_versioned(
         &self,
         conn: &Connection,
         after: Option<&Key>,
         limits: Limits,
-    ) -> Result<(Window, Option<i64>)> {
+    ) -> Result<(Window, ReadAt)> {
         if let Some(remote) = &self.remote {
             let (window, version) = self.next_window_remote(remote, after, limits).await?;
-            return Ok((window, Some(version)));
+            return Ok((window, ReadAt::Remote(version)));
         }
-        Ok((self.next_window_local(conn, after, limits).await?, None))
+        let version = crate::db::data_version(conn).await?;
+        let window = self.next_window_local(conn, after, limits).await?;
+        Ok((window, ReadAt::Connection(version)))
     }
 
     async fn next_window_local(

@@ -16,7 +16,7 @@ use super::error::Result;
 use super::observer::Phase;
 use super::pass::{Flow, Pass};
 use super::report::{Discrepancy, DiscrepancyKind, MigrationReport, Verification};
-use super::scan::{Layout, Limits};
+use super::scan::{Layout, Limits, ReadAt};
 use super::windows::{WindowWork, Windows};
 use crate::decode::row::Key;
 use crate::schema::TargetTable;
@@ -198,8 +198,8 @@ struct Checked {
 /// A window read, its legacy rows digested, and its judging under way on
 /// a blocking thread.
 struct Read {
-    /// `data_version` before the window was read.
-    data_version: i64,
+    /// The `data_version` the window was read at.
+    read_at: ReadAt,
     legacy_rows: u64,
     upper: Option<Key>,
     counts: Vec<(TargetTable, u64)>,
@@ -229,28 +229,16 @@ impl WindowWork for VerifyWindows<'_> {
         limits: Limits,
     ) -> Result<Read> {
         let digest = before.map_or(&self.digest, |b| &b.digest_after);
-        let (data_version, window) = if self.layout.remote.is_some() {
-            // Read on the remote pipeline's stream, whose data_version
-            // does not compare with this connection's: a repair reads the
-            // window again.
-            let (window, _) = self
-                .layout
-                .next_window_versioned(self.conn, after, limits)
-                .await?;
-            (i64::MIN, window)
-        } else {
-            let version = super::write::data_version(self.conn).await?;
-            (
-                version,
-                self.layout.next_window(self.conn, after, limits).await?,
-            )
-        };
+        let (window, read_at) = self
+            .layout
+            .next_window_versioned(self.conn, after, limits)
+            .await?;
         let mut digest_after = digest.clone();
         for r in &window.legacy {
             hash_row(&mut digest_after, r);
         }
         Ok(Read {
-            data_version,
+            read_at,
             legacy_rows: window.legacy.len() as u64,
             upper: window.upper.clone(),
             counts: target_counts(&window),
@@ -281,7 +269,7 @@ impl WindowWork for VerifyWindows<'_> {
             ..
         } = pass;
         let Read {
-            data_version,
+            read_at,
             mut legacy_rows,
             upper,
             mut counts,
@@ -298,7 +286,7 @@ impl WindowWork for VerifyWindows<'_> {
             writer.begin().await?;
             // Someone committed since the read: repair from what is there now,
             // never from the older read.
-            if super::write::data_version(conn).await? != data_version {
+            if !read_at.unchanged_on(conn).await? {
                 let window = layout.exact_window(conn, after, upper.as_ref()).await?;
                 findings = with_rejections(judge(window), rejected);
             }

@@ -25,7 +25,7 @@ mod deferred;
 pub use deferred::Deferred;
 
 pub(crate) use crate::db::in_transaction;
-pub use crate::db::{data_version, unix_now};
+pub use crate::db::unix_now;
 
 /// Most rows in one multi-row `INSERT` (8 parameters each, far below
 /// SQLite's limit of 32,766).
