@@ -258,6 +258,7 @@ pub fn summary_with(report: &MigrationReport, location: &str, bad_rows: BadRows)
             }
         );
     }
+    out.push_str(&built_recall_lines(&report.built_recall));
     if let Some(copy) = report.estimated_copy_seconds {
         let _ = writeln!(
             out,
@@ -557,6 +558,51 @@ fn when(t: Option<i64>) -> String {
 
 /// The index plan, a table per line: the pick with what it predicts, and
 /// libSQL's default options beside it.
+/// What each index built to a plan measured, and what the run did where
+/// it fell short.
+fn built_recall_lines(checked: &[memory_storage_turso::migration::report::BuiltRecall]) -> String {
+    use memory_storage_turso::migration::report::RecallOutcome;
+    let mut out = String::new();
+    let Some(first) = checked.first() else {
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "  recall@10 of the built indexes, measured ({} held-out rows as queries; the plan's prediction beside it):",
+        first.queries
+    );
+    for c in checked {
+        let verdict = match c.outcome {
+            RecallOutcome::Met => String::new(),
+            RecallOutcome::SearchedExactly => format!(
+                " - short of the {:.0}% target: index dropped, the table is searched exactly ({:.1} ms a search)",
+                c.target_recall * 100.0,
+                c.exact_query_ms
+            ),
+            RecallOutcome::BelowTarget => format!(
+                " - BELOW the {:.0}% target; kept: an exact search takes {:.0} ms (--index-options {}=none searches exactly)",
+                c.target_recall * 100.0,
+                c.exact_query_ms,
+                c.table
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "    {} ({}): {:.1}% measured, {:.1}% predicted, {:.1} ms a search{verdict}",
+            c.table,
+            if c.options.is_empty() {
+                "libSQL's defaults"
+            } else {
+                &c.options
+            },
+            c.measured_recall * 100.0,
+            c.predicted_recall * 100.0,
+            c.index_query_ms
+        );
+    }
+    out
+}
+
 fn index_plan_lines(plan: &memory_storage_turso::migration::report::IndexPlan) -> String {
     use memory_storage_turso::migration::report::{Pick, Prediction};
     let mut out = String::new();

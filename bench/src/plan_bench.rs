@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use libsql::{Connection, Value};
-use memory_storage_turso::migration::report::Pick;
+use memory_storage_turso::migration::report::{Pick, RecallOutcome};
 use memory_storage_turso::migration::MigrationReport;
 use memory_storage_turso::migration::{
     run_migration, IndexMode, IndexPlanning, MigrationOptions, NoopObserver,
@@ -201,6 +201,19 @@ pub async fn run(
             Some((_, Pick::Exact { .. })) => ("no index: exact search is fast enough".into(), None),
             Some((_, other)) => (format!("{other:?}"), None),
             None => ("(not planned)".into(), None),
+        };
+        // What the built index measured, and what the run did with it.
+        let pick = match report.built_recall.iter().find(|b| b.table == table.name()) {
+            Some(b) => format!(
+                "{pick}; built, measured {:.3}: {}",
+                b.measured_recall,
+                match b.outcome {
+                    RecallOutcome::Met => "kept",
+                    RecallOutcome::SearchedExactly => "dropped, searched exactly",
+                    RecallOutcome::BelowTarget => "kept below the target (exact too slow)",
+                }
+            ),
+            None => pick,
         };
         let index = table.vector_index_name().unwrap_or_default();
         let ours_seconds = report

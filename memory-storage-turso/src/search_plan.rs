@@ -30,6 +30,10 @@ pub enum TableSearch {
         /// recall@10 the plan predicted at the table's size (`None` for
         /// options that were given, not measured).
         planned_recall: Option<f64>,
+        /// recall@10 measured on the built index, held-out rows as queries
+        /// (`None` until measured).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        measured_recall: Option<f64>,
     },
 }
 

@@ -4,7 +4,7 @@
 //! run whose index finds clearly fewer true neighbours than it must.
 
 use libsql::Connection;
-use memory_storage_turso::migration::report::Pick;
+use memory_storage_turso::migration::report::{Pick, RecallOutcome};
 use memory_storage_turso::migration::{
     run_migration, DiscrepancyKind, Forced, IndexMode, IndexPlanning, IndexState, MigrationOptions,
     MigrationReport, NoopObserver,
@@ -139,12 +139,21 @@ async fn a_tiny_table_is_searched_exactly_a_large_one_through_the_index_picked_f
     );
     assert_eq!(state(&done, "embeddings_1024"), IndexState::Exact);
     assert_eq!(state(&done, "embeddings_384"), IndexState::Built);
+    // The built index was measured, and what it measured is recorded.
+    let [measured] = &done.built_recall[..] else {
+        panic!("one index built to the plan: {:?}", done.built_recall);
+    };
+    assert_eq!(measured.table, "embeddings_384");
+    assert_eq!(measured.outcome, RecallOutcome::Met, "{measured:?}");
     let recorded = search_plan::read(&t.conn).await.unwrap();
     assert_eq!(recorded[&TargetTable::D1024], TableSearch::Exact);
-    assert!(matches!(
-        recorded[&TargetTable::D384],
-        TableSearch::Index { .. }
-    ));
+    assert!(
+        matches!(
+            recorded[&TargetTable::D384],
+            TableSearch::Index { measured_recall: Some(r), .. } if r == measured.measured_recall
+        ),
+        "{recorded:?}"
+    );
     let check = done
         .search_checks
         .iter()

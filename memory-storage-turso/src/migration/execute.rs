@@ -15,8 +15,8 @@ use super::pass::{Flow, Pass};
 use super::report::{MigrationReport, PhaseTiming};
 use super::write::BatchWriter;
 use super::{
-    backup, copy, finalize, index, index_plan, metadata, online, outcome, page_cache, prior, smoke,
-    verdict, verify, write,
+    backup, built_recall, copy, finalize, index, index_plan, metadata, online, outcome, page_cache,
+    prior, smoke, verdict, verify, write,
 };
 use crate::db::with_retries;
 use crate::error::DbContext;
@@ -114,7 +114,7 @@ pub(super) async fn execute(
     } else {
         Default::default()
     };
-    let indexed = index::build_indexes(
+    let mut indexed = index::build_indexes(
         conn,
         options.build_vector_index,
         &options_of,
@@ -122,10 +122,26 @@ pub(super) async fn execute(
         observer,
     )
     .await?;
-    let indexes_built = indexed.statuses.iter().any(|i| i.status.is_built());
-    report.vector_indexes = indexed.statuses;
+    let built = indexed
+        .statuses
+        .iter()
+        .filter(|i| i.status.is_built())
+        .count() as u64;
+    let indexes_built = built > 0;
+    let stopped = indexed.flow == Flow::Stopped;
     report.phases.push(indexed.timing);
-    if indexed.flow == Flow::Stopped {
+    if !stopped && indexes_built {
+        // What the built indexes really find, recorded instead of what
+        // the plan predicted.
+        let (checked, timing) = timed(observer, Phase::IndexRecall, built, async {
+            built_recall::check_built(conn, &mut indexed.statuses, &options.index, retries).await
+        })
+        .await?;
+        report.built_recall = checked;
+        report.phases.push(timing);
+    }
+    report.vector_indexes = indexed.statuses;
+    if stopped {
         return stop(report);
     }
 

@@ -17,6 +17,7 @@
 
 mod apply;
 pub(crate) mod backup;
+mod built_recall;
 mod capabilities;
 pub(crate) mod compare;
 mod copy;
@@ -39,6 +40,7 @@ pub mod page_cache;
 mod pass;
 mod plan;
 pub(crate) mod prior;
+mod recall;
 pub mod report;
 pub(crate) mod rollback;
 pub(crate) mod scan;

@@ -19,6 +19,8 @@ pub enum Phase {
     IndexPlan,
     /// Building the DiskANN indexes.
     VectorIndex,
+    /// Measuring the recall of the indexes built to a plan.
+    IndexRecall,
     /// Comparing every migrated row with its source.
     Verify,
     /// Dropping the legacy table (after re-checking it).
@@ -34,6 +36,7 @@ impl Phase {
             Phase::Copy => "copy",
             Phase::IndexPlan => "index_plan",
             Phase::VectorIndex => "vector_index",
+            Phase::IndexRecall => "index_recall",
             Phase::Verify => "verify",
             Phase::Drop => "drop",
         }

@@ -11,6 +11,7 @@ mod sample;
 
 use std::collections::BTreeMap;
 
+pub(crate) use fit::EXACT_FALLBACK;
 pub(crate) use sample::{sample_table, Reservoir};
 
 /// Vectors kept per table: the validating size and the held-out queries.
@@ -274,6 +275,7 @@ pub(crate) fn choices(
                     options: options.options_string(),
                     overfetch,
                     planned_recall: recall,
+                    measured_recall: None,
                 },
             )
         };
@@ -326,6 +328,7 @@ pub(crate) async fn for_run(
                 options: o.options_string(),
                 overfetch: 1,
                 planned_recall: None,
+                measured_recall: None,
             },
         )),
         None => None,
@@ -342,6 +345,7 @@ pub(crate) async fn for_run(
                         options: fixed.options_string(),
                         overfetch: 1,
                         planned_recall: None,
+                        measured_recall: None,
                     },
                 ));
                 chosen.insert(*t, choice);
@@ -386,6 +390,7 @@ pub(crate) async fn for_run(
                 options: fixed.options_string(),
                 overfetch: 1,
                 planned_recall: None,
+                measured_recall: None,
             },
         ));
     }

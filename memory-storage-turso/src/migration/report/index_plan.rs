@@ -104,3 +104,40 @@ impl IndexPlan {
         (seconds, bytes)
     }
 }
+
+/// What a freshly built, planned index measured on its own table, and what
+/// the run did with it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BuiltRecall {
+    pub table: String,
+    /// The index's options (empty: libSQL's defaults).
+    pub options: String,
+    pub overfetch: u32,
+    /// Held-out rows searched.
+    pub queries: u64,
+    /// The run's recall target.
+    pub target_recall: f64,
+    /// recall@10 the plan predicted at the table's size.
+    pub predicted_recall: f64,
+    /// recall@10 measured: the rows' own neighbours found, the row left out.
+    pub measured_recall: f64,
+    /// Mean milliseconds of a search through the index, and of an exact
+    /// search of the table.
+    pub index_query_ms: f64,
+    pub exact_query_ms: f64,
+    pub outcome: RecallOutcome,
+}
+
+/// What the run did with a built index after measuring it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RecallOutcome {
+    /// It meets the recall target (within the measure's noise): kept.
+    Met,
+    /// Clearly short, and an exact search is fast enough: the index was
+    /// dropped, and the table is searched exactly (recall 1).
+    SearchedExactly,
+    /// Clearly short, and an exact search too slow: the index is kept (the
+    /// fastest search the table has), its measured recall recorded.
+    BelowTarget,
+}

@@ -108,6 +108,10 @@ pub struct MigrationReport {
     /// The legacy table was dropped (after verification).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped_legacy: Option<DropReport>,
+    /// The recall each planned index measured once built, and what the run
+    /// did where it fell short.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub built_recall: Vec<BuiltRecall>,
     /// The search smoke test that ends a verification (tables with a
     /// vector index only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -422,7 +426,9 @@ pub(crate) use named_enum;
 
 mod index_plan;
 mod phases;
-pub use index_plan::{Candidate, IndexPlan, Measured, Pick, Prediction, TablePlan};
+pub use index_plan::{
+    BuiltRecall, Candidate, IndexPlan, Measured, Pick, Prediction, RecallOutcome, TablePlan,
+};
 pub use phases::*;
 
 /// What kind of difference a verification found.

@@ -1,0 +1,215 @@
+//! recall@10 of a vector index, measured on its own table: rows sampled
+//! evenly over the table are searched as the store searches (the index's
+//! candidates, with the plan's over-fetch, re-ranked by exact distance)
+//! and exactly (every row ranked). Shared by the check that follows an
+//! index build ([`super::built_recall`]) and the search check that ends a
+//! verification ([`super::smoke`]).
+//!
+//! Rows whose vector cosine search cannot rank (zero norm, a norm that
+//! underflows or overflows f32: [`crate::decode::cosine_searchable`]) are
+//! data, migrated bit for bit, but no search can find them: they are left
+//! out of the sample and out of the candidates.
+
+use std::time::Instant;
+
+use libsql::{Connection, Value};
+
+use crate::decode::cosine_searchable;
+use crate::error::{DbContext, Result};
+use crate::schema::TargetTable;
+
+/// Hits per search: recall@10.
+const K: usize = 10;
+
+/// What the sampled rows ask of the index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Queries {
+    /// The row's own vector, the row among the answers: each search must
+    /// find its row first (the index holds every row).
+    Own,
+    /// The row held out: left out of both rankings, so recall is measured
+    /// on its neighbours alone, as for a query the table does not hold.
+    HeldOut,
+}
+
+/// What the searches measured.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Measured {
+    pub queries: u64,
+    /// Mean recall@10 (a hit as near as the exact tenth counts: ties are
+    /// not misses).
+    pub recall: f64,
+    /// [`Queries::Own`]: searches whose first hit was the row itself (or
+    /// an identical vector); the others' embedding_ids in `missed`.
+    pub found_first: u64,
+    pub missed: Vec<String>,
+    /// Mean milliseconds of one search through the index, and of one exact
+    /// search (a scan of the table).
+    pub index_ms: f64,
+    pub exact_ms: f64,
+}
+
+/// Up to `n` searchable rows (key, vector) spread evenly over the table's
+/// rowids (twice as many are fetched, so that a few unsearchable ones do
+/// not shrink the sample).
+async fn sample(conn: &Connection, table: TargetTable, n: usize) -> Result<Vec<(Value, Vec<u8>)>> {
+    let name = table.name();
+    let ctx = || format!("sampling {name} to measure its search");
+    let sql = format!(
+        "WITH n AS (SELECT count(*) AS c FROM {name}) \
+         SELECT embedding_id, embedding_vector FROM {name}, n \
+         WHERE embedding_vector IS NOT NULL AND rowid % max(1, n.c / ?1) = 0 LIMIT ?1"
+    );
+    let mut rows = conn.query(&sql, [2 * n as i64]).await.db_context(ctx)?;
+    let mut fetched = Vec::new();
+    while let Some(row) = rows.next().await.db_context(ctx)? {
+        if let Value::Blob(v) = row.get_value(1).db_context(ctx)? {
+            if cosine_searchable(&v).is_ok() {
+                fetched.push((row.get_value(0).db_context(ctx)?, v));
+            }
+        }
+    }
+    Ok(spread(fetched, n))
+}
+
+/// At most `n` of `rows`, evenly spread over them.
+pub(crate) fn spread<T>(rows: Vec<T>, n: usize) -> Vec<T> {
+    let len = rows.len();
+    if len <= n {
+        return rows;
+    }
+    rows.into_iter()
+        .enumerate()
+        .filter(|(i, _)| i * n / len != (i + 1) * n / len)
+        .map(|(_, r)| r)
+        .collect()
+}
+
+/// Every candidate a search returns (key, vector, distance), best first,
+/// `left_out` and unsearchable vectors dropped.
+async fn search(
+    conn: &Connection,
+    sql: &str,
+    vector: &[u8],
+    left_out: Option<&Value>,
+    what: &str,
+) -> Result<Vec<(Value, Value, f64)>> {
+    let ctx = || what.to_string();
+    let mut hits = conn
+        .query(sql, [Value::Blob(vector.to_vec())])
+        .await
+        .db_context(ctx)?;
+    let mut out = Vec::new();
+    while let Some(hit) = hits.next().await.db_context(ctx)? {
+        let distance = match hit.get_value(2).db_context(ctx)? {
+            Value::Real(d) => d,
+            Value::Integer(d) => d as f64,
+            _ => continue,
+        };
+        let id = hit.get_value(0).db_context(ctx)?;
+        if left_out == Some(&id) {
+            continue;
+        }
+        let vector = hit.get_value(1).db_context(ctx)?;
+        if matches!(&vector, Value::Blob(v) if cosine_searchable(v).is_err()) {
+            continue;
+        }
+        out.push((id, vector, distance));
+    }
+    out.sort_by(|a, b| a.2.total_cmp(&b.2));
+    Ok(out)
+}
+
+/// Searches `n` rows of `table` through `index` (asked for `overfetch` ×
+/// the hits) and exactly.
+pub(crate) async fn measure(
+    conn: &Connection,
+    table: TargetTable,
+    index: &str,
+    overfetch: usize,
+    n: usize,
+    queries: Queries,
+) -> Result<Measured> {
+    let name = table.name();
+    let dimension = table.native_dimension().unwrap_or(0);
+    // A held-out row comes back too, and is dropped: one hit more.
+    let hits = K + usize::from(queries == Queries::HeldOut);
+    let by_index = format!(
+        "SELECT t.embedding_id, t.embedding_vector, vector_distance_cos(t.embedding_vector, ?1) \
+         FROM vector_top_k('{index}', ?1, {}) AS v \
+         JOIN {name} AS t ON t.rowid = v.id",
+        hits * overfetch.max(1)
+    );
+    let exact = format!(
+        "SELECT embedding_id, embedding_vector, vector_distance_cos(embedding_vector, ?1) AS d \
+         FROM {name} WHERE embedding_vector IS NOT NULL AND dimension = {dimension} \
+         AND d IS NOT NULL ORDER BY d LIMIT {hits}"
+    );
+    let rows = sample(conn, table, n).await?;
+    let mut out = Measured {
+        queries: rows.len() as u64,
+        recall: 1.0,
+        found_first: 0,
+        missed: Vec::new(),
+        index_ms: 0.0,
+        exact_ms: 0.0,
+    };
+    let (mut recall_sum, mut index_s, mut exact_s) = (0.0, 0.0, 0.0);
+    for (id, vector) in rows {
+        let left_out = (queries == Queries::HeldOut).then_some(&id);
+        let began = Instant::now();
+        let what = format!("searching {index} to measure its recall");
+        let mut found = search(conn, &by_index, &vector, left_out, &what).await?;
+        index_s += began.elapsed().as_secs_f64();
+        found.truncate(K);
+        let began = Instant::now();
+        let what = format!("searching {name} exactly");
+        let mut truth = search(conn, &exact, &vector, left_out, &what).await?;
+        exact_s += began.elapsed().as_secs_f64();
+        truth.truncate(K);
+        let tenth = truth.last().map_or(f64::INFINITY, |t| t.2);
+        let good = found.iter().filter(|h| h.2 <= tenth + 1e-6).count();
+        recall_sum += if truth.is_empty() {
+            1.0
+        } else {
+            (good.min(truth.len()) as f64) / truth.len() as f64
+        };
+        if queries == Queries::Own {
+            let first = found.first().is_some_and(|(hit_id, hit_vector, _)| {
+                *hit_id == id || *hit_vector == Value::Blob(vector.clone())
+            });
+            if first {
+                out.found_first += 1;
+            } else {
+                out.missed.push(match id {
+                    Value::Text(s) => s,
+                    other => format!("{other:?}"),
+                });
+            }
+        }
+    }
+    if out.queries > 0 {
+        let n = out.queries as f64;
+        out.recall = recall_sum / n;
+        out.index_ms = index_s * 1000.0 / n;
+        out.exact_ms = exact_s * 1000.0 / n;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_keeps_n_rows_evenly() {
+        assert_eq!(
+            spread((0..32).collect(), 16),
+            (0..16).map(|i| 2 * i + 1).collect::<Vec<_>>()
+        );
+        assert_eq!(spread((0..5).collect(), 16), vec![0, 1, 2, 3, 4]);
+        let picked = spread((0..29).collect::<Vec<usize>>(), 16);
+        assert_eq!(picked.len(), 16);
+        assert!(picked.windows(2).all(|w| w[1] - w[0] <= 2));
+    }
+}
