@@ -896,4 +896,41 @@ mod tests {
         );
         assert!(!text.contains('\u{2066}'), "{text:?}");
     }
+
+    #[test]
+    fn a_built_index_short_of_its_target_says_by_how_much_and_what_was_done() {
+        use memory_storage_turso::migration::report::{BuiltRecall, RecallOutcome};
+        let measured = |table: &str, recall: f64, outcome| BuiltRecall {
+            table: table.into(),
+            options: "compress_neighbors=float1bit,max_neighbors=32".into(),
+            overfetch: 1,
+            queries: 64,
+            target_recall: 0.95,
+            predicted_recall: 0.999,
+            measured_recall: recall,
+            index_query_ms: 10.2,
+            exact_query_ms: 460.0,
+            outcome,
+        };
+        let mut report = with_bad_row();
+        report.built_recall = vec![
+            measured("embeddings_384", 0.663, RecallOutcome::BelowTarget),
+            measured("embeddings_1536", 0.71, RecallOutcome::SearchedExactly),
+            measured("embeddings_1024", 0.97, RecallOutcome::Met),
+        ];
+        let text = summary(&report, "db");
+        assert!(text.contains("64 held-out rows as queries"), "{text}");
+        assert!(
+            text.contains("embeddings_384 (compress_neighbors=float1bit,max_neighbors=32): 66.3% measured, 99.9% predicted, 10.2 ms a search - BELOW the 95% target; kept: an exact search takes 460 ms (--index-options embeddings_384=none searches exactly)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("embeddings_1536 (compress_neighbors=float1bit,max_neighbors=32): 71.0% measured, 99.9% predicted, 10.2 ms a search - short of the 95% target: index dropped, the table is searched exactly (460.0 ms a search)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("embeddings_1024 (compress_neighbors=float1bit,max_neighbors=32): 97.0% measured, 99.9% predicted, 10.2 ms a search\n"),
+            "{text}"
+        );
+    }
 }
