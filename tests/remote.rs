@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::{Faulty, Server, TOKEN};
 use libsql::{Builder, Connection, Value};
 use memory_storage_turso::sample::SampleSummary;
-use test_support::{bad_ids, sample_db, scalar, table_exists};
+use test_support::{bad_ids, sample_db, scalar, table_exists, OutputWithin, RUN_LIMIT};
 
 /// `migrate_embeddings` against `url` with the test token in `--auth-token`.
 fn migrate(url: &str, args: &[&str]) -> Command {
@@ -38,7 +38,7 @@ fn migrate_as(url: &str, token: &str, args: &[&str]) -> Command {
 
 fn run(url: &str, args: &[&str]) -> Output {
     migrate(url, args)
-        .output()
+        .output_within(RUN_LIMIT)
         .expect("running migrate_embeddings")
 }
 
@@ -370,7 +370,7 @@ async fn migrate_through(faults: &str, seed: u64, server_args: &[&str]) -> serde
             "10",
         ],
     )
-    .output()
+    .output_within(RUN_LIMIT)
     .expect("running migrate_embeddings");
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let stats = served.proxy.stats();
@@ -473,7 +473,7 @@ async fn an_answer_that_never_comes_times_out_and_is_retried() {
             "2",
         ],
     )
-    .output()
+    .output_within(RUN_LIMIT)
     .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
@@ -564,7 +564,7 @@ async fn the_token_never_appears_in_output_logs_or_reports() {
     // server at all, a token passed through the environment.
     let wrong = check(
         migrate_as(&url, "wrong-token-9d1e", &["--dry-run", "-vv"])
-            .output()
+            .output_within(RUN_LIMIT)
             .unwrap(),
         "wrong token",
     );
@@ -587,7 +587,7 @@ async fn the_token_never_appears_in_output_logs_or_reports() {
         .arg("--auth-token-file")
         .arg(&token_file)
         .env_remove("TURSO_AUTH_TOKEN")
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     let from_file = check(from_file, "token from a file");
     assert_eq!(from_file.status.code(), Some(0), "{}", text(&from_file));
@@ -596,7 +596,7 @@ async fn the_token_never_appears_in_output_logs_or_reports() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let out = check(
         migrate_as(&in_url, "wrong-token-9d1e", &["--verify"])
-            .output()
+            .output_within(RUN_LIMIT)
             .unwrap(),
         "token in the URL, failing",
     );
@@ -610,7 +610,7 @@ async fn the_token_never_appears_in_output_logs_or_reports() {
     let env = Command::new(env!("CARGO_BIN_EXE_migrate_embeddings"))
         .args(["--db", &url, "--status", "-vv"])
         .env("TURSO_AUTH_TOKEN", TOKEN)
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     check(env, "token from the environment");
     for file in [&log, &report] {
@@ -709,7 +709,7 @@ async fn the_lifecycle_against_sqld_when_reachable_else_the_test_server() {
     let original = rows_of(&conn, "embeddings").await;
 
     let out = migrate_as(&url, &token, &["--dry-run", "-q"])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let out = migrate_as(
@@ -717,16 +717,16 @@ async fn the_lifecycle_against_sqld_when_reachable_else_the_test_server() {
         &token,
         &["--execute", "--no-vector-index", "--backup", "-q"],
     )
-    .output()
+    .output_within(RUN_LIMIT)
     .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
     let out = migrate_as(&url, &token, &["--verify", "-q"])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let out = migrate_as(&url, &token, &["--rollback", "--yes", "-q"])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(rows_of(&conn, "embeddings").await, original);
@@ -748,7 +748,11 @@ async fn faults_during_verification_reads_are_retried() {
     // Against sqld behind the fault proxy when SQLD_BIN is set.
     let mut served = Faulty::start(&legacy, dir.path(), &["--stream-ttl-ms", "3000"]);
     let (url, token) = (served.url(), served.token.clone());
-    let run = |url: &str, args: &[&str]| migrate_as(url, &token, args).output().unwrap();
+    let run = |url: &str, args: &[&str]| {
+        migrate_as(url, &token, args)
+            .output_within(RUN_LIMIT)
+            .unwrap()
+    };
     let args = [
         "--execute",
         "--no-vector-index",
@@ -880,7 +884,7 @@ async fn execute_verify_and_rollback_on_the_served_file_checked_with_the_server_
     // A wrong token is refused: authentication is on.
     if served.has_vectors() {
         let out = migrate_as(&url, "not-a-token", &["--dry-run", "-q"])
-            .output()
+            .output_within(RUN_LIMIT)
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     }
@@ -892,11 +896,13 @@ async fn execute_verify_and_rollback_on_the_served_file_checked_with_the_server_
     } else {
         execute.push("--no-vector-index");
     }
-    let out = migrate_as(&url, &token, &execute).output().unwrap();
+    let out = migrate_as(&url, &token, &execute)
+        .output_within(RUN_LIMIT)
+        .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let report = {
         let out = migrate_as(&url, &token, &["--verify", "--format", "json"])
-            .output()
+            .output_within(RUN_LIMIT)
             .unwrap();
         assert_eq!(out.status.code(), Some(3), "{}", text(&out));
         json(&out)
@@ -920,7 +926,7 @@ async fn execute_verify_and_rollback_on_the_served_file_checked_with_the_server_
     }
     served.restart();
     let out = migrate_as(&url, &token, &["--rollback", "--yes", "-q"])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let file = served.stop();
@@ -976,7 +982,9 @@ async fn sigkill_of_the_client_mid_batch_then_resume_on_the_served_file() {
         let _ = child.wait();
     }
     assert!(killed >= 2, "only {killed} kills landed mid-copy");
-    let out = migrate_as(&url, &token, &args).output().unwrap();
+    let out = migrate_as(&url, &token, &args)
+        .output_within(RUN_LIMIT)
+        .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let file = served.stop();
     let conn = local(&file).await;
@@ -1019,7 +1027,7 @@ async fn a_batch_and_its_reads_take_a_few_requests() {
             args.push("--one-statement-per-request");
         }
         let out = migrate_as(&served.url(), &served.token, &args)
-            .output()
+            .output_within(RUN_LIMIT)
             .unwrap();
         assert_eq!(out.status.code(), Some(3), "{}", text(&out));
         totals.push(served.proxy.stats()["requests"].as_u64().unwrap());

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use common::{Faulty, Server};
 use libsql::{Builder, Connection};
 use memory_storage_turso::sample::{generate_legacy_database, SampleSpec, SampleSummary};
-use test_support::{bad_ids, sample_db, scalar, table_exists};
+use test_support::{bad_ids, sample_db, scalar, table_exists, OutputWithin, RUN_LIMIT};
 
 /// One test at a time: each times transactions against sqld's 5 s limit
 /// and builds DiskANN indexes on it, and five at once on two cores starve
@@ -396,7 +396,7 @@ async fn an_index_transaction_sqld_times_out_is_retried_and_nothing_is_lost() {
         &token,
         &["--execute", "--no-index-plan", "--max-retries", "10"],
     )
-    .output()
+    .output_within(RUN_LIMIT)
     .unwrap();
     running.store(false, Ordering::SeqCst);
     let written = writer.await.unwrap();
@@ -485,11 +485,11 @@ async fn windows_of_3072_dimension_rows_stay_under_the_response_cap() {
         &token,
         &["--execute", "--no-vector-index", "--batch-size", "100"],
     )
-    .output()
+    .output_within(RUN_LIMIT)
     .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = migrate(&url, &token, &["--verify", "--batch-size", "100"])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     sqld.stop();
@@ -521,7 +521,7 @@ async fn a_pause_past_the_stream_expiry_breaks_no_later_request() {
         &served.token,
         &["--execute", "--no-index-plan", "--max-retries", "10"],
     )
-    .output()
+    .output_within(RUN_LIMIT)
     .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert_eq!(served.proxy.stats()["armed"], 0, "the pause never happened");
@@ -625,7 +625,7 @@ async fn online_with_an_application_writing_through_sqld_for_the_whole_run() {
             "10",
         ],
     )
-    .output()
+    .output_within(RUN_LIMIT)
     .unwrap();
     running.store(false, Ordering::SeqCst);
     let written = writer.await.unwrap();

@@ -130,3 +130,88 @@ pub async fn expected_status(db: &str) -> (String, serde_json::Value) {
         serde_json::to_value(&status).unwrap(),
     )
 }
+
+/// The longest a test lets one run of a binary take: far past any run of
+/// the suite, so only a hang reaches it.
+pub const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+/// `Command::output` with a deadline: a run that hangs is killed and its
+/// test fails on what it printed (a line saying so appended to stderr),
+/// instead of the suite hanging with nothing to show.
+pub trait OutputWithin {
+    fn output_within(&mut self, limit: Duration) -> std::io::Result<Output>;
+}
+
+impl OutputWithin for std::process::Command {
+    fn output_within(&mut self, limit: Duration) -> std::io::Result<Output> {
+        use std::io::Read;
+        use std::os::unix::process::CommandExt;
+        // Its own process group, so that a kill reaches whatever it started
+        // (which would otherwise hold the pipes open).
+        let mut child = self
+            .process_group(0)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        let finished = wait_for(&mut child, limit);
+        let timed_out = finished.is_none();
+        if timed_out {
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        }
+        let status = match finished {
+            Some(status) => status,
+            None => child.wait()?,
+        };
+        let mut stderr = stderr.join().unwrap_or_default();
+        if timed_out {
+            stderr.extend_from_slice(
+                format!("\n[test] killed after {limit:?}: the run did not finish\n").as_bytes(),
+            );
+        }
+        Ok(Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_past_its_limit_is_killed_and_says_so() {
+        let began = Instant::now();
+        let out = std::process::Command::new("sh")
+            .args(["-c", "echo started; sleep 30"])
+            .output_within(Duration::from_millis(300))
+            .unwrap();
+        assert!(began.elapsed() < Duration::from_secs(10));
+        assert!(!out.status.success());
+        assert_eq!(text(&out.stdout), "started\n");
+        assert!(text(&out.stderr).contains("killed after 300ms"));
+    }
+
+    #[test]
+    fn a_run_within_its_limit_is_as_output_gives_it() {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "echo out; echo err >&2; exit 3"])
+            .output_within(Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(text(&out.stdout), "out\n");
+        assert_eq!(text(&out.stderr), "err\n");
+    }
+}

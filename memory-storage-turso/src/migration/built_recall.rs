@@ -11,11 +11,11 @@
 //! and over-fetch or repeated searches by 0.02–0.05
 //! (`docs/index-plan-bench.md`). A rebuild costs as much as the build, so
 //! the run does not gamble on one: it measures and records what it
-//! measured. Where the index is clearly short and an exact search (recall
-//! 1) is fast enough, the index is dropped (this run built it) and the
-//! table is searched exactly; else the index stays, the fastest search the
-//! table has, and the report says by how much it missed and what an exact
-//! search would cost.
+//! measured. Where the index is clearly short and an exact search, which
+//! misses nothing, is fast enough, the index is dropped (this run built
+//! it) and the table is searched exactly; else the index stays, the
+//! fastest search the table has, and the report says by how much it
+//! missed and what an exact search would cost.
 
 use std::collections::BTreeMap;
 
