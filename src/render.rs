@@ -234,14 +234,25 @@ pub fn summary_with(report: &MigrationReport, location: &str, bad_rows: BadRows)
     }
     let _ = writeln!(out);
     for phase in &report.phases {
-        let rate = if phase.seconds > 0.0 && phase.units > 0 {
-            format!(" ({:.0} rows/s)", phase.units as f64 / phase.seconds)
+        // The index plan and the recall check count tables, not rows.
+        let of_tables = [
+            memory_storage_turso::migration::Phase::IndexPlan.name(),
+            memory_storage_turso::migration::Phase::IndexRecall.name(),
+        ]
+        .contains(&phase.phase.as_str());
+        let (unit, rate) = if of_tables {
+            ("table(s)", String::new())
+        } else if phase.seconds > 0.0 && phase.units > 0 {
+            (
+                "rows",
+                format!(" ({:.0} rows/s)", phase.units as f64 / phase.seconds),
+            )
         } else {
-            String::new()
+            ("rows", String::new())
         };
         let _ = writeln!(
             out,
-            "  {:<13} {:>8.1} s, {} rows{rate}",
+            "  {:<13} {:>8.1} s, {} {unit}{rate}",
             phase.phase, phase.seconds, phase.units
         );
     }
