@@ -114,14 +114,22 @@ pub(super) async fn execute(
     } else {
         Default::default()
     };
-    let mut indexed = index::build_indexes(
+    let cache = match options.local_file {
+        Some(_) => index::widen_cache(conn).await,
+        None => None,
+    };
+    let indexed = index::build_indexes(
         conn,
         options.build_vector_index,
         &options_of,
         retries,
         observer,
     )
-    .await?;
+    .await;
+    if let Some(previous) = cache {
+        index::restore_cache(conn, previous).await;
+    }
+    let mut indexed = indexed?;
     let built = indexed
         .statuses
         .iter()

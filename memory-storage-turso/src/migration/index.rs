@@ -40,6 +40,39 @@ const FIRST_INDEX_BATCH: i64 = 100;
 /// application) may have it rolled back.
 const INDEX_TXN_TARGET: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// KiB of page cache the index phase gives its connection to a local
+/// file. A DiskANN insert reads and rewrites the blocks of dozens of
+/// neighbours scattered over the index: with SQLite's default 2 MB cache
+/// each is read from the file again for every row, and a transaction's
+/// dirty blocks spill to the file before its commit. (Measured on 20,000
+/// mixed rows, float8 with 32 neighbours, two runs each: 229 s and 193 s
+/// with the default cache, 192 s and 172 s with this one; the kernel's
+/// share 42 s and 38 s against 18 s. Copy and verification unchanged.)
+const INDEX_CACHE_KIB: i64 = 256 * 1024;
+
+/// Gives a local connection the index phase's page cache; returns the
+/// size to restore. (A server's connections are not ours to size: sqld
+/// refuses the pragma.)
+pub(crate) async fn widen_cache(conn: &Connection) -> Option<i64> {
+    let previous = crate::db::query_i64(conn, "PRAGMA cache_size", vec![], || {
+        "reading the page cache size".to_string()
+    })
+    .await
+    .ok()
+    .flatten()?;
+    conn.execute(&format!("PRAGMA cache_size = -{INDEX_CACHE_KIB}"), ())
+        .await
+        .ok()?;
+    Some(previous)
+}
+
+/// Puts back the page cache size [`widen_cache`] replaced.
+pub(crate) async fn restore_cache(conn: &Connection, previous: i64) {
+    let _ = conn
+        .execute(&format!("PRAGMA cache_size = {previous}"), ())
+        .await;
+}
+
 async fn count(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<i64> {
     let n = crate::db::query_i64(conn, sql, params, || {
         format!("counting for the index build ({sql})")
@@ -428,4 +461,31 @@ pub(crate) async fn build_indexes(
             Flow::Finished
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn cache_size(conn: &Connection) -> i64 {
+        crate::db::query_i64(conn, "PRAGMA cache_size", vec![], String::new)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_index_phase_widens_the_page_cache_and_puts_it_back() {
+        let db = libsql::Builder::new_local(":memory:")
+            .build()
+            .await
+            .unwrap();
+        let conn = db.connect().unwrap();
+        conn.execute("PRAGMA cache_size = -1000", ()).await.unwrap();
+        let previous = widen_cache(&conn).await;
+        assert_eq!(previous, Some(-1000));
+        assert_eq!(cache_size(&conn).await, -INDEX_CACHE_KIB);
+        restore_cache(&conn, -1000).await;
+        assert_eq!(cache_size(&conn).await, -1000);
+    }
 }
