@@ -82,10 +82,7 @@ pub(crate) async fn check_built(
     let mut plan = with_retries(max_retries, || crate::search_plan::read(conn)).await?;
     let mut out = Vec::new();
     for status in statuses.iter_mut().filter(|s| s.status.is_built()) {
-        let Some(table) = TargetTable::ALL
-            .into_iter()
-            .find(|t| t.name() == status.table)
-        else {
+        let Some(table) = TargetTable::from_name(&status.table) else {
             continue;
         };
         let Some(TableSearch::Index {
