@@ -132,15 +132,32 @@ fn wait_fired(proxy: &Server, n: u64, child: &mut std::process::Child) {
     }
 }
 
+/// The longest the application waits for one answer from sqld: far past
+/// its 5 s transaction limit, so only a server that stopped answering
+/// reaches it, and the test fails saying so instead of hanging.
+const APP_ANSWER: Duration = Duration::from_secs(60);
+
+/// `request` as the application sends it, failing the test if sqld
+/// answers nothing within [`APP_ANSWER`].
+async fn answered<T>(what: &str, request: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(APP_ANSWER, request)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("sqld answered no {what} of the application's in {APP_ANSWER:?}")
+        })
+}
+
 /// An application's write straight to sqld: waits for the write lock (so
 /// sqld times out a transaction older than 5 s that holds it); retried
 /// until it commits. Returns how long it took.
 async fn app_write(app: &Connection, id: i64) -> Duration {
     let began = Instant::now();
     loop {
-        match app
-            .execute("INSERT INTO app_notes (id, note) VALUES (?1, 'app')", [id])
-            .await
+        match answered(
+            "insert",
+            app.execute("INSERT INTO app_notes (id, note) VALUES (?1, 'app')", [id]),
+        )
+        .await
         {
             Ok(_) => return began.elapsed(),
             Err(e) => {
@@ -549,26 +566,33 @@ async fn online_application(app: Connection, running: Arc<AtomicBool>) -> u64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if app.execute("BEGIN IMMEDIATE", ()).await.is_err() {
+        if answered("BEGIN", app.execute("BEGIN IMMEDIATE", ()))
+            .await
+            .is_err()
+        {
             continue;
         }
-        let mirrored = scalar(
-            &app,
-            &format!(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = '{}'",
-                memory_storage_turso::schema::TRIGGERS[0]
+        let mirrored = answered(
+            "read",
+            scalar(
+                &app,
+                &format!(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = '{}'",
+                    memory_storage_turso::schema::TRIGGERS[0]
+                ),
             ),
         )
         .await
             == Some(1);
         if !mirrored {
-            let _ = app.execute("ROLLBACK", ()).await;
+            let _ = answered("ROLLBACK", app.execute("ROLLBACK", ())).await;
             continue;
         }
         let dim = [384usize, 1024, 1536][(i % 3) as usize];
         let v: Vec<f32> = (0..dim).map(|j| (j as f32 - i as f32) * 0.0625).collect();
-        let inserted = app
-            .execute(
+        let inserted = answered(
+            "insert",
+            app.execute(
                 "INSERT INTO embeddings (embedding_id, item_id, item_type, embedding_data, dimension, model, created_at) \
                  VALUES (?1, ?2, 'episode', ?3, ?4, 'app', ?5)",
                 libsql::params![
@@ -578,13 +602,14 @@ async fn online_application(app: Connection, running: Arc<AtomicBool>) -> u64 {
                     dim as i64,
                     1_760_000_000 + i as i64
                 ],
-            )
-            .await
-            .is_ok();
-        if inserted && app.execute("COMMIT", ()).await.is_ok() {
+            ),
+        )
+        .await
+        .is_ok();
+        if inserted && answered("COMMIT", app.execute("COMMIT", ())).await.is_ok() {
             written += 1;
         } else {
-            let _ = app.execute("ROLLBACK", ()).await;
+            let _ = answered("ROLLBACK", app.execute("ROLLBACK", ())).await;
         }
     }
     written
