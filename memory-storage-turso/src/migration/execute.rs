@@ -114,21 +114,15 @@ pub(super) async fn execute(
     } else {
         Default::default()
     };
-    let cache = match options.local_file {
-        Some(_) => index::widen_cache(conn).await,
-        None => None,
-    };
     let indexed = index::build_indexes(
         conn,
         options.build_vector_index,
         &options_of,
         retries,
+        index::txn_target(options.local_file.is_some(), online_active),
         observer,
     )
     .await;
-    if let Some(previous) = cache {
-        index::restore_cache(conn, previous).await;
-    }
     let mut indexed = indexed?;
     let built = indexed
         .statuses
