@@ -109,7 +109,7 @@ impl Sqld {
             // writer's thread, and the checkpoint waits for the write slot
             // just handed to that same writer. The server then spins on a
             // core and never answers a write again (seen twice in CI, the
-            // suite hanging until its limit; docs/remote.md). A time-based
+            // suite hanging until its limit; docs/design.md). A time-based
             // checkpoint turns the frame-count one off; an hour never
             // comes within a test. The tests force such rollbacks on purpose.
             .args(["--checkpoint-interval-s", "3600"])

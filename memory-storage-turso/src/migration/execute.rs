@@ -114,7 +114,7 @@ pub(super) async fn execute(
     } else {
         Default::default()
     };
-    let indexed = index::build_indexes(
+    let mut indexed = index::build_indexes(
         conn,
         options.build_vector_index,
         &options_of,
@@ -122,8 +122,7 @@ pub(super) async fn execute(
         index::txn_target(options.local_file.is_some(), online_active),
         observer,
     )
-    .await;
-    let mut indexed = indexed?;
+    .await?;
     let built = indexed
         .statuses
         .iter()
