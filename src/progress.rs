@@ -106,8 +106,13 @@ impl LogProgress {
     }
 }
 
-fn unit(_phase: Phase) -> &'static str {
-    "rows"
+/// What a phase counts: the index plan and the recall check go table by
+/// table, the others row by row.
+fn unit(phase: Phase) -> &'static str {
+    match phase {
+        Phase::IndexPlan | Phase::IndexRecall => "tables",
+        _ => "rows",
+    }
 }
 
 impl LogProgress {
@@ -190,3 +195,16 @@ impl Observer for LogProgress {
 }
 
 impl Progress for LogProgress {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_by_table_phases_count_tables() {
+        assert_eq!(unit(Phase::IndexPlan), "tables");
+        assert_eq!(unit(Phase::IndexRecall), "tables");
+        assert_eq!(unit(Phase::VectorIndex), "rows");
+        assert_eq!(unit(Phase::Copy), "rows");
+    }
+}
