@@ -124,8 +124,10 @@ async fn a_tiny_table_is_searched_exactly_a_large_one_through_the_index_picked_f
         large.default_candidate.is_some(),
         "the defaults are shown beside"
     );
-    assert_eq!(picked.measured.len(), 2, "measured at two sizes");
+    // Two sample sizes, then the pick again at the larger, validating one.
+    assert_eq!(picked.measured.len(), 3, "measured at three sizes");
     assert!(picked.measured[0].rows < picked.measured[1].rows);
+    assert!(picked.measured[1].rows < picked.measured[2].rows);
     assert!(picked.predicted.build_seconds > 0.0 && picked.predicted.index_bytes > 0);
     // The report carries it under `index_plan`.
     let json = serde_json::to_value(&dry).unwrap();

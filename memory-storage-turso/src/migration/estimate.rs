@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use libsql::{Builder, Connection, Value};
+use libsql::Value;
 
 use super::compare::ValidRow;
 use super::error::Result;
@@ -20,38 +20,8 @@ pub const SAMPLE_ROWS: usize = 256;
 /// How long the DiskANN measurement may take per native table.
 const INDEX_BUDGET: Duration = Duration::from_millis(400);
 
-/// A scratch database in the system's temporary directory, removed on drop
-/// (the user's database is never written by a dry run).
-struct Scratch {
-    _dir: std::path::PathBuf,
-    conn: Connection,
-    _db: libsql::Database,
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self._dir);
-    }
-}
-
-async fn scratch() -> Result<Scratch> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "migrate-embeddings-estimate-{}-{}-{}",
-        std::process::id(),
-        super::write::unix_now(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join("scratch.db");
-    let ctx = || "opening a scratch database for the estimate".to_string();
-    let db = Builder::new_local(&path).build().await.db_context(ctx)?;
-    let conn = db.connect().db_context(ctx)?;
-    Ok(Scratch {
-        _dir: dir,
-        conn,
-        _db: db,
-    })
+async fn scratch() -> Result<super::scratch::Scratch> {
+    Ok(super::scratch::open("the estimate").await?)
 }
 
 /// Seconds per row to write `sample` through the real batch writer.

@@ -44,6 +44,7 @@ mod recall;
 pub mod report;
 pub(crate) mod rollback;
 pub(crate) mod scan;
+mod scratch;
 pub(crate) mod smoke;
 pub(crate) mod status;
 mod verdict;

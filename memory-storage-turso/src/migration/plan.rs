@@ -51,6 +51,14 @@ fn estimate(v: &super::compare::ValidRow) -> u64 {
     row + pk_index + item_index + 3 * ROW_OVERHEAD
 }
 
+/// Bytes a row stores before its vector in its target table.
+fn leading_bytes(r: &crate::decode::row::EmbeddingRow) -> usize {
+    value_size(&r.key.0)
+        + value_size(&r.item_id)
+        + value_size(&r.item_type)
+        + value_size(&r.embedding_data)
+}
+
 /// Reads every row and fills the report's plan.
 pub async fn plan(
     conn: &Connection,
@@ -104,7 +112,7 @@ pub async fn plan(
                             .or_insert_with(|| {
                                 Reservoir::new(index_plan::reservoir_size(planning, dimension))
                             })
-                            .offer(&v.vector);
+                            .offer(&v.vector, leading_bytes(&v.row));
                     }
                     if v.is_done() {
                         *report

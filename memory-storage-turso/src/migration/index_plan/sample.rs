@@ -15,6 +15,13 @@ use crate::schema::TargetTable;
 pub(crate) struct Reservoir {
     pub seen: u64,
     pub vectors: Vec<Vec<f32>>,
+    /// Bytes the rows store before their vector (`embedding_id`,
+    /// `item_id`, `item_type`, `embedding_data`), summed over the rows
+    /// offered or sampled: an exact search reads them to reach each
+    /// vector.
+    pub leading_bytes: u64,
+    /// Rows `leading_bytes` was summed over.
+    pub leading_rows: u64,
     capacity: usize,
     state: u64,
     hashes: HashSet<u64>,
@@ -25,6 +32,8 @@ impl Reservoir {
         Reservoir {
             seen: 0,
             vectors: Vec::new(),
+            leading_bytes: 0,
+            leading_rows: 0,
             capacity,
             state: 0x2545_F491_4F6C_DD1D,
             hashes: HashSet::new(),
@@ -39,9 +48,17 @@ impl Reservoir {
         z ^ (z >> 31)
     }
 
-    /// Offers one row's vector (its little-endian bytes).
-    pub fn offer(&mut self, bytes: &[u8]) {
+    /// The mean bytes a row stores before its vector.
+    pub fn mean_leading_bytes(&self) -> usize {
+        (self.leading_bytes / self.leading_rows.max(1)) as usize
+    }
+
+    /// Offers one row's vector (its little-endian bytes) and the bytes it
+    /// stores before it.
+    pub fn offer(&mut self, bytes: &[u8], leading_bytes: usize) {
         self.seen += 1;
+        self.leading_bytes += leading_bytes as u64;
+        self.leading_rows += 1;
         self.hashes.insert(xxh3_64(bytes));
         let slot = if self.vectors.len() < self.capacity {
             Some(self.vectors.len())
@@ -113,7 +130,7 @@ pub(crate) async fn sample_table(
             .collect();
         for chunk in draws.chunks(500) {
             let sql = format!(
-                "SELECT rowid, embedding_vector FROM {name} WHERE rowid IN ({}) AND embedding_vector IS NOT NULL",
+                "SELECT rowid, embedding_vector, length(embedding_id) + length(item_id) + length(item_type) + length(embedding_data) FROM {name} WHERE rowid IN ({}) AND embedding_vector IS NOT NULL",
                 vec!["?"; chunk.len()].join(", ")
             );
             let params: Vec<Value> = chunk.iter().map(|r| Value::Integer(*r)).collect();
@@ -123,6 +140,10 @@ pub(crate) async fn sample_table(
                 if picked.len() < wanted && picked.insert(rowid) {
                     if let Value::Blob(b) = row.get_value(1).db_context(ctx)? {
                         out.vectors.extend(crate::decode::vector_from_le_bytes(&b));
+                    }
+                    if let Value::Integer(n) = row.get_value(2).db_context(ctx)? {
+                        out.leading_bytes += n.max(0) as u64;
+                        out.leading_rows += 1;
                     }
                 }
             }
@@ -142,8 +163,13 @@ mod tests {
         for i in 0..1000u32 {
             // Rows 990..999 repeat rows 0..9.
             let x = (i % 990) as f32;
-            r.offer(&crate::decode::vector_to_le_bytes(&[x, 1.0]));
+            r.offer(
+                &crate::decode::vector_to_le_bytes(&[x, 1.0]),
+                100 + 200 * (i % 2) as usize,
+            );
         }
+        // Every row's leading bytes count, kept in the sample or not.
+        assert_eq!(r.mean_leading_bytes(), 200);
         assert_eq!(r.seen, 1000);
         assert_eq!(r.vectors.len(), 50);
         assert_eq!(r.identical(), 10);
