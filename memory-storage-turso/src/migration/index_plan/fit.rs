@@ -93,6 +93,31 @@ pub(crate) fn predict(
     }
 }
 
+/// What a setting measured at three sizes predicts: the build time from
+/// the two larger (the lever to the table's size is the shortest), the
+/// search latency from the two that searched with the table's `search_l`,
+/// and the recall measured at the third with the `search_l` scaled down
+/// to it, which stands for the table's (never above what the two smaller
+/// sizes found).
+pub(crate) fn predict_validated(measured: &[Measured], rows: u64) -> Prediction {
+    let [small, large, third, ..] = measured else {
+        return Prediction {
+            build_seconds: 0.0,
+            index_bytes: 0,
+            query_ms: 0.0,
+            recall: 0.0,
+        };
+    };
+    let by_build = predict(large, third, rows, 1);
+    let by_search = predict(small, large, rows, 1);
+    Prediction {
+        build_seconds: by_build.build_seconds,
+        index_bytes: by_build.index_bytes,
+        query_ms: by_search.query_ms,
+        recall: third.recall.min(large.recall),
+    }
+}
+
 /// The targets a pick must meet.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Targets {
@@ -218,7 +243,24 @@ mod tests {
             bytes_per_row: 1000.0,
             query_ms: query,
             recall,
+            scaled_search_l: None,
         }
+    }
+
+    #[test]
+    fn a_validated_setting_takes_its_recall_from_the_scaled_search_and_its_build_from_the_two_larger_sizes(
+    ) {
+        let small = measured(400, 10.0, 2.0, 1.0);
+        let large = measured(800, 12.0, 3.0, 0.99);
+        let mut third = measured(8000, 16.0, 0.5, 0.62);
+        third.scaled_search_l = Some(20);
+        let p = predict_validated(&[small.clone(), large.clone(), third], 80_000);
+        assert_eq!(p.recall, 0.62);
+        // Mean 12 ms at 800 rows, 16 at 8,000: 20 at 80,000, 1,600 s.
+        assert!((p.build_seconds - 1600.0).abs() < 1.0, "{p:?}");
+        // The third size searched a smaller beam: its latency is not used.
+        assert!((p.query_ms - predict(&small, &large, 80_000, 1).query_ms).abs() < 1e-9);
+        assert_eq!(p.index_bytes, 80_000_000);
     }
 
     fn candidate(build: f64, recall: f64, query: f64) -> Candidate {

@@ -59,25 +59,28 @@ pub(crate) fn recall(exact: &[usize], found: &[usize]) -> f64 {
 
 /// Builds the index `options` over `rows` (inserted into an indexed table
 /// in transactions sized as the index phase's) and measures it with
-/// `queries` for each over-fetch in `overfetch`.
+/// `queries` for each over-fetch in `overfetch`; with `scaled_search_l`,
+/// the index searches with that `search_l` instead of the options' (it
+/// changes searches only, not the graph the inserts build).
 pub(crate) async fn measure(
     dimension: usize,
     options: &str,
     rows: &[Vec<f32>],
     queries: &[Vec<f32>],
     overfetch: &[u32],
+    scaled_search_l: Option<u32>,
 ) -> Result<Vec<Measured>> {
     let s = scratch::open("the index plan").await?;
     let conn = &s.conn;
     let ctx = || format!("measuring the index option(s) {options:?}");
-    let args = if options.is_empty() {
-        String::new()
-    } else {
-        options
-            .split(',')
-            .map(|o| format!(", '{o}'"))
-            .collect::<String>()
-    };
+    let args = options
+        .split(',')
+        .filter(|o| !o.is_empty())
+        .filter(|o| scaled_search_l.is_none() || !o.starts_with("search_l="))
+        .map(String::from)
+        .chain(scaled_search_l.map(|l| format!("search_l={l}")))
+        .map(|o| format!(", '{o}'"))
+        .collect::<String>();
     conn.execute_batch(&format!(
         "CREATE TABLE t (id INTEGER PRIMARY KEY, v F32_BLOB({dimension}));
          CREATE INDEX t_idx ON t(libsql_vector_idx(v{args}));"
@@ -145,6 +148,7 @@ pub(crate) async fn measure(
             bytes_per_row: bytes / rows.len().max(1) as f64,
             query_ms: began.elapsed().as_secs_f64() * 1000.0 / queries.len().max(1) as f64,
             recall: total_recall / queries.len().max(1) as f64,
+            scaled_search_l,
         });
     }
     Ok(out)

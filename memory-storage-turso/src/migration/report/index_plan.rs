@@ -16,6 +16,11 @@ pub struct Measured {
     pub query_ms: f64,
     /// recall@10 against exact search, on held-out queries.
     pub recall: f64,
+    /// The `search_l` the sample's index searched with, when it was scaled
+    /// down to the sample (the table's `search_l` × sample rows ÷ table
+    /// rows): its recall is then the prediction of the table's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scaled_search_l: Option<u32>,
 }
 
 /// What a setting predicts at the table's size.
@@ -36,8 +41,9 @@ pub struct Candidate {
     /// Candidates asked of the index per hit, re-ranked exactly.
     pub overfetch: u32,
     /// The sample sizes, smaller first: two for every setting, a third,
-    /// larger one for a pick validated there (the prediction then comes
-    /// from the two larger).
+    /// larger one for a setting validated there, searched with a scaled
+    /// `search_l` (the prediction's build time then comes from the two
+    /// larger, its recall from the third).
     pub measured: Vec<Measured>,
     pub predicted: Prediction,
 }
