@@ -1,7 +1,8 @@
 //! From two sample sizes to the table's size, and the pick. A DiskANN
 //! insert searches the graph built so far, so its cost grows with the
-//! graph (about with its logarithm): build time and latency are fitted as
-//! `a + b·ln(n)` through the two sizes, never assumed constant.
+//! graph (about with its logarithm): build time is fitted as
+//! `a + b·ln(n)` through the two sizes, never assumed constant. A search's
+//! latency is the larger size's: its beam (`search_l`) is fixed.
 //!
 //! Recall falls faster. A search visits about `search_l` nodes whatever
 //! the table's size, so the share of true neighbours it misses grows like
@@ -80,22 +81,27 @@ pub(crate) fn predict(
         0.0,
         f64::INFINITY,
     );
-    let query = LogFit::through(n1, small.query_ms, n2, large.query_ms, 0.0, f64::INFINITY);
-    let far = n.max(n2);
     Prediction {
         // What is measured and fitted is the mean cost per row of a build
         // from empty (a mean of `a' + b·ln i` over `i ≤ n` is itself of
         // the form `a + b·ln n`): the build of `n` rows is `n` times it.
         build_seconds: (n * build.at(n)).max(0.0) / 1000.0,
         index_bytes: (large.bytes_per_row * n) as u64,
-        query_ms: query.at(far).max(0.0),
+        // A search visits about `search_l` nodes whatever the table's
+        // size, and a sample of fewer rows than that is searched whole:
+        // the difference between two such sizes is not growth. Fitted
+        // through 150 and 300 rows of 1,536 dimensions, latency came out
+        // 4.3× and 1.5× the built index's (204.8 ms for 48.0; 24.0 for
+        // 16.0); the 300 rows alone measured 44.0 and 10.3 ms.
+        query_ms: large.query_ms,
         recall: recall_at(small, large, n, neighbours),
     }
 }
 
 /// What a setting measured at three sizes predicts: the build time from
 /// the two larger (the lever to the table's size is the shortest), the
-/// search latency from the two that searched with the table's `search_l`,
+/// search latency of the larger of the two that searched with the
+/// table's `search_l`,
 /// and the recall measured at the third with the `search_l` scaled down
 /// to it, which stands for the table's (never above what the two smaller
 /// sizes found).
@@ -295,7 +301,7 @@ mod tests {
         // 0.05% → 2% missed from 1,000 to 2,000 rows is faster than
         // ALPHA_MAX: 2% · 50² at 100,000 rows, nothing found.
         assert_eq!(p.recall, 0.0, "recall falls: {p:?}");
-        assert!(p.query_ms > 1.2, "{p:?}");
+        assert_eq!(p.query_ms, 1.2, "the larger sample's: {p:?}");
         assert_eq!(p.index_bytes, 100_000_000);
     }
 

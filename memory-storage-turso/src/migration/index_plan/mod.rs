@@ -199,7 +199,6 @@ pub(crate) async fn plan_table(
     let third = &sample[..sample.len().min(validating_size(large, rows))];
     if third.len() * 2 >= large * 3 {
         let mut validated = std::collections::BTreeSet::new();
-        let neighbours = queries.len() * measure::K;
         // Then the pick, if those left it unmeasured there: its build time
         // and recall are predicted from the two larger sizes, which a
         // doubling of the sample alone predicted up to 2× wrong (1,436 s
