@@ -237,3 +237,17 @@ async fn a_recall_check_fails_an_index_far_below_its_target() {
     // The rows themselves are all there, bit for bit.
     assert_migrated_exactly(&t.conn, &[], false).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_that_builds_no_vector_index_plans_none() {
+    let t = TestDb::empty().await;
+    legacy(&t, 300, 0).await;
+    let mut without = options(true, planned());
+    without.build_vector_index = false;
+    let dry = run(&t.conn, without).await;
+    assert!(dry.index_plan.is_none(), "{:?}", dry.index_plan);
+    assert_eq!(dry.planned.as_ref().unwrap()["embeddings_384"], 300);
+    // The same dry run with the indexes plans them.
+    let dry = run(&t.conn, options(true, planned())).await;
+    assert!(dry.index_plan.is_some());
+}

@@ -175,7 +175,18 @@ async fn run_on(
     let limits = options.limits();
     match report.mode {
         RunMode::DryRun => {
-            plan::plan(conn, &layout, limits, &options.index, observer, report).await?
+            // A run that builds no vector index has no index to plan (the
+            // plan's scratch builds take minutes).
+            let fixed = super::index_plan::IndexPlanning {
+                mode: super::index_plan::IndexMode::Fixed,
+                ..options.index.clone()
+            };
+            let planning = if options.build_vector_index {
+                &options.index
+            } else {
+                &fixed
+            };
+            plan::plan(conn, &layout, limits, planning, observer, report).await?
         }
         RunMode::Verify => {
             let mut writer = BatchWriter::new(conn);
