@@ -98,15 +98,14 @@ pub(crate) fn predict(
     }
 }
 
-/// What a setting measured at three sizes predicts: the build time from
-/// the two larger (the lever to the table's size is the shortest), the
-/// search latency of the larger of the two that searched with the
-/// table's `search_l`,
-/// and the recall measured at the third with the `search_l` scaled down
-/// to it, which stands for the table's (never above what the two smaller
-/// sizes found).
+/// What a setting measured at three sizes predicts: build time, bytes
+/// and search latency as [`predict`] from the two larger (the lever to the
+/// table's size is the shortest), but the latency of the larger of the
+/// two that searched with the table's `search_l`, and the recall measured
+/// at the third with the `search_l` scaled down to it, which stands for
+/// the table's (never above what the smaller sizes found).
 pub(crate) fn predict_validated(measured: &[Measured], rows: u64) -> Prediction {
-    let [small, large, third, ..] = measured else {
+    let [_, large, third, ..] = measured else {
         return Prediction {
             build_seconds: 0.0,
             index_bytes: 0,
@@ -114,13 +113,10 @@ pub(crate) fn predict_validated(measured: &[Measured], rows: u64) -> Prediction 
             recall: 0.0,
         };
     };
-    let by_build = predict(large, third, rows, 1);
-    let by_search = predict(small, large, rows, 1);
     Prediction {
-        build_seconds: by_build.build_seconds,
-        index_bytes: by_build.index_bytes,
-        query_ms: by_search.query_ms,
+        query_ms: large.query_ms,
         recall: third.recall.min(large.recall),
+        ..predict(large, third, rows, 1)
     }
 }
 
