@@ -129,8 +129,12 @@ pub(crate) async fn sample_table(
             .filter(|r| !picked.contains(r))
             .collect();
         for chunk in draws.chunks(500) {
+            // Bytes, as stored: length() of text counts characters.
+            let bytes = ["embedding_id", "item_id", "item_type", "embedding_data"]
+                .map(|c| format!("coalesce(length(CAST({c} AS BLOB)), 0)"))
+                .join(" + ");
             let sql = format!(
-                "SELECT rowid, embedding_vector, length(embedding_id) + length(item_id) + length(item_type) + length(embedding_data) FROM {name} WHERE rowid IN ({}) AND embedding_vector IS NOT NULL",
+                "SELECT rowid, embedding_vector, {bytes} FROM {name} WHERE rowid IN ({}) AND embedding_vector IS NOT NULL",
                 vec!["?"; chunk.len()].join(", ")
             );
             let params: Vec<Value> = chunk.iter().map(|r| Value::Integer(*r)).collect();
@@ -176,5 +180,31 @@ mod tests {
         // Uniform: the kept rows come from the whole range, not its start.
         assert!(r.vectors.iter().any(|v| v[0] > 500.0));
         assert_eq!(Reservoir::new(5).identical(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_sampled_rows_leading_bytes_are_bytes_not_characters() {
+        let db = libsql::Builder::new_local(":memory:")
+            .build()
+            .await
+            .unwrap();
+        let conn = db.connect().unwrap();
+        conn.execute(TargetTable::D384.create_table_sql(), ())
+            .await
+            .unwrap();
+        // "é" is one character and two bytes; the payload is a blob.
+        conn.execute(
+            "INSERT INTO embeddings_384 (embedding_id, item_id, item_type, embedding_data, embedding_vector, model) \
+             VALUES ('éé', 'é', 't', ?1, ?2, 'm')",
+            vec![
+                Value::Blob(vec![7u8; 10]),
+                Value::Blob(crate::decode::vector_to_le_bytes(&[0.5f32; 384])),
+            ],
+        )
+        .await
+        .unwrap();
+        let sample = sample_table(&conn, TargetTable::D384, 10).await.unwrap();
+        assert_eq!(sample.vectors.len(), 1);
+        assert_eq!(sample.mean_leading_bytes(), 4 + 2 + 1 + 10);
     }
 }
