@@ -684,10 +684,18 @@ fn index_plan_lines(plan: &memory_storage_turso::migration::report::IndexPlan) -
         };
         let _ = writeln!(out, "    {} ({} rows{identical}): {what}", t.table, t.rows);
         if let Some(d) = t.default_candidate {
+            let c = &t.candidates[d];
             let _ = writeln!(
                 out,
-                "      libSQL's defaults would be: {}",
-                predicted(&t.candidates[d].predicted)
+                "      libSQL's defaults would be: {}{}",
+                predicted(&c.predicted),
+                match c.measured.as_slice() {
+                    [small, large] if !c.validated() => format!(
+                        " (from samples of {} and {} rows only, not checked on a larger one)",
+                        small.rows, large.rows
+                    ),
+                    _ => String::new(),
+                }
             );
         }
     }
@@ -943,5 +951,76 @@ mod tests {
             text.contains("embeddings_1024 (compress_neighbors=float1bit,max_neighbors=32): 97.0% measured, 99.9% predicted, 10.2 ms a search\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_defaults_line_says_when_it_was_not_checked_on_a_larger_sample() {
+        use memory_storage_turso::migration::report::{
+            Candidate, IndexPlan, Measured, Pick, Prediction, TablePlan,
+        };
+        let measured = |rows, scaled_search_l| Measured {
+            rows,
+            build_ms_per_row: 1.0,
+            bytes_per_row: 100.0,
+            query_ms: 1.0,
+            recall: 0.99,
+            scaled_search_l,
+        };
+        let candidate = |options: &str, measured| Candidate {
+            options: options.into(),
+            overfetch: 1,
+            measured,
+            predicted: Prediction {
+                build_seconds: 60.0,
+                index_bytes: 1 << 20,
+                query_ms: 2.0,
+                recall: 0.96,
+            },
+        };
+        let table = |default: Candidate| TablePlan {
+            table: "embeddings_384".into(),
+            rows: 10_000,
+            identical_vectors: 0,
+            exact_ms_per_row: 0.01,
+            candidates: vec![
+                candidate(
+                    "compress_neighbors=float8",
+                    vec![
+                        measured(150, None),
+                        measured(300, None),
+                        measured(1250, Some(25)),
+                    ],
+                ),
+                default,
+            ],
+            default_candidate: Some(1),
+            pick: Pick::Index {
+                candidate: 0,
+                meets_targets: true,
+            },
+        };
+        let plan = |default| IndexPlan {
+            target_recall: 0.95,
+            max_query_ms: 20.0,
+            tables: vec![table(default)],
+        };
+        let two = index_plan_lines(&plan(candidate(
+            "",
+            vec![measured(150, None), measured(300, None)],
+        )));
+        assert!(
+            two.contains("(from samples of 150 and 300 rows only, not checked on a larger one)"),
+            "{two}"
+        );
+        let three = index_plan_lines(&plan(candidate(
+            "",
+            vec![
+                measured(150, None),
+                measured(300, None),
+                measured(1250, Some(25)),
+            ],
+        )));
+        assert!(three.contains("libSQL's defaults would be: "), "{three}");
+        assert!(!three.contains("not checked"), "{three}");
     }
 }

@@ -48,6 +48,16 @@ pub struct Candidate {
     pub predicted: Prediction,
 }
 
+impl Candidate {
+    /// Whether the prediction was checked at the third, larger size (a
+    /// setting measured at the two small sizes only is predicted from
+    /// samples whose search visits nearly the whole graph: its recall and
+    /// build time are less sure).
+    pub fn validated(&self) -> bool {
+        self.measured.iter().any(|m| m.scaled_search_l.is_some())
+    }
+}
+
 /// How the plan searches a table.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "method", rename_all = "snake_case")]
