@@ -970,6 +970,7 @@ mod tests {
             options: options.into(),
             overfetch: 1,
             measured,
+            neighbourhoods: None,
             predicted: Prediction {
                 build_seconds: 60.0,
                 index_bytes: 1 << 20,

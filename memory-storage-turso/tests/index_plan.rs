@@ -129,6 +129,16 @@ async fn a_tiny_table_is_searched_exactly_a_large_one_through_the_index_picked_f
     assert!(picked.measured[0].rows < picked.measured[1].rows);
     assert!(picked.measured[1].rows < picked.measured[2].rows);
     assert!(picked.predicted.build_seconds > 0.0 && picked.predicted.index_bytes > 0);
+    // A pick whose recall meets the target was measured again on whole
+    // neighbourhoods of the table (the dry run read every row), about as
+    // many rows as the validating size, and its recall is at most theirs.
+    assert!(picked.predicted.recall >= 0.9, "{picked:?}");
+    let near = picked
+        .neighbourhoods
+        .as_ref()
+        .unwrap_or_else(|| panic!("no neighbourhoods measured: {picked:?}"));
+    assert!(near.rows * 2 >= picked.measured[2].rows, "{picked:?}");
+    assert!(picked.predicted.recall <= near.recall, "{picked:?}");
     // The report carries it under `index_plan`.
     let json = serde_json::to_value(&dry).unwrap();
     assert!(json["index_plan"]["tables"].is_array(), "{json:#}");
@@ -141,6 +151,21 @@ async fn a_tiny_table_is_searched_exactly_a_large_one_through_the_index_picked_f
     );
     assert_eq!(state(&done, "embeddings_1024"), IndexState::Exact);
     assert_eq!(state(&done, "embeddings_384"), IndexState::Built);
+    // The run planned again from the copied rows, its neighbourhoods found
+    // by a scan of the table.
+    let again = done.index_plan.as_ref().expect("the run plans");
+    let large = again
+        .tables
+        .iter()
+        .find(|p| p.table == "embeddings_384")
+        .unwrap();
+    let Pick::Index { candidate, .. } = large.pick else {
+        panic!("{large:?}");
+    };
+    assert!(
+        large.candidates[candidate].neighbourhoods.is_some(),
+        "{large:?}"
+    );
     // The built index was measured, and what it measured is recorded.
     let [measured] = &done.built_recall[..] else {
         panic!("one index built to the plan: {:?}", done.built_recall);

@@ -99,7 +99,13 @@ pub(super) async fn execute(
     let options_of = if options.build_vector_index {
         let began = std::time::Instant::now();
         let (plan, options_of) = with_retries(retries, || {
-            index_plan::for_run(conn, &options.index, options.vector_index, observer)
+            index_plan::for_run(
+                conn,
+                &options.index,
+                options.vector_index,
+                options.remote.is_none(),
+                observer,
+            )
         })
         .await?;
         if let Some(p) = &plan {

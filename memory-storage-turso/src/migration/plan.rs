@@ -110,7 +110,9 @@ pub async fn plan(
                         reservoirs
                             .entry(v.table)
                             .or_insert_with(|| {
-                                Reservoir::new(index_plan::reservoir_size(planning, dimension))
+                                Reservoir::with_neighbourhoods(index_plan::reservoir_size(
+                                    planning, dimension,
+                                ))
                             })
                             .offer(&v.vector, leading_bytes(&v.row));
                     }

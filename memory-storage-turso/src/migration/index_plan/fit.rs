@@ -103,8 +103,13 @@ pub(crate) fn predict(
 /// table's size is the shortest), but the latency of the larger of the
 /// two that searched with the table's `search_l`, and the recall measured
 /// at the third with the `search_l` scaled down to it, which stands for
-/// the table's (never above what the smaller sizes found).
-pub(crate) fn predict_validated(measured: &[Measured], rows: u64) -> Prediction {
+/// the table's (never above what the smaller sizes found, nor above what
+/// whole `neighbourhoods` of the table found, when they were measured).
+pub(crate) fn predict_validated(
+    measured: &[Measured],
+    neighbourhoods: Option<&Measured>,
+    rows: u64,
+) -> Prediction {
     let [_, large, third, ..] = measured else {
         return Prediction {
             build_seconds: 0.0,
@@ -115,7 +120,10 @@ pub(crate) fn predict_validated(measured: &[Measured], rows: u64) -> Prediction 
     };
     Prediction {
         query_ms: large.query_ms,
-        recall: third.recall.min(large.recall),
+        recall: neighbourhoods
+            .map_or(1.0, |n| n.recall)
+            .min(third.recall)
+            .min(large.recall),
         ..predict(large, third, rows, 1)
     }
 }
@@ -256,8 +264,19 @@ mod tests {
         let large = measured(800, 12.0, 3.0, 0.99);
         let mut third = measured(8000, 16.0, 0.5, 0.62);
         third.scaled_search_l = Some(20);
-        let p = predict_validated(&[small.clone(), large.clone(), third], 80_000);
+        let three = [small.clone(), large.clone(), third];
+        let p = predict_validated(&three, None, 80_000);
         assert_eq!(p.recall, 0.62);
+        // Whole neighbourhoods that found less lower it; more does not
+        // raise it, and changes nothing else.
+        let mut near = measured(8000, 30.0, 9.0, 0.2);
+        near.scaled_search_l = Some(20);
+        let lowered = predict_validated(&three, Some(&near), 80_000);
+        assert_eq!(lowered.recall, 0.2);
+        assert_eq!(lowered.build_seconds, p.build_seconds);
+        assert_eq!(lowered.query_ms, p.query_ms);
+        near.recall = 0.9;
+        assert_eq!(predict_validated(&three, Some(&near), 80_000).recall, 0.62);
         // Mean 12 ms at 800 rows, 16 at 8,000: 20 at 80,000, 1,600 s.
         assert!((p.build_seconds - 1600.0).abs() < 1.0, "{p:?}");
         // The third size searched a smaller beam: its latency is not used.
@@ -271,6 +290,7 @@ mod tests {
             options: String::new(),
             overfetch: 1,
             measured: vec![m.clone(), m],
+            neighbourhoods: None,
             predicted: Prediction {
                 build_seconds: build,
                 index_bytes: 1,

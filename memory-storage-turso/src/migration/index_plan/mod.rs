@@ -7,11 +7,13 @@
 
 mod fit;
 mod measure;
+mod neighbourhoods;
 mod sample;
 
 use std::collections::BTreeMap;
 
 pub(crate) use fit::EXACT_FALLBACK;
+pub(crate) use neighbourhoods::{Neighbourhoods, SEEDS};
 pub(crate) use sample::{sample_table, Reservoir};
 
 /// Vectors kept per table: the validating size and the held-out queries.
@@ -109,12 +111,20 @@ fn settings() -> Vec<VectorIndexOptions> {
     ]
 }
 
-/// Plans one table of `rows` rows from `sample` (vectors of its rows,
-/// which store `leading_bytes` before the vector on average).
+/// What the plan measures a table on.
+pub(crate) struct Sample {
+    /// A uniform sample of the table's vectors.
+    pub vectors: Vec<Vec<f32>>,
+    /// Whole neighbourhoods of the table, when its every row was seen.
+    pub neighbourhoods: Option<Neighbourhoods>,
+}
+
+/// Plans one table of `rows` rows from `sample` (of its rows, which store
+/// `leading_bytes` before the vector on average).
 pub(crate) async fn plan_table(
     table: TargetTable,
     rows: u64,
-    mut sample: Vec<Vec<f32>>,
+    sample: Sample,
     leading_bytes: usize,
     identical_vectors: u64,
     planning: &IndexPlanning,
@@ -140,6 +150,10 @@ pub(crate) async fn plan_table(
         return Ok(plan);
     }
     let dimension = table.native_dimension().unwrap_or(0);
+    let Sample {
+        vectors: mut sample,
+        neighbourhoods,
+    } = sample;
     sample.retain(|v| {
         v.len() == dimension
             && crate::decode::cosine_searchable(&crate::decode::vector_to_le_bytes(v)).is_ok()
@@ -181,6 +195,7 @@ pub(crate) async fn plan_table(
                 overfetch: *f,
                 predicted: fit::predict(&s, &b, rows, queries.len() * measure::K),
                 measured: vec![s, b],
+                neighbourhoods: None,
             });
         }
     }
@@ -220,13 +235,43 @@ pub(crate) async fn plan_table(
             let measured =
                 measure::measure(dimension, &options, third, &queries, &OVERFETCH, Some(beam))
                     .await?;
-            for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
-                let at = OVERFETCH
+            let at = |c: &Candidate| {
+                OVERFETCH
                     .iter()
                     .position(|f| *f == c.overfetch)
-                    .unwrap_or(0);
-                c.measured.push(measured[at].clone());
-                c.predicted = fit::predict_validated(&c.measured, rows);
+                    .unwrap_or(0)
+            };
+            for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
+                c.measured.push(measured[at(c)].clone());
+                c.predicted = fit::predict_validated(&c.measured, None, rows);
+            }
+            // Where the uniform sample says the target is met, whole
+            // neighbourhoods of the table, as many rows, may say it is not
+            // (the lower recall stands); where it says not, they cannot
+            // raise it, and are not built.
+            let meets = plan
+                .candidates
+                .iter()
+                .any(|c| c.options == options && c.predicted.recall >= targets.recall);
+            if let (true, Some(n)) = (meets, &neighbourhoods) {
+                let (near, asked) = n.sample(third.len() / SEEDS, QUERIES);
+                if near.len() * 2 >= third.len() && asked.len() * 4 >= QUERIES {
+                    let beam = scaled_search_l(&options, near.len(), rows);
+                    let measured = measure::measure(
+                        dimension,
+                        &options,
+                        &near,
+                        &asked,
+                        &OVERFETCH,
+                        Some(beam),
+                    )
+                    .await?;
+                    for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
+                        c.neighbourhoods = Some(measured[at(c)].clone());
+                        c.predicted =
+                            fit::predict_validated(&c.measured, c.neighbourhoods.as_ref(), rows);
+                    }
+                }
             }
             plan.pick = fit::pick(rows, plan.exact_ms_per_row, &plan.candidates, targets);
         }
@@ -302,8 +347,12 @@ pub(crate) async fn plan(
         }
         let (seen, identical) = (reservoir.seen, reservoir.identical());
         let leading = reservoir.mean_leading_bytes();
+        let sample = Sample {
+            vectors: reservoir.vectors,
+            neighbourhoods: reservoir.neighbourhoods,
+        };
         out.tables
-            .push(plan_table(table, seen, reservoir.vectors, leading, identical, planning).await?);
+            .push(plan_table(table, seen, sample, leading, identical, planning).await?);
     }
     Ok(out)
 }
@@ -355,12 +404,15 @@ pub(crate) fn choices(
 /// Decides, before the index phase, how each native table is indexed and
 /// searched, and records the search plan: fixed options on every table;
 /// or the plan recorded by an earlier run (a resumed run keeps it); or a
-/// new plan from a sample of the copied rows. Returns the plan it made (if
-/// it made one) and each table's index options (`None`: no index).
+/// new plan from a sample of the copied rows (with `scan`, also from whole
+/// neighbourhoods, found by reading each table's vectors once: not for a
+/// remote database). Returns the plan it made (if it made one) and each
+/// table's index options (`None`: no index).
 pub(crate) async fn for_run(
     conn: &libsql::Connection,
     planning: &IndexPlanning,
     fixed: VectorIndexOptions,
+    scan: bool,
     observer: &dyn super::observer::Observer,
 ) -> Result<(
     Option<IndexPlan>,
@@ -417,7 +469,7 @@ pub(crate) async fn for_run(
                     chosen.insert(*t, (options, search.clone()));
                 } else {
                     let n = reservoir_size(planning, t.native_dimension().unwrap_or(0));
-                    samples.insert(*t, sample_table(conn, *t, n).await?);
+                    samples.insert(*t, sample_table(conn, *t, n, scan).await?);
                 }
             }
             if !samples.is_empty() {
@@ -488,6 +540,7 @@ mod tests {
             options: options.into(),
             overfetch: 1,
             measured: sizes.iter().map(|n| measured(*n)).collect(),
+            neighbourhoods: None,
             predicted: crate::migration::report::Prediction {
                 build_seconds: 1.0,
                 index_bytes: 1,

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use libsql::{Connection, Value};
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::neighbourhoods::{Neighbourhoods, SEEDS};
 use crate::error::{DbContext, Result};
 use crate::schema::TargetTable;
 
@@ -22,6 +23,9 @@ pub(crate) struct Reservoir {
     pub leading_bytes: u64,
     /// Rows `leading_bytes` was summed over.
     pub leading_rows: u64,
+    /// Whole neighbourhoods of the table, when every row is offered or
+    /// scanned.
+    pub neighbourhoods: Option<Neighbourhoods>,
     capacity: usize,
     state: u64,
     hashes: HashSet<u64>,
@@ -34,9 +38,20 @@ impl Reservoir {
             vectors: Vec::new(),
             leading_bytes: 0,
             leading_rows: 0,
+            neighbourhoods: None,
             capacity,
             state: 0x2545_F491_4F6C_DD1D,
             hashes: HashSet::new(),
+        }
+    }
+
+    /// A reservoir offered every row of its table, which also collects the
+    /// table's neighbourhoods (as many rows as it keeps), seeded by the
+    /// first rows.
+    pub fn with_neighbourhoods(capacity: usize) -> Reservoir {
+        Reservoir {
+            neighbourhoods: Some(Neighbourhoods::first_rows(capacity.div_ceil(SEEDS))),
+            ..Reservoir::new(capacity)
         }
     }
 
@@ -60,6 +75,9 @@ impl Reservoir {
         self.leading_bytes += leading_bytes as u64;
         self.leading_rows += 1;
         self.hashes.insert(xxh3_64(bytes));
+        if let Some(n) = &mut self.neighbourhoods {
+            n.offer(&crate::decode::vector_from_le_bytes(bytes).unwrap_or_default());
+        }
         let slot = if self.vectors.len() < self.capacity {
             Some(self.vectors.len())
         } else {
@@ -88,11 +106,14 @@ impl Reservoir {
 }
 
 /// Up to `n` random rows' vectors of `table` (rows drawn by rowid), and
-/// the table's row count.
+/// the table's row count; with `scan`, also its neighbourhoods around
+/// some of those rows, found by reading every vector of the table once
+/// (not over the network: that is the whole table downloaded).
 pub(crate) async fn sample_table(
     conn: &Connection,
     table: TargetTable,
     n: usize,
+    scan: bool,
 ) -> Result<Reservoir> {
     let ctx = || format!("sampling the vectors of {table}");
     let name = table.name();
@@ -154,6 +175,27 @@ pub(crate) async fn sample_table(
         }
     }
     out.seen = rows.max(0) as u64;
+    if scan {
+        // Spread over the sample, whose rows come in rowid order within
+        // each draw.
+        let seeds = crate::migration::recall::spread(out.vectors.clone(), SEEDS);
+        let mut near = Neighbourhoods::seeded(seeds, n.div_ceil(SEEDS));
+        let mut all = conn
+            .query(
+                &format!(
+                    "SELECT embedding_vector FROM {name} WHERE embedding_vector IS NOT NULL ORDER BY rowid"
+                ),
+                (),
+            )
+            .await
+            .db_context(ctx)?;
+        while let Some(row) = all.next().await.db_context(ctx)? {
+            if let Value::Blob(b) = row.get_value(0).db_context(ctx)? {
+                near.offer(&crate::decode::vector_from_le_bytes(&b).unwrap_or_default());
+            }
+        }
+        out.neighbourhoods = Some(near);
+    }
     Ok(out)
 }
 
@@ -203,7 +245,9 @@ mod tests {
         )
         .await
         .unwrap();
-        let sample = sample_table(&conn, TargetTable::D384, 10).await.unwrap();
+        let sample = sample_table(&conn, TargetTable::D384, 10, false)
+            .await
+            .unwrap();
         assert_eq!(sample.vectors.len(), 1);
         assert_eq!(sample.mean_leading_bytes(), 4 + 2 + 1 + 10);
     }

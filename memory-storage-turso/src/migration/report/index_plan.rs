@@ -45,6 +45,12 @@ pub struct Candidate {
     /// `search_l` (the prediction's build time then comes from the two
     /// larger, its recall from the third).
     pub measured: Vec<Measured>,
+    /// The third size measured again on whole neighbourhoods of the table
+    /// (the rows nearest a few seed rows, among all its rows), where the
+    /// uniform sample met the recall target: the prediction's recall is
+    /// then the lower of the two.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub neighbourhoods: Option<Measured>,
     pub predicted: Prediction,
 }
 
