@@ -131,14 +131,15 @@ async fn a_tiny_table_is_searched_exactly_a_large_one_through_the_index_picked_f
     assert!(picked.predicted.build_seconds > 0.0 && picked.predicted.index_bytes > 0);
     // A pick whose recall meets the target was measured again on whole
     // neighbourhoods of the table (the dry run read every row), about as
-    // many rows as the validating size, and its recall is at most theirs.
+    // many rows as the validating size, and its recall is at most theirs
+    // (give or take 0.03, the noise of two measures).
     assert!(picked.predicted.recall >= 0.9, "{picked:?}");
     let near = picked
         .neighbourhoods
         .as_ref()
         .unwrap_or_else(|| panic!("no neighbourhoods measured: {picked:?}"));
     assert!(near.rows * 2 >= picked.measured[2].rows, "{picked:?}");
-    assert!(picked.predicted.recall <= near.recall, "{picked:?}");
+    assert!(picked.predicted.recall <= near.recall + 0.03, "{picked:?}");
     // The report carries it under `index_plan`.
     let json = serde_json::to_value(&dry).unwrap();
     assert!(json["index_plan"]["tables"].is_array(), "{json:#}");

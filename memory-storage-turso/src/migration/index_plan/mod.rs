@@ -247,8 +247,8 @@ pub(crate) async fn plan_table(
             }
             // Where the uniform sample says the target is met, whole
             // neighbourhoods of the table, as many rows, may say it is not
-            // (the lower recall stands); where it says not, they cannot
-            // raise it, and are not built.
+            // (a clearly lower recall stands); where it says not, they
+            // cannot raise it, and are not built.
             let meets = plan
                 .candidates
                 .iter()
