@@ -167,18 +167,34 @@ pub(crate) async fn exact_ms_per_row(
     let s = scratch::open("the index plan").await?;
     let conn = &s.conn;
     let ctx = || "measuring an exact search".to_string();
+    // The columns the store's exact search reads and filters on, in the
+    // target tables' order, the bytes before the vector padded to the
+    // table's. Its query, not a bare `ORDER BY` of the distance: on 34,876
+    // clustered rows of 384 dimensions the store's query took 185–213 ms,
+    // the bare one 124–128 ms; 800 scratch rows predicted 99 ms the bare
+    // way, 203 ms this way.
     conn.execute(
-        &format!("CREATE TABLE t (id INTEGER PRIMARY KEY, lead TEXT, v F32_BLOB({dimension}))"),
+        &format!(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, embedding_id TEXT, lead TEXT, \
+             dimension INTEGER, embedding_vector F32_BLOB({dimension}))"
+        ),
         (),
     )
     .await
     .db_context(ctx)?;
-    let lead = "x".repeat(leading_bytes);
+    let lead = "x".repeat(leading_bytes.saturating_sub(8));
     conn.execute("BEGIN", ()).await.db_context(ctx)?;
     for (i, v) in rows.iter().enumerate() {
         conn.execute(
-            "INSERT INTO t (id, lead, v) VALUES (?1, ?2, ?3)",
-            vec![Value::Integer(i as i64), Value::Text(lead.clone()), blob(v)],
+            "INSERT INTO t (id, embedding_id, lead, dimension, embedding_vector) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            vec![
+                Value::Integer(i as i64),
+                Value::Text(format!("{i:08}")),
+                Value::Text(lead.clone()),
+                Value::Integer(dimension as i64),
+                blob(v),
+            ],
         )
         .await
         .db_context(ctx)?;
@@ -186,10 +202,13 @@ pub(crate) async fn exact_ms_per_row(
     conn.execute("COMMIT", ()).await.db_context(ctx)?;
     let began = Instant::now();
     for q in queries {
+        // As the store searches a table exactly (`store/search.rs`).
         let mut r = conn
             .query(
-                "SELECT id FROM t ORDER BY vector_distance_cos(v, ?1) LIMIT 10",
-                vec![blob(q)],
+                "SELECT id, embedding_id, vector_distance_cos(embedding_vector, ?1) AS distance \
+                 FROM t WHERE embedding_vector IS NOT NULL AND dimension = ?2 \
+                 AND distance IS NOT NULL ORDER BY distance, embedding_id LIMIT 10",
+                vec![blob(q), Value::Integer(dimension as i64)],
             )
             .await
             .db_context(ctx)?;
