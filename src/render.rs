@@ -690,7 +690,7 @@ fn index_plan_lines(plan: &memory_storage_turso::migration::report::IndexPlan) -
                 "      libSQL's defaults would be: {}{}",
                 predicted(&c.predicted),
                 match c.measured.as_slice() {
-                    [small, large] if !c.validated() => format!(
+                    [small, large] => format!(
                         " (from samples of {} and {} rows only, not checked on a larger one)",
                         small.rows, large.rows
                     ),

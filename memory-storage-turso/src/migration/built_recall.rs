@@ -12,7 +12,8 @@
 //! (`docs/index-plan-bench.md`). Over-fetch cannot do more: libSQL ranks
 //! every node a search visits by the node's own full vector, so more
 //! candidates are more of the nodes it visited, not others (over-fetch 1
-//! to 64 on 10,068 clustered rows: 0.21–0.36, no trend). A rebuild costs as much as the build, so
+//! to 64 on 10,068 clustered rows: 0.21–0.36, no trend). A rebuild costs
+//! as much as the build, so
 //! the run does not gamble on one: it measures and records what it
 //! measured. Where the index is clearly short and an exact search, which
 //! misses nothing, is fast enough, the index is dropped (this run built

@@ -26,7 +26,7 @@ pub(crate) fn reservoir_size(planning: &IndexPlanning, dimension: usize) -> usiz
 }
 
 use super::error::Result;
-use super::report::{Candidate, IndexPlan, Pick, TablePlan};
+use super::report::{Candidate, IndexPlan, Measured, Pick, TablePlan};
 use crate::schema::{NeighborCompression, TargetTable, VectorIndexOptions};
 use crate::search_plan::TableSearch;
 
@@ -253,30 +253,43 @@ pub(crate) async fn plan_table(
                 .candidates
                 .iter()
                 .any(|c| c.options == options && c.predicted.recall >= targets.recall);
-            if let (true, Some(n)) = (meets, &neighbourhoods) {
-                let (near, asked) = n.sample(third.len() / SEEDS, QUERIES);
-                if near.len() * 2 >= third.len() && asked.len() * 4 >= QUERIES {
-                    let beam = scaled_search_l(&options, near.len(), rows);
-                    let measured = measure::measure(
-                        dimension,
-                        &options,
-                        &near,
-                        &asked,
-                        &OVERFETCH,
-                        Some(beam),
-                    )
-                    .await?;
-                    for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
-                        c.neighbourhoods = Some(measured[at(c)].clone());
-                        c.predicted =
-                            fit::predict_validated(&c.measured, c.neighbourhoods.as_ref(), rows);
-                    }
+            let checked = match (&neighbourhoods, meets) {
+                (Some(n), true) => {
+                    on_neighbourhoods(dimension, &options, n, third.len(), rows).await?
+                }
+                _ => None,
+            };
+            if let Some(measured) = checked {
+                for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
+                    c.neighbourhoods = Some(measured[at(c)].clone());
+                    c.predicted =
+                        fit::predict_validated(&c.measured, c.neighbourhoods.as_ref(), rows);
                 }
             }
             plan.pick = fit::pick(rows, plan.exact_ms_per_row, &plan.candidates, targets);
         }
     }
     Ok(plan)
+}
+
+/// `options` measured on whole neighbourhoods of the table (`rows` rows),
+/// as many rows as the validating size `third`, with its search scaled the
+/// same way; none when too few rows or queries were found.
+async fn on_neighbourhoods(
+    dimension: usize,
+    options: &str,
+    neighbourhoods: &Neighbourhoods,
+    third: usize,
+    rows: u64,
+) -> Result<Option<Vec<Measured>>> {
+    let (near, asked) = neighbourhoods.sample(third / SEEDS, QUERIES);
+    if near.len() * 2 < third || asked.len() * 4 < QUERIES {
+        return Ok(None);
+    }
+    let beam = scaled_search_l(options, near.len(), rows);
+    let measured =
+        measure::measure(dimension, options, &near, &asked, &OVERFETCH, Some(beam)).await?;
+    Ok(Some(measured))
 }
 
 /// libSQL's `search_l` when the options do not set it.

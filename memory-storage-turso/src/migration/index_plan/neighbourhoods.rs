@@ -85,13 +85,17 @@ impl Neighbourhoods {
         }
     }
 
-    /// Offers one row's vector.
-    pub fn offer(&mut self, vector: &[f32]) {
+    /// Offers one row's vector (its little-endian bytes, as stored).
+    pub fn offer(&mut self, le_bytes: &[u8]) {
         let order = self.offered;
         self.offered += 1;
-        if !searchable(vector) {
+        if crate::decode::cosine_searchable(le_bytes).is_err() {
             return;
         }
+        let Some(vector) = crate::decode::vector_from_le_bytes(le_bytes) else {
+            return;
+        };
+        let vector = vector.as_slice();
         if self.first_rows_seed && self.seeds.len() < SEEDS {
             // The rows before it were seeds: offered to it now.
             let mut heap = BinaryHeap::new();
@@ -136,6 +140,7 @@ impl Neighbourhoods {
     }
 }
 
+/// Whether a seed given as floats can rank rows by cosine.
 fn searchable(v: &[f32]) -> bool {
     crate::decode::cosine_searchable(&crate::decode::vector_to_le_bytes(v)).is_ok()
 }
@@ -164,6 +169,10 @@ fn keep(heap: &mut BinaryHeap<Near>, per_seed: usize, seed: &[f32], vector: &[f3
 mod tests {
     use super::*;
 
+    fn le(v: Vec<f32>) -> Vec<u8> {
+        crate::decode::vector_to_le_bytes(&v)
+    }
+
     /// Row `i` of a line of 2-dimension vectors at angle `i` milliradians.
     fn at(i: u64) -> Vec<f32> {
         let a = i as f32 / 1000.0;
@@ -175,7 +184,7 @@ mod tests {
         // Seeds at 0, 500 and 1000 mrad; rows 0..1200 offered.
         let mut n = Neighbourhoods::seeded(vec![at(0), at(500), at(1000)], 16);
         for i in 0..1200 {
-            n.offer(&at(i));
+            n.offer(&le(at(i)));
         }
         let (base, queries) = n.sample(16, 100);
         // Three neighbourhoods of 16, every eighth held out.
@@ -203,12 +212,12 @@ mod tests {
     fn the_first_rows_offered_are_the_seeds_and_see_each_other() {
         let mut n = Neighbourhoods::first_rows(4);
         // Rows 0..SEEDS are the seeds (a zero vector is not one).
-        n.offer(&[0.0, 0.0]);
+        n.offer(&le(vec![0.0, 0.0]));
         for i in 0..SEEDS as u64 {
-            n.offer(&at(100 * i));
+            n.offer(&le(at(100 * i)));
         }
         for i in 0..3000 {
-            n.offer(&at(i));
+            n.offer(&le(at(i)));
         }
         assert_eq!(n.seeds.len(), SEEDS);
         // Seed 1 (100 mrad) saw seed 0 before it became a seed, but its

@@ -76,7 +76,7 @@ impl Reservoir {
         self.leading_rows += 1;
         self.hashes.insert(xxh3_64(bytes));
         if let Some(n) = &mut self.neighbourhoods {
-            n.offer(&crate::decode::vector_from_le_bytes(bytes).unwrap_or_default());
+            n.offer(bytes);
         }
         let slot = if self.vectors.len() < self.capacity {
             Some(self.vectors.len())
@@ -139,6 +139,10 @@ pub(crate) async fn sample_table(
     let wanted = n.min(rows.max(0) as usize);
     let mut picked = std::collections::BTreeSet::new();
     let span = (hi - lo + 1).max(1) as u64;
+    // Bytes, as stored: length() of text counts characters.
+    let bytes = ["embedding_id", "item_id", "item_type", "embedding_data"]
+        .map(|c| format!("coalesce(length(CAST({c} AS BLOB)), 0)"))
+        .join(" + ");
     // Rowids drawn at random; gaps (deleted rows) are drawn again, a
     // bounded number of times.
     for _ in 0..8 {
@@ -150,10 +154,6 @@ pub(crate) async fn sample_table(
             .filter(|r| !picked.contains(r))
             .collect();
         for chunk in draws.chunks(500) {
-            // Bytes, as stored: length() of text counts characters.
-            let bytes = ["embedding_id", "item_id", "item_type", "embedding_data"]
-                .map(|c| format!("coalesce(length(CAST({c} AS BLOB)), 0)"))
-                .join(" + ");
             let sql = format!(
                 "SELECT rowid, embedding_vector, {bytes} FROM {name} WHERE rowid IN ({}) AND embedding_vector IS NOT NULL",
                 vec!["?"; chunk.len()].join(", ")
@@ -191,7 +191,7 @@ pub(crate) async fn sample_table(
             .db_context(ctx)?;
         while let Some(row) = all.next().await.db_context(ctx)? {
             if let Value::Blob(b) = row.get_value(0).db_context(ctx)? {
-                near.offer(&crate::decode::vector_from_le_bytes(&b).unwrap_or_default());
+                near.offer(&b);
             }
         }
         out.neighbourhoods = Some(near);

@@ -47,21 +47,11 @@ pub struct Candidate {
     pub measured: Vec<Measured>,
     /// The third size measured again on whole neighbourhoods of the table
     /// (the rows nearest a few seed rows, among all its rows), where the
-    /// uniform sample met the recall target: the prediction's recall is
-    /// then the lower of the two.
+    /// uniform sample met the recall target: where they found clearly
+    /// less, theirs is the prediction's recall.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub neighbourhoods: Option<Measured>,
     pub predicted: Prediction,
-}
-
-impl Candidate {
-    /// Whether the prediction was checked at the third, larger size (a
-    /// setting measured at the two small sizes only is predicted from
-    /// samples whose search visits nearly the whole graph: its recall and
-    /// build time are less sure).
-    pub fn validated(&self) -> bool {
-        self.measured.iter().any(|m| m.scaled_search_l.is_some())
-    }
 }
 
 /// How the plan searches a table.
