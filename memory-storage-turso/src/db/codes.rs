@@ -170,9 +170,20 @@ pub fn transaction_timed_out(e: &libsql::Error) -> bool {
     has_remote_code(e, TRANSACTION_TIMEOUT)
 }
 
+/// Whether a remote server interrupted the statement. sqld interrupts
+/// what its connection runs when an earlier request on the same stream
+/// is cancelled (the `libsql` client drops a query's HTTP answer at its
+/// last row, and sqld cancels that request, late at times), never for
+/// anything the statement did. SQLite rolls back the transaction of an
+/// interrupted write, so the stream must be abandoned, as after
+/// [`transaction_timed_out`]; trying again is the way on.
+fn interrupted_remotely(e: &libsql::Error) -> bool {
+    matches!(e, libsql::Error::Hrana(_)) && sqlite_code(e) == Some(SQLITE_INTERRUPT)
+}
+
 /// Classifies a libSQL error.
 pub fn classify(e: &libsql::Error) -> ErrorClass {
-    if transaction_timed_out(e) {
+    if transaction_timed_out(e) || interrupted_remotely(e) {
         return ErrorClass::Transient;
     }
     match sqlite_code(e) {
@@ -220,7 +231,7 @@ pub fn lost_remote_stream(e: &libsql::Error) -> bool {
         e,
         libsql::Error::Hrana(_) | libsql::Error::ConnectionFailed(_)
     ) && remote_failure(&e.to_string()) == RemoteFailure::Lost;
-    lost || transaction_timed_out(e)
+    lost || transaction_timed_out(e) || interrupted_remotely(e)
 }
 
 #[cfg(test)]
@@ -318,6 +329,15 @@ mod tests {
             "SQLITE_ERROR",
             "no such column: TRANSACTION_TIMEOUT"
         )));
+        // sqld interrupted the statement (an earlier request on the stream
+        // was cancelled): retried on a fresh stream, the transaction being
+        // rolled back. A local interrupt is no one's but the caller's.
+        let e = sql("SQLITE_INTERRUPT", "interrupted");
+        assert_eq!(classify(&e), ErrorClass::Transient);
+        assert!(lost_remote_stream(&e));
+        let local = libsql::Error::SqliteFailure(SQLITE_INTERRUPT, "interrupted".into());
+        assert_eq!(classify(&local), ErrorClass::Fatal);
+        assert!(!lost_remote_stream(&local));
         assert_eq!(
             classify(&sql("RESPONSE_TOO_LARGE", "Response is too large")),
             ErrorClass::Fatal
