@@ -888,7 +888,8 @@ async fn execute_verify_and_rollback_on_the_served_file_checked_with_the_server_
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     }
-    let mut execute = vec!["--execute", "-q"];
+    let log = dir.path().join("log.jsonl");
+    let mut execute = vec!["--execute", "-q", "--log-file", log.to_str().unwrap()];
     if served.has_vectors() {
         // The plan would search 600 rows exactly: build libSQL's default
         // indexes, so the index phase runs against the server.
@@ -900,6 +901,16 @@ async fn execute_verify_and_rollback_on_the_served_file_checked_with_the_server_
         .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    if served.has_vectors() {
+        // Each index batch is one transaction in one request, on a stream
+        // the `libsql` client's cursors never touch: sqld interrupts a
+        // statement when an earlier request on its stream is cancelled,
+        // and it cancels the client's queries (a DiskANN insert so
+        // interrupted failed a CI run).
+        let (requests, batches) = index_batches(&log);
+        assert!(batches > 1, "{batches} index batches");
+        assert_eq!(requests, batches, "requests of {batches} index batches");
+    }
     let report = {
         let out = migrate_as(&url, &token, &["--verify", "--format", "json"])
             .output_within(RUN_LIMIT)
@@ -993,17 +1004,30 @@ async fn sigkill_of_the_client_mid_batch_then_resume_on_the_served_file() {
 
 /// Requests and rows of the copy's batches in a `--log-file`.
 fn copy_requests(log: &Path) -> (u64, u64) {
+    batches(log, "copy")
+        .into_iter()
+        .fold((0, 0), |(r, n), (requests, rows)| (r + requests, n + rows))
+}
+
+/// Requests and count of the vector-index phase's batches in a `--log-file`.
+fn index_batches(log: &Path) -> (u64, u64) {
+    let batches = batches(log, "vector index");
+    (batches.iter().map(|b| b.0).sum(), batches.len() as u64)
+}
+
+/// Requests and rows of each batch a phase committed, from a `--log-file`.
+fn batches(log: &Path, phase: &str) -> Vec<(u64, u64)> {
     let text = std::fs::read_to_string(log).unwrap();
-    let mut totals = (0, 0);
+    let mut batches = Vec::new();
     for line in text.lines() {
         let e: serde_json::Value = serde_json::from_str(line).unwrap();
         let f = &e["fields"];
-        if f["message"] == "batch committed" && f["phase"] == "copy" {
-            totals.0 += f["requests"].as_u64().expect("requests per batch");
-            totals.1 += f["rows"].as_u64().unwrap();
+        if f["message"] == "batch committed" && f["phase"] == phase {
+            let requests = f["requests"].as_u64().expect("requests per batch");
+            batches.push((requests, f["rows"].as_u64().unwrap()));
         }
     }
-    totals
+    batches
 }
 
 /// Over the network a batch is one request and a window read another: a

@@ -122,6 +122,7 @@ pub(super) async fn execute(
     };
     let mut indexed = index::build_indexes(
         conn,
+        options.remote.as_ref(),
         options.build_vector_index,
         &options_of,
         retries,

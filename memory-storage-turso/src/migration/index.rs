@@ -21,8 +21,9 @@ use super::index_eta;
 use super::observer::{Observer, Phase};
 use super::pass::Flow;
 use super::report::{IndexState, IndexStatus, PhaseTiming};
-use super::write::in_transaction;
-use crate::db::with_retries;
+use super::statements;
+use crate::connect::pipeline::{fail_unless, Failure, Outcome, Pipeline, Statement};
+use crate::db::{with_retries, ErrorClass};
 use crate::error::DbContext;
 use crate::schema::{
     object_exists, TargetTable, VectorIndexOptions, COLUMNS, INDEX_PROGRESS_TABLE,
@@ -103,6 +104,7 @@ fn column_list() -> String {
 /// progress row, in one transaction.
 async fn start_build(
     conn: &Connection,
+    remote: Option<&Pipeline>,
     table: TargetTable,
     options: &VectorIndexOptions,
 ) -> Result<()> {
@@ -119,107 +121,147 @@ async fn start_build(
         .map(|c| format!("new.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    in_transaction(conn, "starting a vector index build", async {
-        let ctx = || format!("starting the index build of {live}");
-        conn.execute(&format!("DROP TABLE IF EXISTS {building}"), ()).await.db_context(ctx)?;
-        conn.execute(&table.create_table_sql_named(building), ()).await.db_context(ctx)?;
-        conn.execute(&index_sql, ()).await.db_context(ctx)?;
-        for (event, body) in [
-            ("INSERT", format!("INSERT OR REPLACE INTO {building} (rowid, {cols}) VALUES (new.rowid, {new_cols});")),
-            ("UPDATE", format!("DELETE FROM {building} WHERE rowid = old.rowid; INSERT OR REPLACE INTO {building} (rowid, {cols}) VALUES (new.rowid, {new_cols});")),
-            ("DELETE", format!("DELETE FROM {building} WHERE rowid = old.rowid;")),
-        ] {
-            conn.execute(
-                &format!("CREATE TRIGGER IF NOT EXISTS {building}_{} AFTER {event} ON {live} BEGIN {body} END", event.to_lowercase()),
-                (),
-            )
-            .await
-            .db_context(ctx)?;
-        }
-        conn.execute(INDEX_PROGRESS_TABLE_SQL, ()).await.db_context(ctx)?;
-        conn.execute(
-            &format!("INSERT OR REPLACE INTO {INDEX_PROGRESS_TABLE} (target_table, last_rowid) VALUES (?1, 0)"),
-            [live],
-        )
+    let plain = |sql: String| Statement::new(sql, vec![]);
+    let mut steps = vec![
+        plain(format!("DROP TABLE IF EXISTS {building}")),
+        plain(table.create_table_sql_named(building)),
+        plain(index_sql),
+    ];
+    for (event, body) in [
+        ("INSERT", format!("INSERT OR REPLACE INTO {building} (rowid, {cols}) VALUES (new.rowid, {new_cols});")),
+        ("UPDATE", format!("DELETE FROM {building} WHERE rowid = old.rowid; INSERT OR REPLACE INTO {building} (rowid, {cols}) VALUES (new.rowid, {new_cols});")),
+        ("DELETE", format!("DELETE FROM {building} WHERE rowid = old.rowid;")),
+    ] {
+        steps.push(plain(format!(
+            "CREATE TRIGGER IF NOT EXISTS {building}_{} AFTER {event} ON {live} BEGIN {body} END",
+            event.to_lowercase()
+        )));
+    }
+    steps.push(plain(INDEX_PROGRESS_TABLE_SQL.to_string()));
+    steps.push(Statement::new(
+        format!("INSERT OR REPLACE INTO {INDEX_PROGRESS_TABLE} (target_table, last_rowid) VALUES (?1, 0)"),
+        vec![Value::Text(live.to_string())],
+    ));
+    statements::transaction(conn, remote, steps)
         .await
-        .db_context(ctx)?;
-        Ok(())
-    })
-    .await
+        .map_err(|f| failed(f, format!("starting the index build of {live}")))?;
+    Ok(())
 }
 
-/// Copies the next batch into the indexing table; returns the rows copied.
-async fn copy_batch(conn: &Connection, table: TargetTable, limit: i64) -> Result<u64> {
+/// A failed index transaction as the migration's error.
+fn failed(failure: Failure, context: String) -> super::MigrateError {
+    crate::Error::Database {
+        context,
+        source: failure.into_error(),
+    }
+    .into()
+}
+
+/// The integer in the first column of a statement's first row.
+fn first_integer(outcome: Option<&Outcome>) -> Option<i64> {
+    match outcome?.rows.first()?.first()? {
+        Value::Integer(i) => Some(*i),
+        _ => None,
+    }
+}
+
+/// Copies the next batch (the next `limit` rows of the live table after
+/// the recorded progress) into the indexing table and moves the progress
+/// past it, in one transaction; returns the rows copied.
+async fn copy_batch(
+    conn: &Connection,
+    remote: Option<&Pipeline>,
+    table: TargetTable,
+    limit: i64,
+) -> Result<u64> {
     let Some(building) = table.indexing_table() else {
         return Ok(0);
     };
     let live = table.name();
     let cols = column_list();
-    in_transaction(conn, "copying rows into a vector index", async {
-        let ctx = || format!("building the vector index of {live}");
-        let last = count(
-            conn,
-            &format!("SELECT last_rowid FROM {INDEX_PROGRESS_TABLE} WHERE target_table = ?1"),
-            vec![Value::Text(live.to_string())],
-        )
-        .await?;
-        let upto = count(
-            conn,
-            &format!("SELECT coalesce(max(rowid), ?1) FROM (SELECT rowid FROM {live} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2)"),
-            vec![Value::Integer(last), Value::Integer(limit)],
-        )
-        .await?;
-        if upto <= last {
-            return Ok(0);
-        }
+    let progress = format!("SELECT last_rowid FROM {INDEX_PROGRESS_TABLE} WHERE target_table = ?1");
+    let args = || vec![Value::Text(live.to_string()), Value::Integer(limit)];
+    let steps = vec![
+        Statement::new(progress.clone(), vec![Value::Text(live.to_string())]),
         // A row the triggers already mirrored is newer than this copy: keep it.
-        let n = conn
-            .execute(
-                &format!("INSERT OR IGNORE INTO {building} (rowid, {cols}) SELECT rowid, {cols} FROM {live} WHERE rowid > ?1 AND rowid <= ?2 ORDER BY rowid"),
-                vec![Value::Integer(last), Value::Integer(upto)],
-            )
-            .await
-            .db_context(ctx)?;
-        conn.execute(
-            &format!("UPDATE {INDEX_PROGRESS_TABLE} SET last_rowid = ?2 WHERE target_table = ?1"),
-            vec![Value::Text(live.to_string()), Value::Integer(upto)],
-        )
+        Statement::new(
+            format!("INSERT OR IGNORE INTO {building} (rowid, {cols}) SELECT rowid, {cols} FROM {live} WHERE rowid > ({progress}) ORDER BY rowid LIMIT ?2"),
+            args(),
+        ),
+        // The progress moves to the last row of the same window: the
+        // limit-th row after it, or the table's last.
+        Statement::new(
+            format!(
+                "UPDATE {INDEX_PROGRESS_TABLE} SET last_rowid = coalesce(\
+                 (SELECT rowid FROM {live} WHERE rowid > last_rowid ORDER BY rowid LIMIT 1 OFFSET ?2 - 1), \
+                 (SELECT max(rowid) FROM {live} WHERE rowid > last_rowid), last_rowid) \
+                 WHERE target_table = ?1"
+            ),
+            args(),
+        ),
+        Statement::new(progress, vec![Value::Text(live.to_string())]),
+    ];
+    let outcomes = statements::transaction(conn, remote, steps)
         .await
-        .db_context(ctx)?;
-        Ok(n.max(1))
+        .map_err(|f| failed(f, format!("building the vector index of {live}")))?;
+    let before = first_integer(outcomes.first());
+    let after = first_integer(outcomes.get(3));
+    Ok(match (before, after) {
+        (Some(before), Some(after)) if after > before => outcomes[1].affected.max(1),
+        _ => 0,
     })
-    .await
 }
 
 /// Puts the indexing table in the live table's place, in one transaction.
-async fn swap(conn: &Connection, table: TargetTable) -> Result<()> {
+async fn swap(conn: &Connection, remote: Option<&Pipeline>, table: TargetTable) -> Result<()> {
     let Some(building) = table.indexing_table() else {
         return Ok(());
     };
     let live = table.name();
-    in_transaction(conn, "finishing a vector index build", async {
-        let ctx = || format!("finishing the vector index of {live}");
-        let live_rows = count(conn, &format!("SELECT count(*) FROM {live}"), vec![]).await?;
-        let built_rows = count(conn, &format!("SELECT count(*) FROM {building}"), vec![]).await?;
-        if live_rows != built_rows {
-            return Err(super::MigrateError::DropRefused(format!(
+    let plain = |sql: String| Statement::new(sql, vec![]);
+    let steps = vec![
+        plain(fail_unless(&format!(
+            "(SELECT count(*) FROM {live}) = (SELECT count(*) FROM {building})"
+        ))),
+        plain(format!("DROP TABLE {live}")),
+        plain(format!("ALTER TABLE {building} RENAME TO {live}")),
+        plain(table.item_index_sql().to_string()),
+        Statement::new(
+            format!("DELETE FROM {INDEX_PROGRESS_TABLE} WHERE target_table = ?1"),
+            vec![Value::Text(live.to_string())],
+        ),
+    ];
+    match statements::transaction(conn, remote, steps).await {
+        Ok(_) => Ok(()),
+        Err(Failure::Step { step: 0, error })
+            if crate::db::classify(&error) != ErrorClass::Transient =>
+        {
+            let live_rows = count(conn, &format!("SELECT count(*) FROM {live}"), vec![]).await?;
+            let built_rows =
+                count(conn, &format!("SELECT count(*) FROM {building}"), vec![]).await?;
+            Err(super::MigrateError::DropRefused(format!(
                 "the index build of {live} holds {built_rows} rows but the table has {live_rows}; nothing was swapped"
-            )));
+            )))
         }
-        conn.execute(&format!("DROP TABLE {live}"), ()).await.db_context(ctx)?;
-        conn.execute(&format!("ALTER TABLE {building} RENAME TO {live}"), ())
-            .await
-            .db_context(ctx)?;
-        conn.execute(table.item_index_sql(), ()).await.db_context(ctx)?;
-        conn.execute(
-            &format!("DELETE FROM {INDEX_PROGRESS_TABLE} WHERE target_table = ?1"),
-            [live],
-        )
+        Err(f) => Err(failed(f, format!("finishing the vector index of {live}"))),
+    }
+}
+
+/// Builds the index of a table the migration may not replace with one
+/// `CREATE INDEX` (one request over the network).
+async fn create_in_place(
+    conn: &Connection,
+    remote: Option<&Pipeline>,
+    table: TargetTable,
+    options: &VectorIndexOptions,
+) -> Result<()> {
+    let Some(sql) = options.sql(table) else {
+        return Ok(());
+    };
+    statements::transaction(conn, remote, vec![Statement::new(sql, vec![])])
         .await
-        .db_context(ctx)?;
-        Ok(())
-    })
-    .await
+        .map_err(|f| failed(f, format!("building the vector index of {table}")))?;
+    Ok(())
 }
 
 /// Whether the resumable build may put a new table in `table`'s place:
@@ -285,6 +327,7 @@ pub(crate) struct Indexed {
 /// Builds each missing DiskANN index (or records that it was skipped).
 pub(crate) async fn build_indexes(
     conn: &Connection,
+    remote: Option<&Pipeline>,
     build: bool,
     options_of: &std::collections::BTreeMap<TargetTable, Option<VectorIndexOptions>>,
     max_retries: u32,
@@ -357,7 +400,7 @@ pub(crate) async fn build_indexes(
             }
             BuildState::Missing if !with_retries(max_retries, || may_swap(conn, table)).await? => {
                 with_retries(max_retries, || {
-                    crate::schema::create_vector_index_with(conn, table, index_options)
+                    create_in_place(conn, remote, table, index_options)
                 })
                 .await?;
                 let rows = with_retries(max_retries, || rows_left(conn, table, false))
@@ -371,7 +414,10 @@ pub(crate) async fn build_indexes(
             state => {
                 let resumed = matches!(state, BuildState::Building);
                 if !resumed {
-                    with_retries(max_retries, || start_build(conn, table, index_options)).await?;
+                    with_retries(max_retries, || {
+                        start_build(conn, remote, table, index_options)
+                    })
+                    .await?;
                 }
                 let mut limit = FIRST_INDEX_BATCH;
                 loop {
@@ -380,6 +426,7 @@ pub(crate) async fn build_indexes(
                         break;
                     }
                     let batch_began = Instant::now();
+                    let requests_before = remote.map(Pipeline::requests);
                     // A transaction the server rolled back because a writer
                     // waited for it is tried again with half the rows.
                     // (Atomic, not a Cell: the run's future must stay Send.)
@@ -387,7 +434,7 @@ pub(crate) async fn build_indexes(
                     let n = with_retries(max_retries, || {
                         let (tried, limit) = (&tried, tried.load(Ordering::Relaxed));
                         async move {
-                            let result = copy_batch(conn, table, limit).await;
+                            let result = copy_batch(conn, remote, table, limit).await;
                             if result.as_ref().is_err_and(|e| e.transaction_timed_out()) {
                                 tried.store((limit / 2).max(1), Ordering::Relaxed);
                             }
@@ -412,6 +459,16 @@ pub(crate) async fn build_indexes(
                         sized
                     };
                     done += n;
+                    tracing::debug!(
+                        target: "memory_storage_turso::batch",
+                        phase = "vector index",
+                        table = table.name(),
+                        rows = n,
+                        rows_done = done,
+                        requests = remote.map(Pipeline::requests).zip(requests_before).map(|(now, before)| now - before),
+                        millis = batch_began.elapsed().as_millis() as u64,
+                        "batch committed"
+                    );
                     eta.batch(position, n, seconds);
                     if let Some(left) = eta.seconds_left() {
                         observer.time_left(Phase::VectorIndex, Duration::from_secs_f64(left));
@@ -421,7 +478,7 @@ pub(crate) async fn build_indexes(
                 if stopped {
                     IndexState::Stopped
                 } else {
-                    with_retries(max_retries, || swap(conn, table)).await?;
+                    with_retries(max_retries, || swap(conn, remote, table)).await?;
                     if resumed {
                         IndexState::ResumedAndBuilt
                     } else {

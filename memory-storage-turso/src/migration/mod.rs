@@ -46,6 +46,7 @@ pub(crate) mod rollback;
 pub(crate) mod scan;
 mod scratch;
 pub(crate) mod smoke;
+mod statements;
 pub(crate) mod status;
 mod verdict;
 mod verify;
