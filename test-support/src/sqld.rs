@@ -171,7 +171,18 @@ impl Sqld {
 }
 
 impl Drop for Sqld {
+    /// Stops the server; in a failing test, shows the end of its log with
+    /// the failure (a CI failure is otherwise all that is left of it).
     fn drop(&mut self) {
         self.stop();
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(LOG_TAIL)..].join("\n");
+            eprintln!("--- the last {LOG_TAIL} lines of sqld's log ---\n{tail}");
+        }
     }
 }
+
+/// Lines of sqld's log a failing test shows.
+const LOG_TAIL: usize = 40;
