@@ -79,6 +79,14 @@ impl Failure {
             Failure::Step { error, .. } | Failure::Request(error) => error,
         }
     }
+
+    /// The error as the crate's, `context` naming the work.
+    pub fn in_context(self, context: impl Into<String>) -> crate::Error {
+        crate::Error::Database {
+            context: context.into(),
+            source: self.into_error(),
+        }
+    }
 }
 
 /// A Hrana HTTP client with one stream, kept across requests (a stream is

@@ -144,17 +144,8 @@ async fn start_build(
     ));
     statements::transaction(conn, remote, steps)
         .await
-        .map_err(|f| failed(f, format!("starting the index build of {live}")))?;
+        .map_err(|f| f.in_context(format!("starting the index build of {live}")))?;
     Ok(())
-}
-
-/// A failed index transaction as the migration's error.
-fn failed(failure: Failure, context: String) -> super::MigrateError {
-    crate::Error::Database {
-        context,
-        source: failure.into_error(),
-    }
-    .into()
 }
 
 /// The integer in the first column of a statement's first row.
@@ -203,7 +194,7 @@ async fn copy_batch(
     ];
     let outcomes = statements::transaction(conn, remote, steps)
         .await
-        .map_err(|f| failed(f, format!("building the vector index of {live}")))?;
+        .map_err(|f| f.in_context(format!("building the vector index of {live}")))?;
     let before = first_integer(outcomes.first());
     let after = first_integer(outcomes.get(3));
     Ok(match (before, after) {
@@ -243,7 +234,9 @@ async fn swap(conn: &Connection, remote: Option<&Pipeline>, table: TargetTable) 
                 "the index build of {live} holds {built_rows} rows but the table has {live_rows}; nothing was swapped"
             )))
         }
-        Err(f) => Err(failed(f, format!("finishing the vector index of {live}"))),
+        Err(f) => Err(f
+            .in_context(format!("finishing the vector index of {live}"))
+            .into()),
     }
 }
 
@@ -260,7 +253,7 @@ async fn create_in_place(
     };
     statements::transaction(conn, remote, vec![Statement::new(sql, vec![])])
         .await
-        .map_err(|f| failed(f, format!("building the vector index of {table}")))?;
+        .map_err(|f| f.in_context(format!("building the vector index of {table}")))?;
     Ok(())
 }
 

@@ -83,11 +83,7 @@ impl Layout {
                     remote.rows.store(rows / 2, Ordering::Relaxed);
                 }
                 Err(failure) => {
-                    return Err(crate::Error::Database {
-                        context: "reading a window in one request".to_string(),
-                        source: failure.into_error(),
-                    }
-                    .into())
+                    return Err(failure.in_context("reading a window in one request").into())
                 }
             }
         }

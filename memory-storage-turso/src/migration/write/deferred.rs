@@ -79,13 +79,9 @@ impl BatchWriter<'_> {
                     Failure::Step { error, .. } if classify(&error) == ErrorClass::RowRejected => {
                         Deferred::Refused
                     }
-                    other => Deferred::Failed(
-                        crate::Error::Database {
-                            context: "writing a batch in one request".to_string(),
-                            source: other.into_error(),
-                        }
-                        .into(),
-                    ),
+                    other => {
+                        Deferred::Failed(other.in_context("writing a batch in one request").into())
+                    }
                 })
             }
         }
