@@ -208,6 +208,47 @@ async fn a_users_embeddings_backup_is_never_touched_and_another_name_is_used() {
     }
 }
 
+/// A user's table with the name of an index build's working table
+/// (`embeddings_384_indexing`) is never dropped: that table's index is
+/// built in place instead, and the run ends verified.
+#[tokio::test]
+async fn a_users_table_named_like_the_index_build_is_never_dropped() {
+    let t = clean_sample(120, 29).await;
+    t.conn
+        .execute(
+            "CREATE TABLE embeddings_384_indexing (id INTEGER PRIMARY KEY, note TEXT)",
+            (),
+        )
+        .await
+        .unwrap();
+    t.conn
+        .execute(
+            "INSERT INTO embeddings_384_indexing (note) VALUES ('the user''s'), ('rows')",
+            (),
+        )
+        .await
+        .unwrap();
+    let sql = "SELECT * FROM embeddings_384_indexing ORDER BY id";
+    let users = all_rows(&t.conn, sql).await;
+    let options = MigrationOptions {
+        build_vector_index: true,
+        ..execute()
+    };
+    let report = run(&t.conn, options).await.unwrap();
+    assert!(report.verification.unwrap().passed);
+    assert_eq!(
+        all_rows(&t.conn, sql).await,
+        users,
+        "the user's table changed"
+    );
+    let on: Vec<Vec<Value>> = all_rows(
+        &t.conn,
+        "SELECT tbl_name FROM sqlite_master WHERE name = 'idx_embeddings_384_vector'",
+    )
+    .await;
+    assert_eq!(on, vec![vec![Value::Text("embeddings_384".into())]]);
+}
+
 #[tokio::test]
 async fn the_migrations_own_stale_backup_is_refreshed_by_the_drop() {
     let t = clean_sample(120, 97).await;

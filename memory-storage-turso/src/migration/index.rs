@@ -261,17 +261,29 @@ async fn create_in_place(
 /// only when this migration created the table and nothing but its own
 /// objects hang on it. A table that was there before (the application's,
 /// with perhaps columns, indexes or triggers of its own) is never
-/// replaced: its index is built in place with one `CREATE INDEX`.
+/// replaced: its index is built in place with one `CREATE INDEX`. So too
+/// when an object with the name of the indexing table or of its triggers
+/// is there and this migration did not create it: the build drops and
+/// makes those anew, and a user's object is never dropped.
 async fn may_swap(conn: &Connection, table: TargetTable) -> Result<bool> {
-    let created = match super::prior::objects(conn).await? {
-        Some(before) => !before.contains(table.name()),
-        None => super::metadata::created_tables(conn)
-            .await?
-            .iter()
-            .any(|n| n == table.name()),
+    let before = super::prior::objects(conn).await?;
+    let created_tables = super::metadata::created_tables(conn).await?;
+    let created_here = |name: &str| match &before {
+        Some(before) => !before.contains(name),
+        None => created_tables.iter().any(|n| n == name),
     };
-    if !created || crate::schema::table_columns(conn, table.name()).await? != COLUMNS {
+    if !created_here(table.name())
+        || crate::schema::table_columns(conn, table.name()).await? != COLUMNS
+    {
         return Ok(false);
+    }
+    if let Some(building) = table.indexing_table() {
+        let names = ["", "_insert", "_update", "_delete"].map(|s| format!("{building}{s}"));
+        for name in names {
+            if !created_here(&name) && object_exists(conn, &name).await? {
+                return Ok(false);
+            }
+        }
     }
     let own = super::prior::own_object_names();
     let ctx = || format!("listing the objects on {table}");
