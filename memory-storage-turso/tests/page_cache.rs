@@ -300,3 +300,86 @@ fn the_read_ahead_reads_ahead_of_the_verification_and_drops_behind_it() {
     );
     drop(read_ahead);
 }
+
+/// A dropped page the database reads again brings its neighbours back into
+/// the cache (the kernel reads ahead of it, megabytes at a time): by the
+/// end of the copy they are dropped again, and the B-tree pages kept stay.
+#[test]
+fn pages_read_back_after_their_drop_are_dropped_again_by_the_end() {
+    use memory_storage_turso::migration::page_cache::AppendedPages;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    if cannot_run_here(dir.path()) {
+        return;
+    }
+    let page = os_page();
+    let mut header = vec![0u8; page];
+    let field = if page == 65536 { 1 } else { page as u16 };
+    header[16..18].copy_from_slice(&field.to_be_bytes());
+    std::fs::write(&path, &header).unwrap();
+    let mut appended = AppendedPages::watch(Some(&LocalFile {
+        path: path.clone(),
+        keep_cached: 0,
+        tail: 0,
+        keep_btree: u64::MAX,
+    }));
+    // Ten batches of 256 pages: every fourth a table leaf, the others
+    // overflow pages, written a page at a time as the database does (a
+    // longer write may be cached as one larger unit, a "folio", which the
+    // kernel drops only whole).
+    let btree = |i: usize| i % 4 == 0;
+    {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        for batch in 0..10 {
+            for i in 0..256 {
+                let mut bytes = vec![0u8; page];
+                bytes[0] = if btree(i) { 13 } else { 0 };
+                file.write_all(&bytes).unwrap();
+            }
+            file.sync_data().unwrap();
+            appended.release((batch + 1) * 100);
+        }
+    }
+    let kinds = |r: &[bool]| {
+        let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+        for (i, cached) in r.iter().enumerate().skip(1) {
+            if btree(i - 1) {
+                kept.push(*cached);
+            } else {
+                dropped.push(*cached);
+            }
+        }
+        (share(&kept), share(&dropped))
+    };
+    wait_for(
+        "the overflow pages to be dropped",
+        |r| match kinds(r) {
+            (k, d) if k > 0.9 && d < 0.1 => Ok(()),
+            (k, d) => Err(format!(
+                "{:.0}% of B-tree and {:.0}% of overflow pages are cached",
+                k * 100.0,
+                d * 100.0
+            )),
+        },
+        &path,
+    );
+    // The database reads the whole file back, as read-ahead does.
+    std::fs::read(&path).unwrap();
+    assert!(resident_share(&path, page as u64) > 0.9, "the reads cache");
+    drop(appended.into_region());
+    let (kept, dropped) = kinds(&residency(&path));
+    assert!(
+        kept > 0.9,
+        "B-tree pages should stay cached: {:.0}% are",
+        kept * 100.0
+    );
+    assert!(
+        dropped < 0.1,
+        "overflow pages read back should leave the cache again: {:.0}% are cached",
+        dropped * 100.0
+    );
+}

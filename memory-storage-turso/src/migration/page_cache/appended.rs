@@ -3,13 +3,20 @@
 //! are built from right after the copy (within a budget). The dropping
 //! (reading the new pages to sort them, and the kernel's work of removing
 //! them) runs on a thread of its own, beside the copy's writes.
+//!
+//! Dropped pages come back: when the database reads one of them again,
+//! the kernel reads ahead of it, up to megabytes (`read_ahead_kb`), and
+//! more when the pages before it are cached, as the legacy table's are
+//! right before the first appended page. So every [`SWEEP_STEP`] of
+//! released bytes, and once more when the copy ends, what was released
+//! and is cached again is dropped again, but for the B-tree pages kept.
 
 use std::fs::File;
 use std::sync::mpsc::{channel, Sender};
 use std::thread::JoinHandle;
 
-use super::pages::{page_size, Sieve};
-use super::sys::{advise, read_at, Advice};
+use super::pages::{page_size, Kept, Sieve};
+use super::sys::{advise, cached_runs, os_page, read_at, Advice};
 use super::{droppable, open, LocalFile};
 
 /// Bytes read at a time to sort pages (small: the run's memory is flat and
@@ -18,6 +25,11 @@ const CHUNK: u64 = 128 << 10;
 
 /// A mark is recorded each time the file grew by this much.
 const MARK_STEP: u64 = 8 << 20;
+
+/// Released bytes between two sweeps of what came back into the cache.
+/// A sweep asks the kernel about every released page (about 0.1 s for
+/// 10 GB), so a run of that size sweeps about 20 times.
+pub(super) const SWEEP_STEP: u64 = 512 << 20;
 
 /// Where the copy's rows went: the file offsets it had reached after
 /// given numbers of rows, for reading them back in the same order.
@@ -83,6 +95,7 @@ impl AppendedPages {
                         }
                         dropper.drop_up_to(len);
                     }
+                    dropper.sweep();
                 });
             if let Ok(worker) = spawned {
                 pages.sizes = Some(sizes);
@@ -163,6 +176,10 @@ struct Dropper {
     page: u64,
     /// Bytes of B-tree pages that may still be kept cached.
     keep_btree: u64,
+    /// The B-tree pages kept (once the page size is known).
+    kept: Option<Kept>,
+    /// `released` at the last sweep.
+    swept: u64,
     buffer: Vec<u8>,
 }
 
@@ -176,12 +193,25 @@ impl Dropper {
             released: base.saturating_add(local.keep_cached),
             page: 0,
             keep_btree: local.keep_btree,
+            kept: None,
+            swept: base.saturating_add(local.keep_cached),
             buffer: Vec::new(),
         }
     }
 
-    /// Drops what is droppable of a file now `len` bytes long.
+    /// Drops what is droppable of a file now `len` bytes long, and what
+    /// came back since the last sweep if the released range grew by
+    /// [`SWEEP_STEP`] since.
     fn drop_up_to(&mut self, len: u64) {
+        self.drop_new(len);
+        if self.released >= self.swept.saturating_add(SWEEP_STEP) {
+            self.sweep();
+        }
+    }
+
+    /// Drops what is droppable of a file now `len` bytes long and was not
+    /// released before.
+    fn drop_new(&mut self, len: u64) {
         let file = &self.file;
         let Some((start, n)) = droppable(self.base, self.keep_cached, self.tail, len) else {
             return;
@@ -218,6 +248,49 @@ impl Dropper {
         sieve.finish(end, |a, n| advise(file, a, n, Advice::DontNeed));
         self.keep_btree = sieve.budget;
         self.released = end;
+        let start = self.base.saturating_add(self.keep_cached);
+        let kept = self.kept.get_or_insert_with(|| Kept::new(start, page));
+        for offset in sieve.kept {
+            kept.insert(offset);
+        }
+    }
+
+    /// Drops again the released pages that are cached, but for the kept
+    /// B-tree pages.
+    fn sweep(&mut self) {
+        let start = self.base.saturating_add(self.keep_cached);
+        self.swept = self.released;
+        if self.released <= start {
+            return;
+        }
+        let (file, os) = (&self.file, os_page());
+        let kept = |at: u64| self.kept.as_ref().is_some_and(|k| k.overlaps(at, at + os));
+        // The run of pages to drop seen so far: (start, end).
+        let mut run: Option<(u64, u64)> = None;
+        for (from, n) in cached_runs(file, start, self.released - start) {
+            let mut at = from;
+            while at < from + n {
+                let page = (at.max(start), (at + os).min(self.released));
+                if kept(at) || page.0 >= page.1 {
+                    if let Some((a, e)) = run.take() {
+                        advise(file, a, e - a, Advice::DontNeed);
+                    }
+                } else {
+                    run = match run {
+                        Some((a, e)) if e == page.0 => Some((a, page.1)),
+                        Some((a, e)) => {
+                            advise(file, a, e - a, Advice::DontNeed);
+                            Some(page)
+                        }
+                        None => Some(page),
+                    };
+                }
+                at += os;
+            }
+        }
+        if let Some((a, e)) = run {
+            advise(file, a, e - a, Advice::DontNeed);
+        }
     }
 }
 

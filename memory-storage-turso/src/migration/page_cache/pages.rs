@@ -36,6 +36,8 @@ pub(super) struct Sieve {
     pub budget: u64,
     /// Start of the range of pages to drop seen so far.
     run: u64,
+    /// The offsets of the pages kept since this was made.
+    pub kept: Vec<u64>,
 }
 
 impl Sieve {
@@ -45,6 +47,7 @@ impl Sieve {
             page,
             budget,
             run: from,
+            kept: Vec::new(),
         }
     }
 
@@ -61,6 +64,7 @@ impl Sieve {
             }
             self.budget -= self.page;
             self.run = offset + self.page;
+            self.kept.push(offset);
         }
     }
 
@@ -70,6 +74,52 @@ impl Sieve {
             drop(self.run, end - self.run);
         }
         self.run = end;
+    }
+}
+
+/// The database pages kept cached, by number from a start offset (one bit
+/// each: a million-row run keeps about 850,000, 100 KiB of bits).
+#[derive(Debug)]
+pub(super) struct Kept {
+    start: u64,
+    page: u64,
+    words: Vec<u64>,
+}
+
+impl Kept {
+    /// Pages of `page` bytes from byte `start` on (a page boundary).
+    pub fn new(start: u64, page: u64) -> Self {
+        Kept {
+            start,
+            page: page.max(1),
+            words: Vec::new(),
+        }
+    }
+
+    /// Records the page at `offset` as kept.
+    pub fn insert(&mut self, offset: u64) {
+        let Some(n) = offset.checked_sub(self.start).map(|d| d / self.page) else {
+            return;
+        };
+        let word = (n / 64) as usize;
+        if word >= self.words.len() {
+            self.words.resize(word + 1, 0);
+        }
+        self.words[word] |= 1 << (n % 64);
+    }
+
+    /// Whether a kept page overlaps the bytes `from..to`.
+    pub fn overlaps(&self, from: u64, to: u64) -> bool {
+        if to <= self.start || to <= from {
+            return false;
+        }
+        let first = from.saturating_sub(self.start) / self.page;
+        let last = (to - 1 - self.start) / self.page;
+        (first..=last).any(|n| {
+            self.words
+                .get((n / 64) as usize)
+                .is_some_and(|w| w & (1 << (n % 64)) != 0)
+        })
     }
 }
 
@@ -110,6 +160,32 @@ mod tests {
         let (dropped, budget) = sieve(&[13, 0, 0, 5, 0, 10], 100 * P);
         assert_eq!(dropped, vec![(P, 2 * P), (4 * P, P)]);
         assert_eq!(budget, 97 * P);
+    }
+
+    #[test]
+    fn the_sieve_says_which_pages_it_kept() {
+        let base = 10 * P;
+        let mut sieve = Sieve::new(P, base, 2 * P);
+        sieve.feed(base, &pages(&[0, 13, 0, 5, 13]), |_, _| {});
+        assert_eq!(sieve.kept, vec![base + P, base + 3 * P]);
+    }
+
+    #[test]
+    fn kept_pages_are_told_by_the_bytes_they_cover() {
+        let mut kept = Kept::new(10 * P, P);
+        kept.insert(10 * P + P);
+        kept.insert(10 * P + 100 * P);
+        // Before the start: ignored.
+        kept.insert(P);
+        assert!(!kept.overlaps(0, 10 * P + P));
+        assert!(kept.overlaps(10 * P + P, 10 * P + 2 * P));
+        assert!(!kept.overlaps(10 * P + 2 * P, 10 * P + 100 * P));
+        assert!(kept.overlaps(10 * P + 99 * P, 10 * P + 101 * P));
+        // Smaller database pages than the system's: any of them counts.
+        let mut small = Kept::new(0, 1024);
+        small.insert(3 * 1024);
+        assert!(small.overlaps(0, 4096));
+        assert!(!small.overlaps(4096, 8192));
     }
 
     #[test]
