@@ -249,6 +249,45 @@ async fn a_users_table_named_like_the_index_build_is_never_dropped() {
     assert_eq!(on, vec![vec![Value::Text("embeddings_384".into())]]);
 }
 
+/// The same table survives the rollback of a run by an older version,
+/// which kept no record of what was there before: only a build in
+/// progress (its progress row) says the working table is the migration's.
+#[tokio::test]
+async fn a_users_table_named_like_the_index_build_survives_rolling_back_an_older_run() {
+    let t = clean_sample(120, 31).await;
+    for sql in [
+        "CREATE TABLE embeddings_1024_indexing (id INTEGER PRIMARY KEY, note TEXT)",
+        "INSERT INTO embeddings_1024_indexing (note) VALUES ('kept')",
+    ] {
+        t.conn.execute(sql, ()).await.unwrap();
+    }
+    let sql = "SELECT * FROM embeddings_1024_indexing ORDER BY id";
+    let users = all_rows(&t.conn, sql).await;
+    run(&t.conn, execute()).await.unwrap();
+    // What an older version's run leaves: no record of the objects before.
+    let erased = t
+        .conn
+        .execute(
+            "DELETE FROM metadata WHERE key IN ('embeddings_migration.prior_objects', 'embeddings_migration.prior_schema_version')",
+            (),
+        )
+        .await
+        .unwrap();
+    assert_eq!(erased, 2);
+    let options = MigrationOptions {
+        rollback: true,
+        ..execute()
+    };
+    let rolled = run(&t.conn, options).await.unwrap();
+    assert!(rolled.rollback.is_some());
+    assert!(!exists(&t.conn, "embeddings_384").await, "not rolled back");
+    assert_eq!(
+        all_rows(&t.conn, sql).await,
+        users,
+        "the user's table changed"
+    );
+}
+
 #[tokio::test]
 async fn the_migrations_own_stale_backup_is_refreshed_by_the_drop() {
     let t = clean_sample(120, 97).await;

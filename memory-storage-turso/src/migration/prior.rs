@@ -113,12 +113,8 @@ pub async fn record(conn: &Connection) -> Result<()> {
     let mut names = object_names(conn).await?;
     let mut schema_version = schema_version_row(conn).await?;
     if object_exists(conn, CHECKPOINT_TABLE).await? {
-        let created = metadata::created_tables(conn).await?;
-        let own = own_object_names();
-        names.retain(|n| {
-            let target = TargetTable::ALL.iter().any(|t| t.name() == n);
-            !(own.contains(n) && (!target || created.contains(n)))
-        });
+        let left = left_by_older_version(conn, &names).await?;
+        names.retain(|n| !left.contains(n));
         if metadata::get(conn, metadata::COMPLETED_AT).await?.is_some() {
             schema_version = None;
         }
@@ -130,6 +126,59 @@ pub async fn record(conn: &Connection) -> Result<()> {
         metadata::set(conn, PRIOR_OBJECTS, &objects).await
     })
     .await
+}
+
+/// Which of `names` (the objects there now) a run of an older version,
+/// which kept no record, created: the migration's own names, but a target
+/// table only if it recorded creating it, and the index build's working
+/// table and triggers only while a build of their table is in progress
+/// (the build makes them and its progress row in one transaction, and the
+/// swap removes them with it). Anything else of those names is a user's.
+pub async fn left_by_older_version(
+    conn: &Connection,
+    names: &BTreeSet<String>,
+) -> Result<BTreeSet<String>> {
+    let created = metadata::created_tables(conn).await?;
+    let building = builds_in_progress(conn).await?;
+    let own = own_object_names();
+    Ok(names
+        .iter()
+        .filter(|n| own.contains(*n))
+        .filter(|n| {
+            TargetTable::ALL.iter().all(|t| {
+                if t.name() == n.as_str() {
+                    return created.iter().any(|c| c == *n);
+                }
+                match t.indexing_table() {
+                    Some(b) if n.starts_with(b) => building.iter().any(|l| l == t.name()),
+                    _ => true,
+                }
+            })
+        })
+        .cloned()
+        .collect())
+}
+
+/// The tables whose resumable index build has a progress row.
+async fn builds_in_progress(conn: &Connection) -> Result<Vec<String>> {
+    if !object_exists(conn, INDEX_PROGRESS_TABLE).await? {
+        return Ok(Vec::new());
+    }
+    let ctx = || format!("reading {INDEX_PROGRESS_TABLE}");
+    let mut rows = conn
+        .query(
+            &format!("SELECT target_table FROM {INDEX_PROGRESS_TABLE}"),
+            (),
+        )
+        .await
+        .db_context(ctx)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await.db_context(ctx)? {
+        if let Ok(Value::Text(t)) = row.get_value(0) {
+            out.push(t);
+        }
+    }
+    Ok(out)
 }
 
 /// What existed before the first run, if recorded.

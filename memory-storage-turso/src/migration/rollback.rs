@@ -279,9 +279,9 @@ async fn drop_created(
         Some(names) => names,
         // A migration begun by an older version: what it says it created.
         None => {
-            let created = metadata::created_tables(conn).await?;
             let mut names = prior::object_names(conn).await?;
-            names.retain(|n| !created.contains(n) && !prior::own_object_names().contains(n));
+            let left = prior::left_by_older_version(conn, &names).await?;
+            names.retain(|n| !left.contains(n));
             names
         }
     };
