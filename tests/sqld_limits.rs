@@ -726,3 +726,41 @@ async fn a_transaction_in_one_request_stops_at_its_first_failure_and_lands_nothi
     assert_eq!(scalar(&app, "SELECT count(*) FROM t").await, Some(1));
     served.stop();
 }
+
+/// An application's search through `EmbeddingStore` whose requests fail
+/// (sqld's answer lost, as when it interrupts a statement) is asked again
+/// and answers: a search only reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stores_search_is_asked_again_after_a_failed_request() {
+    use memory_storage_turso::init::{initialize_schema, SchemaOptions};
+    use memory_storage_turso::store::{Embedding, EmbeddingStore};
+    if !have_sqld() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let w = with_app(20, 71).await;
+    let conn = remote(&w.served.url(), &w.served.token).await;
+    let options = SchemaOptions {
+        vector_indexes: false,
+        ..Default::default()
+    };
+    initialize_schema(&conn, &options).await.unwrap();
+    let store = EmbeddingStore::open(conn).await.unwrap();
+    let vector: Vec<f32> = (0..384).map(|i| ((i * 37 % 101) as f32).sin()).collect();
+    let mine = Embedding::new("mine", "item-1", "episode", "model-384", vector.clone());
+    store.store(&mine).await.unwrap();
+    w.served.proxy.arm(
+        &serde_json::json!([{
+            "kind": "status_500",
+            "times": 2,
+            "matching": "vector_distance_cos"
+        }])
+        .to_string(),
+    );
+    let found = store.find_similar(&vector, None, 3, None).await.unwrap();
+    assert_eq!(w.served.proxy.stats()["fired"].as_u64(), Some(2));
+    assert_eq!(
+        found.first().map(|f| f.embedding.embedding_id.as_str()),
+        Some("mine")
+    );
+}

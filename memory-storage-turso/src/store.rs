@@ -58,6 +58,9 @@ use crate::schema::TargetTable;
 /// rows remain.
 pub const TRANSITION_RECHECK: Duration = Duration::from_secs(30);
 
+/// Retries of a search after a failure that may pass.
+const READ_RETRIES: u32 = 5;
+
 /// Reads, writes and searches embeddings of any dimension on one libSQL
 /// connection. It can be shared between tasks (`Arc<EmbeddingStore>`): its
 /// write transactions take turns on the connection. Reads made meanwhile on
@@ -170,7 +173,12 @@ impl EmbeddingStore {
             k,
             min_similarity,
         };
-        search::find_similar(&self.conn, &q, include_legacy).await
+        // A search only reads: after a failure that may pass (a lost
+        // request, a statement the server interrupted) it is asked again.
+        crate::db::with_retries(READ_RETRIES, || {
+            search::find_similar(&self.conn, &q, include_legacy)
+        })
+        .await
     }
 
     /// How a query of `dimension` is answered now: through the DiskANN
