@@ -23,7 +23,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use libsql::{Connection, Value};
 use memory_storage_turso::migration::report::{Pick, RecallOutcome};
-use memory_storage_turso::migration::MigrationReport;
+use memory_storage_turso::migration::{LocalFile, MigrationReport};
 use memory_storage_turso::migration::{
     run_migration, IndexMode, IndexPlanning, MigrationOptions, NoopObserver,
 };
@@ -103,11 +103,15 @@ pub async fn run(
 
     eprintln!("plan bench: our migration with the index plan ({rows} rows)");
     let (_ours_db, ours) = legacy::open(&ours_path).await?;
+    // As the binary runs on a local file (it sets `local_file` from the
+    // path): without it the index phase takes the 2 s transactions meant
+    // for a database another writer may be waiting on.
     let options = MigrationOptions {
         index: IndexPlanning {
             mode: IndexMode::Planned,
             ..IndexPlanning::default()
         },
+        local_file: Some(LocalFile::new(&ours_path)),
         ..MigrationOptions::default()
     };
     let report = run_migration(&ours, &options, &NoopObserver)
