@@ -24,9 +24,9 @@ use anyhow::{Context, Result};
 use libsql::{Connection, Value};
 use memory_storage_turso::migration::report::{Pick, RecallOutcome};
 use memory_storage_turso::migration::{
-    run_migration, IndexMode, IndexPlanning, MigrationOptions, NoopObserver,
+    run_migration, IndexMode, IndexPlanning, LocalFile, MigrationOptions, MigrationReport,
+    NoopObserver,
 };
-use memory_storage_turso::migration::{LocalFile, MigrationReport};
 use memory_storage_turso::sample::{generate_legacy_database, SampleSpec};
 use memory_storage_turso::schema::TargetTable;
 use memory_storage_turso::store::EmbeddingStore;

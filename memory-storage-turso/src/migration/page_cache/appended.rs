@@ -208,12 +208,18 @@ impl Dropper {
         }
     }
 
+    /// Where the bytes this may drop begin: past the first `keep_cached`
+    /// appended after `base`.
+    fn start(&self) -> u64 {
+        self.base.saturating_add(self.keep_cached)
+    }
+
     /// Drops what is droppable of a file now `len` bytes long, and what
     /// came back since the last sweep if the released range doubled since
     /// (or reached [`SWEEP_STEP`]).
     fn drop_up_to(&mut self, len: u64) {
         self.drop_new(len);
-        let start = self.base.saturating_add(self.keep_cached);
+        let start = self.start();
         if sweep_due(
             self.swept.saturating_sub(start),
             self.released.saturating_sub(start),
@@ -261,7 +267,7 @@ impl Dropper {
         sieve.finish(end, |a, n| advise(file, a, n, Advice::DontNeed));
         self.keep_btree = sieve.budget;
         self.released = end;
-        let start = self.base.saturating_add(self.keep_cached);
+        let start = self.start();
         let kept = self.kept.get_or_insert_with(|| Kept::new(start, page));
         for offset in sieve.kept {
             kept.insert(offset);
@@ -271,7 +277,7 @@ impl Dropper {
     /// Drops again the released pages that are cached, but for the kept
     /// B-tree pages.
     fn sweep(&mut self) {
-        let start = self.base.saturating_add(self.keep_cached);
+        let start = self.start();
         self.swept = self.released;
         if self.released <= start {
             return;
