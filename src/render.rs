@@ -689,10 +689,14 @@ fn index_plan_lines(plan: &memory_storage_turso::migration::report::IndexPlan) -
                 out,
                 "      libSQL's defaults would be: {}{}",
                 predicted(&c.predicted),
-                match c.measured.as_slice() {
-                    [small, large] => format!(
+                match (c.measured.as_slice(), &c.neighbourhoods) {
+                    ([small, large], None) => format!(
                         " (from samples of {} and {} rows only, not checked on a larger one)",
                         small.rows, large.rows
+                    ),
+                    ([small, large], Some(near)) => format!(
+                        " (from samples of {} and {} rows; recall from whole neighbourhoods of {} rows)",
+                        small.rows, large.rows, near.rows
                     ),
                     _ => String::new(),
                 }
@@ -1023,5 +1027,15 @@ mod tests {
         )));
         assert!(three.contains("libSQL's defaults would be: "), "{three}");
         assert!(!three.contains("not checked"), "{three}");
+        // Ruled out by whole neighbourhoods, with no uniform third size.
+        let mut ruled_out = candidate("", vec![measured(150, None), measured(300, None)]);
+        ruled_out.neighbourhoods = Some(measured(1250, Some(25)));
+        let near = index_plan_lines(&plan(ruled_out));
+        assert!(
+            near.contains(
+                "(from samples of 150 and 300 rows; recall from whole neighbourhoods of 1250 rows)"
+            ),
+            "{near}"
+        );
     }
 }

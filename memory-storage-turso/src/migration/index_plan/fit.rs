@@ -139,6 +139,24 @@ pub(crate) fn predict_validated(
     }
 }
 
+/// Whether whole neighbourhoods that found `neighbourhoods` rule a
+/// setting out before its uniform validating build: clearly below the
+/// target, they stand for the table whatever that build would find (see
+/// [`predict_validated`]: their figure stands unless it is within the
+/// noise of the uniform one, and then that one is below the target too).
+pub(crate) fn rules_out(neighbourhoods: &Measured, target_recall: f64) -> bool {
+    neighbourhoods.recall < target_recall - NEIGHBOURHOOD_NOISE
+}
+
+/// What a setting ruled out by whole neighbourhoods predicts: their
+/// recall, and the rest as the two sample sizes predicted it.
+pub(crate) fn predict_ruled_out(two_sizes: &Prediction, neighbourhoods: &Measured) -> Prediction {
+    Prediction {
+        recall: neighbourhoods.recall,
+        ..two_sizes.clone()
+    }
+}
+
 /// The targets a pick must meet.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Targets {
@@ -266,6 +284,31 @@ mod tests {
             recall,
             scaled_search_l: None,
         }
+    }
+
+    #[test]
+    fn neighbourhoods_rule_a_setting_out_only_where_no_uniform_figure_could_meet_the_target() {
+        let (small, large) = (measured(400, 10.0, 2.0, 1.0), measured(800, 12.0, 3.0, 1.0));
+        let target = 0.95;
+        for n in [0.1, 0.5, 0.9, 0.919, 0.92, 0.93, 0.95, 0.99] {
+            let near = measured(8000, 15.0, 0.5, n);
+            // Whatever the uniform validating build would have found, the
+            // prediction it would have made with these neighbourhoods.
+            let could_meet = (0..=100).any(|u| {
+                let third = measured(8000, 16.0, 0.5, f64::from(u) / 100.0);
+                let three = [small.clone(), large.clone(), third];
+                predict_validated(&three, Some(&near), 80_000).recall >= target
+            });
+            assert_eq!(rules_out(&near, target), !could_meet, "neighbourhoods {n}");
+        }
+        let two = predict(&small, &large, 80_000, 1000);
+        let near = measured(8000, 15.0, 0.5, 0.3);
+        let p = predict_ruled_out(&two, &near);
+        assert_eq!(p.recall, 0.3);
+        assert_eq!(
+            (p.build_seconds, p.index_bytes),
+            (two.build_seconds, two.index_bytes)
+        );
     }
 
     #[test]

@@ -204,72 +204,141 @@ pub(crate) async fn plan_table(
         max_query_ms: planning.max_query_ms,
     };
     plan.pick = fit::pick(rows, plan.exact_ms_per_row, &plan.candidates, targets);
-    // Recall falls late: two small sizes may both measure 1.00 for a
-    // setting that finds half the true neighbours at the table's size,
-    // and a few misses between them may be noise rather than a trend.
-    // Settings are measured again at a third, larger size (up to the
-    // table's own) and predicted from the two larger: the cheapest that
-    // could still meet the targets first, the pick last, at most
-    // VALIDATIONS of them.
     let third = &sample[..sample.len().min(validating_size(large, rows))];
     if third.len() * 2 >= large * 3 {
+        let at_third = Validation {
+            dimension,
+            third,
+            queries: &queries,
+            neighbourhoods: neighbourhoods.as_ref(),
+            rows,
+            targets,
+        };
+        at_third.validate(&mut plan).await?;
+    }
+    Ok(plan)
+}
+
+/// Settings measured again at a third, larger size (up to the table's
+/// own) and predicted from the two larger. Recall falls late: two small
+/// sizes may both measure 1.00 for a setting that finds half the true
+/// neighbours at the table's size, and a few misses between them may be
+/// noise rather than a trend.
+struct Validation<'a> {
+    dimension: usize,
+    third: &'a [Vec<f32>],
+    queries: &'a [Vec<f32>],
+    neighbourhoods: Option<&'a Neighbourhoods>,
+    rows: u64,
+    targets: fit::Targets,
+}
+
+impl Validation<'_> {
+    /// The cheapest settings that could still meet the targets first, at
+    /// most [`VALIDATIONS`] of them, then the pick, if those left it
+    /// unmeasured there: its build time and recall are predicted from the
+    /// two larger sizes, which a doubling of the sample alone predicted up
+    /// to 2× wrong (1,436 s against 808 s for 35,110 rows).
+    async fn validate(&self, plan: &mut TablePlan) -> Result<()> {
         let mut validated = std::collections::BTreeSet::new();
-        // Then the pick, if those left it unmeasured there: its build time
-        // and recall are predicted from the two larger sizes, which a
-        // doubling of the sample alone predicted up to 2× wrong (1,436 s
-        // against 808 s for 35,110 rows).
         for round in 0..VALIDATIONS + settings().len() {
             let next = if round < VALIDATIONS {
-                fit::next_to_validate(&plan.candidates, &plan.pick, &validated, targets)
+                fit::next_to_validate(&plan.candidates, &plan.pick, &validated, self.targets)
             } else {
                 None
             };
             let Some(options) = next
-                .or_else(|| unvalidated_pick(&plan.candidates, &plan.pick))
+                .or_else(|| {
+                    unvalidated_pick(&plan.candidates, &plan.pick)
+                        .filter(|o| !validated.contains(*o))
+                })
                 .map(String::from)
             else {
                 break;
             };
             validated.insert(options.clone());
-            let beam = scaled_search_l(&options, third.len(), rows);
-            let measured =
-                measure::measure(dimension, &options, third, &queries, &OVERFETCH, Some(beam))
-                    .await?;
-            let at = |c: &Candidate| {
-                OVERFETCH
-                    .iter()
-                    .position(|f| *f == c.overfetch)
-                    .unwrap_or(0)
-            };
-            for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
-                c.measured.push(measured[at(c)].clone());
-                c.predicted = fit::predict_validated(&c.measured, None, rows);
-            }
-            // Where the uniform sample says the target is met, whole
-            // neighbourhoods of the table, as many rows, may say it is not
-            // (a clearly lower recall stands); where it says not, they
-            // cannot raise it, and are not built.
-            let meets = plan
-                .candidates
-                .iter()
-                .any(|c| c.options == options && c.predicted.recall >= targets.recall);
-            let checked = match (&neighbourhoods, meets) {
-                (Some(n), true) => {
-                    on_neighbourhoods(dimension, &options, n, third.len(), rows).await?
+            // Whole neighbourhoods of the table first, where the rows were
+            // all seen: a clearly lower recall of theirs stands, so where
+            // it is clearly below the target the setting cannot meet it,
+            // and its uniform build is not needed (on 50,000 clustered
+            // rows they ruled out all five settings of `embeddings_384`,
+            // whose uniform builds took 68 s of the plan's 291 s).
+            let near = match self.neighbourhoods {
+                Some(n) => {
+                    on_neighbourhoods(self.dimension, &options, n, self.third.len(), self.rows)
+                        .await?
                 }
-                _ => None,
+                None => None,
             };
-            if let Some(measured) = checked {
-                for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
-                    c.neighbourhoods = Some(measured[at(c)].clone());
-                    c.predicted =
-                        fit::predict_validated(&c.measured, c.neighbourhoods.as_ref(), rows);
+            match near {
+                Some(m) if m.iter().all(|n| fit::rules_out(n, self.targets.recall)) => {
+                    for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
+                        let n = m[overfetch_at(c)].clone();
+                        c.predicted = fit::predict_ruled_out(&c.predicted, &n);
+                        c.neighbourhoods = Some(n);
+                    }
                 }
+                near => self.uniform(plan, &options, near).await?,
             }
-            plan.pick = fit::pick(rows, plan.exact_ms_per_row, &plan.candidates, targets);
+            plan.pick = fit::pick(
+                self.rows,
+                plan.exact_ms_per_row,
+                &plan.candidates,
+                self.targets,
+            );
         }
+        // A pick below the target (no setting met it, and an exact search
+        // is too slow) may be one the neighbourhoods ruled out: its build
+        // time is measured at the third size too, as every pick's is.
+        if let Some(options) = unvalidated_pick(&plan.candidates, &plan.pick).map(String::from) {
+            self.uniform(plan, &options, None).await?;
+            plan.pick = fit::pick(
+                self.rows,
+                plan.exact_ms_per_row,
+                &plan.candidates,
+                self.targets,
+            );
+        }
+        Ok(())
     }
-    Ok(plan)
+
+    /// `options` measured at the third size of the uniform sample, and
+    /// predicted from it with what whole neighbourhoods found (`near`, by
+    /// over-fetch; none: as measured before, if at all).
+    async fn uniform(
+        &self,
+        plan: &mut TablePlan,
+        options: &str,
+        near: Option<Vec<Measured>>,
+    ) -> Result<()> {
+        let beam = scaled_search_l(options, self.third.len(), self.rows);
+        let measured = measure::measure(
+            self.dimension,
+            options,
+            self.third,
+            self.queries,
+            &OVERFETCH,
+            Some(beam),
+        )
+        .await?;
+        for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
+            c.measured.push(measured[overfetch_at(c)].clone());
+            if let Some(near) = &near {
+                c.neighbourhoods = Some(near[overfetch_at(c)].clone());
+            }
+            c.predicted = fit::predict_validated(&c.measured, c.neighbourhoods.as_ref(), self.rows);
+        }
+        Ok(())
+    }
+}
+
+/// Where a candidate's over-fetch sits in [`OVERFETCH`], and so in each
+/// measurement of its setting.
+fn overfetch_at(c: &Candidate) -> usize {
+    OVERFETCH
+        .iter()
+        .position(|f| *f == c.overfetch)
+        .unwrap_or(0)
 }
 
 /// `options` measured on whole neighbourhoods of the table (`rows` rows),
@@ -537,6 +606,78 @@ mod tests {
         // Never below 1, never above the table's.
         assert_eq!(scaled_search_l("", 100, 1_000_000), 1);
         assert_eq!(scaled_search_l("", 5_000, 1_000), 200);
+    }
+
+    /// `n` vectors of `dim` dimensions around [`SEEDS`] centres, vector
+    /// `i` near centre `i % SEEDS`.
+    fn clustered(n: usize, dim: usize) -> Vec<Vec<f32>> {
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        let centres: Vec<Vec<f32>> = (0..SEEDS)
+            .map(|_| (0..dim).map(|_| next()).collect())
+            .collect();
+        (0..n)
+            .map(|i| {
+                centres[i % SEEDS]
+                    .iter()
+                    .map(|c| c + 0.05 * next())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_setting_whole_neighbourhoods_rule_out_is_not_built_on_the_uniform_sample() {
+        // A seed in each cluster: its neighbourhood is its cluster.
+        let sample = clustered(350, 384);
+        let mut near = Neighbourhoods::seeded(sample[..SEEDS].to_vec(), 16);
+        for v in &sample {
+            near.offer(&crate::decode::vector_to_le_bytes(v));
+        }
+        // A recall no index can reach, and a search no scan can meet:
+        // whole neighbourhoods rule every setting out, and the pick is
+        // the best of them, below the target.
+        let planning = IndexPlanning {
+            mode: IndexMode::Planned,
+            target_recall: 1.5,
+            max_query_ms: 1e-9,
+            sample_rows: Some(100),
+            ..IndexPlanning::default()
+        };
+        let sample = Sample {
+            vectors: sample,
+            neighbourhoods: Some(near),
+        };
+        let plan = plan_table(TargetTable::D384, 2_000, sample, 0, 0, &planning)
+            .await
+            .unwrap();
+        let Pick::Index {
+            candidate,
+            meets_targets: false,
+        } = plan.pick
+        else {
+            panic!("the best setting, below the target: {:?}", plan.pick);
+        };
+        let picked = plan.candidates[candidate].options.clone();
+        let mut ruled_out = 0;
+        for c in &plan.candidates {
+            if c.options == picked {
+                // The pick's build time is still measured at the third size.
+                assert_eq!(c.measured.len(), 3, "{c:?}");
+            } else if let Some(near) = &c.neighbourhoods {
+                assert_eq!(c.measured.len(), 2, "built on the uniform sample: {c:?}");
+                assert_eq!(c.predicted.recall, near.recall, "{c:?}");
+                ruled_out += 1;
+            } else {
+                assert_eq!(c.measured.len(), 2, "{c:?}");
+            }
+        }
+        assert!(ruled_out > 0, "{:?}", plan.candidates);
     }
 
     #[test]
