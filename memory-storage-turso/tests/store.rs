@@ -455,6 +455,17 @@ async fn search_without_an_index_ranks_exactly_like_brute_force() {
     // embeddings_other holds several dimensions: a query only meets its own.
     rows.extend((240..400).map(|i| embedding(i, [48, 50][i % 2], &mut rng)));
     store.store_batch(&rows).await.unwrap();
+    // A row written by other means with a zero vector, which cosine search
+    // cannot rank: never a hit, even when fewer rows than asked for match.
+    let zero = vec![0u8; 384 * 4];
+    t.conn
+        .execute(
+            "INSERT INTO embeddings_384 (embedding_id, item_id, item_type, embedding_data, \
+             embedding_vector, dimension, model) VALUES ('zero', 'z', 'pattern', '[]', ?1, 384, 'm')",
+            [libsql::Value::Blob(zero)],
+        )
+        .await
+        .unwrap();
     assert_eq!(store.search_method(384).await.unwrap(), SearchMethod::Scan);
     assert_eq!(store.search_method(48).await.unwrap(), SearchMethod::Scan);
     for (q, dim) in [(0, 384), (1, 384), (2, 48), (3, 50)] {
@@ -464,6 +475,8 @@ async fn search_without_an_index_ranks_exactly_like_brute_force() {
             (Some("pattern"), 7, None),
             (None, 50, Some(0.05)),
             (Some("episode"), 10, Some(0.0)),
+            (None, 300, None),
+            (Some("pattern"), 300, Some(-1.0)),
         ] {
             let got = search_ids(&store, &query, item_type, k, min).await;
             let want = brute_force(&rows, &query, item_type, k, min);

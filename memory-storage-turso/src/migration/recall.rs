@@ -143,7 +143,7 @@ pub(crate) async fn measure(
     let exact = format!(
         "SELECT embedding_id, embedding_vector, vector_distance_cos(embedding_vector, ?1) AS d \
          FROM {name} WHERE embedding_vector IS NOT NULL AND dimension = {dimension} \
-         AND d IS NOT NULL ORDER BY d LIMIT {hits}"
+         ORDER BY d NULLS LAST LIMIT {hits}"
     );
     let rows = sample(conn, table, n).await?;
     let mut out = Measured {
