@@ -399,8 +399,13 @@ async fn pick_queries(
 
 /// The exact `K` nearest other rows of `table` to `v`.
 async fn exact(conn: &Connection, table: TargetTable, v: &[f32], id: &str) -> Result<Vec<String>> {
+    // A row whose distance is NULL (a zero vector: no cosine similarity)
+    // is no one's neighbour; ranked by a bare ORDER BY it comes first
+    // (until 2026-11-29 it did, and the exact search of `embeddings_384`
+    // measured 0.966 against such a truth).
     let sql = format!(
         "SELECT embedding_id FROM {} WHERE embedding_id != ?2 \
+         AND vector_distance_cos(embedding_vector, vector32(?1)) IS NOT NULL \
          ORDER BY vector_distance_cos(embedding_vector, vector32(?1)), embedding_id LIMIT {K}",
         table.name()
     );
@@ -538,4 +543,37 @@ pub fn markdown(b: &PlanBench) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_truth_holds_no_row_without_a_cosine_distance() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, conn) = legacy::open(&dir.path().join("t.db")).await.unwrap();
+        conn.execute(
+            "CREATE TABLE embeddings_384 (embedding_id TEXT, embedding_vector F32_BLOB(384))",
+            (),
+        )
+        .await
+        .unwrap();
+        let unit = |i: usize| {
+            let mut v = vec![0.0f32; 384];
+            v[i] = 1.0;
+            v
+        };
+        let rows = [("a", unit(0)), ("b", unit(1)), ("zero", vec![0.0; 384])];
+        for (id, v) in &rows {
+            conn.execute(
+                "INSERT INTO embeddings_384 VALUES (?1, ?2)",
+                vec![Value::Text(id.to_string()), Value::Blob(f32_blob(v))],
+            )
+            .await
+            .unwrap();
+        }
+        let truth = exact(&conn, TargetTable::D384, &unit(0), "q").await.unwrap();
+        assert_eq!(truth, ["a", "b"]);
+    }
 }
