@@ -573,7 +573,9 @@ mod tests {
             .await
             .unwrap();
         }
-        let truth = exact(&conn, TargetTable::D384, &unit(0), "q").await.unwrap();
+        let truth = exact(&conn, TargetTable::D384, &unit(0), "q")
+            .await
+            .unwrap();
         assert_eq!(truth, ["a", "b"]);
     }
 }
