@@ -17,7 +17,7 @@
 mod db;
 mod encode;
 mod generate;
-mod rng;
+pub(crate) mod rng;
 mod spec;
 
 pub use db::{create_legacy_table, generate_legacy_database, insert_legacy_rows};

@@ -11,10 +11,10 @@ pub(super) const fn mix64(mut z: u64) -> u64 {
 }
 
 /// splitmix64.
-pub(super) struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub(super) fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self(mix64(seed))
     }
 
@@ -34,7 +34,7 @@ impl Rng {
     }
 
     /// Uniform in `[-1, 1)`.
-    pub(super) fn signed_unit(&mut self) -> f32 {
+    pub(crate) fn signed_unit(&mut self) -> f32 {
         // 24 random bits: exact in f32.
         ((self.next_u64() >> 40) as f32) * (2.0 / (1u64 << 24) as f32) - 1.0
     }

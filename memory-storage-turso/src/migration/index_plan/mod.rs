@@ -263,13 +263,7 @@ impl Validation<'_> {
             // and its uniform build is not needed (on 50,000 clustered
             // rows they ruled out all five settings of `embeddings_384`,
             // whose uniform builds took 68 s of the plan's 291 s).
-            let near = match self.neighbourhoods {
-                Some(n) => {
-                    on_neighbourhoods(self.dimension, &options, n, self.third.len(), self.rows)
-                        .await?
-                }
-                None => None,
-            };
+            let near = self.on_neighbourhoods(&options).await?;
             match near {
                 Some(m) if m.iter().all(|n| fit::rules_out(n, self.targets.recall)) => {
                     for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
@@ -300,6 +294,31 @@ impl Validation<'_> {
             );
         }
         Ok(())
+    }
+
+    /// `options` measured on whole neighbourhoods of the table, as many
+    /// rows as the third size, with its search scaled the same way; none
+    /// without neighbourhoods, or when too few rows or queries were found.
+    async fn on_neighbourhoods(&self, options: &str) -> Result<Option<Vec<Measured>>> {
+        let Some(neighbourhoods) = self.neighbourhoods else {
+            return Ok(None);
+        };
+        let third = self.third.len();
+        let (near, asked) = neighbourhoods.sample(third / SEEDS, QUERIES);
+        if near.len() * 2 < third || asked.len() * 4 < QUERIES {
+            return Ok(None);
+        }
+        let beam = scaled_search_l(options, near.len(), self.rows);
+        let measured = measure::measure(
+            self.dimension,
+            options,
+            &near,
+            &asked,
+            &OVERFETCH,
+            Some(beam),
+        )
+        .await?;
+        Ok(Some(measured))
     }
 
     /// `options` measured at the third size of the uniform sample, and
@@ -339,26 +358,6 @@ fn overfetch_at(c: &Candidate) -> usize {
         .iter()
         .position(|f| *f == c.overfetch)
         .unwrap_or(0)
-}
-
-/// `options` measured on whole neighbourhoods of the table (`rows` rows),
-/// as many rows as the validating size `third`, with its search scaled the
-/// same way; none when too few rows or queries were found.
-async fn on_neighbourhoods(
-    dimension: usize,
-    options: &str,
-    neighbourhoods: &Neighbourhoods,
-    third: usize,
-    rows: u64,
-) -> Result<Option<Vec<Measured>>> {
-    let (near, asked) = neighbourhoods.sample(third / SEEDS, QUERIES);
-    if near.len() * 2 < third || asked.len() * 4 < QUERIES {
-        return Ok(None);
-    }
-    let beam = scaled_search_l(options, near.len(), rows);
-    let measured =
-        measure::measure(dimension, options, &near, &asked, &OVERFETCH, Some(beam)).await?;
-    Ok(Some(measured))
 }
 
 /// libSQL's `search_l` when the options do not set it.
@@ -611,21 +610,15 @@ mod tests {
     /// `n` vectors of `dim` dimensions around [`SEEDS`] centres, vector
     /// `i` near centre `i % SEEDS`.
     fn clustered(n: usize, dim: usize) -> Vec<Vec<f32>> {
-        let mut state = 7u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        };
+        let mut rng = crate::sample::rng::Rng::new(7);
         let centres: Vec<Vec<f32>> = (0..SEEDS)
-            .map(|_| (0..dim).map(|_| next()).collect())
+            .map(|_| (0..dim).map(|_| rng.signed_unit()).collect())
             .collect();
         (0..n)
             .map(|i| {
                 centres[i % SEEDS]
                     .iter()
-                    .map(|c| c + 0.05 * next())
+                    .map(|c| c + 0.05 * rng.signed_unit())
                     .collect()
             })
             .collect()
