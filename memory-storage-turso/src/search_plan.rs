@@ -35,6 +35,17 @@ pub enum TableSearch {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         measured_recall: Option<f64>,
     },
+    /// The table's quantized scan index (`idx_embeddings_N_scan`): the
+    /// `overfetch` × k rows nearest by 8-bit distance, which exact
+    /// distances re-rank.
+    Scan {
+        overfetch: u32,
+        /// recall@10 the plan predicted at the table's size.
+        planned_recall: Option<f64>,
+        /// recall@10 measured on the built index (`None` until measured).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        measured_recall: Option<f64>,
+    },
 }
 
 impl TableSearch {
@@ -42,7 +53,9 @@ impl TableSearch {
     pub fn fetch(&self, k: usize) -> usize {
         match self {
             TableSearch::Exact => k,
-            TableSearch::Index { overfetch, .. } => k * (*overfetch).max(1) as usize,
+            TableSearch::Index { overfetch, .. } | TableSearch::Scan { overfetch, .. } => {
+                k * (*overfetch).max(1) as usize
+            }
         }
     }
 }

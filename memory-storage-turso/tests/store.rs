@@ -9,6 +9,7 @@ use memory_storage_turso::sample::{
     create_legacy_table, encode_compressed, encode_json, insert_legacy_rows, Compression, LegacyRow,
 };
 use memory_storage_turso::schema::TargetTable;
+use memory_storage_turso::search_plan::TableSearch;
 use memory_storage_turso::store::{Embedding, EmbeddingStore, SearchMethod, Source};
 use memory_storage_turso::Error;
 use test_support::*;
@@ -549,6 +550,85 @@ async fn search_through_the_vector_index_ranks_exactly_like_brute_force() {
         }
     }
     // After a delete the row is no longer found.
+    assert!(store.delete(&rows[74].embedding_id).await.unwrap());
+    let hits = search_ids(&store, &rows[74].vector, None, 3, None).await;
+    assert!(!hits.contains(&rows[74].embedding_id));
+}
+
+#[tokio::test]
+async fn search_through_a_scan_index_ranks_exactly_like_brute_force() {
+    let t = TestDb::empty().await;
+    let store = store_on(&t, false).await;
+    let mut rng = Rng(34);
+    let mut rows: Vec<Embedding> = (0..300).map(|i| embedding(i, 384, &mut rng)).collect();
+    for e in rows.iter_mut().skip(7).step_by(50) {
+        e.item_type = "rare".into();
+    }
+    store.store_batch(&rows).await.unwrap();
+    let plan = std::collections::BTreeMap::from([(
+        TargetTable::D384,
+        TableSearch::Scan {
+            overfetch: 4,
+            planned_recall: Some(1.0),
+            measured_recall: None,
+        },
+    )]);
+    memory_storage_turso::search_plan::write(&t.conn, &plan)
+        .await
+        .unwrap();
+    // Planned, but its index not built: an exact scan.
+    assert_eq!(store.search_method(384).await.unwrap(), SearchMethod::Scan);
+    let sql = TargetTable::D384.scan_index_sql().unwrap();
+    t.conn.execute(&sql, ()).await.unwrap();
+    assert_eq!(
+        store.search_method(384).await.unwrap(),
+        SearchMethod::ScanIndex("idx_embeddings_384_scan")
+    );
+    // The scan reads the index, not the rows.
+    let mut explained = t
+        .conn
+        .query(
+            "EXPLAIN QUERY PLAN SELECT rowid FROM embeddings_384 INDEXED BY idx_embeddings_384_scan \
+             ORDER BY vector_distance_cos(vector8(embedding_vector), vector8(?1)) LIMIT 4",
+            [Value::Blob(vec![0u8; 384 * 4])],
+        )
+        .await
+        .unwrap();
+    let mut plan_text = String::new();
+    while let Some(row) = explained.next().await.unwrap() {
+        plan_text.push_str(&row.get::<String>(3).unwrap());
+    }
+    assert!(
+        plan_text.contains("USING INDEX idx_embeddings_384_scan"),
+        "{plan_text}"
+    );
+    // Rows written after the index was made are in it too.
+    let later: Vec<Embedding> = (300..340).map(|i| embedding(i, 384, &mut rng)).collect();
+    store.store_batch(&later).await.unwrap();
+    rows.extend(later);
+    for q in 0..4 {
+        let query: Vec<f32> = if q % 2 == 0 {
+            let mut noise = Rng(600 + q);
+            rows[(q * 9 + 310) as usize]
+                .vector
+                .iter()
+                .map(|x| x + 0.3 * noise.unit())
+                .collect()
+        } else {
+            Rng(600 + q).vector(384)
+        };
+        for (item_type, k, min) in [
+            (None, 10, None),
+            (Some("pattern"), 10, None),
+            (None, 10, Some(0.1)),
+            (Some("rare"), 5, None),
+        ] {
+            let got = search_ids(&store, &query, item_type, k, min).await;
+            let want = brute_force(&rows, &query, item_type, k, min);
+            assert_eq!(got, want, "query {q}, {item_type:?}, k {k}, min {min:?}");
+        }
+    }
+    // A deleted row is gone from the index with it.
     assert!(store.delete(&rows[74].embedding_id).await.unwrap());
     let hits = search_ids(&store, &rows[74].vector, None, 3, None).await;
     assert!(!hits.contains(&rows[74].embedding_id));

@@ -120,10 +120,20 @@ async fn candidates(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<
 /// Whether `table` has its DiskANN index (on the table itself, not on the
 /// twin of a vector-index build in progress).
 pub(crate) async fn has_vector_index(conn: &Connection, table: TargetTable) -> Result<bool> {
-    let Some(index) = table.vector_index_name() else {
+    has_index(conn, table, table.vector_index_name()).await
+}
+
+/// Whether `table` has its quantized scan index.
+pub(crate) async fn has_scan_index(conn: &Connection, table: TargetTable) -> Result<bool> {
+    has_index(conn, table, table.scan_index_name()).await
+}
+
+/// Whether `table` itself has the index named `index`.
+async fn has_index(conn: &Connection, table: TargetTable, index: Option<&str>) -> Result<bool> {
+    let Some(index) = index else {
         return Ok(false);
     };
-    let ctx = || format!("looking up the vector index of {table}");
+    let ctx = || format!("looking up {index} of {table}");
     let mut rows = conn
         .query(
             "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1 AND tbl_name = ?2",
@@ -142,6 +152,9 @@ const ROWS_PER_FETCH: usize = 500;
 pub enum SearchMethod {
     /// `vector_top_k` over this DiskANN index.
     VectorIndex(&'static str),
+    /// A scan of this quantized index: the nearest by 8-bit distance,
+    /// re-ranked exactly.
+    ScanIndex(&'static str),
     /// `vector_distance_cos` over every row of the query's dimension.
     Scan,
 }
@@ -154,7 +167,16 @@ pub(crate) async fn method(conn: &Connection, table: TargetTable) -> Result<(Sea
     if planned == Some(TableSearch::Exact) {
         return Ok((SearchMethod::Scan, 1));
     }
-    let overfetch = planned.map_or(1, |p| p.fetch(1));
+    let overfetch = planned.as_ref().map_or(1, |p| p.fetch(1));
+    if let Some(TableSearch::Scan { .. }) = planned {
+        // Without its index (not built, or dropped), exactly.
+        return Ok(match table.scan_index_name() {
+            Some(name) if has_scan_index(conn, table).await? => {
+                (SearchMethod::ScanIndex(name), overfetch)
+            }
+            _ => (SearchMethod::Scan, 1),
+        });
+    }
     Ok(match table.vector_index_name() {
         Some(name) if has_vector_index(conn, table).await? => {
             (SearchMethod::VectorIndex(name), overfetch)
@@ -163,18 +185,31 @@ pub(crate) async fn method(conn: &Connection, table: TargetTable) -> Result<(Sea
     })
 }
 
-/// Candidates from the index: `fetch` nearest by DiskANN, exact distances.
+/// Candidates from the index: `fetch` nearest by DiskANN (or by 8-bit
+/// distance through a scan index), exact distances.
 async fn index_candidates(
     conn: &Connection,
     table: TargetTable,
-    index: &str,
+    method: SearchMethod,
     query: &[u8],
     fetch: usize,
 ) -> Result<Vec<Candidate>> {
+    let nearest = match method {
+        SearchMethod::VectorIndex(index) => format!("vector_top_k('{index}', vector32(?1), ?2)"),
+        // The distance in `ORDER BY` only: the index holds that
+        // expression, so the scan reads the index and never the rows.
+        SearchMethod::ScanIndex(index) => format!(
+            "(SELECT rowid AS id FROM {} INDEXED BY {index} \
+             ORDER BY vector_distance_cos(vector8(embedding_vector), vector8(?1)) NULLS LAST \
+             LIMIT ?2)",
+            table.name()
+        ),
+        SearchMethod::Scan => return Ok(Vec::new()),
+    };
     let sql = format!(
         "SELECT t.rowid, t.embedding_id, t.item_type, \
          vector_distance_cos(t.embedding_vector, vector32(?1)) \
-         FROM vector_top_k('{index}', vector32(?1), ?2) AS v \
+         FROM {nearest} AS v \
          JOIN {} AS t ON t.rowid = v.id",
         table.name()
     );
@@ -256,18 +291,22 @@ async fn table_candidates(
     query: &Query<'_>,
 ) -> Result<Vec<Candidate>> {
     let bytes = vector_to_le_bytes(query.vector);
-    let (index, overfetch) = match method(conn, table).await? {
-        (SearchMethod::VectorIndex(name), overfetch) => (name, overfetch),
+    let (via, overfetch) = match method(conn, table).await? {
         (SearchMethod::Scan, _) => return scan_candidates(conn, table, query, &bytes).await,
+        found => found,
     };
     // The plan's over-fetch: candidates the exact distances re-rank.
     let mut fetch = match query.item_type {
         Some(_) => (query.k * OVERFETCH.max(overfetch)).max(query.k + OVERFETCH_MIN),
         None => query.k * overfetch,
     };
-    let twins = twin_candidates(conn, table, &bytes).await?;
+    // libsql#2197 is DiskANN's: an ordinary index loses no row.
+    let twins = match via {
+        SearchMethod::VectorIndex(_) => twin_candidates(conn, table, &bytes).await?,
+        _ => Vec::new(),
+    };
     loop {
-        let mut found = index_candidates(conn, table, index, &bytes, fetch).await?;
+        let mut found = index_candidates(conn, table, via, &bytes, fetch).await?;
         let ran_out = found.len() < fetch;
         for t in &twins {
             if found.iter().all(|c| c.rowid != t.rowid) {

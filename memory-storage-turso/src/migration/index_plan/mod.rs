@@ -542,7 +542,8 @@ pub(crate) async fn for_run(
                     chosen.insert(*t, choice);
                 } else if let Some(search) = recorded.get(t) {
                     let options = match search {
-                        TableSearch::Exact => None,
+                        // A scan index is no DiskANN index.
+                        TableSearch::Exact | TableSearch::Scan { .. } => None,
                         TableSearch::Index { options, .. } => {
                             Some(VectorIndexOptions::parse(options).unwrap_or_default())
                         }
