@@ -289,6 +289,38 @@ async fn a_users_table_named_like_the_index_build_survives_rolling_back_an_older
 }
 
 #[tokio::test]
+async fn a_users_index_named_like_the_scan_index_survives_rolling_back_an_older_run() {
+    let t = clean_sample(120, 37).await;
+    t.conn
+        .execute(
+            "CREATE INDEX idx_embeddings_384_scan ON embeddings (model)",
+            (),
+        )
+        .await
+        .unwrap();
+    run(&t.conn, execute()).await.unwrap();
+    // What an older version's run leaves: no record of the objects before.
+    t.conn
+        .execute(
+            "DELETE FROM metadata WHERE key IN ('embeddings_migration.prior_objects', 'embeddings_migration.prior_schema_version')",
+            (),
+        )
+        .await
+        .unwrap();
+    let options = MigrationOptions {
+        rollback: true,
+        ..execute()
+    };
+    let rolled = run(&t.conn, options).await.unwrap();
+    assert!(rolled.rollback.is_some());
+    assert!(!exists(&t.conn, "embeddings_384").await, "not rolled back");
+    assert!(
+        exists(&t.conn, "idx_embeddings_384_scan").await,
+        "the user's index was dropped"
+    );
+}
+
+#[tokio::test]
 async fn the_migrations_own_stale_backup_is_refreshed_by_the_drop() {
     let t = clean_sample(120, 97).await;
     let first = run(&t.conn, with_backup(Some("kept_rows"))).await.unwrap();

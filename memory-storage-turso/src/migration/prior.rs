@@ -69,6 +69,9 @@ pub fn own_object_names() -> BTreeSet<String> {
         if let Some(i) = t.vector_index_name() {
             out.insert(i.to_string());
         }
+        if let Some(i) = t.scan_index_name() {
+            out.insert(i.to_string());
+        }
         if let Some(b) = t.indexing_table() {
             out.insert(b.to_string());
             for event in ["insert", "update", "delete"] {
@@ -148,6 +151,10 @@ pub async fn left_by_older_version(
             TargetTable::ALL.iter().all(|t| {
                 if t.name() == n.as_str() {
                     return created.iter().any(|c| c == *n);
+                }
+                // Made only by versions that keep the record.
+                if t.scan_index_name() == Some(n.as_str()) {
+                    return false;
                 }
                 match t.indexing_table() {
                     Some(b) if n.starts_with(b) => building.iter().any(|l| l == t.name()),
