@@ -15,6 +15,7 @@ pub mod error;
 pub mod init;
 pub mod migration;
 pub mod sample;
+pub mod scan_index;
 pub mod schema;
 pub mod search_plan;
 pub mod store;

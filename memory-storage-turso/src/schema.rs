@@ -221,6 +221,22 @@ impl TargetTable {
         })
     }
 
+    /// A subquery of the `limit` rowids (as `id`) nearest to the vector
+    /// `query` by 8-bit distance, read from the scan index alone (the
+    /// distance in `ORDER BY` only: the index holds that expression);
+    /// exact distances re-rank them. `query` and `limit` are SQL
+    /// (parameters or literals).
+    pub fn scan_nearest_sql(self, query: &str, limit: &str) -> Option<String> {
+        self.scan_index_name().map(|index| {
+            format!(
+                "(SELECT rowid AS id FROM {} INDEXED BY {index} \
+                 ORDER BY vector_distance_cos(vector8(embedding_vector), vector8({query})) \
+                 NULLS LAST LIMIT {limit})",
+                self.name()
+            )
+        })
+    }
+
     /// `CREATE INDEX IF NOT EXISTS idx_embeddings_N_vector … libsql_vector_idx(…)`.
     pub fn vector_index_sql(self) -> Option<&'static str> {
         match self {

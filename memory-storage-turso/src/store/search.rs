@@ -117,23 +117,19 @@ async fn candidates(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<
     Ok(out)
 }
 
+/// Whether `table` has its quantized scan index (an object of that name
+/// that is anything else is a user's, and never searched through).
+pub(crate) async fn has_scan_index(conn: &Connection, table: TargetTable) -> Result<bool> {
+    Ok(crate::scan_index::state(conn, table).await? == crate::scan_index::ScanIndex::Present)
+}
+
 /// Whether `table` has its DiskANN index (on the table itself, not on the
 /// twin of a vector-index build in progress).
 pub(crate) async fn has_vector_index(conn: &Connection, table: TargetTable) -> Result<bool> {
-    has_index(conn, table, table.vector_index_name()).await
-}
-
-/// Whether `table` has its quantized scan index.
-pub(crate) async fn has_scan_index(conn: &Connection, table: TargetTable) -> Result<bool> {
-    has_index(conn, table, table.scan_index_name()).await
-}
-
-/// Whether `table` itself has the index named `index`.
-async fn has_index(conn: &Connection, table: TargetTable, index: Option<&str>) -> Result<bool> {
-    let Some(index) = index else {
+    let Some(index) = table.vector_index_name() else {
         return Ok(false);
     };
-    let ctx = || format!("looking up {index} of {table}");
+    let ctx = || format!("looking up the vector index of {table}");
     let mut rows = conn
         .query(
             "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1 AND tbl_name = ?2",
@@ -198,12 +194,10 @@ async fn index_candidates(
         SearchMethod::VectorIndex(index) => format!("vector_top_k('{index}', vector32(?1), ?2)"),
         // The distance in `ORDER BY` only: the index holds that
         // expression, so the scan reads the index and never the rows.
-        SearchMethod::ScanIndex(index) => format!(
-            "(SELECT rowid AS id FROM {} INDEXED BY {index} \
-             ORDER BY vector_distance_cos(vector8(embedding_vector), vector8(?1)) NULLS LAST \
-             LIMIT ?2)",
-            table.name()
-        ),
+        SearchMethod::ScanIndex(_) => match table.scan_nearest_sql("?1", "?2") {
+            Some(sql) => sql,
+            None => return Ok(Vec::new()),
+        },
         SearchMethod::Scan => return Ok(Vec::new()),
     };
     let sql = format!(
