@@ -4,7 +4,7 @@
 //! run whose index finds clearly fewer true neighbours than it must.
 
 use libsql::Connection;
-use memory_storage_turso::migration::report::{Pick, RecallOutcome};
+use memory_storage_turso::migration::report::{Pick, RecallOutcome, SCAN};
 use memory_storage_turso::migration::{
     run_migration, DiscrepancyKind, Forced, IndexMode, IndexPlanning, IndexState, MigrationOptions,
     MigrationReport, NoopObserver,
@@ -103,6 +103,11 @@ fn state(report: &MigrationReport, table: &str) -> IndexState {
 async fn a_tiny_table_is_searched_exactly_a_large_one_through_the_index_picked_for_it() {
     let t = TestDb::empty().await;
     legacy(&t, 1500, 30).await;
+    // DiskANN only: the scan index would be the pick here (see below).
+    let planned = || IndexPlanning {
+        scan_index: false,
+        ..planned()
+    };
 
     let dry = run(&t.conn, options(true, planned())).await;
     let plan = dry
@@ -196,6 +201,185 @@ async fn a_tiny_table_is_searched_exactly_a_large_one_through_the_index_picked_f
         store.search_method(384).await.unwrap(),
         SearchMethod::VectorIndex(_)
     ));
+}
+
+/// The embedding_ids `store` finds for `query`.
+async fn found(store: &EmbeddingStore, query: &[f32]) -> Vec<String> {
+    store
+        .find_similar(query, None, 10, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.embedding.embedding_id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plan_measures_a_scan_index_whose_search_grows_with_the_rows() {
+    let t = TestDb::empty().await;
+    legacy(&t, 1500, 0).await;
+    let dry = run(&t.conn, options(true, planned())).await;
+    let plan = dry.index_plan.as_ref().expect("the dry run plans");
+    let large = plan
+        .tables
+        .iter()
+        .find(|p| p.table == "embeddings_384")
+        .unwrap();
+    let scans: Vec<_> = large
+        .candidates
+        .iter()
+        .filter(|c| c.options == SCAN)
+        .collect();
+    assert_eq!(
+        scans.iter().map(|c| c.overfetch).collect::<Vec<_>>(),
+        [2, 4, 8]
+    );
+    let cheapest_diskann = large
+        .candidates
+        .iter()
+        .filter(|c| c.options != SCAN)
+        .map(|c| c.predicted.build_seconds)
+        .fold(f64::INFINITY, f64::min);
+    for c in scans {
+        assert!(c.measured.len() >= 2, "{c:?}");
+        // One 8-bit byte a dimension, and the key and rowid beside it.
+        let per_row = c.predicted.index_bytes as f64 / 1500.0;
+        assert!((384.0..1_000.0).contains(&per_row), "{c:?}");
+        assert!(c.predicted.build_seconds > 0.0, "{c:?}");
+        assert!(c.predicted.build_seconds < cheapest_diskann, "{c:?}");
+        // A search reads every row's 8-bit vector: its latency is the
+        // largest sample's, in proportion to the rows.
+        let largest = c.measured.iter().max_by_key(|m| m.rows).unwrap();
+        let expected = largest.query_ms * 1500.0 / largest.rows as f64;
+        assert!((c.predicted.query_ms - expected).abs() < 1e-9, "{c:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_planned_for_a_scan_index_gets_one_measured_and_the_store_searches_through_it() {
+    let t = TestDb::empty().await;
+    legacy(&t, 1500, 0).await;
+    let copy_only = MigrationOptions {
+        build_vector_index: false,
+        ..options(false, planned())
+    };
+    run(&t.conn, copy_only).await;
+    // A plan that picked the scan index (as the previous test's would,
+    // with a latency target between its search and an exact one: both
+    // grow with the rows, at a ratio timing alone decides), recorded:
+    // the run keeps a recorded plan.
+    let planned_scan = TableSearch::Scan {
+        overfetch: 4,
+        planned_recall: Some(0.97),
+        measured_recall: None,
+    };
+    let mut recorded = search_plan::read(&t.conn).await.unwrap();
+    recorded.insert(TargetTable::D384, planned_scan);
+    search_plan::write(&t.conn, &recorded).await.unwrap();
+
+    let done = run(&t.conn, options(false, planned())).await;
+    // Not planned again.
+    assert!(
+        done.index_plan
+            .as_ref()
+            .is_none_or(|p| p.tables.iter().all(|t| t.table != "embeddings_384")),
+        "{:?}",
+        done.index_plan
+    );
+    let status = done
+        .vector_indexes
+        .iter()
+        .find(|i| i.table == "embeddings_384")
+        .unwrap();
+    assert_eq!(status.index, "idx_embeddings_384_scan");
+    assert_eq!(status.status, IndexState::Built);
+    let [measured] = &done.built_recall[..] else {
+        panic!("the scan index was measured: {:?}", done.built_recall);
+    };
+    assert_eq!(measured.options, SCAN);
+    assert_eq!(measured.outcome, RecallOutcome::Met, "{measured:?}");
+    let recorded = search_plan::read(&t.conn).await.unwrap();
+    assert_eq!(
+        recorded[&TargetTable::D384],
+        TableSearch::Scan {
+            overfetch: 4,
+            planned_recall: Some(0.97),
+            measured_recall: Some(measured.measured_recall),
+        }
+    );
+    let check = done
+        .search_checks
+        .iter()
+        .find(|c| c.table == "embeddings_384")
+        .expect("the search check covers the scan index");
+    assert!(
+        check.passed() && check.found_first == check.sampled,
+        "{check:?}"
+    );
+    assert!(done.verification.as_ref().unwrap().passed);
+    assert_migrated_exactly(&t.conn, &[], false).await;
+
+    // The store searches through it, and finds what an exact search finds.
+    let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();
+    assert_eq!(
+        store.search_method(384).await.unwrap(),
+        SearchMethod::ScanIndex("idx_embeddings_384_scan")
+    );
+    let queries: Vec<Vec<f32>> = clustered(40, 384, 9);
+    let mut through_scan = Vec::new();
+    for q in &queries {
+        through_scan.push(found(&store, q).await);
+    }
+    let mut exact = search_plan::read(&t.conn).await.unwrap();
+    exact.insert(TargetTable::D384, TableSearch::Exact);
+    search_plan::write(&t.conn, &exact).await.unwrap();
+    assert_eq!(store.search_method(384).await.unwrap(), SearchMethod::Scan);
+    let mut same = 0;
+    for (q, scanned) in queries.iter().zip(&through_scan) {
+        let truth = found(&store, q).await;
+        same += truth.iter().filter(|id| scanned.contains(id)).count();
+    }
+    let recall = same as f64 / (10 * queries.len()) as f64;
+    assert!(recall >= 0.9, "{recall}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_object_with_the_scan_index_name_is_left_and_its_table_searched_exactly() {
+    let t = TestDb::empty().await;
+    legacy(&t, 300, 0).await;
+    t.conn
+        .execute_batch(
+            "CREATE TABLE idx_embeddings_384_scan (note TEXT);
+             INSERT INTO idx_embeddings_384_scan VALUES ('mine');",
+        )
+        .await
+        .unwrap();
+    let mut index = planned();
+    index.forced.insert(TargetTable::D384, Forced::Scan);
+    let done = run(&t.conn, options(false, index.clone())).await;
+    assert_eq!(state(&done, "embeddings_384"), IndexState::NameTaken);
+    assert!(done.verification.as_ref().unwrap().passed);
+    let recorded = search_plan::read(&t.conn).await.unwrap();
+    assert_eq!(recorded[&TargetTable::D384], TableSearch::Exact);
+    let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();
+    assert_eq!(store.search_method(384).await.unwrap(), SearchMethod::Scan);
+    let query = clustered(300, 384, 1)[17].clone();
+    assert_eq!(found(&store, &query).await[0], "a00017");
+    // A run again changes nothing, and a rollback leaves the user's table.
+    let again = run(&t.conn, options(false, index)).await;
+    assert_eq!(state(&again, "embeddings_384"), IndexState::NameTaken);
+    let rollback = MigrationOptions {
+        rollback: true,
+        ..options(false, planned())
+    };
+    run(&t.conn, rollback).await;
+    let mut rows = t
+        .conn
+        .query("SELECT note FROM idx_embeddings_384_scan", ())
+        .await
+        .unwrap();
+    let row = rows.next().await.unwrap().expect("the user's row");
+    assert_eq!(row.get::<String>(0).unwrap(), "mine");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -27,8 +27,8 @@ use libsql::Connection;
 
 use super::error::Result;
 use super::index_plan::{IndexPlanning, EXACT_FALLBACK};
-use super::recall::{self, Queries};
-use super::report::{BuiltRecall, IndexState, IndexStatus, RecallOutcome};
+use super::recall::{self, Queries, Via};
+use super::report::{BuiltRecall, IndexState, IndexStatus, RecallOutcome, SCAN};
 use crate::db::{in_transaction, with_retries};
 use crate::error::DbContext;
 use crate::schema::TargetTable;
@@ -89,21 +89,26 @@ pub(crate) async fn check_built(
         let Some(table) = TargetTable::from_name(&status.table) else {
             continue;
         };
-        let Some(TableSearch::Index {
-            options,
-            overfetch,
-            planned_recall: Some(predicted),
-            ..
-        }) = plan.get(&table).cloned()
-        else {
-            continue;
-        };
         let index = status.index.clone();
+        let (options, overfetch, predicted, via) = match plan.get(&table).cloned() {
+            Some(TableSearch::Index {
+                options,
+                overfetch,
+                planned_recall: Some(predicted),
+                ..
+            }) => (options, overfetch, predicted, Via::VectorIndex(&index)),
+            Some(TableSearch::Scan {
+                overfetch,
+                planned_recall: Some(predicted),
+                ..
+            }) => (SCAN.to_string(), overfetch, predicted, Via::ScanIndex),
+            _ => continue,
+        };
         let m = with_retries(max_retries, || {
             recall::measure(
                 conn,
                 table,
-                &index,
+                via,
                 overfetch as usize,
                 QUERIES,
                 Queries::HeldOut,
@@ -111,8 +116,13 @@ pub(crate) async fn check_built(
         })
         .await?;
         let outcome = outcome(m.recall, m.exact_ms, planning);
-        let search = match outcome {
-            RecallOutcome::SearchedExactly => TableSearch::Exact,
+        let search = match (outcome, via) {
+            (RecallOutcome::SearchedExactly, _) => TableSearch::Exact,
+            (_, Via::ScanIndex) => TableSearch::Scan {
+                overfetch,
+                planned_recall: Some(predicted),
+                measured_recall: Some(m.recall),
+            },
             _ => TableSearch::Index {
                 options: options.clone(),
                 overfetch,

@@ -16,7 +16,7 @@ use super::report::{MigrationReport, PhaseTiming};
 use super::write::BatchWriter;
 use super::{
     backup, built_recall, copy, finalize, index, index_plan, metadata, online, outcome, page_cache,
-    prior, smoke, verdict, verify, write,
+    prior, scan_indexes, smoke, verdict, verify, write,
 };
 use crate::db::with_retries;
 use crate::error::DbContext;
@@ -96,9 +96,9 @@ pub(super) async fn execute(
     }
 
     // Vector indexes: planned (or fixed) per table, then built.
-    let options_of = if options.build_vector_index {
+    let choices = if options.build_vector_index {
         let began = std::time::Instant::now();
-        let (plan, options_of) = with_retries(retries, || {
+        let (plan, choices) = with_retries(retries, || {
             index_plan::for_run(
                 conn,
                 &options.index,
@@ -116,10 +116,11 @@ pub(super) async fn execute(
             });
         }
         report.index_plan = plan;
-        options_of
+        choices
     } else {
         Default::default()
     };
+    let options_of = choices.iter().map(|(t, (o, _))| (*t, *o)).collect();
     let mut indexed = index::build_indexes(
         conn,
         options.remote.as_ref(),
@@ -130,6 +131,18 @@ pub(super) async fn execute(
         observer,
     )
     .await?;
+    if indexed.flow != Flow::Stopped {
+        let began = std::time::Instant::now();
+        scan_indexes::build(
+            conn,
+            options.remote.as_ref(),
+            &choices,
+            &mut indexed.statuses,
+            retries,
+        )
+        .await?;
+        indexed.timing.seconds += began.elapsed().as_secs_f64();
+    }
     let built = indexed
         .statuses
         .iter()

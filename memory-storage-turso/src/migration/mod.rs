@@ -44,6 +44,7 @@ mod recall;
 pub mod report;
 pub(crate) mod rollback;
 pub(crate) mod scan;
+mod scan_indexes;
 mod scratch;
 pub(crate) mod smoke;
 mod statements;

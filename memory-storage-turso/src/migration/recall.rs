@@ -32,6 +32,14 @@ pub(crate) enum Queries {
     HeldOut,
 }
 
+/// What a search goes through: a DiskANN index (named), or the table's
+/// quantized scan index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Via<'a> {
+    VectorIndex(&'a str),
+    ScanIndex,
+}
+
 /// What the searches measured.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Measured {
@@ -120,12 +128,12 @@ async fn search(
     Ok(out)
 }
 
-/// Searches `n` rows of `table` through `index` (asked for `overfetch` ×
+/// Searches `n` rows of `table` through `via` (asked for `overfetch` ×
 /// the hits) and exactly.
 pub(crate) async fn measure(
     conn: &Connection,
     table: TargetTable,
-    index: &str,
+    via: Via<'_>,
     overfetch: usize,
     n: usize,
     queries: Queries,
@@ -134,11 +142,18 @@ pub(crate) async fn measure(
     let dimension = table.native_dimension().unwrap_or(0);
     // A held-out row comes back too, and is dropped: one hit more.
     let hits = K + usize::from(queries == Queries::HeldOut);
+    let fetch = (hits * overfetch.max(1)).to_string();
+    let (index, nearest) = match via {
+        Via::VectorIndex(index) => (index, format!("vector_top_k('{index}', ?1, {fetch})")),
+        Via::ScanIndex => (
+            table.scan_index_name().unwrap_or_default(),
+            table.scan_nearest_sql("?1", &fetch).unwrap_or_default(),
+        ),
+    };
     let by_index = format!(
         "SELECT t.embedding_id, t.embedding_vector, vector_distance_cos(t.embedding_vector, ?1) \
-         FROM vector_top_k('{index}', ?1, {}) AS v \
-         JOIN {name} AS t ON t.rowid = v.id",
-        hits * overfetch.max(1)
+         FROM {nearest} AS v \
+         JOIN {name} AS t ON t.rowid = v.id"
     );
     let exact = format!(
         "SELECT embedding_id, embedding_vector, vector_distance_cos(embedding_vector, ?1) AS d \

@@ -1,5 +1,6 @@
 //! The search smoke test that ends a verification: for a sample of rows in
-//! each native table with a vector index, a search with the row's own
+//! each native table with a vector index (or the scan index its plan
+//! searches through), a search with the row's own
 //! vector (the index's top 10, ranked by exact cosine distance, as the store
 //! searches) must return that row first (or one with a bit-identical
 //! vector). It proves the indexes answer, not just that they exist.
@@ -9,56 +10,73 @@
 
 use libsql::Connection;
 
-use super::recall::{self, Queries};
+use super::recall::{self, Queries, Via};
 pub use super::report::{SearchCheck, RECALL_MARGIN};
 use crate::error::Result;
+use crate::scan_index::{self, ScanIndex};
 use crate::schema::{object_exists, TargetTable};
 use crate::search_plan::TableSearch;
 
 /// Rows sampled per table.
 pub const SAMPLE: usize = 16;
 
-/// Runs the search check on every native table that has its vector index:
+/// Runs the search check on every native table that has its vector index
+/// (or its planned scan index):
 /// its recall must not fall clearly below the plan's (or, for options not
 /// measured, below `target_recall`).
 pub async fn search_smoke_test(conn: &Connection, target_recall: f64) -> Result<Vec<SearchCheck>> {
     let plan = crate::search_plan::read(conn).await?;
     let mut out = Vec::new();
     for table in TargetTable::ALL {
-        let Some(index) = table.vector_index_name() else {
-            continue;
-        };
-        if !object_exists(conn, index).await? {
-            continue;
-        }
-        let (overfetch, planned) = match plan.get(&table) {
+        let (via, overfetch, planned) = match plan.get(&table) {
             // What the built index measured, where it was measured.
+            Some(TableSearch::Scan {
+                overfetch,
+                planned_recall,
+                measured_recall,
+            }) if scan_index::state(conn, table).await? == ScanIndex::Present => (
+                Some(Via::ScanIndex),
+                (*overfetch).max(1) as usize,
+                measured_recall.or(*planned_recall),
+            ),
             Some(TableSearch::Index {
                 overfetch,
                 planned_recall,
                 measured_recall,
                 ..
             }) => (
+                vector_index(conn, table).await?,
                 (*overfetch).max(1) as usize,
                 measured_recall.or(*planned_recall),
             ),
-            _ => (1, None),
+            _ => (vector_index(conn, table).await?, 1, None),
+        };
+        let Some(via) = via else {
+            continue;
         };
         let floor = planned.unwrap_or(target_recall).min(1.0) - RECALL_MARGIN;
-        out.push(check_table(conn, table, index, overfetch, planned, floor).await?);
+        out.push(check_table(conn, table, via, overfetch, planned, floor).await?);
     }
     Ok(out)
+}
+
+/// The table's DiskANN index, where it has one.
+async fn vector_index(conn: &Connection, table: TargetTable) -> Result<Option<Via<'static>>> {
+    Ok(match table.vector_index_name() {
+        Some(index) if object_exists(conn, index).await? => Some(Via::VectorIndex(index)),
+        _ => None,
+    })
 }
 
 async fn check_table(
     conn: &Connection,
     table: TargetTable,
-    index: &str,
+    via: Via<'_>,
     overfetch: usize,
     planned_recall: Option<f64>,
     recall_floor: f64,
 ) -> Result<SearchCheck> {
-    let m = recall::measure(conn, table, index, overfetch, SAMPLE, Queries::Own).await?;
+    let m = recall::measure(conn, table, via, overfetch, SAMPLE, Queries::Own).await?;
     Ok(SearchCheck {
         table: table.name().to_string(),
         sampled: m.queries,

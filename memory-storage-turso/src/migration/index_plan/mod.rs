@@ -26,7 +26,7 @@ pub(crate) fn reservoir_size(planning: &IndexPlanning, dimension: usize) -> usiz
 }
 
 use super::error::Result;
-use super::report::{Candidate, IndexPlan, Measured, Pick, TablePlan};
+use super::report::{Candidate, IndexPlan, Measured, Pick, TablePlan, SCAN};
 use crate::schema::{NeighborCompression, TargetTable, VectorIndexOptions};
 use crate::search_plan::TableSearch;
 
@@ -46,7 +46,14 @@ pub enum Forced {
     /// No index: the table is searched exactly.
     Exact,
     Options(VectorIndexOptions),
+    /// The quantized scan index, with [`FORCED_SCAN_OVERFETCH`].
+    Scan,
 }
+
+/// The over-fetch of a scan index forced without measurement: on the
+/// benchmark's clustered rows, 40 candidates found 0.967 of the true
+/// neighbours at 1,536 dimensions and all of them at 384 and 3,072.
+pub(crate) const FORCED_SCAN_OVERFETCH: u32 = 4;
 
 /// What the planner aims at.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +67,10 @@ pub struct IndexPlanning {
     /// dimension when `None`.
     pub sample_rows: Option<usize>,
     pub forced: BTreeMap<TargetTable, Forced>,
+    /// Whether the quantized scan index is a candidate (default true). Its
+    /// latency grows with the rows: a table that will grow far past its
+    /// size now may want DiskANN, whose latency does not.
+    pub scan_index: bool,
 }
 
 impl Default for IndexPlanning {
@@ -70,6 +81,7 @@ impl Default for IndexPlanning {
             max_query_ms: 50.0,
             sample_rows: None,
             forced: BTreeMap::new(),
+            scan_index: true,
         }
     }
 }
@@ -78,8 +90,23 @@ impl Default for IndexPlanning {
 /// true neighbours, so a miss rate of 0.1% shows.
 const QUERIES: usize = 100;
 
-/// Over-fetch factors measured per setting.
+/// Over-fetch factors measured per DiskANN setting.
 const OVERFETCH: [u32; 3] = [1, 2, 4];
+
+/// Over-fetch factors measured for the scan index: 8-bit distances rank
+/// the nearest few rows out of order, and more candidates do find them
+/// (unlike a DiskANN search's, see `built_recall`), for one more read of
+/// a row each.
+const SCAN_OVERFETCH: [u32; 3] = [2, 4, 8];
+
+/// The over-fetch factors measured for `options`.
+fn overfetches(options: &str) -> &'static [u32] {
+    if options == SCAN {
+        &SCAN_OVERFETCH
+    } else {
+        &OVERFETCH
+    }
+}
 
 /// Vectors sampled per table by default: fewer for wider vectors, whose
 /// inserts cost more.
@@ -92,23 +119,41 @@ pub(crate) fn default_sample_rows(dimension: usize) -> usize {
     }
 }
 
-/// The settings measured: libSQL's defaults, neighbours compressed to
-/// float8 and to float1bit, each of those with 32 neighbours. (float16
-/// sits between the default and float8; fewer settings keep the plan to
-/// minutes on the widest vectors.)
-fn settings() -> Vec<VectorIndexOptions> {
+/// The settings measured (as options text): libSQL's defaults, neighbours
+/// compressed to float8 and to float1bit, each of those with 32
+/// neighbours, and the quantized scan index. (float16 sits between the
+/// default and float8; fewer settings keep the plan to minutes on the
+/// widest vectors.) The scan index only when `scan_index`.
+fn settings(scan_index: bool) -> Vec<String> {
     let with = |compress, max_neighbors| VectorIndexOptions {
         compress_neighbors: compress,
         max_neighbors,
         search_l: None,
     };
-    vec![
+    [
         with(None, None),
         with(Some(NeighborCompression::Float8), None),
         with(Some(NeighborCompression::Float8), Some(32)),
         with(Some(NeighborCompression::Float1Bit), None),
         with(Some(NeighborCompression::Float1Bit), Some(32)),
     ]
+    .iter()
+    .map(VectorIndexOptions::options_string)
+    .chain(scan_index.then(|| SCAN.to_string()))
+    .collect()
+}
+
+/// A scan reads every row's 8-bit vector: its latency grows with the
+/// rows, and is predicted in proportion from the largest size `c`
+/// measured (a little high: a search's fixed cost is scaled too).
+/// DiskANN's is left as [`fit`] predicts it.
+fn scan_latency(c: &mut Candidate, rows: u64) {
+    if c.options != SCAN {
+        return;
+    }
+    if let Some(largest) = c.measured.iter().max_by_key(|m| m.rows) {
+        c.predicted.query_ms = largest.query_ms * rows as f64 / largest.rows.max(1) as f64;
+    }
 }
 
 /// What the plan measures a table on.
@@ -146,6 +191,9 @@ pub(crate) async fn plan_table(
             Forced::Options(o) => Pick::Forced {
                 options: o.options_string(),
             },
+            Forced::Scan => Pick::Forced {
+                options: SCAN.to_string(),
+            },
         };
         return Ok(plan);
     }
@@ -180,23 +228,23 @@ pub(crate) async fn plan_table(
         };
         return Ok(plan);
     }
-    for options in settings() {
-        let text = options.options_string();
-        let small =
-            measure::measure(dimension, &text, rows_small, &queries, &OVERFETCH, None).await?;
-        let big =
-            measure::measure(dimension, &text, rows_large, &queries, &OVERFETCH, None).await?;
-        for ((f, s), b) in OVERFETCH.iter().zip(small).zip(big) {
+    for text in settings(planning.scan_index) {
+        let factors = overfetches(&text);
+        let small = measure::measure(dimension, &text, rows_small, &queries, factors, None).await?;
+        let big = measure::measure(dimension, &text, rows_large, &queries, factors, None).await?;
+        for ((f, s), b) in factors.iter().zip(small).zip(big) {
             if text.is_empty() && *f == 1 {
                 plan.default_candidate = Some(plan.candidates.len());
             }
-            plan.candidates.push(Candidate {
+            let mut c = Candidate {
                 options: text.clone(),
                 overfetch: *f,
                 predicted: fit::predict(&s, &b, rows, queries.len() * measure::K),
                 measured: vec![s, b],
                 neighbourhoods: None,
-            });
+            };
+            scan_latency(&mut c, rows);
+            plan.candidates.push(c);
         }
     }
     let targets = fit::Targets {
@@ -241,7 +289,7 @@ impl Validation<'_> {
     /// to 2× wrong (1,436 s against 808 s for 35,110 rows).
     async fn validate(&self, plan: &mut TablePlan) -> Result<()> {
         let mut validated = std::collections::BTreeSet::new();
-        for round in 0..VALIDATIONS + settings().len() {
+        for round in 0..VALIDATIONS + settings(true).len() {
             let next = if round < VALIDATIONS {
                 fit::next_to_validate(&plan.candidates, &plan.pick, &validated, self.targets)
             } else {
@@ -314,7 +362,7 @@ impl Validation<'_> {
             options,
             &near,
             &asked,
-            &OVERFETCH,
+            overfetches(options),
             Some(beam),
         )
         .await?;
@@ -336,7 +384,7 @@ impl Validation<'_> {
             options,
             self.third,
             self.queries,
-            &OVERFETCH,
+            overfetches(options),
             Some(beam),
         )
         .await?;
@@ -346,15 +394,16 @@ impl Validation<'_> {
                 c.neighbourhoods = Some(near[overfetch_at(c)].clone());
             }
             c.predicted = fit::predict_validated(&c.measured, c.neighbourhoods.as_ref(), self.rows);
+            scan_latency(c, self.rows);
         }
         Ok(())
     }
 }
 
-/// Where a candidate's over-fetch sits in [`OVERFETCH`], and so in each
-/// measurement of its setting.
+/// Where a candidate's over-fetch sits in [`overfetches`] of its setting,
+/// and so in each measurement of it.
 fn overfetch_at(c: &Candidate) -> usize {
-    OVERFETCH
+    overfetches(&c.options)
         .iter()
         .position(|f| *f == c.overfetch)
         .unwrap_or(0)
@@ -438,11 +487,26 @@ pub(crate) async fn plan(
     Ok(out)
 }
 
+/// Per table, the options its DiskANN index is built with (`None`: no
+/// DiskANN index) and how it is searched (through a scan index, which the
+/// index phase then builds, or exactly, or through the DiskANN index).
+pub(crate) type Choices = BTreeMap<TargetTable, (Option<VectorIndexOptions>, TableSearch)>;
+
+/// A scan index's choice.
+fn scan(overfetch: u32, planned_recall: Option<f64>) -> (Option<VectorIndexOptions>, TableSearch) {
+    (
+        None,
+        TableSearch::Scan {
+            overfetch,
+            planned_recall,
+            measured_recall: None,
+        },
+    )
+}
+
 /// How each table of `plan` is searched, and the options its index is
-/// built with (`None`: no index).
-pub(crate) fn choices(
-    plan: &IndexPlan,
-) -> BTreeMap<TargetTable, (Option<VectorIndexOptions>, TableSearch)> {
+/// built with (`None`: no DiskANN index).
+pub(crate) fn choices(plan: &IndexPlan) -> Choices {
     let mut out = BTreeMap::new();
     for t in &plan.tables {
         let Some(table) = TargetTable::ALL.into_iter().find(|x| x.name() == t.table) else {
@@ -463,11 +527,16 @@ pub(crate) fn choices(
             Pick::Exact { .. } | Pick::ExactForRecall { .. } | Pick::ForcedExact => {
                 (None, TableSearch::Exact)
             }
+            Pick::Forced { options } if options == SCAN => scan(FORCED_SCAN_OVERFETCH, None),
             Pick::Forced { options } => index(
                 VectorIndexOptions::parse(options).unwrap_or_default(),
                 1,
                 None,
             ),
+            Pick::Index { candidate, .. } if t.candidates[*candidate].options == SCAN => {
+                let c = &t.candidates[*candidate];
+                scan(c.overfetch, Some(c.predicted.recall))
+            }
             Pick::Index { candidate, .. } => {
                 let c = &t.candidates[*candidate];
                 index(
@@ -488,17 +557,14 @@ pub(crate) fn choices(
 /// new plan from a sample of the copied rows (with `scan`, also from whole
 /// neighbourhoods, found by reading each table's vectors once: not for a
 /// remote database). Returns the plan it made (if it made one) and each
-/// table's index options (`None`: no index).
+/// table's choice.
 pub(crate) async fn for_run(
     conn: &libsql::Connection,
     planning: &IndexPlanning,
     fixed: VectorIndexOptions,
-    scan: bool,
+    whole_tables: bool,
     observer: &dyn super::observer::Observer,
-) -> Result<(
-    Option<IndexPlan>,
-    BTreeMap<TargetTable, Option<VectorIndexOptions>>,
-)> {
+) -> Result<(Option<IndexPlan>, Choices)> {
     let natives: Vec<TargetTable> = TargetTable::ALL
         .into_iter()
         .filter(|t| t.is_native())
@@ -514,11 +580,11 @@ pub(crate) async fn for_run(
                 measured_recall: None,
             },
         )),
+        Some(Forced::Scan) => Some(scan(FORCED_SCAN_OVERFETCH, None)),
         None => None,
     };
     let mut made = None;
-    let mut chosen: BTreeMap<TargetTable, (Option<VectorIndexOptions>, TableSearch)> =
-        BTreeMap::new();
+    let mut chosen = Choices::new();
     match planning.mode {
         IndexMode::Fixed => {
             for t in &natives {
@@ -551,7 +617,7 @@ pub(crate) async fn for_run(
                     chosen.insert(*t, (options, search.clone()));
                 } else {
                     let n = reservoir_size(planning, t.native_dimension().unwrap_or(0));
-                    samples.insert(*t, sample_table(conn, *t, n, scan).await?);
+                    samples.insert(*t, sample_table(conn, *t, n, whole_tables).await?);
                 }
             }
             if !samples.is_empty() {
@@ -580,7 +646,7 @@ pub(crate) async fn for_run(
     }
     let searches = chosen.iter().map(|(t, (_, s))| (*t, s.clone())).collect();
     crate::search_plan::write(conn, &searches).await?;
-    Ok((made, chosen.into_iter().map(|(t, (o, _))| (t, o)).collect()))
+    Ok((made, chosen))
 }
 
 #[cfg(test)]
@@ -638,6 +704,8 @@ mod tests {
         // the best of them, below the target.
         let planning = IndexPlanning {
             mode: IndexMode::Planned,
+            // The scan finds every neighbour here: it would be the pick.
+            scan_index: false,
             target_recall: 1.5,
             max_query_ms: 1e-9,
             sample_rows: Some(100),
@@ -672,6 +740,83 @@ mod tests {
             }
         }
         assert!(ruled_out > 0, "{:?}", plan.candidates);
+    }
+
+    #[test]
+    fn a_scan_pick_is_searched_through_its_scan_index_and_builds_no_diskann_index() {
+        let m = crate::migration::report::Measured {
+            rows: 800,
+            build_ms_per_row: 0.01,
+            bytes_per_row: 420.0,
+            query_ms: 0.5,
+            recall: 0.97,
+            scaled_search_l: None,
+        };
+        let mut scan_candidate = Candidate {
+            options: SCAN.into(),
+            overfetch: 4,
+            measured: vec![m.clone(), m],
+            neighbourhoods: None,
+            predicted: crate::migration::report::Prediction {
+                build_seconds: 0.1,
+                index_bytes: 1,
+                query_ms: 0.5,
+                recall: 0.97,
+            },
+        };
+        scan_latency(&mut scan_candidate, 80_000);
+        assert_eq!(scan_candidate.predicted.query_ms, 50.0);
+        let table = |name: &str, pick| TablePlan {
+            table: name.into(),
+            rows: 80_000,
+            identical_vectors: 0,
+            exact_ms_per_row: 0.003,
+            candidates: vec![scan_candidate.clone()],
+            default_candidate: None,
+            pick,
+        };
+        let plan = IndexPlan {
+            target_recall: 0.95,
+            max_query_ms: 50.0,
+            tables: vec![
+                table(
+                    "embeddings_384",
+                    Pick::Index {
+                        candidate: 0,
+                        meets_targets: true,
+                    },
+                ),
+                table(
+                    "embeddings_1536",
+                    Pick::Forced {
+                        options: SCAN.into(),
+                    },
+                ),
+            ],
+        };
+        let chosen = choices(&plan);
+        assert_eq!(
+            chosen[&TargetTable::D384],
+            (
+                None,
+                TableSearch::Scan {
+                    overfetch: 4,
+                    planned_recall: Some(0.97),
+                    measured_recall: None
+                }
+            )
+        );
+        assert_eq!(
+            chosen[&TargetTable::D1536],
+            (
+                None,
+                TableSearch::Scan {
+                    overfetch: FORCED_SCAN_OVERFETCH,
+                    planned_recall: None,
+                    measured_recall: None
+                }
+            )
+        );
     }
 
     #[test]

@@ -4,6 +4,11 @@
 
 use serde::Serialize;
 
+/// The options text of the quantized scan candidate (an ordinary index of
+/// each row's 8-bit vector, scanned and re-ranked exactly; no DiskANN
+/// index), in `Candidate::options`, `Pick::Forced` and `--index-options`.
+pub const SCAN: &str = "scan";
+
 /// What one setting measured at one sample size.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Measured {
@@ -36,7 +41,8 @@ pub struct Prediction {
 /// One candidate setting of one table.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Candidate {
-    /// `libsql_vector_idx` options (empty: libSQL's defaults).
+    /// `libsql_vector_idx` options (empty: libSQL's defaults), or
+    /// [`SCAN`]: the quantized scan index.
     pub options: String,
     /// Candidates asked of the index per hit, re-ranked exactly.
     pub overfetch: u32,

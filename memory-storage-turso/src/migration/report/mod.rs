@@ -427,7 +427,7 @@ pub(crate) use named_enum;
 mod index_plan;
 mod phases;
 pub use index_plan::{
-    BuiltRecall, Candidate, IndexPlan, Measured, Pick, Prediction, RecallOutcome, TablePlan,
+    BuiltRecall, Candidate, IndexPlan, Measured, Pick, Prediction, RecallOutcome, TablePlan, SCAN,
 };
 pub use phases::*;
 
@@ -482,6 +482,10 @@ pub enum IndexState {
     /// The run was asked to stop before it was built.
     #[serde(rename = "stopped")]
     Stopped,
+    /// Not built: an object of the index's name is there and is not it (a
+    /// user's, left alone); the table is searched exactly.
+    #[serde(rename = "name taken")]
+    NameTaken,
 }
 
 named_enum!(IndexState {
@@ -491,6 +495,7 @@ named_enum!(IndexState {
     Skipped => "skipped",
     Exact => "exact search",
     Stopped => "stopped",
+    NameTaken => "name taken",
 });
 
 impl IndexState {
