@@ -204,7 +204,9 @@ pub struct MigrateArgs {
 
     /// Overrides the index plan for one table (repeatable):
     /// `embeddings_384=compress_neighbors=float8,max_neighbors=32`,
-    /// `embeddings_1024=default` (libSQL's defaults) or
+    /// `embeddings_1024=default` (libSQL's defaults),
+    /// `embeddings_1536=scan` (a quantized scan index: an ordinary index of
+    /// 8-bit vectors, scanned and re-ranked exactly) or
     /// `embeddings_3072=none` (no index: exact search).
     #[arg(long, value_name = "TABLE=OPTS", value_parser = parse_index_options)]
     pub index_options: Vec<(String, String)>,
@@ -214,6 +216,13 @@ pub struct MigrateArgs {
     /// --search-l imply it).
     #[arg(long)]
     pub no_index_plan: bool,
+
+    /// Leave the quantized scan index out of the index plan: DiskANN or
+    /// exact search only. A scan's latency grows with the rows; a table
+    /// that will grow far past its size now may want DiskANN, whose
+    /// latency does not.
+    #[arg(long)]
+    pub no_scan_index: bool,
 
     /// DiskANN `compress_neighbors` for every vector index (float1bit,
     /// float8, float16, floatb16, float32), instead of the plan: smaller
@@ -357,6 +366,8 @@ impl MigrateArgs {
             };
             let choice = if opts == "none" {
                 Forced::Exact
+            } else if opts == memory_storage_turso::migration::report::SCAN {
+                Forced::Scan
             } else {
                 Forced::Options(VectorIndexOptions::parse(opts).unwrap_or_default())
             };
@@ -371,6 +382,7 @@ impl MigrateArgs {
             target_recall: self.target_recall,
             max_query_ms: self.max_query_ms,
             sample_rows: None,
+            scan_index: !self.no_scan_index,
             forced,
         }
     }
@@ -394,7 +406,7 @@ fn parse_index_options(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| {
             format!("{table:?} is not a table with a vector index (embeddings_384, embeddings_1024, embeddings_1536, embeddings_3072)")
         })?;
-    if opts != "none" {
+    if opts != "none" && opts != memory_storage_turso::migration::report::SCAN {
         VectorIndexOptions::parse(opts)?;
     }
     Ok((t.name().to_string(), opts.to_string()))

@@ -601,17 +601,24 @@ fn built_recall_lines(checked: &[memory_storage_turso::migration::report::BuiltR
             out,
             "    {} ({}): {:.1}% measured, {:.1}% predicted, {:.1} ms a search{verdict}",
             c.table,
-            if c.options.is_empty() {
-                "libSQL's defaults"
-            } else {
-                &c.options
-            },
+            options_label(&c.options),
             c.measured_recall * 100.0,
             c.predicted_recall * 100.0,
             c.index_query_ms
         );
     }
     out
+}
+
+/// A setting of the index plan in words.
+fn options_label(options: &str) -> &str {
+    match options {
+        "" => "libSQL's defaults",
+        memory_storage_turso::migration::report::SCAN => {
+            "quantized scan index (8-bit vectors, re-ranked exactly)"
+        }
+        other => other,
+    }
 }
 
 fn index_plan_lines(plan: &memory_storage_turso::migration::report::IndexPlan) -> String {
@@ -652,14 +659,9 @@ fn index_plan_lines(plan: &memory_storage_turso::migration::report::IndexPlan) -
                  on these vectors; --index-options TABLE=OPTS builds one anyway)"
             ),
             Pick::ForcedExact => "no index (--index-options)".to_string(),
-            Pick::Forced { options } => format!(
-                "{} (--index-options, not measured)",
-                if options.is_empty() {
-                    "libSQL's defaults"
-                } else {
-                    options
-                }
-            ),
+            Pick::Forced { options } => {
+                format!("{} (--index-options, not measured)", options_label(options))
+            }
             Pick::Index {
                 candidate,
                 meets_targets,
@@ -667,11 +669,7 @@ fn index_plan_lines(plan: &memory_storage_turso::migration::report::IndexPlan) -
                 let c = &t.candidates[*candidate];
                 format!(
                     "{}, over-fetch {}: {}{}",
-                    if c.options.is_empty() {
-                        "libSQL's defaults"
-                    } else {
-                        &c.options
-                    },
+                    options_label(&c.options),
                     c.overfetch,
                     predicted(&c.predicted),
                     if *meets_targets {
