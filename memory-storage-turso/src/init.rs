@@ -16,12 +16,13 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use libsql::Connection;
 
 use crate::db::with_retries;
-use crate::error::Error;
+use crate::error::{DbContext, Error};
 use crate::migration::lock::{current_holder, host_name, is_stale};
 use crate::migration::{metadata, run_migration, MigrationOptions, MigrationReport, NoopObserver};
 use crate::migration::{MigrateError, Result};
@@ -29,6 +30,7 @@ use crate::schema::{
     create_item_indexes, create_target_tables, create_vector_index_with, object_exists,
     TargetTable, VectorIndexOptions, SCHEMA_VERSION,
 };
+use crate::search_plan::TableSearch;
 use crate::store::unmigrated_rows_exist;
 
 /// Retries of each schema step after a busy or locked database (several
@@ -149,26 +151,51 @@ pub async fn initialize_schema(conn: &Connection, options: &SchemaOptions) -> Re
     })
 }
 
-/// Every schema object [`initialize_schema`] makes sure of.
-fn wanted(options: &SchemaOptions) -> Vec<(String, Option<TargetTable>)> {
+/// A wanted object beyond the tables and their item indexes.
+#[derive(Debug, Clone, Copy)]
+enum Index {
+    /// The table's DiskANN index.
+    Vector(TargetTable),
+    /// The table's quantized scan index.
+    Scan(TargetTable),
+}
+
+/// Every schema object [`initialize_schema`] makes sure of. A table the
+/// recorded search plan searches exactly or through its scan index gets no
+/// DiskANN index: the migration's plan found it not worth its cost (on
+/// 100,000 rows, an hour and 12× the rows' bytes), and the store would
+/// not search through it. A table planned for a scan index gets that.
+fn wanted(
+    options: &SchemaOptions,
+    plan: &BTreeMap<TargetTable, TableSearch>,
+) -> Vec<(String, Option<Index>)> {
     let mut names = Vec::new();
     for t in TargetTable::ALL {
         names.push((t.name().to_string(), None));
         names.push((format!("idx_{}_item", t.name()), None));
-        if options.vector_indexes {
-            if let Some(index) = t.vector_index_name() {
-                names.push((index.to_string(), Some(t)));
-            }
+        if !options.vector_indexes {
+            continue;
+        }
+        let index = match plan.get(&t) {
+            Some(TableSearch::Exact) => None,
+            Some(TableSearch::Scan { .. }) => t.scan_index_name().map(|i| (i, Index::Scan(t))),
+            _ => t.vector_index_name().map(|i| (i, Index::Vector(t))),
+        };
+        if let Some((name, index)) = index {
+            names.push((name.to_string(), Some(index)));
         }
     }
     names
 }
 
 async fn create_missing(conn: &Connection, options: &SchemaOptions) -> Result<Vec<String>> {
+    let plan = with_retries(SCHEMA_RETRIES, || crate::search_plan::read(conn)).await?;
     let mut missing = Vec::new();
-    for (name, vector_of) in wanted(options) {
+    // An object of the scan index's name that is not it is a user's: it
+    // is "there", and left alone (the store then searches exactly).
+    for (name, index) in wanted(options, &plan) {
         if !object_exists(conn, &name).await? {
-            missing.push((name, vector_of));
+            missing.push((name, index));
         }
     }
     if missing.is_empty() {
@@ -176,13 +203,33 @@ async fn create_missing(conn: &Connection, options: &SchemaOptions) -> Result<Ve
     }
     with_retries(SCHEMA_RETRIES, || create_target_tables(conn)).await?;
     with_retries(SCHEMA_RETRIES, || create_item_indexes(conn)).await?;
-    for table in missing.iter().filter_map(|(_, t)| *t) {
-        with_retries(SCHEMA_RETRIES, || {
-            create_vector_index_with(conn, table, &options.vector_index)
+    for index in missing.iter().filter_map(|(_, i)| *i) {
+        with_retries(SCHEMA_RETRIES, || async {
+            match index {
+                Index::Vector(table) => {
+                    create_vector_index_with(conn, table, &options.vector_index).await
+                }
+                Index::Scan(table) => create_scan_index(conn, table).await,
+            }
         })
         .await?;
     }
     Ok(missing.into_iter().map(|(name, _)| name).collect())
+}
+
+/// Creates `table`'s scan index where its name is still free (another
+/// process starting at the same time may have made it).
+async fn create_scan_index(conn: &Connection, table: TargetTable) -> crate::Result<()> {
+    if crate::scan_index::state(conn, table).await? != crate::scan_index::ScanIndex::Missing {
+        return Ok(());
+    }
+    let Some(sql) = table.scan_index_sql() else {
+        return Ok(());
+    };
+    conn.execute(&sql, ())
+        .await
+        .db_context(|| format!("creating the scan index of {table}"))?;
+    Ok(())
 }
 
 /// Runs the migration, or waits for the process that runs it.

@@ -75,6 +75,58 @@ async fn everything_missing_is_created_once_and_the_version_recorded() {
     EmbeddingStore::open(t.conn.clone()).await.unwrap();
 }
 
+#[tokio::test]
+async fn the_recorded_search_plan_decides_which_index_a_table_gets() {
+    use memory_storage_turso::schema::TargetTable;
+    use memory_storage_turso::search_plan::{self, TableSearch};
+    let t = TestDb::empty().await;
+    let without_indexes = SchemaOptions {
+        vector_indexes: false,
+        ..SchemaOptions::default()
+    };
+    initialize_schema(&t.conn, &without_indexes).await.unwrap();
+    // What a migration's plan recorded: 384 searched exactly, 1024 through
+    // its scan index, the others through DiskANN.
+    let mut plan = std::collections::BTreeMap::new();
+    plan.insert(TargetTable::D384, TableSearch::Exact);
+    plan.insert(
+        TargetTable::D1024,
+        TableSearch::Scan {
+            overfetch: 4,
+            planned_recall: Some(0.97),
+            measured_recall: None,
+        },
+    );
+    search_plan::write(&t.conn, &plan).await.unwrap();
+
+    let next = initialize_schema(&t.conn, &SchemaOptions::default())
+        .await
+        .unwrap();
+    let mut created = next.created.clone();
+    created.sort();
+    assert_eq!(
+        created,
+        [
+            "idx_embeddings_1024_scan",
+            "idx_embeddings_1536_vector",
+            "idx_embeddings_3072_vector"
+        ]
+    );
+    for absent in ["idx_embeddings_384_vector", "idx_embeddings_1024_vector"] {
+        assert!(!object_exists(&t.conn, absent).await.unwrap(), "{absent}");
+    }
+    let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();
+    assert_eq!(
+        store.search_method(1024).await.unwrap(),
+        memory_storage_turso::store::SearchMethod::ScanIndex("idx_embeddings_1024_scan")
+    );
+    // Nothing more the next time.
+    let again = initialize_schema(&t.conn, &SchemaOptions::default())
+        .await
+        .unwrap();
+    assert!(again.created.is_empty(), "{:?}", again.created);
+}
+
 async fn schema_sql(t: &TestDb) -> Vec<String> {
     let mut rows = t
         .conn
