@@ -37,6 +37,9 @@ fn short(options: &str) -> String {
     if options.is_empty() {
         return "default".into();
     }
+    if options == memory_storage_turso::migration::report::SCAN {
+        return "scan8".into();
+    }
     options
         .replace("compress_neighbors=", "")
         .replace("max_neighbors=", "mn")

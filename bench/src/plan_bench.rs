@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use libsql::{Connection, Value};
-use memory_storage_turso::migration::report::{Pick, RecallOutcome};
+use memory_storage_turso::migration::report::{Pick, RecallOutcome, SCAN};
 use memory_storage_turso::migration::{
     run_migration, IndexMode, IndexPlanning, LocalFile, MigrationOptions, MigrationReport,
     NoopObserver,
@@ -184,10 +184,10 @@ pub async fn run(
         let (pick, predicted) = match plan.map(|p| (p, &p.pick)) {
             Some((p, Pick::Index { candidate, .. })) => {
                 let c = &p.candidates[*candidate];
-                let label = if c.options.is_empty() {
-                    "libSQL's defaults".to_string()
-                } else {
-                    c.options.clone()
+                let label = match c.options.as_str() {
+                    "" => "libSQL's defaults".to_string(),
+                    SCAN => "quantized scan index".to_string(),
+                    options => options.to_string(),
                 };
                 (
                     format!("{label}, over-fetch {}", c.overfetch),
@@ -242,7 +242,7 @@ pub async fn run(
         let queries = pick_queries(&ours, table, n, QUERIES).await?;
         let mut ours_side = Side {
             build_seconds: ours_seconds,
-            index_bytes: shadow_bytes(&ours, index).await?,
+            index_bytes: shadow_bytes(&ours, index).await? + scan_bytes(&ours, table).await?,
             ..Side::default()
         };
         let mut default_side = Side {
@@ -359,6 +359,20 @@ async fn shadow_bytes(conn: &Connection, index: &str) -> Result<u64> {
     let bytes = count(
         conn,
         &format!("SELECT coalesce(sum(length(data)), 0) + 16 * count(*) FROM {index}_shadow"),
+    )
+    .await?;
+    Ok(bytes.max(0) as u64)
+}
+
+/// Bytes of the pages of `table`'s quantized scan index (SQLite's
+/// `dbstat`), 0 without.
+async fn scan_bytes(conn: &Connection, table: TargetTable) -> Result<u64> {
+    let Some(index) = table.scan_index_name() else {
+        return Ok(0);
+    };
+    let bytes = count(
+        conn,
+        &format!("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = '{index}'"),
     )
     .await?;
     Ok(bytes.max(0) as u64)
