@@ -232,7 +232,7 @@ async fn the_plan_measures_a_scan_index_whose_search_grows_with_the_rows() {
         .collect();
     assert_eq!(
         scans.iter().map(|c| c.overfetch).collect::<Vec<_>>(),
-        [2, 4, 8]
+        [4, 8, 16]
     );
     let cheapest_diskann = large
         .candidates

@@ -61,7 +61,8 @@ pub(crate) fn recall(exact: &[usize], found: &[usize]) -> f64 {
 /// in transactions sized as the index phase's) and measures it with
 /// `queries` for each over-fetch in `overfetch`; with `scaled_search_l`,
 /// the index searches with that `search_l` instead of the options' (it
-/// changes searches only, not the graph the inserts build).
+/// changes searches only, not the graph the inserts build). The scan
+/// index's rows store `leading_bytes` before the vector, as the table's.
 pub(crate) async fn measure(
     dimension: usize,
     options: &str,
@@ -69,9 +70,10 @@ pub(crate) async fn measure(
     queries: &[Vec<f32>],
     overfetch: &[u32],
     scaled_search_l: Option<u32>,
+    leading_bytes: usize,
 ) -> Result<Vec<Measured>> {
     if options == SCAN {
-        return measure_scan(dimension, rows, queries, overfetch).await;
+        return measure_scan(dimension, rows, queries, overfetch, leading_bytes).await;
     }
     let s = scratch::open("the index plan").await?;
     let conn = &s.conn;
@@ -167,27 +169,36 @@ pub(crate) async fn measure(
 /// a graph). A search reads the `overfetch` × 10 rowids nearest by 8-bit
 /// distance from the index alone and joins their rows, as the store does;
 /// their exact distances re-rank them. Its bytes are the pages the index
-/// added.
+/// added. The rows store `leading_bytes` before the vector, as the
+/// table's do: the build reads every row whole, and the join reads past
+/// them (on 34,876 rows of 384 dimensions bare rows predicted 0.12 s, the
+/// build took 0.24 s).
 async fn measure_scan(
     dimension: usize,
     rows: &[Vec<f32>],
     queries: &[Vec<f32>],
     overfetch: &[u32],
+    leading_bytes: usize,
 ) -> Result<Vec<Measured>> {
     let s = scratch::open("the index plan").await?;
     let conn = &s.conn;
     let ctx = || "measuring a quantized scan index".to_string();
     conn.execute(
-        &format!("CREATE TABLE t (id INTEGER PRIMARY KEY, v F32_BLOB({dimension}))"),
+        &format!("CREATE TABLE t (id INTEGER PRIMARY KEY, lead TEXT, v F32_BLOB({dimension}))"),
         (),
     )
     .await
     .db_context(ctx)?;
+    let lead = "x".repeat(leading_bytes);
     conn.execute("BEGIN", ()).await.db_context(ctx)?;
     for (id, v) in rows.iter().enumerate() {
         conn.execute(
-            "INSERT INTO t (id, v) VALUES (?1, ?2)",
-            vec![Value::Integer(id as i64), blob(v)],
+            "INSERT INTO t (id, lead, v) VALUES (?1, ?2, ?3)",
+            vec![
+                Value::Integer(id as i64),
+                Value::Text(lead.clone()),
+                blob(v),
+            ],
         )
         .await
         .db_context(ctx)?;

@@ -96,8 +96,11 @@ const OVERFETCH: [u32; 3] = [1, 2, 4];
 /// Over-fetch factors measured for the scan index: 8-bit distances rank
 /// the nearest few rows out of order, and more candidates do find them
 /// (unlike a DiskANN search's, see `built_recall`), for one more read of
-/// a row each.
-const SCAN_OVERFETCH: [u32; 3] = [2, 4, 8];
+/// a row each. Samples rarely tell them apart (all 1.000 on 50,000
+/// clustered rows), so none below 4: over-fetch 2, the pick there,
+/// measured 0.960 and 0.964 in the benchmark's 100 queries, for 17.7 ms
+/// predicted against 18.0 ms at 4.
+const SCAN_OVERFETCH: [u32; 3] = [4, 8, 16];
 
 /// The over-fetch factors measured for `options`.
 fn overfetches(options: &str) -> &'static [u32] {
@@ -230,8 +233,19 @@ pub(crate) async fn plan_table(
     }
     for text in settings(planning.scan_index) {
         let factors = overfetches(&text);
-        let small = measure::measure(dimension, &text, rows_small, &queries, factors, None).await?;
-        let big = measure::measure(dimension, &text, rows_large, &queries, factors, None).await?;
+        let measure = |rows| {
+            measure::measure(
+                dimension,
+                &text,
+                rows,
+                &queries,
+                factors,
+                None,
+                leading_bytes,
+            )
+        };
+        let small = measure(rows_small).await?;
+        let big = measure(rows_large).await?;
         for ((f, s), b) in factors.iter().zip(small).zip(big) {
             if text.is_empty() && *f == 1 {
                 plan.default_candidate = Some(plan.candidates.len());
@@ -256,6 +270,7 @@ pub(crate) async fn plan_table(
     if third.len() * 2 >= large * 3 {
         let at_third = Validation {
             dimension,
+            leading_bytes,
             third,
             queries: &queries,
             neighbourhoods: neighbourhoods.as_ref(),
@@ -274,6 +289,7 @@ pub(crate) async fn plan_table(
 /// noise rather than a trend.
 struct Validation<'a> {
     dimension: usize,
+    leading_bytes: usize,
     third: &'a [Vec<f32>],
     queries: &'a [Vec<f32>],
     neighbourhoods: Option<&'a Neighbourhoods>,
@@ -364,6 +380,7 @@ impl Validation<'_> {
             &asked,
             overfetches(options),
             Some(beam),
+            self.leading_bytes,
         )
         .await?;
         Ok(Some(measured))
@@ -386,6 +403,7 @@ impl Validation<'_> {
             self.queries,
             overfetches(options),
             Some(beam),
+            self.leading_bytes,
         )
         .await?;
         for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
