@@ -468,6 +468,16 @@ fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / 1048576.0)
 }
 
+/// Seconds, to the hundredth below ten (a scan index builds in less than
+/// one).
+fn secs(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.2} s")
+    } else {
+        format!("{s:.0} s")
+    }
+}
+
 fn off(predicted: f64, measured: f64) -> String {
     if measured <= 0.0 {
         return "–".into();
@@ -493,12 +503,12 @@ pub fn markdown(b: &PlanBench) -> String {
         def_b += t.default.index_bytes;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} s / {:.0} s | {} / {} | {:.3} / {:.3} | {:.1} ms / {:.1} ms |",
+            "| {} | {} | {} | {} / {} | {} / {} | {:.3} / {:.3} | {:.1} ms / {:.1} ms |",
             t.table,
             t.rows,
             t.pick,
-            t.ours.build_seconds,
-            t.default.build_seconds,
+            secs(t.ours.build_seconds),
+            secs(t.default.build_seconds),
             mib(t.ours.index_bytes),
             mib(t.default.index_bytes),
             t.ours.recall,
@@ -542,10 +552,10 @@ pub fn markdown(b: &PlanBench) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {:.0} s / {:.0} s ({}) | {} / {} ({}) | {:.3} / {:.3} |",
+                "| {} | {} / {} ({}) | {} / {} ({}) | {:.3} / {:.3} |",
                 t.table,
-                s,
-                t.ours.build_seconds,
+                secs(s),
+                secs(t.ours.build_seconds),
                 off(s, t.ours.build_seconds),
                 mib(bytes),
                 mib(t.ours.index_bytes),
