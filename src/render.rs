@@ -262,10 +262,13 @@ pub fn summary_with(report: &MigrationReport, location: &str, bad_rows: BadRows)
             "  vector index {:<27} {}{}",
             index.index,
             index.status,
-            if index.status.is_built() {
-                format!(" in {:.1} s", index.seconds)
-            } else {
-                String::new()
+            match index.status {
+                s if s.is_built() => format!(" in {:.1} s", index.seconds),
+                memory_storage_turso::migration::IndexState::NameTaken => {
+                    " (an object of that name is not this index: left alone; the table is searched exactly)"
+                        .to_string()
+                }
+                _ => String::new(),
             }
         );
     }
@@ -820,10 +823,11 @@ pub fn status_summary(
     if !s.target_rows.is_empty() {
         let _ = writeln!(out, "\n  {:<18} {:>10}  vector index", "table", "rows");
         for (t, n) in &s.target_rows {
-            let index = match s.vector_indexes.get(t) {
-                Some(true) => "yes",
-                Some(false) => "no",
-                None => "-",
+            let index = match (s.vector_indexes.get(t), s.scan_indexes.get(t)) {
+                (Some(true), _) => "yes",
+                (_, Some(true)) => "scan index",
+                (Some(false), _) => "no",
+                _ => "-",
             };
             let _ = writeln!(out, "  {:<18} {n:>10}  {index}", shown(t));
         }

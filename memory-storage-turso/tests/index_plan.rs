@@ -247,11 +247,23 @@ async fn the_plan_measures_a_scan_index_whose_search_grows_with_the_rows() {
         assert!((384.0..1_000.0).contains(&per_row), "{c:?}");
         assert!(c.predicted.build_seconds > 0.0, "{c:?}");
         assert!(c.predicted.build_seconds < cheapest_diskann, "{c:?}");
-        // A search reads every row's 8-bit vector: its latency is the
-        // largest sample's, in proportion to the rows.
-        let largest = c.measured.iter().max_by_key(|m| m.rows).unwrap();
-        let expected = largest.query_ms * 1500.0 / largest.rows as f64;
+        // A search reads every row's 8-bit vector: its latency grows with
+        // the rows, on the line through the two largest samples (or in
+        // proportion to the largest, where that line would start below 0).
+        let mut sizes: Vec<_> = c.measured.iter().collect();
+        sizes.sort_by_key(|m| m.rows);
+        let [.., small, large] = sizes[..] else {
+            unreachable!()
+        };
+        let slope = ((large.query_ms - small.query_ms) / (large.rows - small.rows) as f64).max(0.0);
+        let fixed = large.query_ms - slope * large.rows as f64;
+        let expected = if fixed >= 0.0 {
+            fixed + slope * 1500.0
+        } else {
+            large.query_ms * 1500.0 / large.rows as f64
+        };
         assert!((c.predicted.query_ms - expected).abs() < 1e-9, "{c:?}");
+        assert!(c.predicted.query_ms >= large.query_ms * 0.999, "{c:?}");
     }
 }
 
@@ -318,6 +330,11 @@ async fn a_table_planned_for_a_scan_index_gets_one_measured_and_the_store_search
     );
     assert!(done.verification.as_ref().unwrap().passed);
     assert_migrated_exactly(&t.conn, &[], false).await;
+    let status = memory_storage_turso::migration::status(&t.conn)
+        .await
+        .unwrap();
+    assert_eq!(status.scan_indexes.get("embeddings_384"), Some(&true));
+    assert_eq!(status.vector_indexes.get("embeddings_384"), Some(&false));
 
     // The store searches through it, and finds what an exact search finds.
     let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();

@@ -47,6 +47,7 @@ async fn status_follows_a_migration_from_start_to_drop_and_writes_nothing() {
         500 - summary.bad.len() as u64
     );
     assert_eq!(s.vector_indexes.get("embeddings_384"), Some(&false));
+    assert_eq!(s.scan_indexes.get("embeddings_384"), Some(&false));
 
     run_migration(
         &t.conn,

@@ -38,6 +38,8 @@ pub struct MigrationStatus {
     pub target_rows: BTreeMap<String, u64>,
     /// Whether each native table's DiskANN index exists.
     pub vector_indexes: BTreeMap<String, bool>,
+    /// Whether each native table's quantized scan index exists.
+    pub scan_indexes: BTreeMap<String, bool>,
     /// Rows in `embeddings_backup` when it was made.
     pub backup_rows: Option<u64>,
     /// Who holds the migration lock, and whether that holder is gone.
@@ -143,6 +145,11 @@ pub async fn status(conn: &Connection) -> Result<MigrationStatus> {
         if let Some(index) = t.vector_index_name() {
             s.vector_indexes
                 .insert(t.name().to_string(), object_exists(conn, index).await?);
+        }
+        if t.scan_index_name().is_some() {
+            let present =
+                crate::scan_index::state(conn, t).await? == crate::scan_index::ScanIndex::Present;
+            s.scan_indexes.insert(t.name().to_string(), present);
         }
     }
     let num = |v: Option<String>| v.and_then(|v| v.parse::<i64>().ok());
