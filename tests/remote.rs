@@ -892,8 +892,9 @@ async fn execute_verify_and_rollback_on_the_served_file_checked_with_the_server_
     let mut execute = vec!["--execute", "-q", "--log-file", log.to_str().unwrap()];
     if served.has_vectors() {
         // The plan would search 600 rows exactly: build libSQL's default
-        // indexes, so the index phase runs against the server.
-        execute.push("--no-index-plan");
+        // indexes, so the index phase runs against the server, and a
+        // quantized scan index on one table.
+        execute.extend(["--no-index-plan", "--index-options", "embeddings_3072=scan"]);
     } else {
         execute.push("--no-vector-index");
     }
@@ -929,10 +930,12 @@ async fn execute_verify_and_rollback_on_the_served_file_checked_with_the_server_
         let conn = local(&file).await;
         test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
         if served.has_vectors() {
-            for t in &TARGETS[..4] {
+            for t in &TARGETS[..3] {
                 let index = format!("idx_{t}_vector");
                 assert!(table_exists(&conn, &index).await, "{index}");
             }
+            assert!(table_exists(&conn, "idx_embeddings_3072_scan").await);
+            assert!(!table_exists(&conn, "idx_embeddings_3072_vector").await);
         }
     }
     served.restart();
