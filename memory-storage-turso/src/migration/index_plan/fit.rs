@@ -173,10 +173,12 @@ pub(crate) const EXACT_FALLBACK: f64 = 4.0;
 /// The plan's pick: no index when an exact search of `rows` rows is
 /// predicted within the latency target; else the cheapest candidate to
 /// build (then the smallest) that meets both targets; else the fastest
-/// search of those that reach the recall (recall is what a search must
-/// have; a latency past the target is the lesser miss); else an exact
-/// search within [`EXACT_FALLBACK`] times the latency target; else the
-/// best recall.
+/// search of those that reach the recall within [`EXACT_FALLBACK`] times
+/// the latency target (recall is what a search must have; a latency a
+/// little past the target is the lesser miss, as for an exact search);
+/// else an exact search within that; else the best recall of the
+/// searches within the latency target, if any is (a scan of millions of
+/// rows reaches any recall, in seconds).
 pub(crate) fn pick(
     rows: u64,
     exact_ms_per_row: f64,
@@ -211,10 +213,13 @@ pub(crate) fn pick(
     // On 100,000 mixed rows only scans of `embeddings_1536` reached the
     // recall, at 59.6 to 72.3 ms predicted: the best recall (all 1.000)
     // picked the slowest, over-fetch 16.
+    let fallback_ms = EXACT_FALLBACK * targets.max_query_ms;
     let fastest_reaching = candidates
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.predicted.recall >= targets.recall)
+        .filter(|(_, c)| {
+            c.predicted.recall >= targets.recall && c.predicted.query_ms <= fallback_ms
+        })
         .min_by(|(_, a), (_, b)| {
             a.predicted.query_ms.total_cmp(&b.predicted.query_ms).then(
                 a.predicted
@@ -228,14 +233,18 @@ pub(crate) fn pick(
             meets_targets: false,
         };
     }
-    if exact_ms <= EXACT_FALLBACK * targets.max_query_ms {
+    // Any index left that reaches the recall is slower still.
+    if exact_ms <= fallback_ms {
         return Pick::ExactForRecall {
             predicted_query_ms: exact_ms,
         };
     }
+    let fast_enough = |c: &Candidate| c.predicted.query_ms <= targets.max_query_ms;
+    let any_fast_enough = candidates.iter().any(fast_enough);
     let best = candidates
         .iter()
         .enumerate()
+        .filter(|(_, c)| !any_fast_enough || fast_enough(c))
         .max_by(|(_, a), (_, b)| {
             a.predicted.recall.total_cmp(&b.predicted.recall).then(
                 b.predicted
@@ -483,6 +492,17 @@ mod tests {
             pick(1_000_000, 0.001, &slow, targets),
             Pick::Index {
                 candidate: 2,
+                meets_targets: false
+            }
+        );
+        // A search that reaches the recall only far past the latency
+        // target (a scan of millions of rows) is not planned: the best
+        // recall within the target is.
+        let huge = [candidate(5.0, 0.6, 10.0), candidate(0.1, 1.0, 3_000.0)];
+        assert_eq!(
+            pick(100_000_000, 0.001, &huge, targets),
+            Pick::Index {
+                candidate: 0,
                 meets_targets: false
             }
         );
