@@ -123,44 +123,20 @@ pub(crate) async fn measure(
             None => 0.0,
         }
     };
-    let mut out = Vec::new();
-    for &f in overfetch {
-        let fetch = K * f as usize;
-        let mut total_recall = 0.0;
-        let mut searching = Duration::ZERO;
-        for q in queries {
-            let began = Instant::now();
-            let mut r = conn
-                .query(
-                    "SELECT id FROM vector_top_k('t_idx', ?1, ?2)",
-                    vec![blob(q), Value::Integer(fetch as i64)],
-                )
-                .await
-                .db_context(ctx)?;
-            let mut found = Vec::new();
-            while let Some(row) = r.next().await.db_context(ctx)? {
-                found.push(row.get::<i64>(0).db_context(ctx)? as usize);
-            }
-            searching += began.elapsed();
-            // The store re-ranks the candidates by their exact distance
-            // (in SQL, as it reads them: here in Rust, not timed, as the
-            // truth that recall is measured against is not).
-            found.sort_by(|a, b| {
-                cosine_distance(&rows[*a], q).total_cmp(&cosine_distance(&rows[*b], q))
-            });
-            found.truncate(K);
-            total_recall += recall(&exact_top(rows, q), &found);
-        }
-        out.push(Measured {
-            rows: rows.len() as u64,
-            build_ms_per_row,
-            bytes_per_row: bytes / rows.len().max(1) as f64,
-            query_ms: searching.as_secs_f64() * 1000.0 / queries.len().max(1) as f64,
-            recall: total_recall / queries.len().max(1) as f64,
-            scaled_search_l,
-        });
-    }
-    Ok(out)
+    let built = Built {
+        rows,
+        build_ms_per_row,
+        bytes,
+        scaled_search_l,
+    };
+    searched(
+        conn,
+        "SELECT id FROM vector_top_k('t_idx', ?1, ?2)",
+        &built,
+        queries,
+        overfetch,
+    )
+    .await
 }
 
 /// The quantized scan index over `rows`, measured as [`measure`] measures
@@ -225,6 +201,44 @@ async fn measure_scan(
         .db_context(ctx)?;
     let build_ms_per_row = began.elapsed().as_secs_f64() * 1000.0 / rows.len().max(1) as f64;
     let bytes = (pages().await? - before).max(0.0);
+    let built = Built {
+        rows,
+        build_ms_per_row,
+        bytes,
+        scaled_search_l: None,
+    };
+    // The exact distance read with each candidate's row, as the store's
+    // join does.
+    let sql = "SELECT t.id, vector_distance_cos(t.v, ?1) FROM \
+               (SELECT rowid AS id FROM t INDEXED BY t_scan \
+               ORDER BY vector_distance_cos(vector8(v), vector8(?1)) NULLS LAST LIMIT ?2) AS c \
+               JOIN t ON t.id = c.id";
+    searched(conn, sql, &built, queries, overfetch).await
+}
+
+/// An index built over `rows` in the scratch, as measured.
+struct Built<'a> {
+    rows: &'a [Vec<f32>],
+    build_ms_per_row: f64,
+    bytes: f64,
+    scaled_search_l: Option<u32>,
+}
+
+/// `built` searched with each of `queries` by `sql` (the query vector as
+/// `?1`, the candidates asked for as `?2`; the candidates' ids, which
+/// index `built.rows`, in its first column), for each over-fetch. Only the
+/// search is timed: the store re-ranks the candidates by their exact
+/// distance as it reads them, here in Rust after, as the truth recall is
+/// measured against is ranked.
+async fn searched(
+    conn: &libsql::Connection,
+    sql: &str,
+    built: &Built<'_>,
+    queries: &[Vec<f32>],
+    overfetch: &[u32],
+) -> Result<Vec<Measured>> {
+    let ctx = || "measuring a candidate index's searches".to_string();
+    let rows = built.rows;
     let mut out = Vec::new();
     for &f in overfetch {
         let fetch = K * f as usize;
@@ -233,13 +247,7 @@ async fn measure_scan(
         for q in queries {
             let began = Instant::now();
             let mut r = conn
-                .query(
-                    "SELECT t.id, vector_distance_cos(t.v, ?1) FROM \
-                     (SELECT rowid AS id FROM t INDEXED BY t_scan \
-                      ORDER BY vector_distance_cos(vector8(v), vector8(?1)) NULLS LAST \
-                      LIMIT ?2) AS c JOIN t ON t.id = c.id",
-                    vec![blob(q), Value::Integer(fetch as i64)],
-                )
+                .query(sql, vec![blob(q), Value::Integer(fetch as i64)])
                 .await
                 .db_context(ctx)?;
             let mut found = Vec::new();
@@ -255,11 +263,11 @@ async fn measure_scan(
         }
         out.push(Measured {
             rows: rows.len() as u64,
-            build_ms_per_row,
-            bytes_per_row: bytes / rows.len().max(1) as f64,
+            build_ms_per_row: built.build_ms_per_row,
+            bytes_per_row: built.bytes / rows.len().max(1) as f64,
             query_ms: searching.as_secs_f64() * 1000.0 / queries.len().max(1) as f64,
             recall: total_recall / queries.len().max(1) as f64,
-            scaled_search_l: None,
+            scaled_search_l: built.scaled_search_l,
         });
     }
     Ok(out)
