@@ -587,30 +587,41 @@ pub fn markdown(b: &PlanBench) -> String {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn no_query_is_a_vector_no_cosine_search_can_rank() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_db, conn) = legacy::open(&dir.path().join("t.db")).await.unwrap();
+    /// `embeddings_384` in a file in `dir`, holding `rows` (id, vector).
+    async fn table_of(dir: &Path, rows: &[(String, Vec<f32>)]) -> (libsql::Database, Connection) {
+        let (db, conn) = legacy::open(&dir.join("t.db")).await.unwrap();
         conn.execute(
             "CREATE TABLE embeddings_384 (embedding_id TEXT, embedding_vector F32_BLOB(384))",
             (),
         )
         .await
         .unwrap();
-        for i in 0..60 {
-            let mut v = vec![0.5f32; 384];
-            v[i % 384] = 1.0;
-            if i % 3 == 0 {
-                // Its norm overflows f32: at distance 1 from every row.
-                v = vec![f32::MAX; 384];
-            }
+        for (id, v) in rows {
             conn.execute(
                 "INSERT INTO embeddings_384 VALUES (?1, ?2)",
-                vec![Value::Text(format!("r{i}")), Value::Blob(f32_blob(&v))],
+                vec![Value::Text(id.clone()), Value::Blob(f32_blob(v))],
             )
             .await
             .unwrap();
         }
+        (db, conn)
+    }
+
+    #[tokio::test]
+    async fn no_query_is_a_vector_no_cosine_search_can_rank() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<(String, Vec<f32>)> = (0..60)
+            .map(|i| {
+                let mut v = vec![0.5f32; 384];
+                v[i % 384] = 1.0;
+                if i % 3 == 0 {
+                    // Its norm overflows f32: at distance 1 from every row.
+                    v = vec![f32::MAX; 384];
+                }
+                (format!("r{i}"), v)
+            })
+            .collect();
+        let (_db, conn) = table_of(dir.path(), &rows).await;
         let queries = pick_queries(&conn, TargetTable::D384, 60, 30)
             .await
             .unwrap();
@@ -628,27 +639,17 @@ mod tests {
     #[tokio::test]
     async fn the_truth_holds_no_row_without_a_cosine_distance() {
         let dir = tempfile::tempdir().unwrap();
-        let (_db, conn) = legacy::open(&dir.path().join("t.db")).await.unwrap();
-        conn.execute(
-            "CREATE TABLE embeddings_384 (embedding_id TEXT, embedding_vector F32_BLOB(384))",
-            (),
-        )
-        .await
-        .unwrap();
         let unit = |i: usize| {
             let mut v = vec![0.0f32; 384];
             v[i] = 1.0;
             v
         };
-        let rows = [("a", unit(0)), ("b", unit(1)), ("zero", vec![0.0; 384])];
-        for (id, v) in &rows {
-            conn.execute(
-                "INSERT INTO embeddings_384 VALUES (?1, ?2)",
-                vec![Value::Text(id.to_string()), Value::Blob(f32_blob(v))],
-            )
-            .await
-            .unwrap();
-        }
+        let rows = [
+            ("a".to_string(), unit(0)),
+            ("b".to_string(), unit(1)),
+            ("zero".to_string(), vec![0.0; 384]),
+        ];
+        let (_db, conn) = table_of(dir.path(), &rows).await;
         let truth = exact(&conn, TargetTable::D384, &unit(0), "q")
             .await
             .unwrap();
