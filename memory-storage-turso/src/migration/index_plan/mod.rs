@@ -541,6 +541,40 @@ fn scan(overfetch: u32, planned_recall: Option<f64>) -> (Option<VectorIndexOptio
     )
 }
 
+/// A DiskANN index's choice.
+fn diskann(
+    options: VectorIndexOptions,
+    overfetch: u32,
+    planned_recall: Option<f64>,
+) -> (Option<VectorIndexOptions>, TableSearch) {
+    (
+        Some(options),
+        TableSearch::Index {
+            options: options.options_string(),
+            overfetch,
+            planned_recall,
+            measured_recall: None,
+        },
+    )
+}
+
+/// The choice of a setting by its options text ([`SCAN`] or DiskANN's),
+/// with its over-fetch and recall when it was measured (`None`: forced:
+/// [`FORCED_SCAN_OVERFETCH`], or 1).
+fn by_options(
+    options: &str,
+    measured: Option<(u32, f64)>,
+) -> (Option<VectorIndexOptions>, TableSearch) {
+    let recall = measured.map(|(_, r)| r);
+    if options == SCAN {
+        let overfetch = measured.map_or(FORCED_SCAN_OVERFETCH, |(f, _)| f);
+        return scan(overfetch, recall);
+    }
+    let overfetch = measured.map_or(1, |(f, _)| f);
+    let parsed = VectorIndexOptions::parse(options).unwrap_or_default();
+    diskann(parsed, overfetch, recall)
+}
+
 /// How each table of `plan` is searched, and the options its index is
 /// built with (`None`: no DiskANN index).
 pub(crate) fn choices(plan: &IndexPlan) -> Choices {
@@ -549,38 +583,14 @@ pub(crate) fn choices(plan: &IndexPlan) -> Choices {
         let Some(table) = TargetTable::ALL.into_iter().find(|x| x.name() == t.table) else {
             continue;
         };
-        let index = |options: VectorIndexOptions, overfetch: u32, recall: Option<f64>| {
-            (
-                Some(options),
-                TableSearch::Index {
-                    options: options.options_string(),
-                    overfetch,
-                    planned_recall: recall,
-                    measured_recall: None,
-                },
-            )
-        };
         let choice = match &t.pick {
             Pick::Exact { .. } | Pick::ExactForRecall { .. } | Pick::ForcedExact => {
                 (None, TableSearch::Exact)
             }
-            Pick::Forced { options } if options == SCAN => scan(FORCED_SCAN_OVERFETCH, None),
-            Pick::Forced { options } => index(
-                VectorIndexOptions::parse(options).unwrap_or_default(),
-                1,
-                None,
-            ),
-            Pick::Index { candidate, .. } if t.candidates[*candidate].options == SCAN => {
-                let c = &t.candidates[*candidate];
-                scan(c.overfetch, Some(c.predicted.recall))
-            }
+            Pick::Forced { options } => by_options(options, None),
             Pick::Index { candidate, .. } => {
                 let c = &t.candidates[*candidate];
-                index(
-                    VectorIndexOptions::parse(&c.options).unwrap_or_default(),
-                    c.overfetch,
-                    Some(c.predicted.recall),
-                )
+                by_options(&c.options, Some((c.overfetch, c.predicted.recall)))
             }
         };
         out.insert(table, choice);
@@ -591,7 +601,7 @@ pub(crate) fn choices(plan: &IndexPlan) -> Choices {
 /// Decides, before the index phase, how each native table is indexed and
 /// searched, and records the search plan: fixed options on every table;
 /// or the plan recorded by an earlier run (a resumed run keeps it); or a
-/// new plan from a sample of the copied rows (with `scan`, also from whole
+/// new plan from a sample of the copied rows (with `whole_tables`, also from whole
 /// neighbourhoods, found by reading each table's vectors once: not for a
 /// remote database). Returns the plan it made (if it made one) and each
 /// table's choice.
@@ -608,15 +618,7 @@ pub(crate) async fn for_run(
         .collect();
     let forced = |t: &TargetTable| match planning.forced.get(t) {
         Some(Forced::Exact) => Some((None, TableSearch::Exact)),
-        Some(Forced::Options(o)) => Some((
-            Some(*o),
-            TableSearch::Index {
-                options: o.options_string(),
-                overfetch: 1,
-                planned_recall: None,
-                measured_recall: None,
-            },
-        )),
+        Some(Forced::Options(o)) => Some(diskann(*o, 1, None)),
         Some(Forced::Scan) => Some(scan(FORCED_SCAN_OVERFETCH, None)),
         None => None,
     };
@@ -625,16 +627,7 @@ pub(crate) async fn for_run(
     match planning.mode {
         IndexMode::Fixed => {
             for t in &natives {
-                let choice = forced(t).unwrap_or((
-                    Some(fixed),
-                    TableSearch::Index {
-                        options: fixed.options_string(),
-                        overfetch: 1,
-                        planned_recall: None,
-                        measured_recall: None,
-                    },
-                ));
-                chosen.insert(*t, choice);
+                chosen.insert(*t, forced(t).unwrap_or(diskann(fixed, 1, None)));
             }
         }
         IndexMode::Planned => {
@@ -671,15 +664,7 @@ pub(crate) async fn for_run(
     // An empty table has nothing to measure: its index, built empty,
     // costs nothing, and the application's rows will need one.
     for t in &natives {
-        chosen.entry(*t).or_insert((
-            Some(fixed),
-            TableSearch::Index {
-                options: fixed.options_string(),
-                overfetch: 1,
-                planned_recall: None,
-                measured_recall: None,
-            },
-        ));
+        chosen.entry(*t).or_insert(diskann(fixed, 1, None));
     }
     let searches = chosen.iter().map(|(t, (_, s))| (*t, s.clone())).collect();
     crate::search_plan::write(conn, &searches).await?;
