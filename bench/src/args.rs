@@ -87,6 +87,20 @@ pub enum Command {
         #[arg(long, default_value = "docs/index-plan-bench.md")]
         out: PathBuf,
     },
+    /// Writes a legacy database of the benchmark's rows to FILE and stops:
+    /// the starting point of a run of `migrate_embeddings` itself, as a
+    /// user runs it (the 1,000,000-row run of docs/index-plan-bench.md).
+    Generate {
+        /// Rows of the legacy table (the realistic mix, no bad rows).
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+        /// Vectors around this many centres per dimension; 0: uniform on
+        /// the sphere.
+        #[arg(long, default_value_t = 0)]
+        clusters: u32,
+        /// The database file to write (must not exist).
+        file: PathBuf,
+    },
     /// The network section alone: `--remote-rows` rows at each of
     /// `--latencies`, against sqld behind the latency proxy when it is
     /// found (`SQLD_BIN`, or ../shared/bin/sqld), written to its own file.

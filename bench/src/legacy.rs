@@ -45,13 +45,28 @@ pub async fn open(path: &Path) -> Result<(Database, Connection)> {
 
 /// Writes a legacy database of `rows` rows at `path`, which must not exist.
 pub async fn generate(path: &Path, rows: usize, seed: u64) -> Result<Generated> {
+    generate_clustered(path, rows, 0, seed).await
+}
+
+/// As [`generate`], the vectors around `clusters` centres per dimension
+/// (0: uniform on the sphere, as the realistic mix draws them).
+pub async fn generate_clustered(
+    path: &Path,
+    rows: usize,
+    clusters: u32,
+    seed: u64,
+) -> Result<Generated> {
     if path.exists() {
         bail!("{} exists already", path.display());
     }
     let began = Instant::now();
     let summary = {
         let (_db, conn) = open(path).await?;
-        generate_legacy_database(&conn, &spec(rows, seed))
+        let spec = SampleSpec {
+            clusters,
+            ..spec(rows, seed)
+        };
+        generate_legacy_database(&conn, &spec)
             .await
             .with_context(|| format!("generating {rows} legacy rows in {}", path.display()))?
     };

@@ -80,6 +80,25 @@ async fn index_plan(
     Ok(())
 }
 
+/// `migrate-bench generate`: a legacy database, and nothing else.
+async fn generate(
+    args: &Args,
+    rows: usize,
+    clusters: u32,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
+    let g = legacy::generate_clustered(file, rows, clusters, args.seed).await?;
+    println!(
+        "{}: {} rows ({:?} per dimension), {:.1} GiB, written in {:.0} s",
+        file.display(),
+        g.rows,
+        g.per_dimension,
+        g.bytes as f64 / (1u64 << 30) as f64,
+        g.seconds
+    );
+    Ok(())
+}
+
 /// `migrate-bench remote`: the network section alone.
 async fn remote_only(args: &Args, out: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -120,6 +139,11 @@ async fn main() -> ExitCode {
         Some(Command::Recall { rows, dims, out }) => recall(&args, *rows, dims, out).await,
         Some(Command::Frontier { reports, out }) => frontier(reports, out),
         Some(Command::Remote { out }) => remote_only(&args, out).await,
+        Some(Command::Generate {
+            rows,
+            clusters,
+            file,
+        }) => generate(&args, *rows, *clusters, file).await,
         Some(Command::IndexPlan {
             rows,
             clusters,
