@@ -677,6 +677,9 @@ fn index_plan_lines(plan: &memory_storage_turso::migration::report::IndexPlan) -
                     predicted(&c.predicted),
                     if *meets_targets {
                         ""
+                    } else if c.predicted.recall >= plan.target_recall {
+                        " (above the latency target: no setting is predicted to meet both \
+                         targets, and this search is the fastest that reaches the recall)"
                     } else {
                         " (the best measured; below the target)"
                     }

@@ -159,7 +159,7 @@ pub async fn plan(
     if planned_mode {
         let began = Instant::now();
         observer.phase_started(Phase::IndexPlan, reservoirs.len() as u64);
-        report.index_plan = Some(index_plan::plan(reservoirs, planning).await?);
+        report.index_plan = Some(index_plan::plan(reservoirs, planning, observer).await?);
         observer.phase_finished(Phase::IndexPlan, began.elapsed());
     }
     // B-tree pages are not full: measured growth is about 15% above the

@@ -178,7 +178,9 @@ pub(crate) const EXACT_FALLBACK: f64 = 4.0;
 /// little past the target is the lesser miss, as for an exact search);
 /// else an exact search within that; else the best recall of the
 /// searches within the latency target, if any is (a scan of millions of
-/// rows reaches any recall, in seconds).
+/// rows reaches any recall, in seconds), unless that recall is below
+/// [`NO_SEARCH_BELOW`] and a slower search reaches the target: then the
+/// fastest of those.
 pub(crate) fn pick(
     rows: u64,
     exact_ms_per_row: f64,
@@ -251,13 +253,33 @@ pub(crate) fn pick(
                     .build_seconds
                     .total_cmp(&a.predicted.build_seconds),
             )
-        })
-        .map_or(0, |(i, _)| i);
+        });
+    // Fast but finding fewer than half of the true neighbours, it is no
+    // search at all, whatever it costs to build: on 1,000,000 mixed rows
+    // the best of `embeddings_384` within 50 ms was libSQL's defaults at
+    // 0.11, for 4.3 h and 53 GiB, beside a scan index reaching 0.985 in
+    // 348 ms for 4 s and 0.3 GiB. A slow search that finds what it should
+    // is then planned, the fastest of those.
+    let slow_but_right = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.predicted.recall >= targets.recall)
+        .min_by(|(_, a), (_, b)| a.predicted.query_ms.total_cmp(&b.predicted.query_ms));
+    let candidate = match (best, slow_but_right) {
+        (Some((_, b)), Some((i, _))) if b.predicted.recall < NO_SEARCH_BELOW => i,
+        (Some((i, _)), _) => i,
+        (None, _) => 0,
+    };
     Pick::Index {
-        candidate: best,
+        candidate,
         meets_targets: false,
     }
 }
+
+/// A recall@10 below which a fast index is not planned while a slower
+/// search reaches the target: it finds fewer than half of the true
+/// neighbours.
+pub(crate) const NO_SEARCH_BELOW: f64 = 0.5;
 
 /// The next setting to measure at a third, larger size: the cheapest to
 /// build, not yet measured there, that could still meet the targets —
@@ -501,6 +523,35 @@ mod tests {
         let huge = [candidate(5.0, 0.6, 10.0), candidate(0.1, 1.0, 3_000.0)];
         assert_eq!(
             pick(100_000_000, 0.001, &huge, targets),
+            Pick::Index {
+                candidate: 0,
+                meets_targets: false
+            }
+        );
+        // The best within the target finds too few: the search that
+        // reaches the recall is planned, however slow (1,000,000 mixed
+        // rows: libSQL's defaults at 0.11 against a scan at 348 ms).
+        let hopeless = [
+            candidate(15_531.0, 0.11, 11.0),
+            candidate(4.0, 0.985, 613.0),
+            candidate(4.0, 0.985, 348.0),
+            candidate(1_575.0, 0.03, 3.2),
+        ];
+        assert_eq!(
+            pick(700_000, 0.002, &hopeless, targets),
+            Pick::Index {
+                candidate: 2,
+                meets_targets: false
+            }
+        );
+        // None reaches it: the best recall within the target, however low.
+        assert_eq!(
+            pick(
+                700_000,
+                0.002,
+                &[hopeless[0].clone(), hopeless[3].clone()],
+                targets
+            ),
             Pick::Index {
                 candidate: 0,
                 meets_targets: false

@@ -26,6 +26,7 @@ pub(crate) fn reservoir_size(planning: &IndexPlanning, dimension: usize) -> usiz
 }
 
 use super::error::Result;
+use super::observer::{Observer, Phase};
 use super::report::{Candidate, IndexPlan, Measured, Pick, TablePlan, SCAN};
 use crate::schema::{NeighborCompression, TargetTable, VectorIndexOptions};
 use crate::search_plan::TableSearch;
@@ -498,10 +499,12 @@ fn validating_size(large: usize, rows: u64) -> usize {
 /// Picks validated at the third size, at most.
 const VALIDATIONS: usize = 3;
 
-/// Plans every native table from its sample.
+/// Plans every native table from its sample, telling `observer` as each
+/// is done (a table of a million rows takes minutes).
 pub(crate) async fn plan(
     samples: BTreeMap<TargetTable, Reservoir>,
     planning: &IndexPlanning,
+    observer: &dyn Observer,
 ) -> Result<IndexPlan> {
     let mut out = IndexPlan {
         target_recall: planning.target_recall,
@@ -520,6 +523,7 @@ pub(crate) async fn plan(
         };
         out.tables
             .push(plan_table(table, seen, sample, leading, identical, planning).await?);
+        observer.progress(Phase::IndexPlan, out.tables.len() as u64);
     }
     Ok(out)
 }
@@ -654,7 +658,7 @@ pub(crate) async fn for_run(
                 let began = std::time::Instant::now();
                 let phase = super::observer::Phase::IndexPlan;
                 observer.phase_started(phase, samples.len() as u64);
-                let plan = plan(samples, planning).await?;
+                let plan = plan(samples, planning, observer).await?;
                 observer.phase_finished(phase, began.elapsed());
                 chosen.extend(choices(&plan));
                 made = Some(plan);
