@@ -115,6 +115,15 @@ fn unit(phase: Phase) -> &'static str {
     }
 }
 
+/// `N/s, ` for a phase counted in rows; nothing for one counted in
+/// tables, which takes minutes a table ("0/s" says nothing).
+fn per_second(phase: Phase, rate: f64) -> String {
+    match unit(phase) {
+        "rows" => format!("{rate:.0}/s, "),
+        _ => String::new(),
+    }
+}
+
 impl LogProgress {
     /// `, N row(s) quarantined` when the phase in flight quarantined any
     /// (`finished`: and it ends now).
@@ -160,10 +169,11 @@ impl Observer for LogProgress {
             String::new()
         };
         tracing::info!(
-            "{}: {done}/{} {} ({rate:.0}/s, {:.0} s elapsed{eta}){}",
+            "{}: {done}/{} {} ({}{:.0} s elapsed{eta}){}",
             phase.name(),
             s.total,
             unit(phase),
+            per_second(phase, rate),
             secs,
             self.quarantined_in_phase(false)
         );
@@ -206,5 +216,7 @@ mod tests {
         assert_eq!(unit(Phase::IndexRecall), "tables");
         assert_eq!(unit(Phase::VectorIndex), "rows");
         assert_eq!(unit(Phase::Copy), "rows");
+        assert_eq!(per_second(Phase::Copy, 2500.4), "2500/s, ");
+        assert_eq!(per_second(Phase::IndexPlan, 0.003), "");
     }
 }
