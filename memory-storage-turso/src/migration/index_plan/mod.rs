@@ -337,12 +337,7 @@ impl Validation<'_> {
         if plan.candidates.iter().any(|c| c.options == SCAN) {
             validated.insert(SCAN.to_string());
             self.uniform(plan, SCAN, None).await?;
-            plan.pick = fit::pick(
-                self.rows,
-                plan.exact_ms_per_row,
-                &plan.candidates,
-                self.targets,
-            );
+            self.repick(plan);
         }
         for round in 0..VALIDATIONS + settings(true).len() {
             let next = if round < VALIDATIONS {
@@ -377,26 +372,26 @@ impl Validation<'_> {
                 }
                 near => self.uniform(plan, &options, near).await?,
             }
-            plan.pick = fit::pick(
-                self.rows,
-                plan.exact_ms_per_row,
-                &plan.candidates,
-                self.targets,
-            );
+            self.repick(plan);
         }
         // A pick below the target (no setting met it, and an exact search
         // is too slow) may be one the neighbourhoods ruled out: its build
         // time is measured at the third size too, as every pick's is.
         if let Some(options) = unvalidated_pick(&plan.candidates, &plan.pick).map(String::from) {
             self.uniform(plan, &options, None).await?;
-            plan.pick = fit::pick(
-                self.rows,
-                plan.exact_ms_per_row,
-                &plan.candidates,
-                self.targets,
-            );
+            self.repick(plan);
         }
         Ok(())
+    }
+
+    /// The pick again, from what is measured now.
+    fn repick(&self, plan: &mut TablePlan) {
+        plan.pick = fit::pick(
+            self.rows,
+            plan.exact_ms_per_row,
+            &plan.candidates,
+            self.targets,
+        );
     }
 
     /// `options` measured on whole neighbourhoods of the table, as many
