@@ -768,17 +768,21 @@ mod tests {
         let picked = plan.candidates[candidate].options.clone();
         let mut ruled_out = 0;
         for c in &plan.candidates {
+            ruled_out += usize::from(c.neighbourhoods.is_some());
             if c.options == picked {
                 // The pick's build time is still measured at the third size.
                 assert_eq!(c.measured.len(), 3, "{c:?}");
-            } else if let Some(near) = &c.neighbourhoods {
-                assert_eq!(c.measured.len(), 2, "built on the uniform sample: {c:?}");
-                assert_eq!(c.predicted.recall, near.recall, "{c:?}");
-                ruled_out += 1;
             } else {
-                assert_eq!(c.measured.len(), 2, "{c:?}");
+                assert_eq!(c.measured.len(), 2, "built on the uniform sample: {c:?}");
+                if let Some(near) = &c.neighbourhoods {
+                    assert_eq!(c.predicted.recall, near.recall, "{c:?}");
+                }
             }
         }
+        // The first pick is ruled out; whether the next is measured
+        // depends on the recall its neighbourhoods found (a DiskANN
+        // search starts at a random row): where they found every true
+        // neighbour, it stays the best of them and the pick.
         assert!(ruled_out > 0, "{:?}", plan.candidates);
     }
 
