@@ -549,9 +549,12 @@ fn validating_size(large: usize, rows: u64) -> usize {
 /// The part of the whole neighbourhoods a setting is first measured on.
 const PROBE_SHARE: usize = 4;
 
-/// Rows a seed a part of the neighbourhoods holds at least (its queries
-/// are every eighth of them): smaller ones are cheap to build whole.
-const PROBE_MIN_PER_SEED: usize = 32;
+/// Rows a seed a part of the neighbourhoods holds at least: two queries a
+/// seed (every eighth row), 50 in all. At 32, `embeddings_3072` of the
+/// million-row run (a third size of 3,139 rows, 31 a seed in a quarter)
+/// was not probed, and its five whole builds took 560 s of the plan's
+/// 1,118 s.
+const PROBE_MIN_PER_SEED: usize = 16;
 
 /// Picks validated at the third size, at most.
 const VALIDATIONS: usize = 3;
