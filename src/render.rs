@@ -625,13 +625,15 @@ fn options_label(options: &str) -> &str {
 }
 
 fn index_plan_lines(plan: &memory_storage_turso::migration::report::IndexPlan) -> String {
-    use memory_storage_turso::migration::report::{Pick, Prediction};
+    use memory_storage_turso::migration::report::{Candidate, Pick};
     let mut out = String::new();
-    let predicted = |p: &Prediction| {
+    let predicted = |c: &Candidate| {
+        let p = &c.predicted;
         format!(
-            "build {}, {}, recall@10 {:.0}%, {:.1} ms a search",
+            "build {}, {}, recall@10 {}{:.0}%, {:.1} ms a search",
             duration(p.build_seconds),
             bytes(p.index_bytes),
+            if c.recall_at_most { "at most " } else { "" },
             p.recall * 100.0,
             p.query_ms
         )
@@ -674,7 +676,7 @@ fn index_plan_lines(plan: &memory_storage_turso::migration::report::IndexPlan) -
                     "{}, over-fetch {}: {}{}",
                     options_label(&c.options),
                     c.overfetch,
-                    predicted(&c.predicted),
+                    predicted(c),
                     if *meets_targets {
                         ""
                     } else if c.predicted.recall >= plan.target_recall {
@@ -692,15 +694,18 @@ fn index_plan_lines(plan: &memory_storage_turso::migration::report::IndexPlan) -
             let _ = writeln!(
                 out,
                 "      libSQL's defaults would be: {}{}",
-                predicted(&c.predicted),
+                predicted(c),
                 match (c.measured.as_slice(), &c.neighbourhoods) {
                     ([small, large], None) => format!(
                         " (from samples of {} and {} rows only, not checked on a larger one)",
                         small.rows, large.rows
                     ),
                     ([small, large], Some(near)) => format!(
-                        " (from samples of {} and {} rows; recall from whole neighbourhoods of {} rows)",
-                        small.rows, large.rows, near.rows
+                        " (from samples of {} and {} rows; recall from {}whole neighbourhoods of {} rows)",
+                        small.rows,
+                        large.rows,
+                        if c.recall_at_most { "a part of the " } else { "" },
+                        near.rows
                     ),
                     _ => String::new(),
                 }
@@ -980,6 +985,7 @@ mod tests {
             overfetch: 1,
             measured,
             neighbourhoods: None,
+            recall_at_most: false,
             predicted: Prediction {
                 build_seconds: 60.0,
                 index_bytes: 1 << 20,
@@ -1041,6 +1047,19 @@ mod tests {
                 "(from samples of 150 and 300 rows; recall from whole neighbourhoods of 1250 rows)"
             ),
             "{near}"
+        );
+        assert!(near.contains("recall@10 96%"), "{near}");
+        // Ruled out by a part of them: its recall is an upper bound.
+        let mut ruled_out = candidate("", vec![measured(150, None), measured(300, None)]);
+        ruled_out.neighbourhoods = Some(measured(310, Some(25)));
+        ruled_out.recall_at_most = true;
+        let part = index_plan_lines(&plan(ruled_out));
+        assert!(
+            part.contains(
+                "recall@10 at most 96%, 2.0 ms a search (from samples of 150 and 300 rows; \
+                 recall from a part of the whole neighbourhoods of 310 rows)"
+            ),
+            "{part}"
         );
     }
 }

@@ -398,6 +398,7 @@ mod tests {
             overfetch: 1,
             measured: vec![m.clone(), m],
             neighbourhoods: None,
+            recall_at_most: false,
             predicted: Prediction {
                 build_seconds: build,
                 index_bytes: 1,

@@ -276,6 +276,7 @@ pub(crate) async fn plan_table(
                 predicted: fit::predict(&s, &b, rows, queries.len() * measure::K),
                 measured: vec![s, b],
                 neighbourhoods: None,
+                recall_at_most: false,
             };
             scan_latency(&mut c, rows);
             plan.candidates.push(c);
@@ -363,14 +364,18 @@ impl Validation<'_> {
             // whose uniform builds took 68 s of the plan's 291 s).
             let near = self.on_neighbourhoods(&options).await?;
             match near {
-                Some(m) if m.iter().all(|n| fit::rules_out(n, self.targets.recall)) => {
+                Some(near) if near.rules_out(self.targets.recall) => {
                     for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
-                        let n = m[overfetch_at(c)].clone();
+                        let n = near.measured[overfetch_at(c)].clone();
                         c.predicted = fit::predict_ruled_out(&c.predicted, &n);
                         c.neighbourhoods = Some(n);
+                        c.recall_at_most = near.part;
                     }
                 }
-                near => self.uniform(plan, &options, near).await?,
+                near => {
+                    self.uniform(plan, &options, near.map(|n| n.measured))
+                        .await?
+                }
             }
             self.repick(plan);
         }
@@ -405,27 +410,32 @@ impl Validation<'_> {
     /// the quarter found 0.09–0.35 of the true neighbours where the whole
     /// found 0.03–0.18 (each setting's five), in 73 s of builds against
     /// 316 s (`docs/index-plan-bench.md`).
-    async fn on_neighbourhoods(&self, options: &str) -> Result<Option<Vec<Measured>>> {
+    async fn on_neighbourhoods(&self, options: &str) -> Result<Option<OnNeighbourhoods>> {
         let Some((near, asked)) = self.neighbourhood_rows(1) else {
             return Ok(None);
         };
         let beam = scaled_search_l(options, near.len(), self.rows);
         if let Some((part, part_asked)) = self.neighbourhood_rows(PROBE_SHARE) {
-            let probe = self.measure_on(options, &part, &part_asked, beam).await?;
-            if probe.iter().all(|n| fit::rules_out(n, self.targets.recall)) {
+            let probe = OnNeighbourhoods {
+                measured: self.measure_on(options, &part, &part_asked, beam).await?,
+                part: true,
+            };
+            if probe.rules_out(self.targets.recall) {
                 return Ok(Some(probe));
             }
         }
-        self.measure_on(options, &near, &asked, beam)
-            .await
-            .map(Some)
+        let measured = self.measure_on(options, &near, &asked, beam).await?;
+        Ok(Some(OnNeighbourhoods {
+            measured,
+            part: false,
+        }))
     }
 
     /// The rows and queries of whole neighbourhoods, `1 / share` of the
     /// third size; none without neighbourhoods, when too few rows or
     /// queries were found, or when a part (`share` above 1) would hold
     /// fewer than [`PROBE_MIN_PER_SEED`] rows a seed.
-    fn neighbourhood_rows(&self, share: usize) -> Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    fn neighbourhood_rows(&self, share: usize) -> Option<(Vectors, Vectors)> {
         let neighbourhoods = self.neighbourhoods?;
         let rows = self.third.len() / share;
         if share > 1 && rows / SEEDS < PROBE_MIN_PER_SEED {
@@ -485,6 +495,25 @@ impl Validation<'_> {
             scan_latency(c, self.rows);
         }
         Ok(())
+    }
+}
+
+/// Rows' vectors, or queries'.
+type Vectors = Vec<Vec<f32>>;
+
+/// A setting measured on whole neighbourhoods, one [`Measured`] for each
+/// of its over-fetches.
+struct OnNeighbourhoods {
+    measured: Vec<Measured>,
+    /// On a part of them only (which is measured alone only where it
+    /// rules the setting out): its recall is an upper bound of the whole's.
+    part: bool,
+}
+
+impl OnNeighbourhoods {
+    /// Whether no over-fetch can reach `target` ([`fit::rules_out`]).
+    fn rules_out(&self, target: f64) -> bool {
+        self.measured.iter().all(|n| fit::rules_out(n, target))
     }
 }
 
@@ -838,7 +867,7 @@ mod tests {
     /// that a quarter of the neighbourhoods holds 32 rows a seed.
     /// Returns what was measured, the whole's `search_l`, and the rows of
     /// the quarter and of the whole.
-    async fn measured_on_neighbourhoods(target: f64) -> (Vec<Measured>, u32, u64, u64) {
+    async fn measured_on_neighbourhoods(target: f64) -> (OnNeighbourhoods, u32, u64, u64) {
         let mut rng = crate::sample::rng::Rng::new(11);
         // The table's rows seen: enough that the seeds' neighbourhoods
         // hardly overlap.
@@ -876,8 +905,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_setting_a_quarter_of_the_neighbourhoods_rules_out_is_not_built_on_the_whole() {
         // No index reaches recall 1.5: the quarter rules it out.
-        let (measured, beam, quarter, _) = measured_on_neighbourhoods(1.5).await;
-        for m in &measured {
+        let (near, beam, quarter, _) = measured_on_neighbourhoods(1.5).await;
+        assert!(near.part);
+        for m in &near.measured {
             assert_eq!(m.rows, quarter, "{m:?}");
             assert_eq!(m.scaled_search_l, Some(beam), "{m:?}");
         }
@@ -885,8 +915,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_setting_the_quarter_does_not_rule_out_is_measured_on_the_whole() {
-        let (measured, beam, _, whole) = measured_on_neighbourhoods(0.0).await;
-        for m in &measured {
+        let (near, beam, _, whole) = measured_on_neighbourhoods(0.0).await;
+        assert!(!near.part);
+        for m in &near.measured {
             assert_eq!(m.rows, whole, "{m:?}");
             assert_eq!(m.scaled_search_l, Some(beam), "{m:?}");
         }
@@ -907,6 +938,7 @@ mod tests {
             overfetch: 4,
             measured: vec![m.clone(), m],
             neighbourhoods: None,
+            recall_at_most: false,
             predicted: crate::migration::report::Prediction {
                 build_seconds: 0.1,
                 index_bytes: 1,
@@ -996,6 +1028,7 @@ mod tests {
             overfetch: 1,
             measured: sizes.iter().map(|n| measured(*n)).collect(),
             neighbourhoods: None,
+            recall_at_most: false,
             predicted: crate::migration::report::Prediction {
                 build_seconds: 1.0,
                 index_bytes: 1,

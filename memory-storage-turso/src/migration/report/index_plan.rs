@@ -57,6 +57,11 @@ pub struct Candidate {
     /// less, theirs is the prediction's recall.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub neighbourhoods: Option<Measured>,
+    /// Whether `neighbourhoods` is a part of them only, which ruled the
+    /// setting out: a search visits a larger share of its smaller graph,
+    /// so its recall, the prediction's, is an upper bound of the whole's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub recall_at_most: bool,
     pub predicted: Prediction,
 }
 
