@@ -309,7 +309,7 @@ pub fn summary_with(report: &MigrationReport, location: &str, bad_rows: BadRows)
         };
         let _ = writeln!(
             out,
-            "  estimated extra disk space: {} for the rows, plus {} for the DiskANN vector indexes (0 with --no-vector-index)",
+            "  estimated extra disk space: {} for the rows, plus {} for the vector indexes (0 with --no-vector-index)",
             bytes(extra),
             bytes(index)
         );
