@@ -1,7 +1,8 @@
 //! The index plan's frontier, per table: for each candidate setting the
 //! planner measured (over-fetch 1), its predicted build time and index
 //! size at the table's size against its predicted recall@10, the pick
-//! marked, libSQL's defaults marked, and — where a run measured it — the
+//! marked, libSQL's defaults marked, a recall that is only an upper
+//! bound labelled "(at most)", and — where a run measured it — the
 //! recall the built index really had. Read from the JSON reports of
 //! `migrate_embeddings --dry-run --format json` (or `--execute`).
 
@@ -83,7 +84,17 @@ pub fn panels(name: &str, report: &Value) -> Result<Vec<Panel>> {
             .enumerate()
             .filter(|(i, c)| c["overfetch"].as_u64() == Some(1) || Some(*i) == picked)
             .map(|(i, c)| Dot {
-                label: short(c["options"].as_str().unwrap_or("")),
+                // A recall from a part of the neighbourhoods is an upper
+                // bound (`recall_at_most`): drawn where it may be at most.
+                label: format!(
+                    "{}{}",
+                    short(c["options"].as_str().unwrap_or("")),
+                    if c["recall_at_most"].as_bool() == Some(true) {
+                        " (at most)"
+                    } else {
+                        ""
+                    }
+                ),
                 recall: c["predicted"]["recall"].as_f64().unwrap_or(0.0),
                 build_seconds: c["predicted"]["build_seconds"].as_f64().unwrap_or(0.0),
                 index_bytes: c["predicted"]["index_bytes"].as_f64().unwrap_or(0.0),
@@ -218,7 +229,7 @@ mod tests {
                 {"table": "embeddings_384", "rows": 1000, "default_candidate": 0,
                  "pick": {"method": "index", "candidate": 2, "meets_targets": true},
                  "candidates": [
-                    {"options": "", "overfetch": 1, "predicted": {"recall": 1.0, "build_seconds": 9.0, "index_bytes": 8e7}},
+                    {"options": "", "overfetch": 1, "recall_at_most": true, "predicted": {"recall": 1.0, "build_seconds": 9.0, "index_bytes": 8e7}},
                     {"options": "", "overfetch": 2, "predicted": {"recall": 1.0, "build_seconds": 9.0, "index_bytes": 8e7}},
                     {"options": "compress_neighbors=float8", "overfetch": 2, "predicted": {"recall": 0.97, "build_seconds": 5.0, "index_bytes": 2e7}}
                  ]},
@@ -236,6 +247,7 @@ mod tests {
         // Over-fetch 1 of each setting, and the pick whatever its over-fetch.
         assert_eq!(dots.len(), 2);
         assert!(dots[0].default && !dots[0].picked);
+        assert_eq!(dots[0].label, "default (at most)");
         assert!(dots[1].picked && dots[1].label == "float8");
         assert_eq!(p[0].measured_recall, Some(0.9));
     }
