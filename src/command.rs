@@ -16,7 +16,7 @@ use memory_storage_turso::text::shown;
 use crate::args::{ConnectArgs, Format, GlobalArgs, MigrateArgs, Mode};
 use crate::progress::observer_for;
 use crate::render::{status_summary, summary_with, BadRows};
-use crate::{EXIT_ATTENTION, EXIT_INTERRUPTED, EXIT_OK};
+use crate::{EXIT_ATTENTION, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED};
 
 /// A mistake in how the command was called (exit status 2).
 #[derive(Debug)]
@@ -130,23 +130,40 @@ pub fn init_logging(global: &GlobalArgs, progress_bars: bool) -> anyhow::Result<
 
 /// A flag set by Ctrl-C: the first asks the run to stop after the batch in
 /// flight; a second one ends the process at once (the open transaction is
-/// rolled back by the database, so nothing is lost).
+/// rolled back by the database, so nothing is lost), as SIGTERM does.
 pub fn ctrl_c_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let set = flag.clone();
+    let say = |text: &str| {
+        crate::bars::shared_multi().suspend(|| eprintln!("\n{text}"));
+    };
     tokio::spawn(async move {
         while tokio::signal::ctrl_c().await.is_ok() {
-            let say = |text: &str| {
-                crate::bars::shared_multi().suspend(|| eprintln!("\n{text}"));
-            };
             if set.swap(true, Ordering::SeqCst) {
                 say("Second Ctrl-C: stopping now; the batch in flight is rolled back.");
-                std::process::exit(i32::from(EXIT_INTERRUPTED));
+                stop_now(EXIT_INTERRUPTED);
             }
             say("Ctrl-C: finishing the batch in flight, then stopping (Ctrl-C again to stop at once)…");
         }
     });
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            if term.recv().await.is_some() {
+                say("Terminated: stopping now; the batch in flight is rolled back.");
+                stop_now(EXIT_TERMINATED);
+            }
+        }
+    });
     flag
+}
+
+/// Ends the process at once with `code`, removing the index plan's
+/// scratch databases first (nothing unwinds to drop them).
+fn stop_now(code: u8) -> ! {
+    memory_storage_turso::migration::remove_this_process_scratch();
+    std::process::exit(i32::from(code))
 }
 
 /// The exit status a finished report calls for.

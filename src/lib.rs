@@ -20,6 +20,9 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_ATTENTION: u8 = 3;
 /// Exit status: stopped by Ctrl-C after a committed batch (resumable).
 pub const EXIT_INTERRUPTED: u8 = 130;
+/// Exit status: stopped at once by SIGTERM (resumable: the transaction in
+/// flight is rolled back).
+pub const EXIT_TERMINATED: u8 = 143;
 
 /// Runs what a command line of `migrate_embeddings` or of `memory-cli
 /// migrate-embeddings` asks for — a run, the status or the demo — and gives

@@ -532,6 +532,9 @@ fn next_step(report: &MigrationReport) -> &'static str {
         RunMode::Execute if report.dropped_legacy.is_some() => {
             "Done: migrated, verified, legacy table dropped. `--rollback` undoes it all."
         }
+        RunMode::DryRun if report.interrupted => {
+            "Stopped before the dry run finished: what it read until then is above, without an index plan; run it again for the whole plan."
+        }
         RunMode::DryRun => "Next: run with --execute to migrate (it resumes if stopped).",
         RunMode::Verify if report.verification.as_ref().is_some_and(|v| v.passed) => {
             "Every migrated row matches its source."

@@ -347,3 +347,65 @@ async fn ctrl_c_stops_after_a_committed_batch_and_the_next_run_resumes() {
         Some(good)
     );
 }
+
+/// The scratch folders of process `pid` in `tmp`.
+fn scratch_of(tmp: &Path, pid: u32) -> Vec<String> {
+    let prefix = format!("migrate-embeddings-scratch-{pid}-");
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_or_sigterm_during_the_index_plan_stops_it_and_leaves_no_scratch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    legacy_db(&path, 3000, 41).await;
+    // Ctrl-C ends the build in flight and stops; SIGTERM stops at once.
+    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut child = bin()
+            .args(["--db", path.to_str().unwrap(), "--dry-run"])
+            // No search is that fast: every setting is built.
+            .args(["--max-query-ms", "0.001"])
+            .env("TMPDIR", tmp.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while scratch_of(tmp.path(), child.id()).is_empty() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the dry run ended before its plan built anything"
+            );
+            assert!(Instant::now() < deadline, "no scratch database in 120 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = wait_for(&mut child, Duration::from_secs(60));
+        if status.is_none() {
+            let _ = child.kill();
+        }
+        let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+        let status =
+            status.unwrap_or_else(|| panic!("still running 60 s after {signal}\n{stderr}"));
+        assert_eq!(status.code(), Some(code), "{stdout}\n{stderr}");
+        assert_eq!(
+            scratch_of(tmp.path(), child.id()),
+            Vec::<String>::new(),
+            "left behind after signal {signal}"
+        );
+        if signal == libc::SIGINT {
+            assert!(
+                stdout.contains("Stopped before the dry run finished"),
+                "{stdout}\n{stderr}"
+            );
+        }
+    }
+}

@@ -66,7 +66,7 @@ impl Cli {
 }
 
 const EXIT_RUN: &str = "Exit status: 0 done and clean; 3 done, but rows were quarantined or \
-verification found discrepancies; 130 stopped by Ctrl-C (resumable); 2 bad usage; 1 failed. \
+verification found discrepancies; 130 stopped by Ctrl-C, 143 by SIGTERM (resumable); 2 bad usage; 1 failed. \
 --demo exits 0 when only the rows it planted were quarantined.";
 
 fn top_help() -> String {

@@ -480,3 +480,70 @@ async fn a_dry_run_that_builds_no_vector_index_plans_none() {
     let dry = run(&t.conn, options(true, planned())).await;
     assert!(dry.index_plan.is_some());
 }
+
+/// Asks the run to stop once the index plan has been asked `after` times
+/// whether to (each before a build of the plan's).
+struct StopInPlan {
+    planning: std::sync::atomic::AtomicBool,
+    asked: std::sync::atomic::AtomicU32,
+    after: u32,
+}
+
+impl StopInPlan {
+    fn after(after: u32) -> Self {
+        StopInPlan {
+            planning: false.into(),
+            asked: 0.into(),
+            after,
+        }
+    }
+}
+
+impl memory_storage_turso::migration::Observer for StopInPlan {
+    fn phase_started(&self, phase: memory_storage_turso::migration::Phase, _total: u64) {
+        use std::sync::atomic::Ordering;
+        let planning = phase == memory_storage_turso::migration::Phase::IndexPlan;
+        self.planning.store(planning, Ordering::SeqCst);
+    }
+    fn stop_requested(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.planning.load(Ordering::SeqCst)
+            && self.asked.fetch_add(1, Ordering::SeqCst) + 1 > self.after
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_stopped_during_the_index_plan_records_no_plan_and_the_next_run_plans_again() {
+    let t = TestDb::empty().await;
+    legacy(&t, 1500, 0).await;
+    // A dry run: no plan, and it says it was stopped.
+    let stopping = StopInPlan::after(1);
+    let dry = run_migration(&t.conn, &options(true, planned()), &stopping)
+        .await
+        .unwrap();
+    assert!(dry.interrupted);
+    assert!(dry.index_plan.is_none(), "{:?}", dry.index_plan);
+    assert!(
+        stopping.asked.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the plan never asked again after its first build"
+    );
+    // An execute: the rows are copied, the plan is neither made nor
+    // recorded, no index is built.
+    let stopped = run_migration(&t.conn, &options(false, planned()), &StopInPlan::after(1))
+        .await
+        .unwrap();
+    assert!(stopped.interrupted);
+    assert!(stopped.index_plan.is_none());
+    assert!(
+        stopped.vector_indexes.is_empty(),
+        "{:?}",
+        stopped.vector_indexes
+    );
+    assert!(search_plan::read(&t.conn).await.unwrap().is_empty());
+    // The next run plans, builds and verifies.
+    let done = run(&t.conn, options(false, planned())).await;
+    assert!(!done.interrupted);
+    assert!(done.index_plan.is_some());
+    assert!(done.verification.unwrap().passed);
+    assert_migrated_exactly(&t.conn, &[], false).await;
+}

@@ -233,7 +233,7 @@ Environment: the database is --db, else TURSO_DATABASE_URL, else TURSO_DB_URL, e
 the token is --auth-token or --auth-token-file, else TURSO_AUTH_TOKEN, else TURSO_TOKEN.
 
 Exit status: 0 done and clean; 3 done, but rows were quarantined or verification found
-discrepancies; 130 stopped by Ctrl-C (resumable); 2 bad usage; 1 failed. --demo exits 0
+discrepancies; 130 stopped by Ctrl-C, 143 by SIGTERM (resumable); 2 bad usage; 1 failed. --demo exits 0
 when only the rows it planted were quarantined."
 }
 

@@ -98,7 +98,7 @@ pub(super) async fn execute(
     // Vector indexes: planned (or fixed) per table, then built.
     let choices = if options.build_vector_index {
         let began = std::time::Instant::now();
-        let (plan, choices) = with_retries(retries, || {
+        let planned = with_retries(retries, || {
             index_plan::for_run(
                 conn,
                 &options.index,
@@ -108,6 +108,10 @@ pub(super) async fn execute(
             )
         })
         .await?;
+        let Some((plan, choices)) = planned else {
+            // Nothing recorded: the next run plans again.
+            return stop(report);
+        };
         if let Some(p) = &plan {
             report.phases.push(PhaseTiming {
                 phase: Phase::IndexPlan.name().into(),

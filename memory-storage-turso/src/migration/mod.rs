@@ -70,4 +70,5 @@ pub use report::{
     Discrepancy, DiscrepancyKind, FailureKind, IndexState, IndexStatus, MigrationReport,
     PhaseTiming, QuarantinedRow, RunFailure, RunMode, TableCount, Verification,
 };
+pub use scratch::remove_this_process_scratch;
 pub use status::{migration_status, quarantined_rows, status, MigrationStatus};

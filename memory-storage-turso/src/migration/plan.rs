@@ -85,6 +85,12 @@ pub async fn plan(
     let mut reservoirs: BTreeMap<TargetTable, Reservoir> = BTreeMap::new();
     let mut after: Option<Key> = None;
     loop {
+        if observer.stop_requested() {
+            // Stopped by the operator: what was read is reported, the
+            // index plan is not made.
+            report.interrupted = true;
+            break;
+        }
         let window = layout.next_window(conn, after.as_ref(), limits).await?;
         if window.is_empty() {
             break;
@@ -156,10 +162,12 @@ pub async fn plan(
         report.estimated_index_seconds = Some(super::estimate::index_seconds(&native_rows).await?);
     }
     report.planned = Some(planned);
-    if planned_mode {
+    if planned_mode && !report.interrupted {
         let began = Instant::now();
         observer.phase_started(Phase::IndexPlan, reservoirs.len() as u64);
-        report.index_plan = Some(index_plan::plan(reservoirs, planning, observer).await?);
+        report.index_plan = index_plan::plan(reservoirs, planning, observer).await?;
+        // Stopped by the operator: no plan, and the run says so.
+        report.interrupted |= report.index_plan.is_none();
         observer.phase_finished(Phase::IndexPlan, began.elapsed());
     }
     // B-tree pages are not full: measured growth is about 15% above the

@@ -188,7 +188,9 @@ pub(crate) struct Sample {
 }
 
 /// Plans one table of `rows` rows from `sample` (of its rows, which store
-/// `leading_bytes` before the vector on average).
+/// `leading_bytes` before the vector on average); `None` when `stop` asked
+/// it to stop (it is asked before each build: at a million rows one table
+/// takes minutes).
 pub(crate) async fn plan_table(
     table: TargetTable,
     rows: u64,
@@ -196,7 +198,8 @@ pub(crate) async fn plan_table(
     leading_bytes: usize,
     identical_vectors: u64,
     planning: &IndexPlanning,
-) -> Result<TablePlan> {
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Option<TablePlan>> {
     let mut plan = TablePlan {
         table: table.name().to_string(),
         rows,
@@ -218,7 +221,7 @@ pub(crate) async fn plan_table(
                 options: SCAN.to_string(),
             },
         };
-        return Ok(plan);
+        return Ok(Some(plan));
     }
     let dimension = table.native_dimension().unwrap_or(0);
     let Sample {
@@ -231,7 +234,7 @@ pub(crate) async fn plan_table(
     });
     if sample.len() < 2 * QUERIES {
         // Too few rows to measure anything: a scan of them is instant.
-        return Ok(plan);
+        return Ok(Some(plan));
     }
     let queries = sample.split_off(sample.len() - QUERIES);
     let large = sample.len().min(
@@ -249,9 +252,12 @@ pub(crate) async fn plan_table(
         plan.pick = Pick::Exact {
             predicted_query_ms: plan.exact_ms_per_row * rows as f64,
         };
-        return Ok(plan);
+        return Ok(Some(plan));
     }
     for text in settings(planning.scan_index) {
+        if stop() {
+            return Ok(None);
+        }
         let factors = overfetches(&text);
         let measure = |rows| {
             measure::measure(
@@ -297,10 +303,14 @@ pub(crate) async fn plan_table(
             neighbourhoods: neighbourhoods.as_ref(),
             rows,
             targets,
+            stop,
         };
         at_third.validate(&mut plan).await?;
+        if stop() {
+            return Ok(None);
+        }
     }
-    Ok(plan)
+    Ok(Some(plan))
 }
 
 /// Settings measured again at a third, larger size (up to the table's
@@ -316,6 +326,9 @@ struct Validation<'a> {
     neighbourhoods: Option<&'a Neighbourhoods>,
     rows: u64,
     targets: fit::Targets,
+    /// Asked before each build; when it says stop, validation ends where
+    /// it is (and the plan is dropped).
+    stop: &'a (dyn Fn() -> bool + Sync),
 }
 
 impl Validation<'_> {
@@ -341,6 +354,9 @@ impl Validation<'_> {
             self.repick(plan);
         }
         for round in 0..VALIDATIONS + settings(true).len() {
+            if (self.stop)() {
+                return Ok(());
+            }
             let next = if round < VALIDATIONS {
                 fit::next_to_validate(&plan.candidates, &plan.pick, &validated, self.targets)
             } else {
@@ -383,6 +399,9 @@ impl Validation<'_> {
         // is too slow) may be one the neighbourhoods ruled out: its build
         // time is measured at the third size too, as every pick's is.
         if let Some(options) = unvalidated_pick(&plan.candidates, &plan.pick).map(String::from) {
+            if (self.stop)() {
+                return Ok(());
+            }
             self.uniform(plan, &options, None).await?;
             self.repick(plan);
         }
@@ -420,7 +439,7 @@ impl Validation<'_> {
                 measured: self.measure_on(options, &part, &part_asked, beam).await?,
                 part: true,
             };
-            if probe.rules_out(self.targets.recall) {
+            if probe.rules_out(self.targets.recall) || (self.stop)() {
                 return Ok(Some(probe));
             }
         }
@@ -589,12 +608,14 @@ const PROBE_MIN_PER_SEED: usize = 16;
 const VALIDATIONS: usize = 3;
 
 /// Plans every native table from its sample, telling `observer` as each
-/// is done (a table of a million rows takes minutes).
+/// is done (a table of a million rows takes minutes); `None` when the
+/// observer asked the run to stop (asked before each build).
 pub(crate) async fn plan(
     samples: BTreeMap<TargetTable, Reservoir>,
     planning: &IndexPlanning,
     observer: &dyn Observer,
-) -> Result<IndexPlan> {
+) -> Result<Option<IndexPlan>> {
+    let stop = || observer.stop_requested();
     let mut out = IndexPlan {
         target_recall: planning.target_recall,
         max_query_ms: planning.max_query_ms,
@@ -610,11 +631,14 @@ pub(crate) async fn plan(
             vectors: reservoir.vectors,
             neighbourhoods: reservoir.neighbourhoods,
         };
-        out.tables
-            .push(plan_table(table, seen, sample, leading, identical, planning).await?);
+        let planned = plan_table(table, seen, sample, leading, identical, planning, &stop).await?;
+        let Some(planned) = planned else {
+            return Ok(None);
+        };
+        out.tables.push(planned);
         observer.progress(Phase::IndexPlan, out.tables.len() as u64);
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Per table, the options its DiskANN index is built with (`None`: no
@@ -697,14 +721,15 @@ pub(crate) fn choices(plan: &IndexPlan) -> Choices {
 /// new plan from a sample of the copied rows (with `whole_tables`, also from whole
 /// neighbourhoods, found by reading each table's vectors once: not for a
 /// remote database). Returns the plan it made (if it made one) and each
-/// table's choice.
+/// table's choice; `None`, with nothing recorded, when the observer asked
+/// the run to stop during the plan.
 pub(crate) async fn for_run(
     conn: &libsql::Connection,
     planning: &IndexPlanning,
     fixed: VectorIndexOptions,
     whole_tables: bool,
     observer: &dyn super::observer::Observer,
-) -> Result<(Option<IndexPlan>, Choices)> {
+) -> Result<Option<(Option<IndexPlan>, Choices)>> {
     let natives: Vec<TargetTable> = TargetTable::ALL
         .into_iter()
         .filter(|t| t.is_native())
@@ -749,6 +774,9 @@ pub(crate) async fn for_run(
                 observer.phase_started(phase, samples.len() as u64);
                 let plan = plan(samples, planning, observer).await?;
                 observer.phase_finished(phase, began.elapsed());
+                let Some(plan) = plan else {
+                    return Ok(None);
+                };
                 chosen.extend(choices(&plan));
                 made = Some(plan);
             }
@@ -761,7 +789,7 @@ pub(crate) async fn for_run(
     }
     let searches = chosen.iter().map(|(t, (_, s))| (*t, s.clone())).collect();
     crate::search_plan::write(conn, &searches).await?;
-    Ok((made, chosen))
+    Ok(Some((made, chosen)))
 }
 
 #[cfg(test)]
@@ -830,8 +858,9 @@ mod tests {
             vectors: sample,
             neighbourhoods: Some(near),
         };
-        let plan = plan_table(TargetTable::D384, 2_000, sample, 0, 0, &planning)
+        let plan = plan_table(TargetTable::D384, 2_000, sample, 0, 0, &planning, &|| false)
             .await
+            .unwrap()
             .unwrap();
         let Pick::Index {
             candidate,
@@ -890,6 +919,7 @@ mod tests {
                 recall: target,
                 max_query_ms: 50.0,
             },
+            stop: &|| false,
         };
         let options = "compress_neighbors=float1bit,max_neighbors=32";
         let (whole, _) = validation.neighbourhood_rows(1).unwrap();
