@@ -384,6 +384,8 @@ impl MigrateArgs {
             sample_rows: None,
             scan_index: !self.no_scan_index,
             forced,
+            // Measured by the run, on the database it opens.
+            cold_read_rate: None,
         }
     }
 }

@@ -648,6 +648,13 @@ fn index_plan_lines(plan: &memory_storage_turso::migration::report::IndexPlan) -
         plan.max_query_ms,
         duration(plan.totals().0)
     );
+    if let Some(rate) = plan.cold_read_rate {
+        let _ = writeln!(
+            out,
+            "    (each build reads its table from the disk: the database does not fit in memory; read at {:.0} MB/s, measured)",
+            rate / 1e6
+        );
+    }
     for t in &plan.tables {
         let identical = if t.identical_vectors > 0 {
             format!(
@@ -1022,6 +1029,7 @@ mod tests {
             target_recall: 0.95,
             max_query_ms: 20.0,
             tables: vec![table(default)],
+            cold_read_rate: None,
         };
         let two = index_plan_lines(&plan(candidate(
             "",

@@ -90,6 +90,11 @@ pub async fn migrate_embeddings_reported(
     if options.local_file.is_none() {
         options.local_file = db.local.clone().map(page_cache::LocalFile::new);
     }
+    let planning = options.index.mode == super::IndexMode::Planned && options.build_vector_index;
+    if planning && options.index.cold_read_rate.is_none() {
+        let file = options.local_file.as_ref();
+        options.index.cold_read_rate = file.and_then(|f| f.cold_read_rate());
+    }
     if options.remote.is_none() && !options.statement_per_request {
         options.remote = db.pipeline.clone();
     }

@@ -110,6 +110,11 @@ pub struct IndexPlan {
     pub target_recall: f64,
     pub max_query_ms: f64,
     pub tables: Vec<TablePlan>,
+    /// Bytes per second the builds were predicted to read their tables
+    /// from the disk at (measured: the database does not fit in memory);
+    /// absent where the tables were predicted cached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_read_rate: Option<f64>,
 }
 
 impl IndexPlan {
