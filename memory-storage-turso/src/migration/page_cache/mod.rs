@@ -156,7 +156,11 @@ mod tests {
         std::fs::write(&path, vec![7u8; 8 << 20]).unwrap();
         let rate = cold_read_rate(&path, 1 << 20).expect("an 8 MiB file, 1 MiB read");
         assert!(rate > 0.0 && rate.is_finite(), "{rate}");
-        assert_eq!(cold_read_rate(&path, 5 << 20), None, "the file is too small");
+        assert_eq!(
+            cold_read_rate(&path, 5 << 20),
+            None,
+            "the file is too small"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), vec![7u8; 8 << 20]);
         let mut file = LocalFile::new(&path);
         file.keep_cached = u64::MAX;
