@@ -178,7 +178,8 @@ fn closing_note(planted: usize, unplanned: &[String]) -> (String, u8) {
 done, but some rows need a person (fix them in `embeddings`, then run --execute again to \
 migrate them); so do verification discrepancies.";
     const AFTER: &str = "The demo database is deleted now. On a real database, drop \
---no-vector-index to build the DiskANN indexes after the copy.";
+--no-vector-index to build, after the copy, the vector indexes planned on your own rows \
+(DiskANN, a quantized scan index, or none where an exact search is fast enough).";
     if unplanned.is_empty() {
         let note = format!(
             "\nAs planned: the {planted} row(s) planted as bad, and no other, were quarantined; \
