@@ -227,6 +227,26 @@ fn collect(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Stri
     })
 }
 
+/// `cmd` started with no stdin; its stdout and stderr each read to its
+/// end on a thread.
+fn spawn_collecting(
+    cmd: &mut Command,
+) -> (
+    Child,
+    std::thread::JoinHandle<String>,
+    std::thread::JoinHandle<String>,
+) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    (child, stdout, stderr)
+}
+
 /// Waits up to `limit` for the child to end.
 fn wait_for(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
@@ -247,22 +267,14 @@ async fn ctrl_c_stops_after_a_committed_batch_and_the_next_run_resumes() {
     let (conn, bad) = legacy_db(&path, ROWS, 31).await;
     let db = path.to_str().unwrap();
 
-    let mut child = bin()
-        .args([
-            "--db",
-            db,
-            "--execute",
-            "--no-vector-index",
-            "--batch-size",
-            "100",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
+    let (mut child, stdout, stderr) = spawn_collecting(bin().args([
+        "--db",
+        db,
+        "--execute",
+        "--no-vector-index",
+        "--batch-size",
+        "100",
+    ]));
 
     let deadline = Instant::now() + Duration::from_secs(60);
     while scalar(
@@ -366,18 +378,13 @@ async fn ctrl_c_or_sigterm_during_the_index_plan_stops_it_and_leaves_no_scratch(
     // Ctrl-C ends the build in flight and stops; SIGTERM stops at once.
     for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
         let tmp = tempfile::tempdir().unwrap();
-        let mut child = bin()
-            .args(["--db", path.to_str().unwrap(), "--dry-run"])
-            // No search is that fast: every setting is built.
-            .args(["--max-query-ms", "0.001"])
-            .env("TMPDIR", tmp.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
+        let (mut child, stdout, stderr) = spawn_collecting(
+            bin()
+                .args(["--db", path.to_str().unwrap(), "--dry-run"])
+                // No search is that fast: every setting is built.
+                .args(["--max-query-ms", "0.001"])
+                .env("TMPDIR", tmp.path()),
+        );
         let deadline = Instant::now() + Duration::from_secs(120);
         while scratch_of(tmp.path(), child.id()).is_empty() {
             assert!(

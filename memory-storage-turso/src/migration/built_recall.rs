@@ -174,29 +174,14 @@ mod tests {
 
     /// A table of `rows` random unit vectors of 384 dimensions, its index
     /// made with `options`, recorded as planned with a recall of 0.99.
-    async fn indexed_table(rows: usize, options: &str) -> (libsql::Database, Connection) {
-        let db = libsql::Builder::new_local(":memory:")
-            .build()
-            .await
-            .unwrap();
-        let conn = db.connect().unwrap();
+    async fn indexed_table(
+        rows: usize,
+        options: &str,
+    ) -> (tempfile::TempDir, libsql::Database, Connection) {
         let table = TargetTable::D384;
-        conn.execute(table.create_table_sql(), ()).await.unwrap();
         let mut rng = test_support::rng::Rng(11);
-        for i in 0..rows {
-            let bytes: Vec<u8> = rng
-                .vector(384)
-                .iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect();
-            conn.execute(
-                "INSERT INTO embeddings_384 (embedding_id, item_id, item_type, embedding_data, embedding_vector, model) \
-                 VALUES (?1, 'i', 't', '[]', ?2, 'm')",
-                vec![libsql::Value::Text(format!("e{i}")), libsql::Value::Blob(bytes)],
-            )
-            .await
-            .unwrap();
-        }
+        let vectors: Vec<Vec<f32>> = (0..rows).map(|_| rng.vector(384)).collect();
+        let (dir, db, conn) = super::super::recall::table_384(&vectors).await;
         let quoted: Vec<String> = options.split(',').map(|o| format!(", '{o}'")).collect();
         conn.execute(
             &format!(
@@ -218,7 +203,7 @@ mod tests {
             },
         )]);
         crate::search_plan::write(&conn, &plan).await.unwrap();
-        (db, conn)
+        (dir, db, conn)
     }
 
     fn built() -> Vec<IndexStatus> {
@@ -236,7 +221,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_index_far_below_its_plan_gives_way_to_an_exact_search_that_is_fast_enough() {
-        let (_db, conn) = indexed_table(600, POOR).await;
+        let (_dir, _db, conn) = indexed_table(600, POOR).await;
         let mut statuses = built();
         let planning = IndexPlanning::default();
         let checked = check_built(&conn, &mut statuses, &planning, 0)
@@ -260,7 +245,7 @@ mod tests {
     #[tokio::test]
     async fn an_index_below_its_plan_stays_when_an_exact_search_is_too_slow_and_its_measure_is_recorded(
     ) {
-        let (_db, conn) = indexed_table(600, POOR).await;
+        let (_dir, _db, conn) = indexed_table(600, POOR).await;
         let mut statuses = built();
         let planning = IndexPlanning {
             max_query_ms: 0.0001,
@@ -302,7 +287,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_index_that_meets_its_target_is_kept_with_its_measure() {
-        let (_db, conn) = indexed_table(300, "compress_neighbors=float8").await;
+        let (_dir, _db, conn) = indexed_table(300, "compress_neighbors=float8").await;
         let mut statuses = built();
         let checked = check_built(&conn, &mut statuses, &IndexPlanning::default(), 0)
             .await
@@ -315,7 +300,7 @@ mod tests {
 
     #[tokio::test]
     async fn indexes_not_planned_or_not_built_by_this_run_are_not_measured() {
-        let (_db, conn) = indexed_table(50, POOR).await;
+        let (_dir, _db, conn) = indexed_table(50, POOR).await;
         let mut present = built();
         present[0].status = IndexState::Present;
         let planning = IndexPlanning::default();

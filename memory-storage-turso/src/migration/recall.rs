@@ -220,6 +220,38 @@ pub(crate) async fn measure(
     Ok(out)
 }
 
+/// For tests: `embeddings_384` holding `vectors` (keys `e0`, `e1`, …) in a
+/// database file in a new temporary folder (kept while it lives).
+#[cfg(test)]
+pub(crate) async fn table_384(
+    vectors: &[Vec<f32>],
+) -> (tempfile::TempDir, libsql::Database, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = libsql::Builder::new_local(dir.path().join("t.db"))
+        .build()
+        .await
+        .unwrap();
+    let conn = db.connect().unwrap();
+    conn.execute(TargetTable::D384.create_table_sql(), ())
+        .await
+        .unwrap();
+    conn.execute("BEGIN", ()).await.unwrap();
+    for (i, v) in vectors.iter().enumerate() {
+        conn.execute(
+            "INSERT INTO embeddings_384 (embedding_id, item_id, item_type, embedding_data, embedding_vector, model) \
+             VALUES (?1, 'i', 't', '[]', ?2, 'm')",
+            vec![
+                Value::Text(format!("e{i}")),
+                Value::Blob(crate::decode::vector_to_le_bytes(v)),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    conn.execute("COMMIT", ()).await.unwrap();
+    (dir, db, conn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

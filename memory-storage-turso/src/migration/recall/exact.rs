@@ -246,25 +246,10 @@ mod tests {
     /// gives it, bit for bit, across pages and gaps in the rowids.
     #[tokio::test]
     async fn answers_and_distances_are_libsqls_exact_search() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = libsql::Builder::new_local(dir.path().join("t.db"))
-            .build()
-            .await
-            .unwrap();
-        let conn = db.connect().unwrap();
         let table = TargetTable::D384;
-        conn.execute(table.create_table_sql(), ()).await.unwrap();
         let mut rows = vectors(300, 384, 7);
         rows[17] = vec![0.0; 384]; // no direction: never an answer
-        for (i, v) in rows.iter().enumerate() {
-            conn.execute(
-                "INSERT INTO embeddings_384 (embedding_id, item_id, item_type, embedding_data, embedding_vector, model) \
-                 VALUES (?1, 'i', 't', '[]', ?2, 'm')",
-                vec![Value::Text(format!("e{i}")), Value::Blob(vector_to_le_bytes(v))],
-            )
-            .await
-            .unwrap();
-        }
+        let (_dir, _db, conn) = super::super::table_384(&rows).await;
         conn.execute("DELETE FROM embeddings_384 WHERE rowid % 9 = 4", ())
             .await
             .unwrap();
