@@ -90,7 +90,10 @@ pub async fn migrate_embeddings_reported(
     if options.local_file.is_none() {
         options.local_file = db.local.clone().map(page_cache::LocalFile::new);
     }
-    let planning = options.index.mode == super::IndexMode::Planned && options.build_vector_index;
+    // Only a dry run or an execute plans indexes.
+    let planning = options.index.mode == super::IndexMode::Planned
+        && options.build_vector_index
+        && matches!(options.mode(), RunMode::DryRun | RunMode::Execute);
     if planning && options.index.cold_read_rate.is_none() {
         let file = options.local_file.as_ref();
         options.index.cold_read_rate = file.and_then(|f| f.cold_read_rate());
