@@ -150,13 +150,7 @@ async fn a_tiny_table_is_searched_exactly_a_large_one_through_the_index_picked_f
     assert!(json["index_plan"]["tables"].is_array(), "{json:#}");
 
     let done = run(&t.conn, options(false, planned())).await;
-    assert!(
-        done.verification.as_ref().unwrap().passed,
-        "{:?}",
-        done.verification
-    );
     assert_eq!(state(&done, "embeddings_1024"), IndexState::Exact);
-    assert_eq!(state(&done, "embeddings_384"), IndexState::Built);
     // The run planned again from the copied rows, its neighbourhoods found
     // by a scan of the table.
     let again = done.index_plan.as_ref().expect("the run plans");
@@ -177,9 +171,31 @@ async fn a_tiny_table_is_searched_exactly_a_large_one_through_the_index_picked_f
         panic!("one index built to the plan: {:?}", done.built_recall);
     };
     assert_eq!(measured.table, "embeddings_384");
-    assert_eq!(measured.outcome, RecallOutcome::Met, "{measured:?}");
     let recorded = search_plan::read(&t.conn).await.unwrap();
     assert_eq!(recorded[&TargetTable::D1024], TableSearch::Exact);
+    assert_migrated_exactly(&t.conn, &[], false).await;
+    let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();
+    assert_eq!(store.search_method(1024).await.unwrap(), SearchMethod::Scan);
+    // A DiskANN build is random: now and then one finds clearly fewer true
+    // neighbours than its plan predicted (0.78 against at least 0.9, once
+    // in CI on a loaded machine; nine runs alone all met it). What the run
+    // does then is `built_recall`'s tests'; here it must have said so,
+    // consistently.
+    if measured.outcome != RecallOutcome::Met {
+        assert!(measured.measured_recall < 0.9 - 0.03, "{measured:?}");
+        let index_kept = measured.outcome == RecallOutcome::BelowTarget;
+        assert_eq!(
+            state(&done, "embeddings_384") == IndexState::Built,
+            index_kept
+        );
+        return;
+    }
+    assert!(
+        done.verification.as_ref().unwrap().passed,
+        "{:?}",
+        done.verification
+    );
+    assert_eq!(state(&done, "embeddings_384"), IndexState::Built);
     assert!(
         matches!(
             recorded[&TargetTable::D384],
@@ -193,10 +209,6 @@ async fn a_tiny_table_is_searched_exactly_a_large_one_through_the_index_picked_f
         .find(|c| c.table == "embeddings_384")
         .unwrap();
     assert!(check.passed() && check.recall >= 0.8, "{check:?}");
-    assert_migrated_exactly(&t.conn, &[], false).await;
-
-    let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();
-    assert_eq!(store.search_method(1024).await.unwrap(), SearchMethod::Scan);
     assert!(matches!(
         store.search_method(384).await.unwrap(),
         SearchMethod::VectorIndex(_)
