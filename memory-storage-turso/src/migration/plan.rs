@@ -170,9 +170,7 @@ pub async fn plan(
         report.interrupted |= report.index_plan.is_none();
         observer.phase_finished(Phase::IndexPlan, began.elapsed());
     }
-    // B-tree pages are not full: measured growth is about 15% above the
-    // bytes of the records (100,000 mixed rows: 1.15 GiB for 1.0 GiB).
-    report.estimated_extra_bytes = Some(extra + extra * 3 / 20);
+    report.estimated_extra_bytes = Some(super::estimate::with_page_fill(extra));
     report.estimated_vector_index_bytes = Some(index_extra);
     observer.phase_finished(Phase::Plan, began.elapsed());
     report.phases.push(PhaseTiming {

@@ -185,10 +185,6 @@ fn scan_latency(c: &mut Candidate, rows: u64) {
     };
 }
 
-/// B-tree pages are not full: a table takes about 15% more than its
-/// records' bytes (100,000 mixed rows: 1.15 GiB for 1.0 GiB).
-const PAGE_FILL: f64 = 1.15;
-
 /// Seconds an index build of a table of `rows` rows (`leading_bytes`
 /// before each vector of `dimension` floats) spends reading it from the
 /// disk, where it will not be in the page cache; 0 where it will be. The
@@ -201,9 +197,17 @@ fn cold_read_seconds(
     dimension: usize,
 ) -> f64 {
     planning.cold_read_rate.map_or(0.0, |rate| {
-        let table = rows as f64 * (leading_bytes + 4 * dimension) as f64 * PAGE_FILL;
-        table / rate.max(1.0)
+        let records = rows.saturating_mul((leading_bytes + 4 * dimension) as u64);
+        super::estimate::with_page_fill(records) as f64 / rate.max(1.0)
     })
+}
+
+/// What a prediction at the table's size adds to the fit of the samples:
+/// a scan's latency at `rows` ([`scan_latency`]) and the `cold_read`
+/// seconds of reading the table from the disk ([`cold_read_seconds`]).
+fn at_table_size(c: &mut Candidate, rows: u64, cold_read: f64) {
+    scan_latency(c, rows);
+    c.predicted.build_seconds += cold_read;
 }
 
 /// What the plan measures a table on.
@@ -312,8 +316,7 @@ pub(crate) async fn plan_table(
                 neighbourhoods: None,
                 recall_at_most: false,
             };
-            scan_latency(&mut c, rows);
-            c.predicted.build_seconds += cold_read;
+            at_table_size(&mut c, rows, cold_read);
             plan.candidates.push(c);
         }
     }
@@ -544,8 +547,7 @@ impl Validation<'_> {
                 c.neighbourhoods = Some(near[overfetch_at(c)].clone());
             }
             c.predicted = fit::predict_validated(&c.measured, c.neighbourhoods.as_ref(), self.rows);
-            scan_latency(c, self.rows);
-            c.predicted.build_seconds += self.cold_read;
+            at_table_size(c, self.rows, self.cold_read);
         }
         Ok(())
     }
