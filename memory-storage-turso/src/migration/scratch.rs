@@ -6,8 +6,8 @@
 //! A scratch is removed when it is dropped. A process ended at once (a
 //! second Ctrl-C, SIGTERM) removes its own first
 //! ([`remove_this_process_scratch`]); one killed outright leaves its
-//! scratch behind, and the next scratch opened on the machine removes it
-//! (its folder names the process, which is gone).
+//! scratch behind, and the next process to open a scratch on the machine
+//! removes it (its folder names the process, which is gone).
 
 use libsql::{Builder, Connection};
 
@@ -98,7 +98,9 @@ fn remove_abandoned() {
 /// Opens a new, empty scratch database; `purpose` names it in errors.
 pub(crate) async fn open(purpose: &str) -> Result<Scratch> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    remove_abandoned();
+    // Once a process: a plan opens a scratch for every build.
+    static CLEARED: std::sync::Once = std::sync::Once::new();
+    CLEARED.call_once(remove_abandoned);
     let dir = std::env::temp_dir().join(format!(
         "{PREFIX}{}-{}-{}",
         std::process::id(),
@@ -140,6 +142,9 @@ mod tests {
         let abandoned = left_behind(GONE, Duration::from_secs(3600));
         let recent = left_behind(GONE + 1, Duration::from_secs(60));
         let live = left_behind(std::process::id(), Duration::from_secs(3600));
+        // What the first scratch a process opens does (other tests in this
+        // process may have opened theirs already).
+        remove_abandoned();
         let opened = open("a test").await.unwrap();
         assert!(opened.dir.exists());
         assert!(!abandoned.exists(), "the abandoned scratch is still there");
