@@ -11,7 +11,7 @@
 
 use libsql::{Connection, Value};
 
-use crate::decode::cosine_searchable;
+use crate::decode::{cosine_searchable, vector_from_le_bytes};
 use crate::error::{DbContext, Result};
 use crate::schema::TargetTable;
 
@@ -114,12 +114,11 @@ impl<'q> Top<'q> {
         let mut by_element = vec![0f32; dimension * count];
         let mut norms = vec![f32::NAN; count];
         for (q, (_, bytes)) in queries.iter().enumerate() {
-            if bytes.len() != dimension * 4 {
+            let Some(vector) = vector_from_le_bytes(bytes).filter(|v| v.len() == dimension) else {
                 continue;
-            }
+            };
             let mut norm = 0f32;
-            for (i, c) in bytes.chunks_exact(4).enumerate() {
-                let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            for (i, x) in vector.into_iter().enumerate() {
                 by_element[i * count + q] = x;
                 norm += x * x;
             }
@@ -187,19 +186,8 @@ mod tests {
     use crate::decode::vector_to_le_bytes;
 
     fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                (0..dim)
-                    .map(|_| {
-                        s = s
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-                    })
-                    .collect()
-            })
-            .collect()
+        let mut rng = test_support::rng::Rng(seed);
+        (0..n).map(|_| rng.vector(dim)).collect()
     }
 
     #[test]
