@@ -369,6 +369,147 @@ async fn a_batch_in_one_request_holds_no_lock_while_the_network_delays_it() {
     );
 }
 
+/// Over the network the copy writes a batch on one stream while it reads
+/// the next window on another, each batch guarded by the writing stream's
+/// `data_version`. An application's commit while a batch's request is held
+/// back makes that batch fail its guard and be written the slow way
+/// (its window read again in the transaction); the batches after it go
+/// back to one request each instead of every one being read again. Exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_commit_by_the_application_makes_one_batch_read_its_window_again() {
+    if !have_sqld() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let WithApp {
+        dir,
+        summary,
+        mut served,
+        app,
+    } = with_app(1000, 67).await;
+    let (url, token) = (served.url(), served.token.clone());
+    let log = dir.path().join("run.log");
+    // The third batch's request, held back while the application commits.
+    served.proxy.arm(&stall(ONE_REQUEST_CHECKPOINT, 2, 1_500));
+    let args = [
+        "--execute",
+        "--no-vector-index",
+        "--batch-size",
+        "100",
+        "--log-file",
+        log.to_str().unwrap(),
+    ];
+    let mut child = migrate(&url, &token, &args).spawn().unwrap();
+    wait_fired(&served.proxy, 1, &mut child);
+    app_write(&app, 1).await;
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let batches: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|e| e["fields"].clone())
+        .filter(|f| f["phase"] == "copy" && f["message"] == "batch committed")
+        .collect();
+    assert!(batches.len() >= 10, "{} copy batches", batches.len());
+    let read_again: Vec<usize> = (0..batches.len())
+        .filter(|&i| batches[i]["read_again"] == true)
+        .collect();
+    assert_eq!(read_again, vec![2], "batches read again: {read_again:?}");
+    let file = served.stop();
+    let conn = local(&file).await;
+    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+    assert_eq!(
+        scalar(&conn, "SELECT count(*) FROM app_notes").await,
+        Some(1)
+    );
+}
+
+/// The copy's guard, on sqld itself: `PRAGMA data_version` read on a
+/// stream stays the same through that stream's own commits and moves with
+/// another connection's; a transaction guarded by an older value lands
+/// nothing; and a transaction bound to a stream that is gone is not sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guard_read_on_a_stream_sees_other_connections_commits_not_its_own() {
+    use memory_storage_turso::connect::pipeline::{fail_unless, Failure, Pipeline, Statement};
+    if !have_sqld() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    sample_db(&legacy, 10, 0, 68).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    let url = served.direct_url();
+    let writing = Pipeline::new(&url, &served.token, Duration::from_secs(30)).unwrap();
+    let reading = writing.fork();
+    let sql = |s: &str| Statement::new(s, vec![]);
+    writing
+        .transaction(vec![sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")])
+        .await
+        .unwrap();
+    let seen = writing.data_version().await.unwrap();
+    writing
+        .transaction_on(seen.stream, vec![sql("INSERT INTO t VALUES (1)")])
+        .await
+        .unwrap();
+    assert_eq!(writing.data_version().await.unwrap(), seen, "own commit");
+    reading
+        .transaction(vec![sql("INSERT INTO t VALUES (2)")])
+        .await
+        .unwrap();
+    let moved = writing.data_version().await.unwrap();
+    assert_eq!(moved.stream, seen.stream);
+    assert_ne!(moved.data_version, seen.data_version, "another's commit");
+    let guard = |v: i64| {
+        Statement::new(
+            fail_unless("(SELECT data_version FROM pragma_data_version) = ?1"),
+            vec![libsql::Value::Integer(v)],
+        )
+    };
+    let failure = writing
+        .transaction_on(
+            seen.stream,
+            vec![guard(seen.data_version), sql("INSERT INTO t VALUES (3)")],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(failure, Failure::Step { step: 0, .. }),
+        "{failure:?}"
+    );
+    // That failure left the stream behind: bound to it, nothing is sent.
+    let requests = writing.requests();
+    let failure = writing
+        .transaction_on(
+            moved.stream,
+            vec![guard(moved.data_version), sql("INSERT INTO t VALUES (4)")],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(failure, Failure::StreamChanged), "{failure:?}");
+    assert_eq!(writing.requests(), requests, "a request was sent");
+    let fresh = writing.data_version().await.unwrap();
+    assert_ne!(fresh.stream, moved.stream);
+    writing
+        .transaction_on(
+            fresh.stream,
+            vec![guard(fresh.data_version), sql("INSERT INTO t VALUES (5)")],
+        )
+        .await
+        .unwrap();
+    let rows = reading
+        .read(vec![sql("SELECT id FROM t ORDER BY id")])
+        .await;
+    let ids: Vec<libsql::Value> = rows.unwrap().remove(0).rows.into_iter().flatten().collect();
+    assert_eq!(
+        ids,
+        [1, 2, 5].map(libsql::Value::Integer).to_vec(),
+        "guarded rows landed"
+    );
+    served.stop();
+}
+
 /// An application writes a row every 50 ms through the whole run, with
 /// vector indexes, while one index transaction is held past sqld's 5 s:
 /// sqld rolls it back, the batch is tried again smaller and the run

@@ -70,6 +70,9 @@ pub enum Failure {
     /// The request or its answer was lost, or the server refused it: the
     /// batch may or may not have been committed.
     Request(libsql::Error),
+    /// Not sent: the stream it had to run on is gone (see
+    /// [`Pipeline::transaction_on`]). Nothing of it ran.
+    StreamChanged,
 }
 
 impl Failure {
@@ -77,6 +80,7 @@ impl Failure {
     pub fn into_error(self) -> libsql::Error {
         match self {
             Failure::Step { error, .. } | Failure::Request(error) => error,
+            Failure::StreamChanged => lost("the stream it was to run on is gone"),
         }
     }
 
@@ -102,13 +106,28 @@ struct Inner {
     /// The stream: its URL and its baton, one request at a time.
     stream: tokio::sync::Mutex<Stream>,
     token: String,
-    requests: AtomicU64,
+    /// The pipeline URL it was made for.
+    origin: String,
+    /// Shared with the pipelines [`Pipeline::fork`]ed from this one.
+    requests: Arc<AtomicU64>,
 }
 
 struct Stream {
     /// `…/v3/pipeline` of the server (or of the `base_url` it redirected to).
     url: String,
     baton: Option<String>,
+    /// Which of this pipeline's streams it is: one more each time a
+    /// request opens a new one.
+    id: u64,
+}
+
+/// `PRAGMA data_version` as read on one of a pipeline's streams (one
+/// connection on the server): it compares only with a later reading on
+/// the same stream ([`Pipeline::transaction_on`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    pub data_version: i64,
+    pub stream: u64,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -138,11 +157,56 @@ impl Pipeline {
                 stream: tokio::sync::Mutex::new(Stream {
                     url: pipeline_url(url),
                     baton: None,
+                    id: 0,
                 }),
                 token: token.to_string(),
-                requests: AtomicU64::new(0),
+                origin: pipeline_url(url),
+                requests: Arc::new(AtomicU64::new(0)),
             }),
         })
+    }
+
+    /// A pipeline to the same server with a stream of its own (another
+    /// connection there), so that its requests run beside this one's.
+    /// Its requests count in [`Pipeline::requests`] of both.
+    pub fn fork(&self) -> Pipeline {
+        // Where the server redirected this pipeline, if it is not busy.
+        let url = match self.inner.stream.try_lock() {
+            Ok(stream) => stream.url.clone(),
+            Err(_) => self.inner.origin.clone(),
+        };
+        Pipeline {
+            inner: Arc::new(Inner {
+                client: self.inner.client.clone(),
+                stream: tokio::sync::Mutex::new(Stream {
+                    url,
+                    baton: None,
+                    id: 0,
+                }),
+                token: self.inner.token.clone(),
+                origin: self.inner.origin.clone(),
+                requests: self.inner.requests.clone(),
+            }),
+        }
+    }
+
+    /// Reads `PRAGMA data_version` on this pipeline's stream, and which
+    /// stream that is.
+    pub async fn data_version(&self) -> Result<Observed, Failure> {
+        let steps = vec![step(
+            Statement::new("PRAGMA data_version", vec![]),
+            true,
+            None,
+        )];
+        let (results, errors, stream) = self.batch(steps, None).await?;
+        let outcome = collect(results, errors, 0, 1)?.pop().unwrap_or_default();
+        match outcome.rows.first().and_then(|r| r.first()) {
+            Some(Value::Integer(data_version)) => Ok(Observed {
+                data_version: *data_version,
+                stream,
+            }),
+            _ => Err(Failure::Request(lost("data_version is not an integer"))),
+        }
     }
 
     /// HTTP requests sent so far.
@@ -160,7 +224,7 @@ impl Pipeline {
             .enumerate()
             .map(|(i, s)| step(s, true, (i > 0).then(|| ok(i - 1))))
             .collect();
-        let (results, errors) = self.batch(steps).await?;
+        let (results, errors, _) = self.batch(steps, None).await?;
         collect(results, errors, 0, n)
     }
 
@@ -169,6 +233,26 @@ impl Pipeline {
     /// `COMMIT`, and `ROLLBACK` when anything failed. Succeeds only if the
     /// `COMMIT` did.
     pub async fn transaction(&self, statements: Vec<Statement>) -> Result<Vec<Outcome>, Failure> {
+        self.transaction_in(statements, None).await
+    }
+
+    /// [`Pipeline::transaction`] on the stream `stream` (of an
+    /// [`Observed`]) only: where that stream is gone, nothing is sent and
+    /// the answer is [`Failure::StreamChanged`]. A `data_version` read on
+    /// the stream then still compares with one read in the transaction.
+    pub async fn transaction_on(
+        &self,
+        stream: u64,
+        statements: Vec<Statement>,
+    ) -> Result<Vec<Outcome>, Failure> {
+        self.transaction_in(statements, Some(stream)).await
+    }
+
+    async fn transaction_in(
+        &self,
+        statements: Vec<Statement>,
+        on: Option<u64>,
+    ) -> Result<Vec<Outcome>, Failure> {
         let n = statements.len();
         let mut steps = vec![step(Statement::new("BEGIN IMMEDIATE", vec![]), false, None)];
         for (i, s) in statements.into_iter().enumerate() {
@@ -187,7 +271,7 @@ impl Pipeline {
                 cond: Box::new(ok(commit)),
             }),
         ));
-        let (results, errors) = self.batch(steps).await?;
+        let (results, errors, _) = self.batch(steps, on).await?;
         if let Some(Some(e)) = errors.first() {
             return Err(Failure::Step {
                 step: 0,
@@ -207,14 +291,26 @@ impl Pipeline {
         }
     }
 
-    /// Sends one batch on the stream and returns its step results and
-    /// errors. A request that fails, or a batch with any error in it,
-    /// leaves the stream behind: the next request opens a new one.
+    /// Sends one batch on the stream (only on stream `on`, when given) and
+    /// returns its step results and errors, and the stream it ran on. A
+    /// request that fails, or a batch with any error in it, leaves the
+    /// stream behind: the next request opens a new one.
     async fn batch(
         &self,
         steps: Vec<proto::BatchStep>,
-    ) -> Result<(Vec<Option<proto::StmtResult>>, Vec<Option<proto::Error>>), Failure> {
+        on: Option<u64>,
+    ) -> Result<Answer, Failure> {
         let mut stream = self.inner.stream.lock().await;
+        if stream.baton.is_none() {
+            if on.is_some() {
+                return Err(Failure::StreamChanged);
+            }
+            stream.id += 1;
+        }
+        if on.is_some_and(|id| id != stream.id) {
+            return Err(Failure::StreamChanged);
+        }
+        let ran_on = stream.id;
         let body = proto::PipelineReqBody {
             baton: stream.baton.take(),
             requests: vec![proto::StreamRequest::Batch(proto::BatchStreamReq {
@@ -274,9 +370,16 @@ impl Pipeline {
                 stream.url = pipeline_url(&base);
             }
         }
-        Ok((result.step_results, result.step_errors))
+        Ok((result.step_results, result.step_errors, ran_on))
     }
 }
+
+/// A batch's step results, step errors, and the stream it ran on.
+type Answer = (
+    Vec<Option<proto::StmtResult>>,
+    Vec<Option<proto::Error>>,
+    u64,
+);
 
 fn ok(step: usize) -> proto::BatchCond {
     proto::BatchCond::Ok { step: step as u32 }

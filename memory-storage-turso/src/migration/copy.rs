@@ -13,7 +13,7 @@ use super::error::MigrateError;
 use super::error::Result;
 use super::observer::Phase;
 use super::pass::{Flow, Pass};
-use super::scan::{Layout, Limits, ReadAt};
+use super::scan::{Layout, Limits, ReadAt, RemoteReads};
 use super::windows::{WindowWork, Windows};
 use super::write::{mark_copy_completed, Deferred};
 use crate::connect::pipeline::{fail_unless, Statement};
@@ -53,13 +53,16 @@ pub(crate) struct Step {
     rows: u64,
     already: BTreeMap<&'static str, u64>,
     removed: u64,
+    /// The window was read again in the batch's transaction: something
+    /// was committed since it was read, or a row was refused.
+    read_again: bool,
 }
 
 /// A window read, its judging (decoding and comparing) under way on a
 /// blocking thread, so the previous window is written meanwhile.
 pub(crate) struct Judging {
-    /// The `data_version` the window was read at (a remote stream's: the
-    /// batch then goes in one request, guarded by it).
+    /// The `data_version` the window was read at (a remote writing
+    /// stream's: the batch then goes in one request, guarded by it).
     read_at: ReadAt,
     upper: Option<Key>,
     checkpoint: Option<Key>,
@@ -110,6 +113,25 @@ impl WindowWork for CopyWindows<'_> {
         read.upper.as_ref()
     }
 
+    /// Remote: the next window is read on the reading stream while a batch
+    /// is written on the writing one, once the guard they share is known
+    /// (so it was read before either).
+    fn read_alongside(&self) -> bool {
+        self.layout
+            .remote
+            .as_ref()
+            .is_some_and(RemoteReads::has_guard)
+    }
+
+    /// A window read under a guard that a batch since found changed would
+    /// fail its own: it is read again first.
+    fn still_current(&self, read: &Judging) -> bool {
+        match (&self.layout.remote, read.read_at) {
+            (Some(remote), ReadAt::Remote(seen)) => remote.guard_holds(seen),
+            _ => true,
+        }
+    }
+
     /// Writes a judged window and moves the checkpoint, in one
     /// transaction. If another connection committed since the window was
     /// read, the window is read and judged again inside the transaction,
@@ -125,7 +147,7 @@ impl WindowWork for CopyWindows<'_> {
         } = pass;
         let findings = joined(read.findings).await;
         let findings = match (&layout.remote, read.read_at) {
-            (Some(remote), ReadAt::Remote(version)) => {
+            (Some(remote), ReadAt::Remote(seen)) => {
                 // One request: the batch, guarded by the stream's
                 // data_version, as one transaction. If another connection
                 // committed since the window was read, or a row is
@@ -145,9 +167,17 @@ impl WindowWork for CopyWindows<'_> {
                 }
                 let guard = Statement::new(
                     fail_unless("(SELECT data_version FROM pragma_data_version) = ?1"),
-                    vec![libsql::Value::Integer(version)],
+                    vec![libsql::Value::Integer(seen.data_version)],
                 );
-                match writer.commit_deferred(&remote.pipeline, vec![guard]).await {
+                let sent = writer
+                    .commit_deferred(&remote.pipeline, seen.stream, vec![guard])
+                    .await;
+                if sent.is_err() {
+                    // Whatever follows commits on another connection, or
+                    // the stream is gone: windows read the guard again.
+                    remote.forget_guard();
+                }
+                match sent {
                     Ok(()) => {
                         for (key, reason) in told.0.into_inner().unwrap_or_default() {
                             observer.row_quarantined(&key, &reason);
@@ -157,6 +187,7 @@ impl WindowWork for CopyWindows<'_> {
                             rows: read.rows,
                             already: applied.already,
                             removed: applied.removed,
+                            read_again: false,
                         });
                     }
                     Err(Deferred::Guarded | Deferred::Refused) => None,
@@ -171,13 +202,13 @@ impl WindowWork for CopyWindows<'_> {
             _ => Some(findings),
         };
         writer.begin().await?;
-        let findings = match findings {
-            Some(f) if read.read_at.unchanged_on(conn).await? => f,
+        let (findings, read_again) = match findings {
+            Some(f) if read.read_at.unchanged_on(conn).await? => (f, false),
             _ => {
                 let window = layout
                     .exact_window(conn, after, read.upper.as_ref())
                     .await?;
-                judge(window)
+                (judge(window), true)
             }
         };
         let findings = with_rejections(findings, rejected);
@@ -191,6 +222,7 @@ impl WindowWork for CopyWindows<'_> {
             rows: read.rows,
             already: applied.already,
             removed: applied.removed,
+            read_again,
         })
     }
 }
@@ -275,6 +307,7 @@ pub async fn copy(
             removed = step.removed,
             retries = attempt,
             requests = batch_requests,
+            read_again = step.read_again,
             checkpoint = %step.upper.as_ref().map(|k| crate::text::shown(&k.to_string()).into_owned()).unwrap_or_else(|| "end".into()),
             millis = batch_began.elapsed().as_millis() as u64,
             "batch committed"

@@ -94,8 +94,8 @@ impl Layout {
 pub(crate) enum ReadAt {
     /// The migration's connection.
     Connection(i64),
-    /// The remote pipeline's stream.
-    Remote(i64),
+    /// The remote pipeline's writing stream, read before the window.
+    Remote(crate::connect::pipeline::Observed),
 }
 
 impl ReadAt {
@@ -360,7 +360,7 @@ impl Layout {
         limits: Limits,
     ) -> Result<Window> {
         match &self.remote {
-            Some(remote) => Ok(self.next_window_remote(remote, after, limits).await?.0),
+            Some(remote) => self.next_window_remote(remote, after, limits).await,
             None => self.next_window_local(conn, after, limits).await,
         }
     }
@@ -374,8 +374,9 @@ impl Layout {
         limits: Limits,
     ) -> Result<(Window, ReadAt)> {
         if let Some(remote) = &self.remote {
-            let (window, version) = self.next_window_remote(remote, after, limits).await?;
-            return Ok((window, ReadAt::Remote(version)));
+            let guard = remote.guard().await?;
+            let window = self.next_window_remote(remote, after, limits).await?;
+            return Ok((window, ReadAt::Remote(guard)));
         }
         let version = crate::db::data_version(conn).await?;
         let window = self.next_window_local(conn, after, limits).await?;

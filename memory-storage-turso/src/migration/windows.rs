@@ -1,6 +1,7 @@
 //! The window loop the copy and the verification share: read the next
-//! window (the one after it is read ahead while this one is worked on),
-//! work on it in one transaction, and on a failure roll back, forget what
+//! window (the one after it is read ahead: before this one is worked on,
+//! or beside it where the work allows), work on it in one transaction,
+//! and on a failure roll back, forget what
 //! was read ahead and try again: a refused row is left out, a transient
 //! error waits with backoff, anything else ends the run. A transaction the
 //! server timed out (sqld, while another writer waited) is tried again
@@ -42,6 +43,20 @@ pub(crate) trait WindowWork {
         after: Option<&Key>,
         read: Self::Read,
     ) -> Result<Self::Done>;
+
+    /// Whether the next window is now read at the same time as one is
+    /// worked on (not before), without `before`: only where reading and
+    /// working do not wait for each other (a remote database's reading
+    /// stream beside its writing one).
+    fn read_alongside(&self) -> bool {
+        false
+    }
+
+    /// Whether a window read ahead may still be worked on as read (else
+    /// it is read again).
+    fn still_current(&self, _read: &Self::Read) -> bool {
+        true
+    }
 }
 
 /// The windows of one pass, in key order, one read ahead.
@@ -71,8 +86,8 @@ impl<W: WindowWork> Windows<W> {
         let mut attempt = 0;
         loop {
             let read = match self.ahead.take() {
-                Some(read) => read,
-                None => match self.work.read(after, None, self.limits).await {
+                Some(read) if self.work.still_current(&read) => read,
+                _ => match self.work.read(after, None, self.limits).await {
                     Ok(read) => read,
                     Err(e) => {
                         after_failure(e, &mut attempt, pass.max_retries, pass.rejected).await?;
@@ -83,15 +98,31 @@ impl<W: WindowWork> Windows<W> {
             if W::is_end(&read) {
                 return Ok(None);
             }
-            // Read the next window now, while this one is worked on (the
-            // ranges are disjoint, so the order is safe). A failed read is
-            // simply not kept: the next turn reads again, with retries.
-            if let Some(upper) = W::upper(&read) {
-                if let Ok(next) = self.work.read(Some(upper), Some(&read), self.limits).await {
-                    self.ahead = Some(next);
+            // Read the next window now, before or while this one is worked
+            // on (the ranges are disjoint, so the order is safe). A failed
+            // read is simply not kept: the next turn reads again, with
+            // retries.
+            let upper = W::upper(&read).cloned();
+            let worked = match upper {
+                Some(upper) if self.work.read_alongside() => {
+                    let (next, worked) = tokio::join!(
+                        self.work.read(Some(&upper), None, self.limits),
+                        self.work.work(pass.reborrow(), after, read)
+                    );
+                    self.ahead = next.ok();
+                    worked
                 }
-            }
-            match self.work.work(pass.reborrow(), after, read).await {
+                Some(upper) => {
+                    self.ahead = self
+                        .work
+                        .read(Some(&upper), Some(&read), self.limits)
+                        .await
+                        .ok();
+                    self.work.work(pass.reborrow(), after, read).await
+                }
+                None => self.work.work(pass.reborrow(), after, read).await,
+            };
+            match worked {
                 Ok(done) => return Ok(Some((done, attempt))),
                 Err(e) => {
                     pass.writer.rollback().await;

@@ -1,8 +1,15 @@
-//! A window read from a remote server in one request: `PRAGMA
-//! data_version`, the legacy rows, every target table, the quarantine
-//! record and the ledger, as steps of one Hrana batch
-//! ([`crate::connect::pipeline`]). Read one query at a time, as the
-//! `libsql` client does, a window cost 18 requests.
+//! A window read from a remote server in one request: the legacy rows,
+//! every target table, the quarantine record and the ledger, as steps of
+//! one Hrana batch ([`crate::connect::pipeline`]). Read one query at a
+//! time, as the `libsql` client does, a window cost 18 requests.
+//!
+//! Windows are read on a stream of their own, so the copy reads the next
+//! window while the server writes a batch on the writing stream. A batch
+//! written from a window is guarded by the writing stream's `PRAGMA
+//! data_version`, read before the window was: it changes when any other
+//! connection commits, and never with the stream's own commits, so an
+//! unchanged value in the batch's transaction means nothing but this
+//! migration's own batches (of other keys) was committed since the read.
 //!
 //! The window's upper key is found on the server: the `rows`-th legacy key
 //! after `after` (none when fewer rows are left: the window reaches the
@@ -22,7 +29,7 @@ use std::sync::Arc;
 use libsql::Value;
 
 use super::{readable, trim, Layout, LedgerEntry, Limits, Window};
-use crate::connect::pipeline::{Failure, Outcome, Pipeline, Statement};
+use crate::connect::pipeline::{Failure, Observed, Outcome, Pipeline, Statement};
 use crate::decode::row::{EmbeddingRow, Key};
 use crate::error::DbContext;
 use crate::schema::{LEDGER_TABLE, LEGACY_TABLE, QUARANTINE_TABLE};
@@ -33,20 +40,65 @@ use super::super::error::Result;
 /// third larger on the wire): well under sqld's default cap of 10 MB.
 pub(crate) const ANSWER_BUDGET: usize = 4 << 20;
 
-/// The rows per request the server's answers allow, learnt as windows are
-/// read (shared by clones of the layout).
+/// A remote database's windows: the stream they are read on, the rows
+/// per request the server's answers allow (learnt as windows are read),
+/// and the writing stream's `data_version` they are guarded by (all
+/// shared by clones of the layout).
 #[derive(Debug, Clone)]
 pub struct RemoteReads {
+    /// The writing stream: batches, and the guard read on it.
     pub(crate) pipeline: Pipeline,
+    /// The reading stream.
+    reads: Pipeline,
     rows: Arc<AtomicUsize>,
+    guard: Arc<std::sync::Mutex<Option<Observed>>>,
 }
 
 impl RemoteReads {
     pub fn new(pipeline: Pipeline) -> Self {
         RemoteReads {
+            reads: pipeline.fork(),
             pipeline,
             rows: Arc::new(AtomicUsize::new(usize::MAX)),
+            guard: Arc::default(),
         }
+    }
+
+    /// The writing stream's `data_version` to guard a window about to be
+    /// read with: the one read earlier, while no batch found it changed,
+    /// or else read now.
+    pub(crate) async fn guard(&self) -> Result<Observed> {
+        if let Some(seen) = *self.held() {
+            return Ok(seen);
+        }
+        let seen = self
+            .pipeline
+            .data_version()
+            .await
+            .map_err(|f| f.in_context("reading data_version"))?;
+        *self.held() = Some(seen);
+        Ok(seen)
+    }
+
+    /// Whether `seen` is still the guard windows are read with.
+    pub(crate) fn guard_holds(&self, seen: Observed) -> bool {
+        *self.held() == Some(seen)
+    }
+
+    /// Whether a guard is known (windows read now compare with it).
+    pub(crate) fn has_guard(&self) -> bool {
+        self.held().is_some()
+    }
+
+    /// A batch was not written as read (another connection committed or
+    /// is about to, or the stream is gone): windows read from now on read
+    /// the guard again, and those read before no longer count as current.
+    pub(crate) fn forget_guard(&self) {
+        *self.held() = None;
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<Observed>> {
+        self.guard.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -57,24 +109,23 @@ fn too_large(e: &libsql::Error) -> bool {
 }
 
 impl Layout {
-    /// [`Layout::next_window`] in one request, with the `data_version` of
-    /// the stream it was read on.
+    /// [`Layout::next_window`] in one request, on the reading stream.
     pub(crate) async fn next_window_remote(
         &self,
         remote: &RemoteReads,
         after: Option<&Key>,
         limits: Limits,
-    ) -> Result<(Window, i64)> {
+    ) -> Result<Window> {
         loop {
             let rows = limits.rows.min(remote.rows.load(Ordering::Relaxed)).max(1);
-            match self.read_remote(&remote.pipeline, after, rows).await {
+            match self.read_remote(&remote.reads, after, rows).await {
                 Ok(answers) => {
-                    let (window, version, bytes) = self.assemble(answers, rows, limits)?;
+                    let (window, bytes) = self.assemble(answers, rows, limits)?;
                     if bytes > ANSWER_BUDGET && rows > 1 {
                         let fit = (rows as u128 * ANSWER_BUDGET as u128 / bytes as u128) as usize;
                         remote.rows.store(fit.max(1), Ordering::Relaxed);
                     }
-                    return Ok((window, version));
+                    return Ok(window);
                 }
                 Err(Failure::Step { error, .. }) | Err(Failure::Request(error))
                     if too_large(&error) && rows > 1 =>
@@ -123,10 +174,7 @@ impl Layout {
                 args.clone(),
             )
         };
-        let mut statements = vec![
-            Statement::new("PRAGMA data_version", vec![]),
-            select(LEGACY_TABLE, self.legacy_vector_col(), None),
-        ];
+        let mut statements = vec![select(LEGACY_TABLE, self.legacy_vector_col(), None)];
         for table in &self.targets {
             statements.push(select(table.name(), "embedding_vector", Some(rows)));
         }
@@ -153,21 +201,14 @@ impl Layout {
     }
 
     /// The window in `answers` (of [`Layout::read_remote`]), cut as the
-    /// one-by-one read cuts, its `data_version` and the bytes of its rows.
+    /// one-by-one read cuts, and the bytes of its rows.
     fn assemble(
         &self,
         answers: Vec<Outcome>,
         rows: usize,
         limits: Limits,
-    ) -> Result<(Window, i64, usize)> {
+    ) -> Result<(Window, usize)> {
         let mut answers = answers.into_iter().map(|a| a.rows);
-        let version = match answers.next().and_then(|r| r.into_iter().next()) {
-            Some(row) => match row.first() {
-                Some(Value::Integer(v)) => *v,
-                _ => return Err(malformed("data_version is not an integer")),
-            },
-            None => return Err(malformed("no data_version")),
-        };
         let mut bytes = 0usize;
         let mut decode = |table: &str, values: Vec<Vec<Value>>| -> Result<Vec<EmbeddingRow>> {
             let mut out = Vec::with_capacity(values.len());
@@ -268,14 +309,6 @@ impl Layout {
             ledger,
             upper: end,
         };
-        Ok((window, version, bytes))
+        Ok((window, bytes))
     }
-}
-
-fn malformed(what: &str) -> super::super::error::MigrateError {
-    crate::Error::Database {
-        context: "reading a window in one request".to_string(),
-        source: libsql::Error::Hrana(format!("json error: {what}").into()),
-    }
-    .into()
 }

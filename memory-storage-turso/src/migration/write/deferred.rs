@@ -44,13 +44,17 @@ impl BatchWriter<'_> {
         self.deferred = Some(Vec::new());
     }
 
-    /// Sends the deferred batch: `guard` first (statements that fail when
-    /// the batch must not be written), then every write, the lock's
-    /// refresh and the commit, in one request. On a failure nothing of the
-    /// batch is committed, and the writer is ready for another batch.
+    /// Sends the deferred batch on the pipeline's stream `stream`: `guard`
+    /// first (statements that fail when the batch must not be written),
+    /// then every write, the lock's refresh and the commit, in one
+    /// request. Where that stream is gone, the batch is not sent
+    /// ([`Deferred::Guarded`]): a guard may compare with what was read on
+    /// it. On a failure nothing of the batch is committed, and the writer
+    /// is ready for another batch.
     pub async fn commit_deferred(
         &mut self,
         pipeline: &Pipeline,
+        stream: u64,
         guard: Vec<Statement>,
     ) -> std::result::Result<(), Deferred> {
         let flushed = self.flush().await;
@@ -66,7 +70,7 @@ impl BatchWriter<'_> {
             steps.extend(lock.refresh_statements());
             steps.len() - 1
         });
-        match pipeline.transaction(steps).await {
+        match pipeline.transaction_on(stream, steps).await {
             Ok(_) => {
                 self.settle();
                 Ok(())
@@ -74,6 +78,7 @@ impl BatchWriter<'_> {
             Err(failure) => {
                 self.reset_pending();
                 Err(match failure {
+                    Failure::StreamChanged => Deferred::Guarded,
                     Failure::Step { step, .. } if step < guards => Deferred::Guarded,
                     Failure::Step { step, .. } if Some(step) == lock_check => Deferred::LockLost,
                     Failure::Step { error, .. } if classify(&error) == ErrorClass::RowRejected => {
