@@ -699,6 +699,60 @@ async fn a_pause_past_the_stream_expiry_breaks_no_later_request() {
     }
 }
 
+/// A verification longer than sqld's 10 s stream expiry, during which the
+/// migration's own connection sits idle (the windows are read on the
+/// pipeline's stream): the run still records its end and finishes. Two
+/// of the verification's window reads are held 6 s each, so no stream of
+/// the pipeline idles past the expiry, only the connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verification_longer_than_the_stream_expiry_still_finishes() {
+    if !have_sqld() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 300, 16, 69).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    // A pass reads windows of 64, 100, 100 and 36 rows: the first from the
+    // start of the table, three after a key. The copy's come first.
+    let held = |matching: &str, skip: u32| serde_json::json!({ "kind": "stall", "skip": skip, "matching": matching, "stall_ms": 6_000 });
+    let faults = serde_json::json!([
+        held("embedding_id IS NOT NULL AND", 1),
+        held("embedding_id > ?1 AND", 4),
+    ]);
+    served.proxy.arm(&faults.to_string());
+    let out = migrate(
+        &served.url(),
+        &served.token,
+        &[
+            "--execute",
+            "--no-vector-index",
+            "--batch-size",
+            "100",
+            "--format",
+            "json",
+        ],
+    )
+    .output_within(RUN_LIMIT)
+    .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(served.proxy.stats()["armed"], 0, "a pause never happened");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let verify = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "verify")
+        .unwrap()["seconds"]
+        .as_f64()
+        .unwrap();
+    assert!(verify > 11.0, "the verification took {verify} s");
+    let file = served.stop();
+    let conn = local(&file).await;
+    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+}
+
 /// An application writing through sqld for the whole run: each write its
 /// own transaction that first checks the run's mirroring triggers are
 /// there (so none falls after the switch), a new row every 100 ms.

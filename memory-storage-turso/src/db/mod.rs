@@ -10,5 +10,5 @@ mod txn;
 
 pub use codes::{classify, ErrorClass};
 pub use query::{count, data_version, object_exists, query_i64, table_columns, unix_now};
-pub use retry::{backoff, on_connection, with_retries, Transient};
+pub use retry::{backoff, on_connection, renew_idle_stream, with_retries, Transient};
 pub use txn::in_transaction;

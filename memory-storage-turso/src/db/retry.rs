@@ -38,6 +38,17 @@ fn renew_stream() {
     });
 }
 
+/// Gives a remote connection a fresh stream after a pass that went
+/// through the migration's own Hrana pipeline (`connect::pipeline`): the
+/// connection sat idle meanwhile, and sqld expires a stream idle for 10 s,
+/// so its next request would be refused — at the end of a run, in steps
+/// no retry covers. The new stream is opened by that next request (no
+/// extra round trip). No transaction may be open on `conn`; a local
+/// connection is left as it is.
+pub async fn renew_idle_stream(conn: &Connection) {
+    conn.reset().await;
+}
+
 /// An error a retry loop can judge: whether another try may succeed, the
 /// step that makes it possible, and the error to report once tries run out.
 pub trait Transient: Sized + std::fmt::Display {

@@ -319,6 +319,9 @@ pub async fn copy(
             None => break,
         }
     }
+    if layout.remote.is_some() {
+        crate::db::renew_idle_stream(conn).await;
+    }
     if outcome.flow == Flow::Finished {
         crate::db::with_retries(max_retries, || mark_copy_completed(conn)).await?;
     }

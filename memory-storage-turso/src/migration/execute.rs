@@ -108,6 +108,10 @@ pub(super) async fn execute(
             )
         })
         .await?;
+        if options.remote.is_some() {
+            // Idle through a plan measured locally.
+            crate::db::renew_idle_stream(conn).await;
+        }
         let Some((plan, choices)) = planned else {
             // Nothing recorded: the next run plans again.
             return stop(report);
@@ -146,6 +150,10 @@ pub(super) async fn execute(
         )
         .await?;
         indexed.timing.seconds += began.elapsed().as_secs_f64();
+    }
+    if options.remote.is_some() {
+        // Idle while the index batches went through the pipeline.
+        crate::db::renew_idle_stream(conn).await;
     }
     let built = indexed
         .statuses

@@ -170,6 +170,10 @@ pub async fn plan(
         report.interrupted |= report.index_plan.is_none();
         observer.phase_finished(Phase::IndexPlan, began.elapsed());
     }
+    if layout.remote.is_some() {
+        // Idle through the pipeline's reads and the local plan.
+        crate::db::renew_idle_stream(conn).await;
+    }
     report.estimated_extra_bytes = Some(super::estimate::with_page_fill(extra));
     report.estimated_vector_index_bytes = Some(index_extra);
     observer.phase_finished(Phase::Plan, began.elapsed());

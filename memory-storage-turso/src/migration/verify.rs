@@ -392,6 +392,9 @@ pub async fn verify(
             }
         }
     }
+    if layout.remote.is_some() {
+        crate::db::renew_idle_stream(conn).await;
+    }
     report.verification = Some(v);
     report.source_digest = Some(TableDigest {
         rows: digest_rows,
