@@ -20,8 +20,11 @@
 //! table that filled its page.
 //!
 //! An answer is capped by the server (sqld: 10 MB by default): the rows
-//! per request shrink to keep answers near [`ANSWER_BUDGET`], and halve
-//! when the server refuses an answer as too large.
+//! per request follow the rows' size to keep answers near
+//! [`ANSWER_BUDGET`], and halve when the server refuses an answer as too
+//! large. The first window, whose rows' size is not known yet, is small
+//! ([`FIRST_WINDOW_ROWS`]): it is read before anything else can go on, and
+//! the next one is read while it is written.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -39,6 +42,9 @@ use super::super::error::Result;
 /// Bytes of rows an answer should carry at most (base64 makes them a
 /// third larger on the wire): well under sqld's default cap of 10 MB.
 pub(crate) const ANSWER_BUDGET: usize = 4 << 20;
+
+/// Rows of the first window read remotely.
+pub(crate) const FIRST_WINDOW_ROWS: usize = 64;
 
 /// A remote database's windows: the stream they are read on, the rows
 /// per request the server's answers allow (learnt as windows are read),
@@ -59,7 +65,7 @@ impl RemoteReads {
         RemoteReads {
             reads: pipeline.fork(),
             pipeline,
-            rows: Arc::new(AtomicUsize::new(usize::MAX)),
+            rows: Arc::new(AtomicUsize::new(FIRST_WINDOW_ROWS)),
             guard: Arc::default(),
         }
     }
@@ -108,6 +114,26 @@ fn too_large(e: &libsql::Error) -> bool {
     text.contains("too large") || text.contains("too_large") || text.contains("toolarge")
 }
 
+/// What one window's answer held: legacy rows, and the bytes of every
+/// table's rows (the target rows of those keys included).
+struct Answered {
+    legacy_rows: usize,
+    bytes: usize,
+}
+
+impl Answered {
+    /// The legacy rows a window can ask for to keep its answer near
+    /// `budget` bytes, at this answer's bytes per legacy row (none known
+    /// from an answer without rows).
+    fn rows_within(&self, budget: usize) -> Option<usize> {
+        if self.legacy_rows == 0 || self.bytes == 0 {
+            return None;
+        }
+        let fit = self.legacy_rows as u128 * budget as u128 / self.bytes as u128;
+        Some(fit.clamp(1, usize::MAX as u128) as usize)
+    }
+}
+
 impl Layout {
     /// [`Layout::next_window`] in one request, on the reading stream.
     pub(crate) async fn next_window_remote(
@@ -120,10 +146,9 @@ impl Layout {
             let rows = limits.rows.min(remote.rows.load(Ordering::Relaxed)).max(1);
             match self.read_remote(&remote.reads, after, rows).await {
                 Ok(answers) => {
-                    let (window, bytes) = self.assemble(answers, rows, limits)?;
-                    if bytes > ANSWER_BUDGET && rows > 1 {
-                        let fit = (rows as u128 * ANSWER_BUDGET as u128 / bytes as u128) as usize;
-                        remote.rows.store(fit.max(1), Ordering::Relaxed);
+                    let (window, read) = self.assemble(answers, rows, limits)?;
+                    if let Some(fit) = read.rows_within(ANSWER_BUDGET) {
+                        remote.rows.store(fit, Ordering::Relaxed);
                     }
                     return Ok(window);
                 }
@@ -201,13 +226,13 @@ impl Layout {
     }
 
     /// The window in `answers` (of [`Layout::read_remote`]), cut as the
-    /// one-by-one read cuts, and the bytes of its rows.
+    /// one-by-one read cuts, and what the answer held.
     fn assemble(
         &self,
         answers: Vec<Outcome>,
         rows: usize,
         limits: Limits,
-    ) -> Result<(Window, usize)> {
+    ) -> Result<(Window, Answered)> {
         let mut answers = answers.into_iter().map(|a| a.rows);
         let mut bytes = 0usize;
         let mut decode = |table: &str, values: Vec<Vec<Value>>| -> Result<Vec<EmbeddingRow>> {
@@ -221,6 +246,7 @@ impl Layout {
             Ok(out)
         };
         let mut legacy = decode(LEGACY_TABLE, answers.next().unwrap_or_default())?;
+        let legacy_rows = legacy.len();
         let mut targets = Vec::with_capacity(self.targets.len());
         for &table in &self.targets {
             targets.push((
@@ -309,6 +335,29 @@ impl Layout {
             ledger,
             upper: end,
         };
-        Ok((window, bytes))
+        Ok((window, Answered { legacy_rows, bytes }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Answered;
+
+    #[test]
+    fn windows_follow_the_bytes_per_row_both_ways_and_only_from_rows_read() {
+        let budget = 4 << 20;
+        let answer = |legacy_rows, bytes| Answered { legacy_rows, bytes };
+        // 9 KiB a row: 455 rows fill the budget.
+        assert_eq!(answer(64, 64 * 9216).rows_within(budget), Some(455));
+        // Rows of 46 KiB (3072 dimensions as JSON and bytes): fewer.
+        assert_eq!(answer(455, 455 * 47104).rows_within(budget), Some(89));
+        // Then small rows again: the windows grow back.
+        assert_eq!(answer(89, 89 * 2048).rows_within(budget), Some(2048));
+        // The end of the table: 10 rows where 455 were asked for says
+        // nothing about rows that were never read.
+        assert_eq!(answer(10, 10 * 9216).rows_within(budget), Some(455));
+        assert_eq!(answer(0, 0).rows_within(budget), None);
+        // A single row over the budget still makes a window of one.
+        assert_eq!(answer(1, 2 * budget).rows_within(budget), Some(1));
     }
 }
