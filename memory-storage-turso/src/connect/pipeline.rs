@@ -193,18 +193,27 @@ impl Pipeline {
     /// Reads `PRAGMA data_version` on this pipeline's stream, and which
     /// stream that is.
     pub async fn data_version(&self) -> Result<Observed, Failure> {
-        let steps = vec![step(
-            Statement::new("PRAGMA data_version", vec![]),
-            true,
-            None,
-        )];
-        let (results, errors, stream) = self.batch(steps, None).await?;
-        let outcome = collect(results, errors, 0, 1)?.pop().unwrap_or_default();
-        match outcome.rows.first().and_then(|r| r.first()) {
-            Some(Value::Integer(data_version)) => Ok(Observed {
-                data_version: *data_version,
-                stream,
-            }),
+        Ok(self.read_observed(Vec::new()).await?.0)
+    }
+
+    /// [`Pipeline::read`], after `PRAGMA data_version` in the same request:
+    /// what it read, and on which stream.
+    pub async fn read_observed(
+        &self,
+        statements: Vec<Statement>,
+    ) -> Result<(Observed, Vec<Outcome>), Failure> {
+        let mut all = vec![Statement::new("PRAGMA data_version", vec![])];
+        all.extend(statements);
+        let (mut outcomes, stream) = self.read_on(all).await?;
+        let first = outcomes.remove(0);
+        match first.rows.first().and_then(|r| r.first()) {
+            Some(Value::Integer(data_version)) => Ok((
+                Observed {
+                    data_version: *data_version,
+                    stream,
+                },
+                outcomes,
+            )),
             _ => Err(Failure::Request(lost("data_version is not an integer"))),
         }
     }
@@ -218,14 +227,19 @@ impl Pipeline {
     /// succeeded, outside any transaction of ours (reads). Returns each
     /// statement's rows.
     pub async fn read(&self, statements: Vec<Statement>) -> Result<Vec<Outcome>, Failure> {
+        Ok(self.read_on(statements).await?.0)
+    }
+
+    /// [`Pipeline::read`], and the stream it ran on.
+    async fn read_on(&self, statements: Vec<Statement>) -> Result<(Vec<Outcome>, u64), Failure> {
         let n = statements.len();
         let steps = statements
             .into_iter()
             .enumerate()
             .map(|(i, s)| step(s, true, (i > 0).then(|| ok(i - 1))))
             .collect();
-        let (results, errors, _) = self.batch(steps, None).await?;
-        collect(results, errors, 0, n)
+        let (results, errors, stream) = self.batch(steps, None).await?;
+        Ok((collect(results, errors, 0, n)?, stream))
     }
 
     /// Runs `statements` as one transaction in one request: `BEGIN

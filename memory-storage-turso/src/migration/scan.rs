@@ -360,7 +360,7 @@ impl Layout {
         limits: Limits,
     ) -> Result<Window> {
         match &self.remote {
-            Some(remote) => self.next_window_remote(remote, after, limits).await,
+            Some(remote) => Ok(self.next_window_remote(remote, after, limits).await?.0),
             None => self.next_window_local(conn, after, limits).await,
         }
     }
@@ -374,8 +374,7 @@ impl Layout {
         limits: Limits,
     ) -> Result<(Window, ReadAt)> {
         if let Some(remote) = &self.remote {
-            let guard = remote.guard().await?;
-            let window = self.next_window_remote(remote, after, limits).await?;
+            let (window, guard) = self.next_window_remote(remote, after, limits).await?;
             return Ok((window, ReadAt::Remote(guard)));
         }
         let version = crate::db::data_version(conn).await?;

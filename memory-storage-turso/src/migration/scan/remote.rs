@@ -10,6 +10,9 @@
 //! connection commits, and never with the stream's own commits, so an
 //! unchanged value in the batch's transaction means nothing but this
 //! migration's own batches (of other keys) was committed since the read.
+//! While no value is held (the first window, or after a batch found it
+//! changed), the window is read on the writing stream, after its `PRAGMA
+//! data_version` in the same request.
 //!
 //! The window's upper key is found on the server: the `rows`-th legacy key
 //! after `after` (none when fewer rows are left: the window reaches the
@@ -70,22 +73,6 @@ impl RemoteReads {
         }
     }
 
-    /// The writing stream's `data_version` to guard a window about to be
-    /// read with: the one read earlier, while no batch found it changed,
-    /// or else read now.
-    pub(crate) async fn guard(&self) -> Result<Observed> {
-        if let Some(seen) = *self.held() {
-            return Ok(seen);
-        }
-        let seen = self
-            .pipeline
-            .data_version()
-            .await
-            .map_err(|f| f.in_context("reading data_version"))?;
-        *self.held() = Some(seen);
-        Ok(seen)
-    }
-
     /// Whether `seen` is still the guard windows are read with.
     pub(crate) fn guard_holds(&self, seen: Observed) -> bool {
         *self.held() == Some(seen)
@@ -135,22 +122,33 @@ impl Answered {
 }
 
 impl Layout {
-    /// [`Layout::next_window`] in one request, on the reading stream.
+    /// [`Layout::next_window`] in one request, and the writing stream's
+    /// `data_version` read before it: on the reading stream while a value
+    /// is held, else on the writing stream after reading the value.
     pub(crate) async fn next_window_remote(
         &self,
         remote: &RemoteReads,
         after: Option<&Key>,
         limits: Limits,
-    ) -> Result<Window> {
+    ) -> Result<(Window, Observed)> {
         loop {
             let rows = limits.rows.min(remote.rows.load(Ordering::Relaxed)).max(1);
-            match self.read_remote(&remote.reads, after, rows).await {
-                Ok(answers) => {
+            let statements = self.window_statements(after, rows);
+            let held = *remote.held();
+            let read = match held {
+                Some(seen) => remote.reads.read(statements).await.map(|a| (seen, a)),
+                None => remote.pipeline.read_observed(statements).await,
+            };
+            match read {
+                Ok((seen, answers)) => {
                     let (window, read) = self.assemble(answers, rows, limits)?;
                     if let Some(fit) = read.rows_within(ANSWER_BUDGET) {
                         remote.rows.store(fit, Ordering::Relaxed);
                     }
-                    return Ok(window);
+                    if held.is_none() {
+                        *remote.held() = Some(seen);
+                    }
+                    return Ok((window, seen));
                 }
                 Err(Failure::Step { error, .. }) | Err(Failure::Request(error))
                     if too_large(&error) && rows > 1 =>
@@ -165,13 +163,8 @@ impl Layout {
         }
     }
 
-    /// One request: the window's statements, and what they returned.
-    async fn read_remote(
-        &self,
-        pipeline: &Pipeline,
-        after: Option<&Key>,
-        rows: usize,
-    ) -> std::result::Result<Vec<Outcome>, Failure> {
+    /// The window's statements, for one request.
+    fn window_statements(&self, after: Option<&Key>, rows: usize) -> Vec<Statement> {
         // Plain ranges, so that every read walks the key's index.
         let (from, args) = match after {
             Some(k) => ("embedding_id > ?1", vec![k.0.clone()]),
@@ -222,7 +215,7 @@ impl Layout {
                 args.clone(),
             ));
         }
-        pipeline.read(statements).await
+        statements
     }
 
     /// The window in `answers` (of [`Layout::read_remote`]), cut as the
