@@ -218,6 +218,17 @@ async fn rows_past_the_checkpoint(conn: &Connection) -> i64 {
     n
 }
 
+/// The fields of each copy batch's event in a `--log-file`, in order.
+fn copy_batches(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|e| e["fields"].clone())
+        .filter(|f| f["message"] == "batch committed" && f["phase"] == "copy")
+        .collect()
+}
+
 // What the libSQL client sends for the checkpoint's move and an index
 // batch's progress (see the proxy's --log-requests).
 const CHECKPOINT_WRITE: &str = r#""sql":"INSERT INTO embedding_migration_checkpoint"#;
@@ -293,15 +304,9 @@ async fn a_batch_sqld_timed_out_lands_nothing_and_is_retried() {
     app_write(&app, 2).await;
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let batches: Vec<(u64, u64)> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|e| e["fields"]["message"] == "batch committed" && e["fields"]["phase"] == "copy")
-        .map(|e| {
-            let f = &e["fields"];
-            (f["rows"].as_u64().unwrap(), f["retries"].as_u64().unwrap())
-        })
+    let batches: Vec<(u64, u64)> = copy_batches(&log)
+        .iter()
+        .map(|f| (f["rows"].as_u64().unwrap(), f["retries"].as_u64().unwrap()))
         .collect();
     assert!(batches.len() > 2, "{batches:?}");
     assert!(
@@ -404,13 +409,7 @@ async fn one_commit_by_the_application_makes_one_batch_read_its_window_again() {
     app_write(&app, 1).await;
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let batches: Vec<serde_json::Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|e| e["fields"].clone())
-        .filter(|f| f["phase"] == "copy" && f["message"] == "batch committed")
-        .collect();
+    let batches = copy_batches(&log);
     assert!(batches.len() >= 10, "{} copy batches", batches.len());
     let read_again: Vec<usize> = (0..batches.len())
         .filter(|&i| batches[i]["read_again"] == true)
