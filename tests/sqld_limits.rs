@@ -663,7 +663,9 @@ async fn windows_of_3072_dimension_rows_stay_under_the_response_cap() {
 /// The first request after the index plan (measured locally, the remote
 /// stream idle meanwhile) held 11 s, past sqld's 10 s stream expiry: sent
 /// then with the expired stream's baton, it is refused, and the run goes
-/// on with a fresh stream; every row and index arrives.
+/// on with a fresh stream; every row and index arrives. The pipeline's
+/// own streams, idle as long, never send an expired baton: they open a
+/// new stream instead, so none of their requests is refused for it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pause_past_the_stream_expiry_breaks_no_later_request() {
     if !have_sqld() {
@@ -684,6 +686,15 @@ async fn a_pause_past_the_stream_expiry_breaks_no_later_request() {
     .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert_eq!(served.proxy.stats()["armed"], 0, "the pause never happened");
+    // Only the held request's own stream expired (the `libsql`
+    // connection's, retried); before, the index build's next batch on the
+    // pipeline's writing stream, idle as long, was refused too.
+    let expired: Vec<&str> = std::str::from_utf8(&out.stderr)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("STREAM_EXPIRED"))
+        .collect();
+    assert_eq!(expired.len(), 1, "{expired:#?}");
     let file = served.stop();
     let conn = local(&file).await;
     test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;

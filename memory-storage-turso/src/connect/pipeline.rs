@@ -119,6 +119,21 @@ struct Stream {
     /// Which of this pipeline's streams it is: one more each time a
     /// request opens a new one.
     id: u64,
+    /// When its last answer arrived.
+    answered: Option<std::time::Instant>,
+}
+
+/// How long a stream may sit idle before its baton is no longer sent and a
+/// new stream is opened instead: sqld expires a stream idle for 10 s (and
+/// refuses its baton), and the two streams of a run each sit idle while
+/// the other, or the `libsql` connection, does the work.
+const STREAM_IDLE: Duration = Duration::from_secs(8);
+
+impl Stream {
+    /// Whether its baton may still be sent.
+    fn live(&self) -> bool {
+        self.baton.is_some() && self.answered.is_some_and(|t| t.elapsed() < STREAM_IDLE)
+    }
 }
 
 /// `PRAGMA data_version` as read on one of a pipeline's streams (one
@@ -158,6 +173,7 @@ impl Pipeline {
                     url: pipeline_url(url),
                     baton: None,
                     id: 0,
+                    answered: None,
                 }),
                 token: token.to_string(),
                 origin: pipeline_url(url),
@@ -182,6 +198,7 @@ impl Pipeline {
                     url,
                     baton: None,
                     id: 0,
+                    answered: None,
                 }),
                 token: self.inner.token.clone(),
                 origin: self.inner.origin.clone(),
@@ -215,6 +232,16 @@ impl Pipeline {
                 outcomes,
             )),
             _ => Err(Failure::Request(lost("data_version is not an integer"))),
+        }
+    }
+
+    /// Whether a value read on stream `stream` still compares: the stream
+    /// is the current one and may still be used (true while a request is
+    /// in flight on it; [`Pipeline::transaction_on`] is the final word).
+    pub fn on_live_stream(&self, stream: u64) -> bool {
+        match self.inner.stream.try_lock() {
+            Ok(current) => current.id == stream && current.live(),
+            Err(_) => true,
         }
     }
 
@@ -315,6 +342,9 @@ impl Pipeline {
         on: Option<u64>,
     ) -> Result<Answer, Failure> {
         let mut stream = self.inner.stream.lock().await;
+        if !stream.live() {
+            stream.baton = None;
+        }
         if stream.baton.is_none() {
             if on.is_some() {
                 return Err(Failure::StreamChanged);
@@ -380,6 +410,7 @@ impl Pipeline {
         };
         if result.step_errors.iter().all(Option::is_none) {
             stream.baton = body.baton;
+            stream.answered = Some(std::time::Instant::now());
             if let Some(base) = body.base_url {
                 stream.url = pipeline_url(&base);
             }

@@ -136,7 +136,11 @@ impl Layout {
         loop {
             let rows = limits.rows.min(remote.rows.load(Ordering::Relaxed)).max(1);
             let statements = self.window_statements(after, rows);
-            let held = *remote.held();
+            // A value read on a writing stream that is gone, or idle
+            // long enough to be dropped, no longer compares: read again.
+            let held = remote
+                .held()
+                .filter(|seen| remote.pipeline.on_live_stream(seen.stream));
             let read = match held {
                 Some(seen) => remote.reads.read(statements).await.map(|a| (seen, a)),
                 None => remote.pipeline.read_observed(statements).await,
