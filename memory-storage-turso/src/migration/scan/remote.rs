@@ -24,8 +24,11 @@
 //!
 //! An answer is capped by the server (sqld: 10 MB by default): the rows
 //! per request follow the rows' size to keep answers near
-//! [`ANSWER_BUDGET`], and halve when the server refuses an answer as too
-//! large. The first window, whose rows' size is not known yet, is small
+//! [`ANSWER_BUDGET`], and halve, with the bytes aimed at, when the server
+//! refuses an answer as too large. (A refused answer also leaves its
+//! stream behind, and sqld keeps an abandoned stream's connection until
+//! it expires: windows that grew back past the cap exhausted sqld's
+//! connections, `429 Timed out while opening database connection`.) The first window, whose rows' size is not known yet, is small
 //! ([`FIRST_WINDOW_ROWS`]): it is read before anything else can go on, and
 //! the next one is read while it is written.
 
@@ -62,6 +65,10 @@ pub struct RemoteReads {
     /// The reading stream.
     reads: Pipeline,
     rows: Arc<AtomicUsize>,
+    /// Bytes of rows an answer aims at: [`ANSWER_BUDGET`], halved by each
+    /// answer the server refuses as too large (its cap is learnt, so the
+    /// windows never grow back past it).
+    budget: Arc<AtomicUsize>,
     guard: Arc<std::sync::Mutex<Option<Observed>>>,
 }
 
@@ -71,6 +78,7 @@ impl RemoteReads {
             reads: pipeline.fork(),
             pipeline,
             rows: Arc::new(AtomicUsize::new(FIRST_WINDOW_ROWS)),
+            budget: Arc::new(AtomicUsize::new(ANSWER_BUDGET)),
             guard: Arc::default(),
         }
     }
@@ -148,7 +156,7 @@ impl Layout {
             match read {
                 Ok((seen, answers)) => {
                     let (window, read) = self.assemble(answers, rows, limits)?;
-                    if let Some(fit) = read.rows_within(ANSWER_BUDGET) {
+                    if let Some(fit) = read.rows_within(remote.budget.load(Ordering::Relaxed)) {
                         remote.rows.store(fit, Ordering::Relaxed);
                     }
                     if held.is_none() {
@@ -161,6 +169,8 @@ impl Layout {
                 {
                     tracing::debug!(rows, "the server refused an answer as too large: halving");
                     remote.rows.store(rows / 2, Ordering::Relaxed);
+                    let budget = remote.budget.load(Ordering::Relaxed);
+                    remote.budget.store((budget / 2).max(1), Ordering::Relaxed);
                 }
                 Err(failure) => {
                     return Err(failure.in_context("reading a window in one request").into())
