@@ -130,6 +130,16 @@ struct Stream {
 const STREAM_IDLE: Duration = Duration::from_secs(8);
 
 impl Stream {
+    /// A stream not opened yet (its first request opens it) at `url`.
+    fn new(url: String) -> Self {
+        Stream {
+            url,
+            baton: None,
+            id: 0,
+            answered: None,
+        }
+    }
+
     /// Whether its baton may still be sent.
     fn live(&self) -> bool {
         self.baton.is_some() && self.answered.is_some_and(|t| t.elapsed() < STREAM_IDLE)
@@ -169,12 +179,7 @@ impl Pipeline {
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 client,
-                stream: tokio::sync::Mutex::new(Stream {
-                    url: pipeline_url(url),
-                    baton: None,
-                    id: 0,
-                    answered: None,
-                }),
+                stream: tokio::sync::Mutex::new(Stream::new(pipeline_url(url))),
                 token: token.to_string(),
                 origin: pipeline_url(url),
                 requests: Arc::new(AtomicU64::new(0)),
@@ -194,23 +199,12 @@ impl Pipeline {
         Pipeline {
             inner: Arc::new(Inner {
                 client: self.inner.client.clone(),
-                stream: tokio::sync::Mutex::new(Stream {
-                    url,
-                    baton: None,
-                    id: 0,
-                    answered: None,
-                }),
+                stream: tokio::sync::Mutex::new(Stream::new(url)),
                 token: self.inner.token.clone(),
                 origin: self.inner.origin.clone(),
                 requests: self.inner.requests.clone(),
             }),
         }
-    }
-
-    /// Reads `PRAGMA data_version` on this pipeline's stream, and which
-    /// stream that is.
-    pub async fn data_version(&self) -> Result<Observed, Failure> {
-        Ok(self.read_observed(Vec::new()).await?.0)
     }
 
     /// [`Pipeline::read`], after `PRAGMA data_version` in the same request:

@@ -28,7 +28,9 @@
 //! refuses an answer as too large. (A refused answer also leaves its
 //! stream behind, and sqld keeps an abandoned stream's connection until
 //! it expires: windows that grew back past the cap exhausted sqld's
-//! connections, `429 Timed out while opening database connection`.) The first window, whose rows' size is not known yet, is small
+//! connections, `429 Timed out while opening database connection`.)
+//!
+//! The first window, whose rows' size is not known yet, is small
 //! ([`FIRST_WINDOW_ROWS`]): it is read before anything else can go on, and
 //! the next one is read while it is written.
 
@@ -234,7 +236,7 @@ impl Layout {
         statements
     }
 
-    /// The window in `answers` (of [`Layout::read_remote`]), cut as the
+    /// The window in `answers` (to [`Layout::window_statements`]), cut as the
     /// one-by-one read cuts, and what the answer held.
     fn assemble(
         &self,
