@@ -119,6 +119,18 @@ async fn with_app(rows: usize, seed: u64) -> WithApp {
     }
 }
 
+/// With the server stopped, its file: every row migrated exactly (the
+/// independent oracle), and the application's `notes` rows all there.
+async fn assert_exact_and_notes_kept(served: &mut Faulty, summary: &SampleSummary, notes: i64) {
+    let file = served.stop();
+    let conn = local(&file).await;
+    test_support::assert_migrated_exactly(&conn, &bad_ids(summary), true).await;
+    assert_eq!(
+        scalar(&conn, "SELECT count(*) FROM app_notes").await,
+        Some(notes)
+    );
+}
+
 /// Waits until `proxy` has fired `n` faults (a request is being held).
 fn wait_fired(proxy: &Server, n: u64, child: &mut std::process::Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -317,13 +329,7 @@ async fn a_batch_sqld_timed_out_lands_nothing_and_is_retried() {
         batches.iter().all(|&(rows, _)| rows <= 50),
         "not retried smaller: {batches:?}"
     );
-    let file = served.stop();
-    let conn = local(&file).await;
-    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
-    assert_eq!(
-        scalar(&conn, "SELECT count(*) FROM app_notes").await,
-        Some(2)
-    );
+    assert_exact_and_notes_kept(&mut served, &summary, 2).await;
 }
 
 /// A batch sent as one request (BEGIN, rows, ledger, checkpoint, lock,
@@ -365,13 +371,7 @@ async fn a_batch_in_one_request_holds_no_lock_while_the_network_delays_it() {
     );
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let file = served.stop();
-    let conn = local(&file).await;
-    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
-    assert_eq!(
-        scalar(&conn, "SELECT count(*) FROM app_notes").await,
-        Some(1)
-    );
+    assert_exact_and_notes_kept(&mut served, &summary, 1).await;
 }
 
 /// Over the network the copy writes a batch on one stream while it reads
@@ -415,13 +415,7 @@ async fn one_commit_by_the_application_makes_one_batch_read_its_window_again() {
         .filter(|&i| batches[i]["read_again"] == true)
         .collect();
     assert_eq!(read_again, vec![2], "batches read again: {read_again:?}");
-    let file = served.stop();
-    let conn = local(&file).await;
-    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
-    assert_eq!(
-        scalar(&conn, "SELECT count(*) FROM app_notes").await,
-        Some(1)
-    );
+    assert_exact_and_notes_kept(&mut served, &summary, 1).await;
 }
 
 /// The copy's guard, on sqld itself: `PRAGMA data_version` read on a
