@@ -1076,3 +1076,49 @@ async fn a_batch_and_its_reads_take_a_few_requests() {
         totals[1]
     );
 }
+
+/// The migration's pipeline speaks Hrana's protobuf to a server that has
+/// it (sqld, directly and through the fault proxy), and JSON to one that
+/// answers 404 (the test server on a file): the same read answers alike,
+/// the vector's bytes included.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pipeline_speaks_protobuf_where_the_server_has_it_else_json() {
+    use memory_storage_turso::connect::pipeline::{Pipeline, Statement};
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    sample_db(&legacy, 10, 0, 65).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    let vector: Vec<u8> = [f32::MIN_POSITIVE, -0.0, f32::NAN, 1.0 / 3.0]
+        .iter()
+        .flat_map(|f| f.to_le_bytes())
+        .collect();
+    for url in [served.url(), served.direct_url()] {
+        let pipeline = Pipeline::new(&url, &served.token, Duration::from_secs(30)).unwrap();
+        let read = Statement::new(
+            "SELECT ?1, ?2, ?3, ?4, count(*) FROM embeddings",
+            vec![
+                Value::Blob(vector.clone()),
+                Value::Text("ünïcode \"quoted\"".into()),
+                Value::Integer(i64::MIN),
+                Value::Null,
+            ],
+        );
+        let answer = pipeline.read(vec![read]).await.unwrap();
+        assert_eq!(
+            answer[0].rows,
+            vec![vec![
+                Value::Blob(vector.clone()),
+                Value::Text("ünïcode \"quoted\"".into()),
+                Value::Integer(i64::MIN),
+                Value::Null,
+                Value::Integer(10),
+            ]]
+        );
+        // The file server answered the protobuf request 404, and the same
+        // request went again in JSON.
+        assert_eq!(pipeline.speaks_protobuf(), served.is_sqld(), "{url}");
+        let requests = if served.is_sqld() { 1 } else { 2 };
+        assert_eq!(pipeline.requests(), requests, "{url}");
+    }
+    served.stop();
+}

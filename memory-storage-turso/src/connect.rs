@@ -3,6 +3,7 @@
 
 mod deadline;
 pub mod pipeline;
+mod protobuf;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,7 +1,10 @@
 //! The HTTP side: Hrana's `/v2/pipeline`, `/v3/pipeline` and `/v3/cursor`
 //! (what the `libsql` remote client calls), version probes, and the
 //! control endpoints tests use to arm faults. Hrana requests are run on the
-//! served file, or forwarded to an upstream server in proxy mode.
+//! served file, or forwarded to an upstream server in proxy mode, which
+//! also forwards `/v3-protobuf/pipeline` (the migration's own pipeline
+//! speaks protobuf where the server has it; the served file answers it
+//! 404, as a server without it does, and the client goes on in JSON).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -116,11 +119,13 @@ async fn handle(server: Arc<Server>, req: Request<Body>) -> Result<Response<Body
         }
     }
     let token = bearer(&req).unwrap_or_default().to_string();
+    let is_protobuf = path == PROTOBUF_PIPELINE;
     let is_hrana = method == Method::POST
-        && matches!(
-            path.as_str(),
-            "/v2/pipeline" | "/v3/pipeline" | "/v3/cursor"
-        );
+        && (is_protobuf
+            || matches!(
+                path.as_str(),
+                "/v2/pipeline" | "/v3/pipeline" | "/v3/cursor"
+            ));
     let authorized = match &server.target {
         Target::File(local) => local.backend.token_matches(&token),
         Target::Upstream { .. } if is_hrana => true,
@@ -133,17 +138,25 @@ async fn handle(server: Arc<Server>, req: Request<Body>) -> Result<Response<Body
             "Unauthorized: missing or invalid bearer token",
         ));
     }
-    let body = match hyper::body::to_bytes(req.into_body()).await {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+    let bytes = match hyper::body::to_bytes(req.into_body()).await {
+        Ok(b) => b,
         Err(_) => return Err(DropConnection),
     };
+    let body = match is_protobuf {
+        true => readable(&bytes),
+        false => String::from_utf8_lossy(&bytes).into_owned(),
+    };
     match (method, path.as_str()) {
-        (Method::POST, "/v2/pipeline" | "/v3/pipeline" | "/v3/cursor") => {
+        (Method::POST, PROTOBUF_PIPELINE) if matches!(server.target, Target::File(_)) => {
+            Ok(error_reply(StatusCode::NOT_FOUND, "not found"))
+        }
+        (Method::POST, "/v2/pipeline" | "/v3/pipeline" | "/v3/cursor" | PROTOBUF_PIPELINE) => {
             let request = HranaRequest {
                 token,
                 authorization,
                 path,
                 body,
+                bytes: is_protobuf.then_some(bytes),
             };
             hrana(server, request).await
         }
@@ -182,13 +195,31 @@ enum Endpoint {
     Cursor,
 }
 
+/// Hrana's pipeline in protobuf: forwarded in proxy mode only.
+const PROTOBUF_PIPELINE: &str = "/v3-protobuf/pipeline";
+
 /// One Hrana request as received.
 struct HranaRequest {
     token: String,
     /// The `Authorization` header, forwarded as it came in proxy mode.
     authorization: Option<hyper::header::HeaderValue>,
     path: String,
+    /// The body as JSON text: what faults match, and what is run or
+    /// forwarded unless `bytes` is given.
     body: String,
+    /// A protobuf body as it came (`body` is then its JSON rendering).
+    bytes: Option<hyper::body::Bytes>,
+}
+
+/// A protobuf pipeline request as the same request's JSON (what faults
+/// match and the log shows), or its bytes as text where it does not
+/// decode.
+fn readable(bytes: &[u8]) -> String {
+    use prost::Message;
+    libsql_hrana::proto::PipelineReqBody::decode(bytes)
+        .ok()
+        .and_then(|request| serde_json::to_string(&request).ok())
+        .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
 }
 
 async fn hrana(
@@ -200,6 +231,7 @@ async fn hrana(
         authorization,
         path,
         body,
+        bytes,
     } = request;
     if !server.delay.is_zero() {
         tokio::time::sleep(server.delay).await;
@@ -221,7 +253,14 @@ async fn hrana(
         Action::Stall(d) => tokio::time::sleep(d).await,
     }
     if let Target::Upstream { upstream, .. } = &server.target {
-        let resp = upstream.forward(&path, authorization, body).await;
+        let resp = match bytes {
+            Some(bytes) => upstream.forward(&path, authorization, bytes, true).await,
+            None => {
+                upstream
+                    .forward(&path, authorization, body.into(), false)
+                    .await
+            }
+        };
         if action == Action::DropAfter {
             return Err(DropConnection);
         }

@@ -29,16 +29,18 @@ impl Upstream {
         })
     }
 
-    /// Sends one Hrana request upstream and reads its whole answer, which
-    /// is relayed with its status (502 when the upstream cannot be reached
-    /// or its answer breaks off: the client sees a lost request).
+    /// Sends one Hrana request upstream (a protobuf one as such) and reads
+    /// its whole answer, which is relayed with its status and content type
+    /// (502 when the upstream cannot be reached or its answer breaks off:
+    /// the client sees a lost request).
     pub async fn forward(
         &self,
         path: &str,
         authorization: Option<HeaderValue>,
-        body: String,
+        body: hyper::body::Bytes,
+        protobuf: bool,
     ) -> Response<Body> {
-        match self.send(path, authorization, body).await {
+        match self.send(path, authorization, body, protobuf).await {
             Ok(resp) => resp,
             Err(e) => {
                 let mut resp = Response::new(Body::from(
@@ -54,15 +56,20 @@ impl Upstream {
         &self,
         path: &str,
         authorization: Option<HeaderValue>,
-        body: String,
+        body: hyper::body::Bytes,
+        protobuf: bool,
     ) -> Result<Response<Body>, hyper::Error> {
         let mut req = Request::new(Body::from(body));
         *req.method_mut() = Method::POST;
         *req.uri_mut() = format!("{}{path}", self.base)
             .parse()
             .expect("the upstream URL and a request path make a URI");
+        let content_type = match protobuf {
+            true => "application/x-protobuf",
+            false => "application/json",
+        };
         req.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         if let Some(value) = authorization {
             req.headers_mut().insert(AUTHORIZATION, value);
         }

@@ -14,12 +14,14 @@
 //! out a transaction, would otherwise run the next statements in
 //! autocommit). A stream that saw any error is never used again.
 //!
-//! Values travel as Hrana values: integers as decimal strings, blobs (the
-//! vectors) as base64 of their bytes, never through decimal floats.
+//! Requests go in Hrana's protobuf encoding (`/v3-protobuf/pipeline`,
+//! [`super::protobuf`]: why), or in JSON to a server without that endpoint
+//! (it answers 404, having run nothing). Either way values travel as Hrana
+//! values, the vectors as their bytes, never through decimal floats.
 //! Errors come back as `libsql::Error`s whose text reads like the `libsql`
 //! client's, so that `db::classify` judges them the same way.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +30,7 @@ use libsql::Value;
 use libsql_hrana::proto;
 
 use super::deadline::{self, DeadlineConnector};
+use super::protobuf;
 
 type Connector = DeadlineConnector<hyper_rustls::HttpsConnector<hyper::client::HttpConnector>>;
 
@@ -110,6 +113,9 @@ struct Inner {
     origin: String,
     /// Shared with the pipelines [`Pipeline::fork`]ed from this one.
     requests: Arc<AtomicU64>,
+    /// Whether requests go in protobuf (until the server is found not to
+    /// have that endpoint); shared with the forks.
+    protobuf: Arc<AtomicBool>,
 }
 
 struct Stream {
@@ -172,6 +178,14 @@ fn pipeline_url(url: &str) -> String {
     format!("{}/v3/pipeline", url.trim_end_matches('/'))
 }
 
+/// The protobuf endpoint beside a `…/v3/pipeline` URL.
+fn protobuf_url(url: &str) -> String {
+    match url.strip_suffix("/v3/pipeline") {
+        Some(base) => format!("{base}/v3-protobuf/pipeline"),
+        None => url.to_string(),
+    }
+}
+
 impl Pipeline {
     /// A client of the server at `url`, answers awaited at most `timeout`.
     pub fn new(url: &str, token: &str, timeout: Duration) -> std::io::Result<Pipeline> {
@@ -183,6 +197,7 @@ impl Pipeline {
                 token: token.to_string(),
                 origin: pipeline_url(url),
                 requests: Arc::new(AtomicU64::new(0)),
+                protobuf: Arc::new(AtomicBool::new(true)),
             }),
         })
     }
@@ -203,6 +218,7 @@ impl Pipeline {
                 token: self.inner.token.clone(),
                 origin: self.inner.origin.clone(),
                 requests: self.inner.requests.clone(),
+                protobuf: self.inner.protobuf.clone(),
             }),
         }
     }
@@ -242,6 +258,11 @@ impl Pipeline {
     /// HTTP requests sent so far.
     pub fn requests(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Whether requests now go in protobuf (not yet refused by the server).
+    pub fn speaks_protobuf(&self) -> bool {
+        self.inner.protobuf.load(Ordering::Relaxed)
     }
 
     /// Runs `statements` in one request, each only if the one before
@@ -349,41 +370,28 @@ impl Pipeline {
             return Err(Failure::StreamChanged);
         }
         let ran_on = stream.id;
-        let body = proto::PipelineReqBody {
-            baton: stream.baton.take(),
-            requests: vec![proto::StreamRequest::Batch(proto::BatchStreamReq {
-                batch: proto::Batch {
-                    steps,
-                    replication_index: None,
-                },
-            })],
+        let baton = stream.baton.take();
+        let protobuf = self.inner.protobuf.load(Ordering::Relaxed);
+        let (status, bytes, is_protobuf) = match self
+            .send(&stream.url, baton.as_deref(), &steps, protobuf)
+            .await?
+        {
+            // A server without Hrana's protobuf endpoint ran nothing: ask
+            // it again in JSON, and keep to JSON from now on.
+            (status, _, _) if protobuf && status == hyper::StatusCode::NOT_FOUND => {
+                self.inner.protobuf.store(false, Ordering::Relaxed);
+                tracing::debug!("the server has no protobuf endpoint: JSON from now on");
+                self.send(&stream.url, baton.as_deref(), &steps, false)
+                    .await?
+            }
+            answer => answer,
         };
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| Failure::Request(lost(&format!("encoding a request: {e}"))))?;
-        let mut request = hyper::Request::post(&stream.url)
-            .header(hyper::header::CONTENT_TYPE, "application/json");
-        if !self.inner.token.is_empty() {
-            request = request.header(
-                hyper::header::AUTHORIZATION,
-                format!("Bearer {}", self.inner.token),
-            );
-        }
-        let request = request
-            .body(Body::from(body))
-            .map_err(|e| Failure::Request(lost(&format!("building a request: {e}"))))?;
-        self.inner.requests.fetch_add(1, Ordering::Relaxed);
-        let response = self
-            .inner
-            .client
-            .request(request)
-            .await
-            .map_err(|e| Failure::Request(lost(&format!("connection: {e}"))))?;
-        let status = response.status();
-        let bytes = hyper::body::to_bytes(response.into_body())
-            .await
-            .map_err(|e| Failure::Request(lost(&format!("connection: {e}"))))?;
         if !status.is_success() {
-            let text = String::from_utf8_lossy(&bytes);
+            let text = match is_protobuf {
+                true => protobuf::error_text(&bytes),
+                false => None,
+            }
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
             return Err(Failure::Request(hrana(format!(
                 "api error: status={} {}: {}",
                 status.as_u16(),
@@ -391,8 +399,12 @@ impl Pipeline {
                 text.chars().take(500).collect::<String>()
             ))));
         }
-        let body: proto::PipelineRespBody = serde_json::from_slice(&bytes)
-            .map_err(|e| Failure::Request(lost(&format!("json error: {e}"))))?;
+        let body: proto::PipelineRespBody = match is_protobuf {
+            true => protobuf::decode_answer(&bytes, steps.len())
+                .map_err(|e| Failure::Request(lost(&format!("protobuf error: {e}"))))?,
+            false => serde_json::from_slice(&bytes)
+                .map_err(|e| Failure::Request(lost(&format!("json error: {e}"))))?,
+        };
         let result = match body.results.into_iter().next() {
             Some(proto::StreamResult::Ok {
                 response: proto::StreamResponse::Batch(b),
@@ -410,6 +422,66 @@ impl Pipeline {
             }
         }
         Ok((result.step_results, result.step_errors, ran_on))
+    }
+
+    /// Sends one batch request to the stream's `url` (its protobuf endpoint
+    /// when `protobuf`): the answer's status and body, and whether the body
+    /// says it is protobuf (an error may come as text from whatever
+    /// answered: a proxy, a load balancer).
+    async fn send(
+        &self,
+        url: &str,
+        baton: Option<&str>,
+        steps: &[proto::BatchStep],
+        protobuf: bool,
+    ) -> Result<(hyper::StatusCode, hyper::body::Bytes, bool), Failure> {
+        let (url, content_type, body) = if protobuf {
+            (
+                protobuf_url(url),
+                protobuf::CONTENT_TYPE,
+                protobuf::encode_batch(baton, steps),
+            )
+        } else {
+            let body = proto::PipelineReqBody {
+                baton: baton.map(str::to_string),
+                requests: vec![proto::StreamRequest::Batch(proto::BatchStreamReq {
+                    batch: proto::Batch {
+                        steps: steps.to_vec(),
+                        replication_index: None,
+                    },
+                })],
+            };
+            let body = serde_json::to_vec(&body)
+                .map_err(|e| Failure::Request(lost(&format!("encoding a request: {e}"))))?;
+            (url.to_string(), "application/json", body)
+        };
+        let mut request =
+            hyper::Request::post(&url).header(hyper::header::CONTENT_TYPE, content_type);
+        if !self.inner.token.is_empty() {
+            request = request.header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", self.inner.token),
+            );
+        }
+        let request = request
+            .body(Body::from(body))
+            .map_err(|e| Failure::Request(lost(&format!("building a request: {e}"))))?;
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .inner
+            .client
+            .request(request)
+            .await
+            .map_err(|e| Failure::Request(lost(&format!("connection: {e}"))))?;
+        let status = response.status();
+        let is_protobuf = response
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(protobuf::CONTENT_TYPE.as_bytes()));
+        let bytes = hyper::body::to_bytes(response.into_body())
+            .await
+            .map_err(|e| Failure::Request(lost(&format!("connection: {e}"))))?;
+        Ok((status, bytes, is_protobuf))
     }
 }
 
@@ -526,6 +598,10 @@ mod tests {
         assert_eq!(
             pipeline_url("http://127.0.0.1:8080/"),
             "http://127.0.0.1:8080/v3/pipeline"
+        );
+        assert_eq!(
+            protobuf_url("https://db.example.io/v3/pipeline"),
+            "https://db.example.io/v3-protobuf/pipeline"
         );
     }
 
