@@ -679,6 +679,42 @@ async fn windows_of_3072_dimension_rows_stay_under_the_response_cap() {
     );
 }
 
+/// At sqld's default cap no answer is refused in a whole run: each pass
+/// sizes its windows from its own answers. The verification, whose
+/// answers carry the migrated copies beside the legacy rows, used to start
+/// from the copy's window size: its first answer was twice the bytes aimed
+/// at, was refused, and halved them for the rest of the run (twice the
+/// requests).
+#[tokio::test(flavor = "multi_thread")]
+async fn no_answer_is_refused_at_the_default_cap() {
+    let Some(bin) = test_support::sqld_binary() else {
+        have_sqld();
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 3_000, 0, 66).await;
+    let mut sqld = test_support::Sqld::start_with(&bin, Some(&legacy), &[]);
+    let out = migrate(
+        &sqld.url(),
+        &sqld.token,
+        &["--execute", "--no-vector-index", "-v"],
+    )
+    .output_within(RUN_LIMIT)
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("refused an answer as too large").count(),
+        0,
+        "{}",
+        text(&out)
+    );
+    sqld.stop();
+    let conn = local(&sqld.database_file()).await;
+    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+}
+
 /// The first request after the index plan (measured locally, the remote
 /// stream idle meanwhile) held 11 s, past sqld's 10 s stream expiry: sent
 /// then with the expired stream's baton, it is refused, and the run goes

@@ -271,6 +271,9 @@ pub async fn copy(
         flow: Flow::Finished,
         seconds: 0.0,
     };
+    if let Some(remote) = &layout.remote {
+        remote.start_pass();
+    }
     let mut after = start;
     let mut windows = Windows::new(CopyWindows { conn, layout }, limits);
     // Requests to a remote server's pipeline, counted per batch.

@@ -328,6 +328,9 @@ pub async fn verify(
     for t in &layout.targets {
         v.tables.entry(t.name().to_string()).or_default();
     }
+    if let Some(remote) = &layout.remote {
+        remote.start_pass();
+    }
     let written_before = pass.writer.written_per_table();
     let mut windows = Windows::new(
         VerifyWindows {
