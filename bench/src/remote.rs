@@ -47,9 +47,12 @@ pub struct RemoteRun {
     pub total_seconds: f64,
     /// Hrana requests the whole run made.
     pub requests: u64,
-    /// The same migration, one statement per request: its copy phase and
-    /// its requests.
+    /// The tool's verification phase.
+    pub verify_seconds: f64,
+    /// The same migration, one statement per request: its copy phase, its
+    /// verification and its requests.
     pub one_by_one_copy_seconds: f64,
+    pub one_by_one_verify_seconds: f64,
     pub one_by_one_requests: u64,
     /// Rows inserted one per request, and how long that took.
     pub floor_rows: u64,
@@ -115,17 +118,18 @@ impl RemoteBench {
              long. Ours: each window read and each batch transaction is one Hrana request \
              (`connect/pipeline.rs`). One statement per request: the same run with \
              `--one-statement-per-request`, as the libSQL client sends statements (what the \
-             tool did before). Rates are of the copy phase; the whole run includes the \
-             verification. Row at a time: one autocommitted `INSERT` per row, the vector bound \
+             tool did before). Rates are of the copy phase; the verification reads every \
+             row back from both tables and compares it; the requests are the whole run's. \
+             Row at a time: one autocommitted `INSERT` per row, the vector bound \
              as bytes, on the first rows of the same database.\n\n",
             self.rows, self.server
         ));
         s.push_str(
             "| round trip | ours (rows/s) | one statement per request (rows/s) | ratio | \
              row at a time (rows/s) | copy: ours / one by one | \
-             requests per 1000 rows: ours / one by one |\n",
+             verification: ours / one by one | requests per 1000 rows: ours / one by one |\n",
         );
-        s.push_str("|---:|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         let per_1000 = |requests: u64, rows: u64| {
             if rows > 0 {
                 requests as f64 * 1000.0 / rows as f64
@@ -140,7 +144,8 @@ impl RemoteBench {
                 "–".into()
             };
             s.push_str(&format!(
-                "| {} ms | {:.0} | {:.0} | {} | {:.1} | {:.1} s / {:.1} s | {:.0} / {:.0} |\n",
+                "| {} ms | {:.0} | {:.0} | {} | {:.1} | {:.1} s / {:.1} s | {:.1} s / {:.1} s | \
+                 {:.0} / {:.0} |\n",
                 r.latency_ms,
                 r.ours_rows_per_s(),
                 r.one_by_one_rows_per_s(),
@@ -148,6 +153,8 @@ impl RemoteBench {
                 r.floor_rows_per_s(),
                 r.copy_seconds,
                 r.one_by_one_copy_seconds,
+                r.verify_seconds,
+                r.one_by_one_verify_seconds,
                 per_1000(r.requests, r.rows),
                 per_1000(r.one_by_one_requests, r.rows),
             ));
@@ -203,7 +210,9 @@ pub async fn run(
             copy_seconds: 0.0,
             total_seconds: 0.0,
             requests: 0,
+            verify_seconds: 0.0,
             one_by_one_copy_seconds: 0.0,
+            one_by_one_verify_seconds: 0.0,
             one_by_one_requests: 0,
             floor_rows: 0,
             floor_seconds: 0.0,
@@ -213,10 +222,12 @@ pub async fn run(
             let m = migrate(&served, &copy_only, !one_by_one).await?;
             if one_by_one {
                 run.one_by_one_copy_seconds = m.copy_seconds;
+                run.one_by_one_verify_seconds = m.verify_seconds;
                 run.one_by_one_requests = m.requests;
             } else {
                 run.rows = m.rows;
                 run.copy_seconds = m.copy_seconds;
+                run.verify_seconds = m.verify_seconds;
                 run.total_seconds = m.total_seconds;
                 run.requests = m.requests;
             }
@@ -247,6 +258,7 @@ pub async fn run(
 struct Measured {
     rows: u64,
     copy_seconds: f64,
+    verify_seconds: f64,
     total_seconds: f64,
     requests: u64,
     index_seconds: f64,
@@ -268,16 +280,14 @@ async fn migrate(served: &Served, options: &MigrationOptions, pipelined: bool) -
         .await
         .context("migrating over HTTP")?;
     let total_seconds = began.elapsed().as_secs_f64();
+    let phase = |name: &str| report.phases.iter().find(|p| p.phase == name);
     if !report.verification.as_ref().is_some_and(|v| v.passed) {
         bail!("the migration over HTTP did not verify");
     }
     Ok(Measured {
         rows: report.source_rows,
-        copy_seconds: report
-            .phases
-            .iter()
-            .find(|p| p.phase == "copy")
-            .map_or(total_seconds, |p| p.seconds),
+        copy_seconds: phase("copy").map_or(total_seconds, |p| p.seconds),
+        verify_seconds: phase("verify").map_or(0.0, |p| p.seconds),
         total_seconds,
         requests: served.requests()?.saturating_sub(before),
         index_seconds: report.vector_indexes.iter().map(|i| i.seconds).sum(),
@@ -627,7 +637,9 @@ mod tests {
                 copy_seconds: 2.0,
                 total_seconds: 3.0,
                 requests: 100,
+                verify_seconds: 1.0,
                 one_by_one_copy_seconds: 10.0,
+                one_by_one_verify_seconds: 4.0,
                 one_by_one_requests: 400,
                 floor_rows: 100,
                 floor_seconds: 2.0,
@@ -636,7 +648,9 @@ mod tests {
         };
         let md = bench.markdown();
         assert!(
-            md.contains("| 20 ms | 1000 | 200 | 5.0× | 50.0 | 2.0 s / 10.0 s | 50 / 200 |"),
+            md.contains(
+                "| 20 ms | 1000 | 200 | 5.0× | 50.0 | 2.0 s / 10.0 s | 1.0 s / 4.0 s | 50 / 200 |"
+            ),
             "{md}"
         );
     }
