@@ -937,6 +937,48 @@ async fn online_with_an_application_writing_through_sqld_for_the_whole_run() {
     }
 }
 
+/// `--online` over a 20 ms round trip while the application writes a row
+/// every 100 ms, faster than one turn of mirroring its changes takes (a
+/// dozen round trips): the run ends, and the targets equal the legacy
+/// table. (The mirroring drained the change log until it found it empty,
+/// which it never did: the run went on mirroring for as long as the
+/// application wrote.)
+#[tokio::test(flavor = "multi_thread")]
+async fn online_over_a_slow_network_ends_while_the_application_writes() {
+    if !have_sqld() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 300, 0, 67).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &["--delay-ms", "20"]);
+    let (url, token) = (served.url(), served.token.clone());
+    let running = Arc::new(AtomicBool::new(true));
+    let writer = tokio::spawn(online_application(
+        remote(&served.direct_url(), &token).await,
+        running.clone(),
+    ));
+    let out = migrate(
+        &url,
+        &token,
+        &["--execute", "--online", "--no-vector-index"],
+    )
+    .output_within(Duration::from_secs(120));
+    running.store(false, Ordering::SeqCst);
+    let written = writer.await.unwrap();
+    let out = out.expect("the online run never ended");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(written > 5, "the application hardly wrote: {written}");
+    let file = served.stop();
+    let conn = local(&file).await;
+    assert_eq!(
+        scalar(&conn, "SELECT count(*) FROM embeddings WHERE model = 'app'").await,
+        Some(written as i64)
+    );
+    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+}
+
 /// The pipeline's transaction in one request stops at its first failing
 /// statement: the statements after it do not run, inside or outside the
 /// transaction; nothing of it lands; no lock is left held; and the next

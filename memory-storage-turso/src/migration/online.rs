@@ -132,8 +132,14 @@ fn keys(changes: &[(i64, Key)]) -> Vec<Key> {
     keys
 }
 
-/// Mirrors logged changes until the log is empty, a batch per transaction.
-/// Returns how many changes were mirrored.
+/// Mirrors logged changes, a batch per transaction, until a turn finds
+/// fewer than a batch's worth: it took all the log held when it began, and
+/// what the application logged since is left to the next drain or to the
+/// final step ([`finish`]), which takes the whole log under the write
+/// lock. Draining until the log was empty never ended while the
+/// application logged a change faster than a turn took (a turn is a dozen
+/// round trips: over 20 ms, a row every 100 ms was enough). Returns how
+/// many changes were mirrored.
 pub async fn catch_up(pass: Pass<'_, '_>) -> Result<u64> {
     let Pass {
         conn,
@@ -162,10 +168,11 @@ pub async fn catch_up(pass: Pass<'_, '_>) -> Result<u64> {
             apply(findings, writer, Quarantine::Always, observer).await?;
             forget(conn, &changes).await?;
             writer.commit().await?;
-            Ok(Some(changes.len() as u64))
+            Ok(Some(changes.len()))
         };
         match step.await {
-            Ok(Some(n)) => mirrored += n,
+            Ok(Some(n)) if n == KEYS_PER_BATCH => mirrored += n as u64,
+            Ok(Some(n)) => return Ok(mirrored + n as u64),
             Ok(None) => return Ok(mirrored),
             Err(e) => {
                 writer.rollback().await;
