@@ -937,12 +937,14 @@ async fn online_with_an_application_writing_through_sqld_for_the_whole_run() {
     }
 }
 
-/// `--online` over a 20 ms round trip while the application writes a row
-/// every 100 ms, faster than one turn of mirroring its changes takes (a
-/// dozen round trips): the run ends, and the targets equal the legacy
+/// `--online` over an 80 ms round trip while the application writes a
+/// row every 100 ms, faster than one turn of mirroring its changes takes
+/// (a dozen round trips): the run ends, and the targets equal the legacy
 /// table. (The mirroring drained the change log until it found it empty,
-/// which it never did: the run went on mirroring for as long as the
-/// application wrote.)
+/// which it never did at 20 ms: the run went on mirroring for as long as
+/// the application wrote; and at 80 ms its turn, which forgot each
+/// mirrored change in a request of its own, outlasted sqld's 5 s
+/// transaction limit while the application waited, every time.)
 #[tokio::test(flavor = "multi_thread")]
 async fn online_over_a_slow_network_ends_while_the_application_writes() {
     if !have_sqld() {
@@ -952,19 +954,21 @@ async fn online_over_a_slow_network_ends_while_the_application_writes() {
     let dir = tempfile::tempdir().unwrap();
     let legacy = dir.path().join("legacy.db");
     let summary = sample_db(&legacy, 300, 0, 67).await;
-    let mut served = Faulty::start(&legacy, dir.path(), &["--delay-ms", "20"]);
+    let mut served = Faulty::start(&legacy, dir.path(), &["--delay-ms", "80"]);
     let (url, token) = (served.url(), served.token.clone());
     let running = Arc::new(AtomicBool::new(true));
     let writer = tokio::spawn(online_application(
         remote(&served.direct_url(), &token).await,
         running.clone(),
     ));
-    let out = migrate(
-        &url,
-        &token,
-        &["--execute", "--online", "--no-vector-index"],
-    )
-    .output_within(Duration::from_secs(120));
+    let args = [
+        "--execute",
+        "--online",
+        "--no-vector-index",
+        "--max-retries",
+        "10",
+    ];
+    let out = migrate(&url, &token, &args).output_within(Duration::from_secs(120));
     running.store(false, Ordering::SeqCst);
     let written = writer.await.unwrap();
     let out = out.expect("the online run never ended");
