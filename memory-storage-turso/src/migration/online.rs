@@ -111,10 +111,10 @@ async fn logged(conn: &Connection, limit: usize) -> Result<Vec<(i64, Key)>> {
 }
 
 /// Forgets the changes that were mirrored (a key changed again since has a
-/// new rowid and stays), in one statement: one a change, as it was, cost a
-/// round trip each inside the catch-up's write transaction, and over an
-/// 80 ms round trip a turn of a hundred changes outlasted sqld's 5 s
-/// transaction limit every time an application waited to write.
+/// new rowid and stays), one statement a batch's worth. A statement per
+/// change cost a round trip each inside the catch-up's write transaction:
+/// over an 80 ms round trip a turn of about fifty changes outlasted sqld's
+/// 5 s transaction limit every time an application waited to write.
 async fn forget(conn: &Connection, done: &[(i64, Key)]) -> Result<()> {
     for chunk in done.chunks(KEYS_PER_BATCH) {
         let params: Vec<Value> = chunk
