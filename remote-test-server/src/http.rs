@@ -143,8 +143,8 @@ async fn handle(server: Arc<Server>, req: Request<Body>) -> Result<Response<Body
         Err(_) => return Err(DropConnection),
     };
     let body = match is_protobuf {
-        true => readable(&bytes),
-        false => String::from_utf8_lossy(&bytes).into_owned(),
+        true => Payload::Protobuf(bytes),
+        false => Payload::Json(String::from_utf8_lossy(&bytes).into_owned()),
     };
     match (method, path.as_str()) {
         (Method::POST, PROTOBUF_PIPELINE) if matches!(server.target, Target::File(_)) => {
@@ -156,11 +156,10 @@ async fn handle(server: Arc<Server>, req: Request<Body>) -> Result<Response<Body
                 authorization,
                 path,
                 body,
-                bytes: is_protobuf.then_some(bytes),
             };
             hrana(server, request).await
         }
-        (Method::POST, "/control/faults") => Ok(arm(&server, &body)),
+        (Method::POST, "/control/faults") => Ok(arm(&server, &body.text())),
         (Method::DELETE, "/control/faults") => {
             server.faults.clear();
             Ok(reply(StatusCode::OK, "{}"))
@@ -204,22 +203,30 @@ struct HranaRequest {
     /// The `Authorization` header, forwarded as it came in proxy mode.
     authorization: Option<hyper::header::HeaderValue>,
     path: String,
-    /// The body as JSON text: what faults match, and what is run or
-    /// forwarded unless `bytes` is given.
-    body: String,
-    /// A protobuf body as it came (`body` is then its JSON rendering).
-    bytes: Option<hyper::body::Bytes>,
+    body: Payload,
 }
 
-/// A protobuf pipeline request as the same request's JSON (what faults
-/// match and the log shows), or its bytes as text where it does not
-/// decode.
-fn readable(bytes: &[u8]) -> String {
-    use prost::Message;
-    libsql_hrana::proto::PipelineReqBody::decode(bytes)
-        .ok()
-        .and_then(|request| serde_json::to_string(&request).ok())
-        .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
+/// A request's body: JSON text (run here or forwarded), or a protobuf
+/// pipeline request (forwarded as it came).
+enum Payload {
+    Json(String),
+    Protobuf(hyper::body::Bytes),
+}
+
+impl Payload {
+    /// The body as text: what faults match and the log shows. A protobuf
+    /// request reads as the same request's JSON, or as its bytes where it
+    /// does not decode.
+    fn text(&self) -> std::borrow::Cow<'_, str> {
+        use prost::Message;
+        match self {
+            Payload::Json(text) => text.as_str().into(),
+            Payload::Protobuf(bytes) => libsql_hrana::proto::PipelineReqBody::decode(&bytes[..])
+                .ok()
+                .and_then(|request| serde_json::to_string(&request).ok())
+                .map_or_else(|| String::from_utf8_lossy(bytes), Into::into),
+        }
+    }
 }
 
 async fn hrana(
@@ -231,14 +238,13 @@ async fn hrana(
         authorization,
         path,
         body,
-        bytes,
     } = request;
     if !server.delay.is_zero() {
         tokio::time::sleep(server.delay).await;
     }
-    let action = server.faults.on_request(&body);
+    let action = server.faults.on_request(|| body.text());
     if server.log_requests {
-        let start: String = body.chars().take(300).collect();
+        let start: String = body.text().chars().take(300).collect();
         eprintln!("hrana-test-server: {action:?} {start}");
     }
     match action {
@@ -253,11 +259,11 @@ async fn hrana(
         Action::Stall(d) => tokio::time::sleep(d).await,
     }
     if let Target::Upstream { upstream, .. } = &server.target {
-        let resp = match bytes {
-            Some(bytes) => upstream.forward(&path, authorization, bytes, true).await,
-            None => {
+        let resp = match body {
+            Payload::Protobuf(bytes) => upstream.forward(&path, authorization, bytes, true).await,
+            Payload::Json(text) => {
                 upstream
-                    .forward(&path, authorization, body.into(), false)
+                    .forward(&path, authorization, text.into(), false)
                     .await
             }
         };
@@ -271,7 +277,7 @@ async fn hrana(
     } else {
         Endpoint::Pipeline
     };
-    let mut value: serde_json::Value = match serde_json::from_str(&body) {
+    let mut value: serde_json::Value = match serde_json::from_str(&body.text()) {
         Ok(v) => v,
         Err(e) => {
             return Ok(error_reply(
