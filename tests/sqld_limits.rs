@@ -608,6 +608,13 @@ async fn large_vectors_db(path: &Path, rows: usize, seed: u64) -> SampleSummary 
     generate_legacy_database(&conn, &spec).await.unwrap()
 }
 
+/// Answers the server refused as too large in a run with `-v`.
+fn refusals(out: &Output) -> usize {
+    String::from_utf8_lossy(&out.stderr)
+        .matches("refused an answer as too large")
+        .count()
+}
+
 /// sqld capped at 1 MB per answer, where a window of 100 such rows is
 /// several MB: the copy and the verification still read every window (the
 /// libSQL client reads rows through `/v3/cursor`, streamed, which sqld
@@ -641,11 +648,6 @@ async fn windows_of_3072_dimension_rows_stay_under_the_response_cap() {
     // The cap is learnt: a few refused answers, not one per window (each
     // refused answer leaves a stream whose connection sqld keeps until it
     // expires; enough of them and sqld opens no more connections).
-    let refusals = |out: &Output| {
-        String::from_utf8_lossy(&out.stderr)
-            .matches("refused an answer as too large")
-            .count()
-    };
     let out = migrate(
         &url,
         &token,
@@ -703,13 +705,7 @@ async fn no_answer_is_refused_at_the_default_cap() {
     .output_within(RUN_LIMIT)
     .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        stderr.matches("refused an answer as too large").count(),
-        0,
-        "{}",
-        text(&out)
-    );
+    assert_eq!(refusals(&out), 0, "{}", text(&out));
     sqld.stop();
     let conn = local(&sqld.database_file()).await;
     test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
@@ -877,6 +873,41 @@ async fn online_application(app: Connection, running: Arc<AtomicBool>) -> u64 {
     written
 }
 
+/// `migrate` with `args` (within `limit`) while [`online_application`]
+/// writes straight to sqld for the whole run: the run's output, and the
+/// rows the application wrote.
+async fn migrate_beside_online_application(
+    served: &Faulty,
+    args: &[&str],
+    limit: Duration,
+) -> (std::io::Result<Output>, u64) {
+    let running = Arc::new(AtomicBool::new(true));
+    let writer = tokio::spawn(online_application(
+        remote(&served.direct_url(), &served.token).await,
+        running.clone(),
+    ));
+    let out = migrate(&served.url(), &served.token, args).output_within(limit);
+    running.store(false, Ordering::SeqCst);
+    (out, writer.await.unwrap())
+}
+
+/// With the server stopped, its file (returned): each of the
+/// application's `written` rows there, and every row migrated exactly.
+async fn assert_exact_and_app_rows_kept(
+    served: &mut Faulty,
+    summary: &SampleSummary,
+    written: u64,
+) -> Connection {
+    let file = served.stop();
+    let conn = local(&file).await;
+    assert_eq!(
+        scalar(&conn, "SELECT count(*) FROM embeddings WHERE model = 'app'").await,
+        Some(written as i64)
+    );
+    test_support::assert_migrated_exactly(&conn, &bad_ids(summary), true).await;
+    conn
+}
+
 /// `--online` with vector indexes while an application writes through
 /// sqld for the whole run (what exited 1 with TRANSACTION_TIMEOUT), one
 /// catch-up transaction held past sqld's 5 s: one run ends with the
@@ -891,41 +922,23 @@ async fn online_with_an_application_writing_through_sqld_for_the_whole_run() {
     let legacy = dir.path().join("legacy.db");
     let summary = sample_db(&legacy, 300, 16, 65).await;
     let mut served = Faulty::start(&legacy, dir.path(), &[]);
-    let (url, token) = (served.url(), served.token.clone());
     // The first catch-up transaction (mirroring what the application
     // wrote during the copy) is held past sqld's 5 s while the
     // application waits to write.
     served.proxy.arm(&stall(CHANGE_FORGET, 0, 8_000));
-    let running = Arc::new(AtomicBool::new(true));
-    let writer = tokio::spawn(online_application(
-        remote(&served.direct_url(), &token).await,
-        running.clone(),
-    ));
-    let out = migrate(
-        &url,
-        &token,
-        &[
-            "--execute",
-            "--online",
-            "--no-index-plan",
-            "--max-retries",
-            "10",
-        ],
-    )
-    .output_within(RUN_LIMIT)
-    .unwrap();
-    running.store(false, Ordering::SeqCst);
-    let written = writer.await.unwrap();
+    let args = [
+        "--execute",
+        "--online",
+        "--no-index-plan",
+        "--max-retries",
+        "10",
+    ];
+    let (out, written) = migrate_beside_online_application(&served, &args, RUN_LIMIT).await;
+    let out = out.unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(written > 5, "the application hardly wrote: {written}");
     assert_eq!(served.proxy.stats()["armed"], 0, "the hold never happened");
-    let file = served.stop();
-    let conn = local(&file).await;
-    assert_eq!(
-        scalar(&conn, "SELECT count(*) FROM embeddings WHERE model = 'app'").await,
-        Some(written as i64)
-    );
-    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+    let conn = assert_exact_and_app_rows_kept(&mut served, &summary, written).await;
     for t in [
         "embeddings_384",
         "embeddings_1024",
@@ -955,12 +968,6 @@ async fn online_over_a_slow_network_ends_while_the_application_writes() {
     let legacy = dir.path().join("legacy.db");
     let summary = sample_db(&legacy, 300, 0, 67).await;
     let mut served = Faulty::start(&legacy, dir.path(), &["--delay-ms", "80"]);
-    let (url, token) = (served.url(), served.token.clone());
-    let running = Arc::new(AtomicBool::new(true));
-    let writer = tokio::spawn(online_application(
-        remote(&served.direct_url(), &token).await,
-        running.clone(),
-    ));
     let args = [
         "--execute",
         "--online",
@@ -968,19 +975,12 @@ async fn online_over_a_slow_network_ends_while_the_application_writes() {
         "--max-retries",
         "10",
     ];
-    let out = migrate(&url, &token, &args).output_within(Duration::from_secs(120));
-    running.store(false, Ordering::SeqCst);
-    let written = writer.await.unwrap();
+    let (out, written) =
+        migrate_beside_online_application(&served, &args, Duration::from_secs(120)).await;
     let out = out.expect("the online run never ended");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(written > 5, "the application hardly wrote: {written}");
-    let file = served.stop();
-    let conn = local(&file).await;
-    assert_eq!(
-        scalar(&conn, "SELECT count(*) FROM embeddings WHERE model = 'app'").await,
-        Some(written as i64)
-    );
-    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+    assert_exact_and_app_rows_kept(&mut served, &summary, written).await;
 }
 
 /// The pipeline's transaction in one request stops at its first failing
