@@ -458,7 +458,7 @@ async fn an_answer_that_never_comes_times_out_and_is_retried() {
     let mut stall = fault("stall", 1, Some("FROM embeddings WHERE embedding_id >"));
     stall["stall_ms"] = 120_000.into();
     served.proxy.arm(&stall.to_string());
-    let began = std::time::Instant::now();
+    let began = Instant::now();
     let out = migrate_as(
         &served.url(),
         &served.token,
@@ -1120,5 +1120,79 @@ async fn the_pipeline_speaks_protobuf_where_the_server_has_it_else_json() {
         let requests = if served.is_sqld() { 1 } else { 2 };
         assert_eq!(pipeline.requests(), requests, "{url}");
     }
+    served.stop();
+}
+
+/// A transaction held across requests (`Held`, the online mirror's): a
+/// step that fails ends it in its own request, the statements after it not
+/// run and the lock not left held; one that goes through sees its own
+/// writes inside and commits them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_transaction_ends_at_a_failed_step_and_commits_what_it_saw() {
+    use memory_storage_turso::connect::pipeline::{Failure, Pipeline, Statement};
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    sample_db(&legacy, 10, 0, 66).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    let url = served.direct_url();
+    let pipeline = Pipeline::new(&url, &served.token, Duration::from_secs(30)).unwrap();
+    let sql = |s: &str| Statement::new(s, vec![]);
+    pipeline
+        .transaction(vec![sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")])
+        .await
+        .unwrap();
+    let app = Builder::new_remote(url.clone(), served.token.clone())
+        .build()
+        .await
+        .unwrap()
+        .connect()
+        .unwrap();
+    let ids = || async {
+        let mut rows = app.query("SELECT id FROM t ORDER BY id", ()).await.unwrap();
+        let mut ids = Vec::new();
+        while let Some(row) = rows.next().await.unwrap() {
+            ids.push(row.get::<i64>(0).unwrap());
+        }
+        ids
+    };
+
+    let (mut held, _) = pipeline
+        .begin_held(vec![sql("INSERT INTO t VALUES (1)")])
+        .await
+        .unwrap();
+    let failure = held
+        .run(vec![
+            sql("INSERT INTO t VALUES (2)"),
+            sql("INSERT INTO t VALUES (1)"),
+            sql("INSERT INTO t VALUES (3)"),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(failure, Failure::Step { step: 1, .. }),
+        "{failure:?}"
+    );
+    // Nothing more runs in it.
+    let failure = held.run(vec![sql("INSERT INTO t VALUES (4)")]).await;
+    assert!(matches!(failure, Err(Failure::Ended)), "{failure:?}");
+    drop(held);
+    let began = Instant::now();
+    app.execute("INSERT INTO t VALUES (5)", ()).await.unwrap();
+    assert!(
+        began.elapsed() < Duration::from_secs(4),
+        "the failed transaction left the lock held"
+    );
+    assert_eq!(ids().await, vec![5], "a statement of the failed one landed");
+
+    let (mut held, _) = pipeline
+        .begin_held(vec![sql("INSERT INTO t VALUES (6)")])
+        .await
+        .unwrap();
+    let seen = held.run(vec![sql("SELECT count(*) FROM t")]).await.unwrap();
+    assert_eq!(seen[0].rows, vec![vec![Value::Integer(2)]]);
+    held.commit(vec![sql("INSERT INTO t VALUES (7)")])
+        .await
+        .unwrap();
+    assert_eq!(ids().await, vec![5, 6, 7]);
     served.stop();
 }

@@ -32,6 +32,9 @@ use libsql_hrana::proto;
 use super::deadline::{self, DeadlineConnector};
 use super::protobuf;
 
+mod held;
+pub use held::Held;
+
 type Connector = DeadlineConnector<hyper_rustls::HttpsConnector<hyper::client::HttpConnector>>;
 
 /// One statement of a batch.
@@ -76,6 +79,9 @@ pub enum Failure {
     /// Not sent: the stream it had to run on is gone (see
     /// [`Pipeline::transaction_on`]). Nothing of it ran.
     StreamChanged,
+    /// Not run: the transaction it was to run in ([`Held`]) had ended on
+    /// the server before the request arrived. Nothing of it ran.
+    Ended,
 }
 
 impl Failure {
@@ -84,6 +90,11 @@ impl Failure {
         match self {
             Failure::Step { error, .. } | Failure::Request(error) => error,
             Failure::StreamChanged => lost("the stream it was to run on is gone"),
+            // sqld ends a transaction of ours only by timing it out.
+            Failure::Ended => lost(
+                "the transaction had ended on the server before the request \
+                 (timed out while another writer waited); nothing of the request ran",
+            ),
         }
     }
 
@@ -357,6 +368,16 @@ impl Pipeline {
         on: Option<u64>,
     ) -> Result<Answer, Failure> {
         let mut stream = self.inner.stream.lock().await;
+        self.batch_on(&mut stream, steps, on).await
+    }
+
+    /// [`Pipeline::batch`] on the stream already locked by the caller.
+    async fn batch_on(
+        &self,
+        stream: &mut Stream,
+        steps: Vec<proto::BatchStep>,
+        on: Option<u64>,
+    ) -> Result<Answer, Failure> {
         if !stream.live() {
             stream.baton = None;
         }
