@@ -418,6 +418,63 @@ async fn one_commit_by_the_application_makes_one_batch_read_its_window_again() {
     assert_exact_and_notes_kept(&mut served, &summary, 1).await;
 }
 
+/// A batch read again under the write lock (its guard failed: the
+/// application committed) takes two requests, the lock held between them;
+/// held back past sqld's 5 s while the application waits, its second
+/// request lands nothing, and the batch is made again: the run ends exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_read_again_under_the_lock_and_timed_out_lands_nothing_and_is_retried() {
+    if !have_sqld() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let WithApp {
+        dir,
+        summary,
+        mut served,
+        app,
+    } = with_app(1000, 68).await;
+    let (url, token) = (served.url(), served.token.clone());
+    let log = dir.path().join("run.log");
+    // The third batch held back while the application commits (its guard
+    // fails), then the commit of the batch read again held past 5 s.
+    served.proxy.arm(&stall(ONE_REQUEST_CHECKPOINT, 2, 1_500));
+    served.proxy.arm(&stall(ONE_REQUEST_CHECKPOINT, 0, 8_000));
+    let args = [
+        "--execute",
+        "--no-vector-index",
+        "--batch-size",
+        "100",
+        "--max-retries",
+        "10",
+        "--log-file",
+        log.to_str().unwrap(),
+    ];
+    let mut child = migrate(&url, &token, &args).spawn().unwrap();
+    wait_fired(&served.proxy, 1, &mut child);
+    app_write(&app, 1).await;
+    wait_fired(&served.proxy, 2, &mut child);
+    let before = committed(&app).await;
+    let waited = app_write(&app, 2).await;
+    assert!(
+        waited > Duration::from_secs(2),
+        "the batch read again held no lock: the application wrote in {waited:?}"
+    );
+    assert_eq!(
+        committed(&app).await,
+        before,
+        "something of the timed-out batch landed"
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let batches = copy_batches(&log);
+    assert!(
+        batches.iter().any(|b| b["retries"].as_u64() >= Some(1)),
+        "no batch was retried: {batches:?}"
+    );
+    assert_exact_and_notes_kept(&mut served, &summary, 2).await;
+}
+
 /// The copy's guard, on sqld itself: `PRAGMA data_version` read on a
 /// stream stays the same through that stream's own commits and moves with
 /// another connection's; a transaction guarded by an older value lands
@@ -950,14 +1007,18 @@ async fn online_with_an_application_writing_through_sqld_for_the_whole_run() {
     }
 }
 
-/// `--online` over an 80 ms round trip while the application writes a
-/// row every 100 ms, faster than one turn of mirroring its changes takes
-/// (a dozen round trips): the run ends, and the targets equal the legacy
-/// table. (The mirroring drained the change log until it found it empty,
-/// which it never did at 20 ms: the run went on mirroring for as long as
-/// the application wrote; and at 80 ms its turn, which forgot each
-/// mirrored change in a request of its own, outlasted sqld's 5 s
-/// transaction limit while the application waited, every time.)
+/// `--online` over a 200 ms round trip while the application writes a
+/// row every 100 ms, faster than one turn of mirroring its changes takes:
+/// the run ends, and the targets equal the legacy table. (The mirroring
+/// drained the change log until it found it empty, which it never did at
+/// 20 ms: the run went on mirroring for as long as the application wrote;
+/// at 80 ms its turn, which forgot each mirrored change in a request of its
+/// own, outlasted sqld's 5 s transaction limit while the application
+/// waited, every time; and at 200 ms every copy batch the application's
+/// commits sent the slow way, through the `libsql` connection a statement
+/// per request, outlasted it: the run retried for longer than two minutes.
+/// Under the write lock a batch, a turn or the final step now takes two to
+/// four requests.)
 #[tokio::test(flavor = "multi_thread")]
 async fn online_over_a_slow_network_ends_while_the_application_writes() {
     if !have_sqld() {
@@ -967,7 +1028,7 @@ async fn online_over_a_slow_network_ends_while_the_application_writes() {
     let dir = tempfile::tempdir().unwrap();
     let legacy = dir.path().join("legacy.db");
     let summary = sample_db(&legacy, 300, 0, 67).await;
-    let mut served = Faulty::start(&legacy, dir.path(), &["--delay-ms", "80"]);
+    let mut served = Faulty::start(&legacy, dir.path(), &["--delay-ms", "200"]);
     let args = [
         "--execute",
         "--online",
@@ -1030,6 +1091,74 @@ async fn a_transaction_in_one_request_stops_at_its_first_failure_and_lands_nothi
         .await
         .unwrap();
     assert_eq!(scalar(&app, "SELECT count(*) FROM t").await, Some(1));
+    served.stop();
+}
+
+/// A transaction held across requests (`Held`: the online mirror's, and a
+/// copy batch read again under the write lock) runs nothing once sqld has
+/// timed it out: the request after it lands nothing, in or out of a
+/// transaction. (A failed step and a commit: `tests/remote.rs`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_transaction_runs_nothing_after_sqld_timed_it_out() {
+    use memory_storage_turso::connect::pipeline::{Failure, Pipeline, Statement};
+    if !have_sqld() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    sample_db(&legacy, 10, 0, 66).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    let url = served.direct_url();
+    let pipeline = Pipeline::new(&url, &served.token, Duration::from_secs(30)).unwrap();
+    let sql = |s: &str| Statement::new(s, vec![]);
+    pipeline
+        .transaction(vec![sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")])
+        .await
+        .unwrap();
+    let app = remote(&url, &served.token).await;
+    let ids = |app: &Connection| {
+        let app = app.clone();
+        async move {
+            let mut rows = app.query("SELECT id FROM t ORDER BY id", ()).await.unwrap();
+            let mut ids = Vec::new();
+            while let Some(row) = rows.next().await.unwrap() {
+                ids.push(row.get::<i64>(0).unwrap());
+            }
+            ids
+        }
+    };
+
+    // Held past sqld's limit while the application waits to write.
+    let (mut held, _) = pipeline
+        .begin_held(vec![sql("INSERT INTO t VALUES (1)")])
+        .await
+        .unwrap();
+    let began = Instant::now();
+    app.execute("INSERT INTO t VALUES (2)", ()).await.unwrap();
+    assert!(
+        began.elapsed() > Duration::from_secs(3),
+        "the application wrote while the transaction held the lock"
+    );
+    let failure = held
+        .run(vec![
+            sql("INSERT INTO t VALUES (3)"),
+            sql("INSERT INTO t VALUES (4)"),
+        ])
+        .await
+        .unwrap_err();
+    // Either the request found the stream in autocommit (sqld had rolled
+    // the transaction back) or its first statement was told so.
+    match failure {
+        Failure::Ended => {}
+        Failure::Step { step: 0, error } => {
+            assert!(error.to_string().contains("TRANSACTION_TIMEOUT"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // (The stream is the held transaction's for its life.)
+    drop(held);
+    assert_eq!(ids(&app).await, vec![2], "a statement of it landed");
     served.stop();
 }
 

@@ -26,6 +26,9 @@ use crate::schema::{object_exists, LEGACY_TABLE};
 
 pub use crate::schema::{CHANGES_TABLE, TRIGGERS};
 
+mod remote;
+use remote::Turn;
+
 /// Keys mirrored per transaction.
 const KEYS_PER_BATCH: usize = 200;
 
@@ -72,16 +75,23 @@ pub async fn active(conn: &Connection) -> crate::Result<bool> {
     object_exists(conn, CHANGES_TABLE).await
 }
 
+/// The statements removing the triggers and the log.
+fn remove_sql() -> Vec<String> {
+    let mut sql: Vec<String> = TRIGGERS
+        .iter()
+        .map(|t| format!("DROP TRIGGER IF EXISTS {t}"))
+        .collect();
+    sql.push(format!("DROP TABLE IF EXISTS {CHANGES_TABLE}"));
+    sql
+}
+
 /// Removes the triggers and the log, inside the caller's transaction.
 async fn remove(conn: &Connection) -> Result<()> {
-    for t in TRIGGERS {
-        conn.execute(&format!("DROP TRIGGER IF EXISTS {t}"), ())
+    for sql in remove_sql() {
+        conn.execute(&sql, ())
             .await
-            .db_context(|| format!("dropping trigger {t}"))?;
+            .db_context(|| format!("running {sql}"))?;
     }
-    conn.execute(&format!("DROP TABLE IF EXISTS {CHANGES_TABLE}"), ())
-        .await
-        .db_context(|| format!("dropping {CHANGES_TABLE}"))?;
     Ok(())
 }
 
@@ -165,11 +175,11 @@ pub async fn catch_up(pass: Pass<'_, '_>) -> Result<u64> {
     let Pass {
         conn,
         layout,
+        limits,
         writer,
         max_retries,
         rejected,
         observer,
-        ..
     } = pass;
     let mut mirrored = 0u64;
     let mut attempt = 0;
@@ -178,6 +188,23 @@ pub async fn catch_up(pass: Pass<'_, '_>) -> Result<u64> {
             return Ok(mirrored);
         }
         let step = async {
+            if let Some(remote) = &layout.remote {
+                let pass = Pass {
+                    conn,
+                    layout,
+                    limits,
+                    writer: &mut *writer,
+                    max_retries,
+                    rejected: &mut *rejected,
+                    observer,
+                };
+                match remote::mirror(pass, remote, KEYS_PER_BATCH, &[], false).await? {
+                    Turn::Done(n) => return Ok(Some(n as usize)),
+                    Turn::Empty => return Ok(None),
+                    // Made below, the slow way.
+                    Turn::Slow | Turn::Unsettled(_) => writer.rollback().await,
+                }
+            }
             let changes = logged(conn, KEYS_PER_BATCH).await?;
             if changes.is_empty() {
                 return Ok(None);
@@ -245,15 +272,32 @@ pub async fn finish(pass: Pass<'_, '_>, also: &[Key]) -> Result<Finish> {
     let Pass {
         conn,
         layout,
+        limits,
         writer,
         max_retries,
         rejected,
         observer,
-        ..
     } = pass;
     let mut attempt = 0;
     loop {
         let step = async {
+            if let Some(remote) = &layout.remote {
+                let pass = Pass {
+                    conn,
+                    layout,
+                    limits,
+                    writer: &mut *writer,
+                    max_retries,
+                    rejected: &mut *rejected,
+                    observer,
+                };
+                match remote::mirror(pass, remote, usize::MAX >> 1, also, true).await? {
+                    Turn::Done(n) => return Ok(Finish::Done(n)),
+                    Turn::Unsettled(key) => return Ok(Finish::Unsettled(key)),
+                    // Made below, the slow way.
+                    Turn::Slow | Turn::Empty => writer.rollback().await,
+                }
+            }
             writer.begin().await?;
             let changes = logged(conn, usize::MAX >> 1).await?;
             let mut keys = keys(&changes);

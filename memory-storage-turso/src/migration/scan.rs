@@ -8,6 +8,7 @@
 use libsql::{Connection, Value};
 
 mod remote;
+pub(crate) use remote::too_large;
 pub use remote::RemoteReads;
 
 use super::error::{MigrateError, Result};

@@ -120,7 +120,7 @@ impl RemoteReads {
 }
 
 /// Whether a failed read was refused for the size of its answer.
-fn too_large(e: &libsql::Error) -> bool {
+pub(crate) fn too_large(e: &libsql::Error) -> bool {
     let text = e.to_string().to_lowercase();
     text.contains("too large") || text.contains("too_large") || text.contains("toolarge")
 }
@@ -191,6 +191,61 @@ impl Layout {
                 }
             }
         }
+    }
+
+    /// Every row of every table whose key is one of `keys`, as the
+    /// statements of one request (read inside a held transaction,
+    /// [`crate::connect::pipeline::Held`]); [`Layout::window_of`] makes
+    /// the window of their answers.
+    pub(crate) fn keys_statements(&self, keys: &[Key]) -> Vec<Statement> {
+        self.span_statements(super::Span::Keys(keys))
+    }
+
+    /// Every row of every table in `(after, upper]`, as the statements of
+    /// one request.
+    pub(crate) fn range_statements(
+        &self,
+        after: Option<&Key>,
+        upper: Option<&Key>,
+    ) -> Vec<Statement> {
+        self.span_statements(super::Span::Range(after, upper))
+    }
+
+    fn span_statements(&self, span: super::Span<'_>) -> Vec<Statement> {
+        let (clause, args) = span.clause();
+        let select = |table: &str, columns: &str| {
+            Statement::new(
+                format!("SELECT {columns} FROM {table}{clause} ORDER BY embedding_id"),
+                args.clone(),
+            )
+        };
+        let rows = |vector: &str| crate::decode::row::select_columns(vector);
+        let mut statements = vec![select(LEGACY_TABLE, &rows(self.legacy_vector_col()))];
+        for table in &self.targets {
+            statements.push(select(table.name(), &rows("embedding_vector")));
+        }
+        if self.quarantine {
+            statements.push(select(QUARANTINE_TABLE, "embedding_id"));
+        }
+        if self.ledger {
+            statements.push(select(
+                LEDGER_TABLE,
+                "embedding_id, target_table, fingerprint",
+            ));
+        }
+        statements
+    }
+
+    /// The window in the answers to [`Layout::keys_statements`] or
+    /// [`Layout::range_statements`] (every row they read; `upper` as given).
+    pub(crate) fn window_of(&self, answers: Vec<Outcome>, upper: Option<Key>) -> Result<Window> {
+        let unlimited = Limits {
+            rows: usize::MAX,
+            bytes: usize::MAX,
+        };
+        let (mut window, _) = self.assemble(answers, usize::MAX, unlimited)?;
+        window.upper = upper;
+        Ok(window)
     }
 
     /// The window's statements, for one request.

@@ -4,7 +4,7 @@
 
 use super::super::error::MigrateError;
 use super::BatchWriter;
-use crate::connect::pipeline::{Failure, Pipeline, Statement};
+use crate::connect::pipeline::{Failure, Held, Pipeline, Statement};
 use crate::db::{classify, ErrorClass};
 use libsql::Value;
 
@@ -80,15 +80,67 @@ impl BatchWriter<'_> {
                 Err(match failure {
                     Failure::StreamChanged => Deferred::Guarded,
                     Failure::Step { step, .. } if step < guards => Deferred::Guarded,
-                    Failure::Step { step, .. } if Some(step) == lock_check => Deferred::LockLost,
-                    Failure::Step { error, .. } if classify(&error) == ErrorClass::RowRejected => {
-                        Deferred::Refused
-                    }
-                    other => {
-                        Deferred::Failed(other.in_context("writing a batch in one request").into())
-                    }
+                    other => refusal(other, lock_check, "writing a batch in one request"),
                 })
             }
         }
+    }
+
+    /// The statements deferred so far (every buffered row flushed into
+    /// them); later writes are deferred again. For a held transaction
+    /// ([`Held`]) that reads the rows again after writing them.
+    pub(crate) async fn take_deferred(&mut self) -> crate::error::Result<Vec<Statement>> {
+        self.flush().await?;
+        Ok(self.deferred.replace(Vec::new()).unwrap_or_default())
+    }
+
+    /// Commits the deferred batch in `held`: every write deferred since
+    /// [`BatchWriter::begin_deferred`] (or the last
+    /// [`BatchWriter::take_deferred`]), then `extra`, the lock's refresh
+    /// and `COMMIT`, in one request. On a failure nothing of the
+    /// transaction is committed (a lost request aside: it may have), and a
+    /// transaction that ended on the server ([`Failure::Ended`]) is
+    /// [`Deferred::Failed`] with a transient error, to be retried.
+    pub(crate) async fn commit_held(
+        &mut self,
+        held: Held<'_>,
+        extra: Vec<Statement>,
+    ) -> std::result::Result<(), Deferred> {
+        let mut steps = match self.take_deferred().await {
+            Ok(steps) => steps,
+            Err(e) => {
+                self.reset_pending();
+                held.rollback().await;
+                return Err(Deferred::Failed(e.into()));
+            }
+        };
+        self.deferred = None;
+        steps.extend(extra);
+        let lock_check = self.lock.as_ref().map(|lock| {
+            steps.extend(lock.refresh_statements());
+            steps.len() - 1
+        });
+        match held.commit(steps).await {
+            Ok(_) => {
+                self.settle();
+                Ok(())
+            }
+            Err(failure) => {
+                self.reset_pending();
+                Err(refusal(failure, lock_check, "committing the online mirror"))
+            }
+        }
+    }
+}
+
+/// What a failed deferred batch means, its guards aside: the lock lost
+/// (step `lock_check` failed), a row refused, or the error.
+pub(crate) fn refusal(failure: Failure, lock_check: Option<usize>, context: &str) -> Deferred {
+    match failure {
+        Failure::Step { step, .. } if Some(step) == lock_check => Deferred::LockLost,
+        Failure::Step { error, .. } if classify(&error) == ErrorClass::RowRejected => {
+            Deferred::Refused
+        }
+        other => Deferred::Failed(other.in_context(context).into()),
     }
 }
