@@ -11,12 +11,13 @@ use super::apply::{apply, with_rejections, Quarantine};
 use super::compare::judge;
 use super::error::MigrateError;
 use super::error::Result;
+use super::locked;
 use super::observer::Phase;
 use super::pass::{Flow, Pass};
-use super::scan::{too_large, Layout, Limits, ReadAt, RemoteReads};
+use super::scan::{Layout, Limits, ReadAt, RemoteReads};
 use super::windows::{WindowWork, Windows};
 use super::write::{mark_copy_completed, Deferred};
-use crate::connect::pipeline::{fail_unless, Failure, Statement};
+use crate::connect::pipeline::{fail_unless, Statement};
 use crate::decode::row::Key;
 use crate::schema::LEGACY_TABLE;
 
@@ -265,22 +266,16 @@ async fn read_again_held(
         observer,
         ..
     } = pass;
-    let statements = layout.range_statements(after, upper);
-    let (held, answers) = match remote.pipeline.begin_held(statements).await {
-        Ok(began) => began,
-        Err(Failure::Step { error, .. }) | Err(Failure::Request(error)) if too_large(&error) => {
-            return Ok(None)
-        }
-        Err(failure) => {
-            return Err(failure
-                .in_context("reading a window again under the write lock")
-                .into())
-        }
+    let reads = layout.range_statements(after, upper);
+    let context = "reading a window again under the write lock";
+    let Some((held, window)) =
+        locked::begin(remote, layout, reads, upper.cloned(), context).await?
+    else {
+        return Ok(None);
     };
     writer.begin_deferred();
     let told = Withheld::default();
     let prepared = async {
-        let window = layout.window_of(answers, upper.cloned())?;
         let findings = with_rejections(judge(window), rejected);
         let applied = apply(findings, writer, Quarantine::Always, &told).await?;
         if let Some(k) = checkpoint {
@@ -296,23 +291,20 @@ async fn read_again_held(
             return Err(e);
         }
     };
-    match writer.commit_held(held, Vec::new()).await {
-        Ok(()) => {
-            told.tell(observer);
-            Ok(Some(Step {
-                upper: upper.cloned(),
-                rows,
-                already: applied.already,
-                removed: applied.removed,
-                read_again: true,
-            }))
-        }
-        Err(Deferred::Refused | Deferred::Guarded) => Ok(None),
-        Err(Deferred::LockLost) => Err(MigrateError::LockLost {
-            holder: super::lock::current_holder(conn).await?,
-        }),
-        Err(Deferred::Failed(e)) => Err(e),
+    if locked::commit(conn, writer, held, Vec::new())
+        .await?
+        .is_none()
+    {
+        return Ok(None);
     }
+    told.tell(observer);
+    Ok(Some(Step {
+        upper: upper.cloned(),
+        rows,
+        already: applied.already,
+        removed: applied.removed,
+        read_again: true,
+    }))
 }
 
 /// What a deferred batch would tell the observer, held until it commits.

@@ -31,6 +31,7 @@ mod index;
 mod index_eta;
 mod index_plan;
 pub(crate) mod lock;
+mod locked;
 pub(crate) mod metadata;
 pub(crate) mod observer;
 pub(crate) mod online;

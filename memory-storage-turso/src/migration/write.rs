@@ -22,7 +22,6 @@ use crate::schema::{
 };
 
 mod deferred;
-pub(crate) use deferred::refusal;
 pub use deferred::Deferred;
 
 pub(crate) use crate::db::in_transaction;

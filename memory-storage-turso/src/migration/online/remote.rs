@@ -8,9 +8,10 @@
 //!
 //! A turn: `BEGIN IMMEDIATE` and the log, in one request; the rows of
 //! each [`KEYS_PER_BATCH`] logged keys in one more; the writes, what the
-//! log forgets and `COMMIT` in the last. The final step reads the keys'
-//! rows again after writing them, inside the transaction, and judges them
-//! again before it removes the triggers and the log: the same checks as
+//! log forgets and `COMMIT` in the last. The final step writes each
+//! [`KEYS_PER_BATCH`] keys' rows and reads them again in one request,
+//! inside the transaction, and judges them again before it removes the
+//! triggers and the log (four requests for up to 200 keys): the same checks as
 //! the step through the `libsql` connection, which still makes a turn
 //! where this way cannot (a row the database refused, which it names; an
 //! answer too large for the server).
@@ -18,15 +19,15 @@
 use libsql::Value;
 
 use super::{forget_sql, keys, remove_sql, unsettled, CHANGES_TABLE, KEYS_PER_BATCH};
-use crate::connect::pipeline::{Failure, Held, Outcome, Statement};
+use crate::connect::pipeline::{Held, Outcome, Statement};
 use crate::decode::row::Key;
 use crate::migration::apply::{apply, with_rejections, Quarantine};
 use crate::migration::compare::judge;
 use crate::migration::copy::Withheld;
 use crate::migration::error::{MigrateError, Result};
+use crate::migration::locked;
 use crate::migration::pass::Pass;
-use crate::migration::scan::{too_large, Layout, RemoteReads, Window};
-use crate::migration::write::{refusal, Deferred};
+use crate::migration::scan::{Layout, RemoteReads, Window};
 
 /// How a turn over the network ended.
 pub(super) enum Turn {
@@ -92,22 +93,17 @@ pub(super) async fn mirror(
             return Ok(Prepared::Empty);
         }
         for chunk in keys.chunks(KEYS_PER_BATCH) {
-            let Some(window) = read(&mut held, layout, chunk).await? else {
+            let Some(window) = read(&mut held, layout, Vec::new(), chunk).await? else {
                 return Ok(Prepared::Slow);
             };
             let findings = with_rejections(judge(window), rejected);
             apply(findings, writer, Quarantine::Always, &told).await?;
-        }
-        let extra = if last {
-            let writes = writer.take_deferred().await?;
-            if let Err(failure) = held.run(writes).await {
-                return match refusal(failure, None, "mirroring the logged changes") {
-                    Deferred::Failed(e) => Err(e),
-                    _ => Ok(Prepared::Slow),
-                };
-            }
-            for chunk in keys.chunks(KEYS_PER_BATCH) {
-                let Some(window) = read(&mut held, layout, chunk).await? else {
+            if last {
+                // The final step writes these keys' rows and reads them
+                // again in one request (what is written and judged is
+                // keyed: other keys' writes cannot change them).
+                let writes = writer.take_deferred().await?;
+                let Some(window) = read(&mut held, layout, writes, chunk).await? else {
                     return Ok(Prepared::Slow);
                 };
                 let findings = with_rejections(judge(window), rejected);
@@ -115,6 +111,8 @@ pub(super) async fn mirror(
                     return Ok(Prepared::Unsettled(key));
                 }
             }
+        }
+        let extra = if last {
             remove_sql()
                 .into_iter()
                 .map(|sql| Statement::new(sql, vec![]))
@@ -122,7 +120,7 @@ pub(super) async fn mirror(
         } else {
             forget_statements(&changes)
         };
-        Ok(Prepared::Commit {
+        Ok::<_, MigrateError>(Prepared::Commit {
             changes: changes.len() as u64,
             extra,
             told,
@@ -144,36 +142,29 @@ pub(super) async fn mirror(
             };
         }
     };
-    match writer.commit_held(held, extra).await {
-        Ok(()) => {
-            told.tell(observer);
-            Ok(Turn::Done(changes))
-        }
-        Err(Deferred::Refused | Deferred::Guarded) => Ok(Turn::Slow),
-        Err(Deferred::LockLost) => Err(MigrateError::LockLost {
-            holder: crate::migration::lock::current_holder(conn).await?,
-        }),
-        Err(Deferred::Failed(e)) => Err(e),
+    if locked::commit(conn, writer, held, extra).await?.is_none() {
+        return Ok(Turn::Slow);
     }
+    told.tell(observer);
+    Ok(Turn::Done(changes))
 }
 
-/// The rows of `keys` in every table, in one request of the transaction
-/// (`None`: the server refused the answer as too large).
-async fn read(held: &mut Held<'_>, layout: &Layout, keys: &[Key]) -> Result<Option<Window>> {
-    match held.run(layout.keys_statements(keys)).await {
-        Ok(answers) => Ok(Some(layout.window_of(answers, None)?)),
-        Err(Failure::Step { error, .. }) | Err(Failure::Request(error)) if too_large(&error) => {
-            Ok(None)
-        }
-        Err(failure) => Err(failure
-            .in_context(format!(
-                "reading the rows of {} logged change(s) ({} to {})",
-                keys.len(),
-                keys[0],
-                keys[keys.len() - 1]
-            ))
-            .into()),
-    }
+/// `writes`, then the rows of `keys` in every table, in one request of
+/// the transaction (`None`: to be made the slow way).
+async fn read(
+    held: &mut Held<'_>,
+    layout: &Layout,
+    writes: Vec<Statement>,
+    keys: &[Key],
+) -> Result<Option<Window>> {
+    let context = format!(
+        "reading the rows of {} logged change(s) ({} to {})",
+        keys.len(),
+        keys[0],
+        keys[keys.len() - 1]
+    );
+    let reads = layout.keys_statements(keys);
+    locked::write_and_read(held, layout, writes, reads, None, &context).await
 }
 
 /// The log's `(rowid, key)` pairs in an answer.

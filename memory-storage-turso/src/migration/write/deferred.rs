@@ -135,7 +135,7 @@ impl BatchWriter<'_> {
 
 /// What a failed deferred batch means, its guards aside: the lock lost
 /// (step `lock_check` failed), a row refused, or the error.
-pub(crate) fn refusal(failure: Failure, lock_check: Option<usize>, context: &str) -> Deferred {
+fn refusal(failure: Failure, lock_check: Option<usize>, context: &str) -> Deferred {
     match failure {
         Failure::Step { step, .. } if Some(step) == lock_check => Deferred::LockLost,
         Failure::Step { error, .. } if classify(&error) == ErrorClass::RowRejected => {
