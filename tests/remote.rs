@@ -1196,3 +1196,52 @@ async fn a_held_transaction_ends_at_a_failed_step_and_commits_what_it_saw() {
     assert_eq!(ids().await, vec![5, 6, 7]);
     served.stop();
 }
+
+/// The verification over the network repairs copies of ours that went
+/// missing, under the write lock in a few requests (the window read again,
+/// the repairs with the window read once more, the commit), where a repair
+/// through the `libsql` connection took about twenty; the served file is
+/// then exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_verification_repairs_over_the_network_in_a_few_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 300, 0, 69).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    let execute = |served: &Faulty| {
+        let args = ["--execute", "--no-vector-index", "--format", "json", "-q"];
+        let before = served.proxy.stats()["requests"].as_u64().unwrap();
+        let out = migrate_as(&served.url(), &served.token, &args)
+            .output_within(RUN_LIMIT)
+            .expect("running migrate_embeddings");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let requests = served.proxy.stats()["requests"].as_u64().unwrap() - before;
+        (json(&out), requests)
+    };
+    execute(&served);
+    // Two copies of ours go missing: the first two of embeddings_384.
+    let app = Builder::new_remote(served.direct_url(), served.token.clone())
+        .build()
+        .await
+        .unwrap()
+        .connect()
+        .unwrap();
+    app.execute(
+        "DELETE FROM embeddings_384 WHERE embedding_id IN \
+         (SELECT embedding_id FROM embeddings_384 ORDER BY embedding_id LIMIT 2)",
+        (),
+    )
+    .await
+    .unwrap();
+    let (repairing, with_repairs) = execute(&served);
+    assert_eq!(repairing["verification"]["repaired"], 2);
+    assert_eq!(repairing["verification"]["passed"], true);
+    let (clean, without) = execute(&served);
+    assert_eq!(clean["verification"]["repaired"], 0);
+    assert!(
+        with_repairs <= without + 6,
+        "repairing two rows took {with_repairs} requests against {without} for none"
+    );
+    let file = served.stop();
+    assert_migrated_exactly(&file, &summary).await;
+}

@@ -8,16 +8,18 @@ use libsql::Connection;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::apply::{apply, needs_writes, with_rejections, Quarantine};
+use super::apply::{apply, needs_writes, with_rejections, Quarantine, Rejected};
 use super::backup::{hash_row, TableDigest};
 use super::compare::{judge, Finding, Ownership};
-use super::copy::joined;
-use super::error::Result;
-use super::observer::Phase;
+use super::copy::{joined, Withheld};
+use super::error::{MigrateError, Result};
+use super::locked;
+use super::observer::{Observer, Phase};
 use super::pass::{Flow, Pass};
 use super::report::{Discrepancy, DiscrepancyKind, MigrationReport, Verification};
-use super::scan::{Layout, Limits, ReadAt};
+use super::scan::{Layout, Limits, ReadAt, RemoteReads, Window};
 use super::windows::{WindowWork, Windows};
+use super::write::BatchWriter;
 use crate::decode::row::Key;
 use crate::schema::TargetTable;
 
@@ -283,17 +285,33 @@ impl WindowWork for VerifyWindows<'_> {
         let mut findings = with_rejections(joined(judging).await, rejected);
         let mut repaired = 0;
         if self.repair == Repair::Yes && needs_writes(&findings, writer.policy()) {
-            writer.begin().await?;
-            // Someone committed since the read: repair from what is there now,
-            // never from the older read.
-            if !read_at.unchanged_on(conn).await? {
-                let window = layout.exact_window(conn, after, upper.as_ref()).await?;
-                findings = with_rejections(judge(window), rejected);
-            }
-            let applied = apply(findings, writer, Quarantine::Missing, observer).await?;
-            writer.commit().await?;
-            repaired = applied.written + applied.removed;
-            let window = layout.exact_window(conn, after, upper.as_ref()).await?;
+            let span = (after, upper.as_ref());
+            let held = match &layout.remote {
+                Some(remote) => {
+                    let work = (&mut *writer, &mut *rejected, observer);
+                    repair_locked(conn, layout, remote, work, span).await?
+                }
+                None => None,
+            };
+            let window = match held {
+                Some((applied, window)) => {
+                    repaired = applied;
+                    window
+                }
+                None => {
+                    writer.begin().await?;
+                    // Someone committed since the read: repair from what is
+                    // there now, never from the older read.
+                    if !read_at.unchanged_on(conn).await? {
+                        let window = layout.exact_window(conn, after, upper.as_ref()).await?;
+                        findings = with_rejections(judge(window), rejected);
+                    }
+                    let applied = apply(findings, writer, Quarantine::Missing, observer).await?;
+                    writer.commit().await?;
+                    repaired = applied.written + applied.removed;
+                    layout.exact_window(conn, after, upper.as_ref()).await?
+                }
+            };
             counts = target_counts(&window);
             legacy_rows = window.legacy.len() as u64;
             digest_after = digest_before;
@@ -310,6 +328,53 @@ impl WindowWork for VerifyWindows<'_> {
             repaired,
             digest: digest_after,
         })
+    }
+}
+
+/// A window repaired under the write lock on a remote database's writing
+/// stream, in three requests ([`locked`]): `BEGIN IMMEDIATE` and the window
+/// read again; the repairs and the window read once more; the lock's
+/// refresh and `COMMIT`. Through the `libsql` connection a repair took
+/// about twenty. Returns the rows repaired and the window as committed
+/// (`None`: made that way after all; nothing of this attempt was kept).
+async fn repair_locked(
+    conn: &libsql::Connection,
+    layout: &Layout,
+    remote: &RemoteReads,
+    (writer, rejected, observer): (&mut BatchWriter<'_>, &mut Rejected, &dyn Observer),
+    (after, upper): (Option<&Key>, Option<&Key>),
+) -> Result<Option<(u64, Window)>> {
+    let context = "repairing a window under the write lock";
+    let reads = || layout.range_statements(after, upper);
+    let Some((mut held, window)) =
+        locked::begin(remote, layout, reads(), upper.cloned(), context).await?
+    else {
+        return Ok(None);
+    };
+    writer.begin_deferred();
+    let told = Withheld::default();
+    let repaired = async {
+        let findings = with_rejections(judge(window), rejected);
+        let applied = apply(findings, writer, Quarantine::Missing, &told).await?;
+        let writes = writer.take_deferred().await?;
+        let after_writes =
+            locked::write_and_read(&mut held, layout, writes, reads(), upper.cloned(), context)
+                .await?;
+        Ok::<_, MigrateError>(after_writes.map(|w| (applied.written + applied.removed, w)))
+    }
+    .await;
+    match repaired {
+        Ok(Some(done)) => {
+            let committed = locked::commit(conn, writer, held, Vec::new()).await?;
+            if committed.is_some() {
+                told.tell(observer);
+            }
+            Ok(committed.map(|()| done))
+        }
+        other => {
+            held.rollback().await;
+            other
+        }
     }
 }
 
