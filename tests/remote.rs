@@ -1245,3 +1245,46 @@ async fn the_verification_repairs_over_the_network_in_a_few_requests() {
     let file = served.stop();
     assert_migrated_exactly(&file, &summary).await;
 }
+
+/// `--online`: the answer to the final step's commit is lost after the
+/// server committed it (the triggers and the change log dropped). The
+/// retry finds them gone, which only that commit could have done, and the
+/// run ends as settled instead of failing on the missing log.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_online_final_step_committed_but_unanswered_ends_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 300, 0, 70).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &[]);
+    let lost = fault(
+        "drop_after",
+        0,
+        Some("DROP TABLE IF EXISTS embedding_migration_changes"),
+    );
+    served.proxy.arm(&lost.to_string());
+    let out = migrate_as(
+        &served.url(),
+        &served.token,
+        &[
+            "--execute",
+            "--online",
+            "--no-vector-index",
+            "--format",
+            "json",
+            "-q",
+        ],
+    )
+    .output_within(RUN_LIMIT)
+    .expect("running migrate_embeddings");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        served.proxy.stats()["armed"],
+        0,
+        "the answer was never lost"
+    );
+    assert_eq!(json(&out)["online"]["triggers_removed"], true);
+    let file = served.stop();
+    let conn = local(&file).await;
+    assert!(!table_exists(&conn, "embedding_migration_changes").await);
+    assert_migrated_exactly(&file, &summary).await;
+}

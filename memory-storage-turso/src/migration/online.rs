@@ -281,6 +281,11 @@ pub async fn finish(pass: Pass<'_, '_>, also: &[Key]) -> Result<Finish> {
     let mut attempt = 0;
     loop {
         let step = async {
+            if attempt > 0 && !active(conn).await? {
+                // An attempt whose answer was lost had committed: only the
+                // final step drops the log while the run holds its lock.
+                return Ok(Finish::Done(0));
+            }
             if let Some(remote) = &layout.remote {
                 let pass = Pass {
                     conn,
