@@ -7,16 +7,16 @@ use std::time::Instant;
 
 use libsql::Connection;
 
-use super::apply::{apply, with_rejections, Quarantine};
+use super::apply::{apply, with_rejections, Quarantine, Rejected};
 use super::compare::judge;
 use super::error::MigrateError;
 use super::error::Result;
 use super::locked;
-use super::observer::Phase;
+use super::observer::{Observer, Phase};
 use super::pass::{Flow, Pass};
 use super::scan::{Layout, Limits, ReadAt, RemoteReads};
 use super::windows::{WindowWork, Windows};
-use super::write::{mark_copy_completed, Deferred};
+use super::write::{mark_copy_completed, BatchWriter, Deferred};
 use crate::connect::pipeline::{fail_unless, Statement};
 use crate::decode::row::Key;
 use crate::schema::LEGACY_TABLE;
@@ -141,11 +141,10 @@ impl WindowWork for CopyWindows<'_> {
         let Pass {
             conn,
             layout,
-            limits,
             writer,
-            max_retries,
             rejected,
             observer,
+            ..
         } = pass;
         let findings = joined(read.findings).await;
         let findings = match (&layout.remote, read.read_at) {
@@ -191,17 +190,10 @@ impl WindowWork for CopyWindows<'_> {
                         });
                     }
                     Err(Deferred::Guarded) => {
-                        let pass = Pass {
-                            conn,
-                            layout,
-                            limits,
-                            writer: &mut *writer,
-                            max_retries,
-                            rejected: &mut *rejected,
-                            observer,
-                        };
+                        let work = (&mut *writer, &mut *rejected, observer);
                         let span = (after, read.upper.as_ref(), read.checkpoint.as_ref());
-                        if let Some(step) = read_again_held(pass, remote, span, read.rows).await? {
+                        let again = read_again_locked(conn, layout, remote, work, span, read.rows);
+                        if let Some(step) = again.await? {
                             return Ok(step);
                         }
                         None
@@ -252,20 +244,14 @@ impl WindowWork for CopyWindows<'_> {
 /// through the whole copy, nearly every batch, 6–10× slower. `None`: made
 /// the slow way after all (a row refused, which that way names; an answer
 /// too large for the server); nothing of this attempt was kept.
-async fn read_again_held(
-    pass: Pass<'_, '_>,
+async fn read_again_locked(
+    conn: &Connection,
+    layout: &Layout,
     remote: &RemoteReads,
+    (writer, rejected, observer): (&mut BatchWriter<'_>, &mut Rejected, &dyn Observer),
     (after, upper, checkpoint): (Option<&Key>, Option<&Key>, Option<&Key>),
     rows: u64,
 ) -> Result<Option<Step>> {
-    let Pass {
-        conn,
-        layout,
-        writer,
-        rejected,
-        observer,
-        ..
-    } = pass;
     let reads = layout.range_statements(after, upper);
     let context = "reading a window again under the write lock";
     let Some((held, window)) =

@@ -171,63 +171,56 @@ fn keys(changes: &[(i64, Key)]) -> Vec<Key> {
 /// application logged a change faster than a turn took (a turn is a dozen
 /// round trips: over 20 ms, a row every 100 ms was enough). Returns how
 /// many changes were mirrored.
-pub async fn catch_up(pass: Pass<'_, '_>) -> Result<u64> {
-    let Pass {
-        conn,
-        layout,
-        limits,
-        writer,
-        max_retries,
-        rejected,
-        observer,
-    } = pass;
+pub async fn catch_up(mut pass: Pass<'_, '_>) -> Result<u64> {
     let mut mirrored = 0u64;
     let mut attempt = 0;
     loop {
-        if observer.stop_requested() {
+        if pass.observer.stop_requested() {
             return Ok(mirrored);
         }
-        let step = async {
-            if let Some(remote) = &layout.remote {
-                let pass = Pass {
-                    conn,
-                    layout,
-                    limits,
-                    writer: &mut *writer,
-                    max_retries,
-                    rejected: &mut *rejected,
-                    observer,
-                };
-                match remote::mirror(pass, remote, KEYS_PER_BATCH, &[], false).await? {
-                    Turn::Done(n) => return Ok(Some(n as usize)),
-                    Turn::Empty => return Ok(None),
-                    // Made below, the slow way.
-                    Turn::Slow | Turn::Unsettled(_) => writer.rollback().await,
-                }
-            }
-            let changes = logged(conn, KEYS_PER_BATCH).await?;
-            if changes.is_empty() {
-                return Ok(None);
-            }
-            // Read under the write lock: nothing can change in between.
-            writer.begin().await?;
-            let window = layout.keys_window(conn, &keys(&changes)).await?;
-            let findings = with_rejections(judge(window), rejected);
-            apply(findings, writer, Quarantine::Always, observer).await?;
-            forget(conn, &changes).await?;
-            writer.commit().await?;
-            Ok(Some(changes.len()))
-        };
-        match step.await {
+        match turn(pass.reborrow()).await {
             Ok(Some(n)) if n == KEYS_PER_BATCH => mirrored += n as u64,
             Ok(Some(n)) => return Ok(mirrored + n as u64),
             Ok(None) => return Ok(mirrored),
             Err(e) => {
-                writer.rollback().await;
-                after_failure(e, &mut attempt, max_retries, rejected).await?;
+                pass.writer.rollback().await;
+                after_failure(e, &mut attempt, pass.max_retries, pass.rejected).await?;
             }
         }
     }
+}
+
+/// One transaction of the catch-up: over the network under a held write
+/// lock ([`remote`]), else (or where that way cannot go) through the
+/// connection. Returns how many changes it mirrored (`None`: none logged).
+async fn turn(mut pass: Pass<'_, '_>) -> Result<Option<usize>> {
+    let layout = pass.layout;
+    if let Some(remote) = &layout.remote {
+        match remote::mirror(pass.reborrow(), remote, KEYS_PER_BATCH, &[], false).await? {
+            Turn::Done(n) => return Ok(Some(n as usize)),
+            Turn::Empty => return Ok(None),
+            Turn::Slow | Turn::Unsettled(_) => pass.writer.rollback().await,
+        }
+    }
+    let Pass {
+        conn,
+        writer,
+        rejected,
+        observer,
+        ..
+    } = pass;
+    let changes = logged(conn, KEYS_PER_BATCH).await?;
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    // Read under the write lock: nothing can change in between.
+    writer.begin().await?;
+    let window = layout.keys_window(conn, &keys(&changes)).await?;
+    let findings = with_rejections(judge(window), rejected);
+    apply(findings, writer, Quarantine::Always, observer).await?;
+    forget(conn, &changes).await?;
+    writer.commit().await?;
+    Ok(Some(changes.len()))
 }
 
 /// How the final step ended.
@@ -268,76 +261,67 @@ fn unsettled(findings: &[Finding], policy: ConflictPolicy) -> Option<String> {
 /// verification), and removes the triggers and the log. Writers
 /// of the legacy table wait for this transaction; nothing changes between
 /// its verification and the removal of the triggers.
-pub async fn finish(pass: Pass<'_, '_>, also: &[Key]) -> Result<Finish> {
-    let Pass {
-        conn,
-        layout,
-        limits,
-        writer,
-        max_retries,
-        rejected,
-        observer,
-    } = pass;
+pub async fn finish(mut pass: Pass<'_, '_>, also: &[Key]) -> Result<Finish> {
     let mut attempt = 0;
     loop {
-        let step = async {
-            if attempt > 0 && !active(conn).await? {
-                // An attempt whose answer was lost had committed: only the
-                // final step drops the log while the run holds its lock.
-                return Ok(Finish::Done(0));
-            }
-            if let Some(remote) = &layout.remote {
-                let pass = Pass {
-                    conn,
-                    layout,
-                    limits,
-                    writer: &mut *writer,
-                    max_retries,
-                    rejected: &mut *rejected,
-                    observer,
-                };
-                match remote::mirror(pass, remote, usize::MAX >> 1, also, true).await? {
-                    Turn::Done(n) => return Ok(Finish::Done(n)),
-                    Turn::Unsettled(key) => return Ok(Finish::Unsettled(key)),
-                    // Made below, the slow way.
-                    Turn::Slow | Turn::Empty => writer.rollback().await,
-                }
-            }
-            writer.begin().await?;
-            let changes = logged(conn, usize::MAX >> 1).await?;
-            let mut keys = keys(&changes);
-            keys.extend(also.iter().cloned());
-            keys.sort();
-            keys.dedup();
-            for chunk in keys.chunks(KEYS_PER_BATCH) {
-                let findings =
-                    with_rejections(judge(layout.keys_window(conn, chunk).await?), rejected);
-                apply(findings, writer, Quarantine::Always, observer).await?;
-            }
-            writer.flush().await?;
-            for chunk in keys.chunks(KEYS_PER_BATCH) {
-                let findings =
-                    with_rejections(judge(layout.keys_window(conn, chunk).await?), rejected);
-                if let Some(key) = unsettled(&findings, writer.policy()) {
-                    return Ok(Finish::Unsettled(key));
-                }
-            }
-            remove(conn).await?;
-            writer.commit().await?;
-            Ok(Finish::Done(changes.len() as u64))
-        };
-        match step.await {
+        match final_step(pass.reborrow(), also, attempt > 0).await {
             Ok(Finish::Done(n)) => return Ok(Finish::Done(n)),
             Ok(unsettled) => {
-                writer.rollback().await;
+                pass.writer.rollback().await;
                 return Ok(unsettled);
             }
             Err(e) => {
-                writer.rollback().await;
-                after_failure(e, &mut attempt, max_retries, rejected).await?;
+                pass.writer.rollback().await;
+                after_failure(e, &mut attempt, pass.max_retries, pass.rejected).await?;
             }
         }
     }
+}
+
+/// One attempt at the final step: over the network under a held write
+/// lock ([`remote`]), else (or where that way cannot go) through the
+/// connection.
+async fn final_step(mut pass: Pass<'_, '_>, also: &[Key], retrying: bool) -> Result<Finish> {
+    if retrying && !active(pass.conn).await? {
+        // An attempt whose answer was lost had committed: only the final
+        // step drops the log while the run holds its lock.
+        return Ok(Finish::Done(0));
+    }
+    let layout = pass.layout;
+    if let Some(remote) = &layout.remote {
+        match remote::mirror(pass.reborrow(), remote, usize::MAX >> 1, also, true).await? {
+            Turn::Done(n) => return Ok(Finish::Done(n)),
+            Turn::Unsettled(key) => return Ok(Finish::Unsettled(key)),
+            Turn::Slow | Turn::Empty => pass.writer.rollback().await,
+        }
+    }
+    let Pass {
+        conn,
+        writer,
+        rejected,
+        observer,
+        ..
+    } = pass;
+    writer.begin().await?;
+    let changes = logged(conn, usize::MAX >> 1).await?;
+    let mut keys = keys(&changes);
+    keys.extend(also.iter().cloned());
+    keys.sort();
+    keys.dedup();
+    for chunk in keys.chunks(KEYS_PER_BATCH) {
+        let findings = with_rejections(judge(layout.keys_window(conn, chunk).await?), rejected);
+        apply(findings, writer, Quarantine::Always, observer).await?;
+    }
+    writer.flush().await?;
+    for chunk in keys.chunks(KEYS_PER_BATCH) {
+        let findings = with_rejections(judge(layout.keys_window(conn, chunk).await?), rejected);
+        if let Some(key) = unsettled(&findings, writer.policy()) {
+            return Ok(Finish::Unsettled(key));
+        }
+    }
+    remove(conn).await?;
+    writer.commit().await?;
+    Ok(Finish::Done(changes.len() as u64))
 }
 
 #[cfg(test)]

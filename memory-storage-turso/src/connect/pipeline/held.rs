@@ -24,6 +24,9 @@ use super::{collect, lost, ok, step, step_error, Failure, Outcome, Pipeline, Sta
 /// ([`Pipeline::begin_held`]). Dropped while open, it leaves its stream
 /// behind; the server rolls the transaction back when it expires the
 /// stream, or when another writer has waited for it past its limit.
+/// Another request on the same pipeline (or a clone of it) waits until
+/// it is committed, rolled back or dropped: made by its holder, that
+/// request would wait forever.
 pub struct Held<'p> {
     pipeline: &'p Pipeline,
     stream: MutexGuard<'p, Stream>,
