@@ -1129,32 +1129,13 @@ async fn the_pipeline_speaks_protobuf_where_the_server_has_it_else_json() {
 /// writes inside and commits them.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_held_transaction_ends_at_a_failed_step_and_commits_what_it_saw() {
-    use memory_storage_turso::connect::pipeline::{Failure, Pipeline, Statement};
+    use memory_storage_turso::connect::pipeline::{Failure, Statement};
     let dir = tempfile::tempdir().unwrap();
     let legacy = dir.path().join("legacy.db");
     sample_db(&legacy, 10, 0, 66).await;
     let mut served = Faulty::start(&legacy, dir.path(), &[]);
-    let url = served.direct_url();
-    let pipeline = Pipeline::new(&url, &served.token, Duration::from_secs(30)).unwrap();
+    let (pipeline, app) = common::pipeline_with_table(&served).await;
     let sql = |s: &str| Statement::new(s, vec![]);
-    pipeline
-        .transaction(vec![sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")])
-        .await
-        .unwrap();
-    let app = Builder::new_remote(url.clone(), served.token.clone())
-        .build()
-        .await
-        .unwrap()
-        .connect()
-        .unwrap();
-    let ids = || async {
-        let mut rows = app.query("SELECT id FROM t ORDER BY id", ()).await.unwrap();
-        let mut ids = Vec::new();
-        while let Some(row) = rows.next().await.unwrap() {
-            ids.push(row.get::<i64>(0).unwrap());
-        }
-        ids
-    };
 
     let (mut held, _) = pipeline
         .begin_held(vec![sql("INSERT INTO t VALUES (1)")])
@@ -1182,7 +1163,11 @@ async fn a_held_transaction_ends_at_a_failed_step_and_commits_what_it_saw() {
         began.elapsed() < Duration::from_secs(4),
         "the failed transaction left the lock held"
     );
-    assert_eq!(ids().await, vec![5], "a statement of the failed one landed");
+    assert_eq!(
+        common::ids_in_t(&app).await,
+        vec![5],
+        "a statement of the failed one landed"
+    );
 
     let (mut held, _) = pipeline
         .begin_held(vec![sql("INSERT INTO t VALUES (6)")])
@@ -1193,7 +1178,7 @@ async fn a_held_transaction_ends_at_a_failed_step_and_commits_what_it_saw() {
     held.commit(vec![sql("INSERT INTO t VALUES (7)")])
         .await
         .unwrap();
-    assert_eq!(ids().await, vec![5, 6, 7]);
+    assert_eq!(common::ids_in_t(&app).await, vec![5, 6, 7]);
     served.stop();
 }
 

@@ -380,33 +380,42 @@ async fn a_batch_in_one_request_holds_no_lock_while_the_network_delays_it() {
 /// back makes that batch fail its guard and be written the slow way
 /// (its window read again in the transaction); the batches after it go
 /// back to one request each instead of every one being read again. Exact.
+/// A logged copy of 1,000 rows in batches of 100 (`args` added) beside an
+/// application, the third batch's request held back while the application
+/// commits, so that its guard fails; `then` armed after that hold. Returns
+/// once the application's write is done, with the run still going.
+async fn guard_failing_at_the_third_batch(
+    seed: u64,
+    then: &[String],
+    args: &[&str],
+) -> (WithApp, std::process::Child, std::path::PathBuf) {
+    let with = with_app(1000, seed).await;
+    let log = with.dir.path().join("run.log");
+    with.served
+        .proxy
+        .arm(&stall(ONE_REQUEST_CHECKPOINT, 2, 1_500));
+    for fault in then {
+        with.served.proxy.arm(fault);
+    }
+    let logging = ["--log-file", log.to_str().unwrap()];
+    let base = ["--execute", "--no-vector-index", "--batch-size", "100"];
+    let mut child = migrate(&with.served.url(), &with.served.token, &base)
+        .args(args)
+        .args(logging)
+        .spawn()
+        .unwrap();
+    wait_fired(&with.served.proxy, 1, &mut child);
+    app_write(&with.app, 1).await;
+    (with, child, log)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_commit_by_the_application_makes_one_batch_read_its_window_again() {
     if !have_sqld() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let WithApp {
-        dir,
-        summary,
-        mut served,
-        app,
-    } = with_app(1000, 67).await;
-    let (url, token) = (served.url(), served.token.clone());
-    let log = dir.path().join("run.log");
-    // The third batch's request, held back while the application commits.
-    served.proxy.arm(&stall(ONE_REQUEST_CHECKPOINT, 2, 1_500));
-    let args = [
-        "--execute",
-        "--no-vector-index",
-        "--batch-size",
-        "100",
-        "--log-file",
-        log.to_str().unwrap(),
-    ];
-    let mut child = migrate(&url, &token, &args).spawn().unwrap();
-    wait_fired(&served.proxy, 1, &mut child);
-    app_write(&app, 1).await;
+    let (mut with, child, log) = guard_failing_at_the_third_batch(67, &[], &[]).await;
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let batches = copy_batches(&log);
@@ -415,7 +424,7 @@ async fn one_commit_by_the_application_makes_one_batch_read_its_window_again() {
         .filter(|&i| batches[i]["read_again"] == true)
         .collect();
     assert_eq!(read_again, vec![2], "batches read again: {read_again:?}");
-    assert_exact_and_notes_kept(&mut served, &summary, 1).await;
+    assert_exact_and_notes_kept(&mut with.served, &with.summary, 1).await;
 }
 
 /// A batch read again under the write lock (its guard failed: the
@@ -428,40 +437,19 @@ async fn a_batch_read_again_under_the_lock_and_timed_out_lands_nothing_and_is_re
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let WithApp {
-        dir,
-        summary,
-        mut served,
-        app,
-    } = with_app(1000, 68).await;
-    let (url, token) = (served.url(), served.token.clone());
-    let log = dir.path().join("run.log");
-    // The third batch held back while the application commits (its guard
-    // fails), then the commit of the batch read again held past 5 s.
-    served.proxy.arm(&stall(ONE_REQUEST_CHECKPOINT, 2, 1_500));
-    served.proxy.arm(&stall(ONE_REQUEST_CHECKPOINT, 0, 8_000));
-    let args = [
-        "--execute",
-        "--no-vector-index",
-        "--batch-size",
-        "100",
-        "--max-retries",
-        "10",
-        "--log-file",
-        log.to_str().unwrap(),
-    ];
-    let mut child = migrate(&url, &token, &args).spawn().unwrap();
-    wait_fired(&served.proxy, 1, &mut child);
-    app_write(&app, 1).await;
-    wait_fired(&served.proxy, 2, &mut child);
-    let before = committed(&app).await;
-    let waited = app_write(&app, 2).await;
+    // Then the commit of the batch read again held past 5 s.
+    let then = [stall(ONE_REQUEST_CHECKPOINT, 0, 8_000)];
+    let (mut with, mut child, log) =
+        guard_failing_at_the_third_batch(68, &then, &["--max-retries", "10"]).await;
+    wait_fired(&with.served.proxy, 2, &mut child);
+    let before = committed(&with.app).await;
+    let waited = app_write(&with.app, 2).await;
     assert!(
         waited > Duration::from_secs(2),
         "the batch read again held no lock: the application wrote in {waited:?}"
     );
     assert_eq!(
-        committed(&app).await,
+        committed(&with.app).await,
         before,
         "something of the timed-out batch landed"
     );
@@ -472,7 +460,7 @@ async fn a_batch_read_again_under_the_lock_and_timed_out_lands_nothing_and_is_re
         batches.iter().any(|b| b["retries"].as_u64() >= Some(1)),
         "no batch was retried: {batches:?}"
     );
-    assert_exact_and_notes_kept(&mut served, &summary, 2).await;
+    assert_exact_and_notes_kept(&mut with.served, &with.summary, 2).await;
 }
 
 /// The copy's guard, on sqld itself: `PRAGMA data_version` read on a
@@ -1050,7 +1038,7 @@ async fn online_over_a_slow_network_ends_while_the_application_writes() {
 /// transaction goes on, on a fresh stream.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transaction_in_one_request_stops_at_its_first_failure_and_lands_nothing() {
-    use memory_storage_turso::connect::pipeline::{Failure, Pipeline, Statement};
+    use memory_storage_turso::connect::pipeline::{Failure, Statement};
     if !have_sqld() {
         return;
     }
@@ -1059,13 +1047,8 @@ async fn a_transaction_in_one_request_stops_at_its_first_failure_and_lands_nothi
     let legacy = dir.path().join("legacy.db");
     sample_db(&legacy, 10, 0, 64).await;
     let mut served = Faulty::start(&legacy, dir.path(), &[]);
-    let url = served.direct_url();
-    let pipeline = Pipeline::new(&url, &served.token, Duration::from_secs(30)).unwrap();
+    let (pipeline, app) = common::pipeline_with_table(&served).await;
     let sql = |s: &str| Statement::new(s, vec![]);
-    pipeline
-        .transaction(vec![sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")])
-        .await
-        .unwrap();
     let failure = pipeline
         .transaction(vec![
             sql("INSERT INTO t VALUES (1)"),
@@ -1078,7 +1061,6 @@ async fn a_transaction_in_one_request_stops_at_its_first_failure_and_lands_nothi
         matches!(failure, Failure::Step { step: 1, .. }),
         "{failure:?}"
     );
-    let app = remote(&url, &served.token).await;
     let began = Instant::now();
     app.execute("CREATE TABLE app_notes (id INTEGER PRIMARY KEY)", ())
         .await
@@ -1100,7 +1082,7 @@ async fn a_transaction_in_one_request_stops_at_its_first_failure_and_lands_nothi
 /// transaction. (A failed step and a commit: `tests/remote.rs`.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_held_transaction_runs_nothing_after_sqld_timed_it_out() {
-    use memory_storage_turso::connect::pipeline::{Failure, Pipeline, Statement};
+    use memory_storage_turso::connect::pipeline::{Failure, Statement};
     if !have_sqld() {
         return;
     }
@@ -1109,25 +1091,8 @@ async fn a_held_transaction_runs_nothing_after_sqld_timed_it_out() {
     let legacy = dir.path().join("legacy.db");
     sample_db(&legacy, 10, 0, 66).await;
     let mut served = Faulty::start(&legacy, dir.path(), &[]);
-    let url = served.direct_url();
-    let pipeline = Pipeline::new(&url, &served.token, Duration::from_secs(30)).unwrap();
+    let (pipeline, app) = common::pipeline_with_table(&served).await;
     let sql = |s: &str| Statement::new(s, vec![]);
-    pipeline
-        .transaction(vec![sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")])
-        .await
-        .unwrap();
-    let app = remote(&url, &served.token).await;
-    let ids = |app: &Connection| {
-        let app = app.clone();
-        async move {
-            let mut rows = app.query("SELECT id FROM t ORDER BY id", ()).await.unwrap();
-            let mut ids = Vec::new();
-            while let Some(row) = rows.next().await.unwrap() {
-                ids.push(row.get::<i64>(0).unwrap());
-            }
-            ids
-        }
-    };
 
     // Held past sqld's limit while the application waits to write.
     let (mut held, _) = pipeline
@@ -1158,7 +1123,11 @@ async fn a_held_transaction_runs_nothing_after_sqld_timed_it_out() {
     }
     // (The stream is the held transaction's for its life.)
     drop(held);
-    assert_eq!(ids(&app).await, vec![2], "a statement of it landed");
+    assert_eq!(
+        common::ids_in_t(&app).await,
+        vec![2],
+        "a statement of it landed"
+    );
     served.stop();
 }
 

@@ -277,3 +277,44 @@ pub fn say_once_without_sqld() {
         eprintln!("SQLD_BIN is not set: the fault tests run against hrana-test-server serving the file itself")
     });
 }
+
+/// A pipeline straight to `served`'s database with a table `t (id)`
+/// made, and an application's connection beside it: the held-transaction
+/// tests' ground.
+pub async fn pipeline_with_table(
+    served: &Faulty,
+) -> (
+    memory_storage_turso::connect::pipeline::Pipeline,
+    libsql::Connection,
+) {
+    use memory_storage_turso::connect::pipeline::{Pipeline, Statement};
+    let url = served.direct_url();
+    let pipeline = Pipeline::new(&url, &served.token, Duration::from_secs(30)).unwrap();
+    pipeline
+        .transaction(vec![Statement::new(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY)",
+            vec![],
+        )])
+        .await
+        .unwrap();
+    let app = libsql::Builder::new_remote(url, served.token.clone())
+        .build()
+        .await
+        .unwrap()
+        .connect()
+        .unwrap();
+    (pipeline, app)
+}
+
+/// The ids in `t`, in order.
+pub async fn ids_in_t(conn: &libsql::Connection) -> Vec<i64> {
+    let mut rows = conn
+        .query("SELECT id FROM t ORDER BY id", ())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    while let Some(row) = rows.next().await.unwrap() {
+        ids.push(row.get::<i64>(0).unwrap());
+    }
+    ids
+}
