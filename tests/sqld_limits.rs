@@ -1032,6 +1032,68 @@ async fn online_over_a_slow_network_ends_while_the_application_writes() {
     assert_exact_and_app_rows_kept(&mut served, &summary, written).await;
 }
 
+/// `--online` over a 20 ms round trip while the application writes through
+/// sqld, the client killed (SIGKILL) twice, where most of its batches are
+/// transactions held across requests: each kill leaves at most a
+/// transaction open on sqld, which it rolls back; the next run takes the
+/// lock over, resumes, and ends with the targets equal to the legacy
+/// table, the application's rows included.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_of_an_online_run_while_the_application_writes_then_resume() {
+    if !have_sqld() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 1500, 0, 71).await;
+    let mut served = Faulty::start(&legacy, dir.path(), &["--delay-ms", "20"]);
+    let watch = remote(&served.direct_url(), &served.token).await;
+    let running = Arc::new(AtomicBool::new(true));
+    let writer = tokio::spawn(online_application(
+        remote(&served.direct_url(), &served.token).await,
+        running.clone(),
+    ));
+    let args = [
+        "--execute",
+        "--online",
+        "--no-vector-index",
+        "--batch-size",
+        "100",
+        "--max-retries",
+        "10",
+    ];
+    let checkpoint = "SELECT rows_written FROM embedding_migration_checkpoint WHERE id = 1";
+    let mut killed = 0;
+    for rows in [300, 800] {
+        let mut child = migrate(&served.url(), &served.token, &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            if table_exists(&watch, "embedding_migration_checkpoint").await
+                && scalar(&watch, checkpoint).await.unwrap_or(0) >= rows
+            {
+                killed += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(killed, 2, "the kills did not land mid-copy");
+    let out = migrate(&served.url(), &served.token, &args).output_within(RUN_LIMIT);
+    running.store(false, Ordering::SeqCst);
+    let written = writer.await.unwrap();
+    let out = out.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(written > 5, "the application hardly wrote: {written}");
+    assert_exact_and_app_rows_kept(&mut served, &summary, written).await;
+}
+
 /// The pipeline's transaction in one request stops at its first failing
 /// statement: the statements after it do not run, inside or outside the
 /// transaction; nothing of it lands; no lock is left held; and the next
