@@ -345,17 +345,7 @@ impl Pipeline {
                 error: step_error(e, "BEGIN IMMEDIATE"),
             });
         }
-        let committed = matches!(results.get(commit), Some(Some(_)));
-        let commit_error = errors
-            .get(commit)
-            .and_then(Option::as_ref)
-            .map(|e| step_error(e, "COMMIT"));
-        let outcomes = collect(results, errors, 1, n)?;
-        match (committed, commit_error) {
-            (true, _) => Ok(outcomes),
-            (false, Some(error)) => Err(Failure::Step { step: n, error }),
-            (false, None) => Err(Failure::Request(lost("the server did not run the COMMIT"))),
-        }
+        committed(results, errors, 1, n)
     }
 
     /// Sends one batch on the stream (only on stream `on`, when given) and
@@ -521,6 +511,28 @@ fn step(s: Statement, want_rows: bool, condition: Option<proto::BatchCond>) -> p
     let mut stmt = proto::Stmt::new(s.sql, want_rows);
     stmt.args = s.args.into_iter().map(to_proto).collect();
     proto::BatchStep { condition, stmt }
+}
+
+/// The outcomes of statements `first..first + n` of a batch whose step
+/// `first + n` is its `COMMIT`: only if the `COMMIT` ran and succeeded.
+fn committed(
+    results: Vec<Option<proto::StmtResult>>,
+    errors: Vec<Option<proto::Error>>,
+    first: usize,
+    n: usize,
+) -> Result<Vec<Outcome>, Failure> {
+    let commit = first + n;
+    let ran = matches!(results.get(commit), Some(Some(_)));
+    let commit_error = errors
+        .get(commit)
+        .and_then(Option::as_ref)
+        .map(|e| step_error(e, "COMMIT"));
+    let outcomes = collect(results, errors, first, n)?;
+    match (ran, commit_error) {
+        (true, _) => Ok(outcomes),
+        (false, Some(error)) => Err(Failure::Step { step: n, error }),
+        (false, None) => Err(Failure::Request(lost("the server did not run the COMMIT"))),
+    }
 }
 
 /// The outcomes of steps `first..first + n`, or the first error among them.

@@ -18,7 +18,9 @@
 use libsql_hrana::proto;
 use tokio::sync::MutexGuard;
 
-use super::{collect, lost, ok, step, step_error, Failure, Outcome, Pipeline, Statement, Stream};
+use super::{
+    collect, committed, ok, step, step_error, Failure, Outcome, Pipeline, Statement, Stream,
+};
 
 /// A write transaction open on a pipeline's stream
 /// ([`Pipeline::begin_held`]). Dropped while open, it leaves its stream
@@ -111,17 +113,7 @@ impl Held<'_> {
         if ended(&results, &errors) {
             return Err(Failure::Ended);
         }
-        let committed = matches!(results.get(n), Some(Some(_)));
-        let commit_error = errors
-            .get(n)
-            .and_then(Option::as_ref)
-            .map(|e| step_error(e, "COMMIT"));
-        let outcomes = collect(results, errors, 0, n)?;
-        match (committed, commit_error) {
-            (true, _) => Ok(outcomes),
-            (false, Some(error)) => Err(Failure::Step { step: n, error }),
-            (false, None) => Err(Failure::Request(lost("the server did not run the COMMIT"))),
-        }
+        committed(results, errors, 0, n)
     }
 
     /// Rolls the transaction back (where its stream is still there to ask).
