@@ -20,6 +20,7 @@ use super::compare::{judge, Finding, Ownership};
 use super::error::Result;
 use super::pass::Pass;
 pub use super::report::OnlineReport;
+use crate::connect::pipeline::Statement;
 use crate::decode::row::Key;
 use crate::error::DbContext;
 use crate::schema::{object_exists, LEGACY_TABLE};
@@ -100,14 +101,21 @@ pub async fn uninstall(conn: &Connection) -> Result<()> {
     super::write::in_transaction(conn, "removing the online-migration triggers", remove(conn)).await
 }
 
+/// The statement reading up to `limit` logged changes, oldest first:
+/// `(rowid, key)`.
+fn logged_statement(limit: usize) -> Statement {
+    Statement::new(
+        format!("SELECT rowid, embedding_id FROM {CHANGES_TABLE} ORDER BY rowid LIMIT ?1"),
+        vec![Value::Integer(limit.min(i64::MAX as usize) as i64)],
+    )
+}
+
 /// Up to `limit` logged changes, oldest first: `(rowid, key)`.
 async fn logged(conn: &Connection, limit: usize) -> Result<Vec<(i64, Key)>> {
     let ctx = || format!("reading {CHANGES_TABLE}");
+    let statement = logged_statement(limit);
     let mut rows = conn
-        .query(
-            &format!("SELECT rowid, embedding_id FROM {CHANGES_TABLE} ORDER BY rowid LIMIT ?1"),
-            [limit as i64],
-        )
+        .query(&statement.sql, statement.args)
         .await
         .db_context(ctx)?;
     let mut out = Vec::new();
@@ -126,12 +134,8 @@ async fn logged(conn: &Connection, limit: usize) -> Result<Vec<(i64, Key)>> {
 /// over an 80 ms round trip a turn of about fifty changes outlasted sqld's
 /// 5 s transaction limit every time an application waited to write.
 async fn forget(conn: &Connection, done: &[(i64, Key)]) -> Result<()> {
-    for chunk in done.chunks(KEYS_PER_BATCH) {
-        let params: Vec<Value> = chunk
-            .iter()
-            .flat_map(|(rowid, key)| [Value::Integer(*rowid), key.0.clone()])
-            .collect();
-        conn.execute(&forget_sql(chunk.len()), params)
+    for (chunk, statement) in done.chunks(KEYS_PER_BATCH).zip(forget_statements(done)) {
+        conn.execute(&statement.sql, statement.args)
             .await
             .db_context(|| {
                 format!(
@@ -145,19 +149,30 @@ async fn forget(conn: &Connection, done: &[(i64, Key)]) -> Result<()> {
     Ok(())
 }
 
-/// `DELETE FROM {CHANGES_TABLE} WHERE rowid = ? AND embedding_id = ? OR …`
-/// for `n` changes.
-fn forget_sql(n: usize) -> String {
+/// Statements forgetting the mirrored `changes`, a batch's worth each:
+/// `DELETE FROM {CHANGES_TABLE} WHERE rowid = ? AND embedding_id = ? OR …`.
+fn forget_statements(changes: &[(i64, Key)]) -> Vec<Statement> {
     let one = "(rowid = ? AND embedding_id = ?)";
-    format!(
-        "DELETE FROM {CHANGES_TABLE} WHERE rowid = ? AND embedding_id = ?{}",
-        format!(" OR {one}").repeat(n.saturating_sub(1))
-    )
+    changes
+        .chunks(KEYS_PER_BATCH)
+        .map(|chunk| {
+            let sql = format!(
+                "DELETE FROM {CHANGES_TABLE} WHERE rowid = ? AND embedding_id = ?{}",
+                format!(" OR {one}").repeat(chunk.len() - 1)
+            );
+            let args = chunk
+                .iter()
+                .flat_map(|(rowid, key)| [Value::Integer(*rowid), key.0.clone()])
+                .collect();
+            Statement::new(sql, args)
+        })
+        .collect()
 }
 
-/// The keys of `changes`, deduplicated and sorted.
-fn keys(changes: &[(i64, Key)]) -> Vec<Key> {
+/// The keys of `changes` and `also`, deduplicated and sorted.
+fn keys(changes: &[(i64, Key)], also: &[Key]) -> Vec<Key> {
     let mut keys: Vec<Key> = changes.iter().map(|(_, k)| k.clone()).collect();
+    keys.extend(also.iter().cloned());
     keys.sort();
     keys.dedup();
     keys
@@ -215,7 +230,7 @@ async fn turn(mut pass: Pass<'_, '_>) -> Result<Option<usize>> {
     }
     // Read under the write lock: nothing can change in between.
     writer.begin().await?;
-    let window = layout.keys_window(conn, &keys(&changes)).await?;
+    let window = layout.keys_window(conn, &keys(&changes, &[])).await?;
     let findings = with_rejections(judge(window), rejected);
     apply(findings, writer, Quarantine::Always, observer).await?;
     forget(conn, &changes).await?;
@@ -304,10 +319,7 @@ async fn final_step(mut pass: Pass<'_, '_>, also: &[Key], retrying: bool) -> Res
     } = pass;
     writer.begin().await?;
     let changes = logged(conn, usize::MAX >> 1).await?;
-    let mut keys = keys(&changes);
-    keys.extend(also.iter().cloned());
-    keys.sort();
-    keys.dedup();
+    let keys = keys(&changes, also);
     for chunk in keys.chunks(KEYS_PER_BATCH) {
         let findings = with_rejections(judge(layout.keys_window(conn, chunk).await?), rejected);
         apply(findings, writer, Quarantine::Always, observer).await?;
@@ -332,7 +344,10 @@ mod tests {
     fn keys_are_sorted_and_unique() {
         let k = |s: &str| Key(Value::Text(s.into()));
         let changes = vec![(3, k("b")), (1, k("a")), (5, k("b"))];
-        assert_eq!(keys(&changes), vec![k("a"), k("b")]);
+        assert_eq!(
+            keys(&changes, &[k("c"), k("a")]),
+            vec![k("a"), k("b"), k("c")]
+        );
     }
 
     #[tokio::test]

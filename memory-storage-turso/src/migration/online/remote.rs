@@ -18,7 +18,9 @@
 
 use libsql::Value;
 
-use super::{forget_sql, keys, remove_sql, unsettled, CHANGES_TABLE, KEYS_PER_BATCH};
+use super::{
+    forget_statements, keys, logged_statement, remove_sql, unsettled, CHANGES_TABLE, KEYS_PER_BATCH,
+};
 use crate::connect::pipeline::{Held, Outcome, Statement};
 use crate::decode::row::Key;
 use crate::migration::apply::{apply, with_rejections, Quarantine};
@@ -72,23 +74,16 @@ pub(super) async fn mirror(
         observer,
         ..
     } = pass;
-    let logged = Statement::new(
-        format!("SELECT rowid, embedding_id FROM {CHANGES_TABLE} ORDER BY rowid LIMIT ?1"),
-        vec![Value::Integer(limit.min(i64::MAX as usize) as i64)],
-    );
     let (mut held, answers) = remote
         .pipeline
-        .begin_held(vec![logged])
+        .begin_held(vec![logged_statement(limit)])
         .await
         .map_err(|f| f.in_context(format!("reading {CHANGES_TABLE} under the write lock")))?;
     writer.begin_deferred();
     let told = Withheld::default();
     let prepared = async {
         let changes = changes_of(answers)?;
-        let mut keys = keys(&changes);
-        keys.extend(also.iter().cloned());
-        keys.sort();
-        keys.dedup();
+        let keys = keys(&changes, also);
         if keys.is_empty() && !last {
             return Ok(Prepared::Empty);
         }
@@ -185,20 +180,6 @@ fn changes_of(answers: Vec<Outcome>) -> Result<Vec<(i64, Key)>> {
                 }
                 .into()),
             }
-        })
-        .collect()
-}
-
-/// Statements forgetting the mirrored `changes`, a batch's worth each.
-fn forget_statements(changes: &[(i64, Key)]) -> Vec<Statement> {
-    changes
-        .chunks(KEYS_PER_BATCH)
-        .map(|chunk| {
-            let args = chunk
-                .iter()
-                .flat_map(|(rowid, key)| [Value::Integer(*rowid), key.0.clone()])
-                .collect();
-            Statement::new(forget_sql(chunk.len()), args)
         })
         .collect()
 }
