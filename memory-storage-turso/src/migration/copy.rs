@@ -12,7 +12,7 @@ use super::compare::judge;
 use super::error::MigrateError;
 use super::error::Result;
 use super::locked;
-use super::observer::{Observer, Phase};
+use super::observer::{Observer, Phase, Withheld};
 use super::pass::{Flow, Pass};
 use super::scan::{Layout, Limits, ReadAt, RemoteReads};
 use super::windows::{WindowWork, Windows};
@@ -267,23 +267,13 @@ async fn read_again_locked(
         if let Some(k) = checkpoint {
             writer.checkpoint(k).await?;
         }
-        Ok::<_, MigrateError>(applied)
+        Ok::<_, MigrateError>(Some((applied, Vec::new())))
     }
     .await;
-    let applied = match prepared {
-        Ok(applied) => applied,
-        Err(e) => {
-            held.rollback().await;
-            return Err(e);
-        }
-    };
-    if locked::commit(conn, writer, held, Vec::new())
-        .await?
-        .is_none()
-    {
+    let settled = locked::settle(conn, writer, held, prepared, (told, observer));
+    let Some(applied) = settled.await? else {
         return Ok(None);
-    }
-    told.tell(observer);
+    };
     Ok(Some(Step {
         upper: upper.cloned(),
         rows,
@@ -291,27 +281,6 @@ async fn read_again_locked(
         removed: applied.removed,
         read_again: true,
     }))
-}
-
-/// What a deferred batch would tell the observer, held until it commits.
-#[derive(Default)]
-pub(crate) struct Withheld(std::sync::Mutex<Vec<(String, crate::decode::BadRowReason)>>);
-
-impl Withheld {
-    /// Tells `observer` what was held back (the batch committed).
-    pub(crate) fn tell(self, observer: &dyn super::observer::Observer) {
-        for (key, reason) in self.0.into_inner().unwrap_or_default() {
-            observer.row_quarantined(&key, &reason);
-        }
-    }
-}
-
-impl super::observer::Observer for Withheld {
-    fn row_quarantined(&self, embedding_id: &str, reason: &crate::decode::BadRowReason) {
-        if let Ok(mut held) = self.0.lock() {
-            held.push((embedding_id.to_string(), reason.clone()));
-        }
-    }
 }
 
 /// A judging thread's findings (its panic, if it panicked, goes on here).

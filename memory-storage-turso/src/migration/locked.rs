@@ -3,7 +3,8 @@
 //! batch read again after its guard failed, a verification window
 //! repaired, a turn of the online mirror. What they share: the window
 //! read with `BEGIN IMMEDIATE`, writes sent with the reads that check
-//! them, the commit with the lock's refresh. Where this way cannot go —
+//! them, the commit with the lock's refresh, and what the work would tell
+//! the observer told once it is committed. Where this way cannot go —
 //! a row the database refuses (the statement-by-statement way names it),
 //! an answer too large for the server — each answers `None`: nothing of
 //! the attempt is kept, and the caller makes it through the `libsql`
@@ -12,6 +13,7 @@
 use libsql::Connection;
 
 use super::error::{MigrateError, Result};
+use super::observer::{Observer, Withheld};
 use super::scan::{too_large, Layout, RemoteReads, Window};
 use super::write::{BatchWriter, Deferred};
 use crate::connect::pipeline::{Failure, Held, Statement};
@@ -72,9 +74,34 @@ pub(crate) async fn write_and_read(
     }
 }
 
+/// Ends `held` after the work `prepared` in it. `Some((value, extra))`:
+/// commits it with the writer's deferred writes and `extra`, then tells
+/// `observer` what `told` held back, and answers `Some(value)`; `None`,
+/// or an error, rolls it back. `None`: nothing of it was kept.
+pub(crate) async fn settle<T>(
+    conn: &Connection,
+    writer: &mut BatchWriter<'_>,
+    held: Held<'_>,
+    prepared: Result<Option<(T, Vec<Statement>)>>,
+    (told, observer): (Withheld, &dyn Observer),
+) -> Result<Option<T>> {
+    let (value, extra) = match prepared {
+        Ok(Some(ready)) => ready,
+        other => {
+            held.rollback().await;
+            return other.map(|_| None);
+        }
+    };
+    if commit(conn, writer, held, extra).await?.is_none() {
+        return Ok(None);
+    }
+    told.tell(observer);
+    Ok(Some(value))
+}
+
 /// Commits `held` with the writer's deferred writes, then `extra`
 /// ([`BatchWriter::commit_held`]): `Some` when committed.
-pub(crate) async fn commit(
+async fn commit(
     conn: &Connection,
     writer: &mut BatchWriter<'_>,
     held: Held<'_>,

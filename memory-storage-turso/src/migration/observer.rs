@@ -74,3 +74,24 @@ pub trait Observer: Send + Sync {
 pub struct NoopObserver;
 
 impl Observer for NoopObserver {}
+
+/// What a deferred batch would tell the observer, held until it commits.
+#[derive(Default)]
+pub(crate) struct Withheld(std::sync::Mutex<Vec<(String, BadRowReason)>>);
+
+impl Withheld {
+    /// Tells `observer` what was held back (the batch committed).
+    pub(crate) fn tell(self, observer: &dyn Observer) {
+        for (key, reason) in self.0.into_inner().unwrap_or_default() {
+            observer.row_quarantined(&key, &reason);
+        }
+    }
+}
+
+impl Observer for Withheld {
+    fn row_quarantined(&self, embedding_id: &str, reason: &BadRowReason) {
+        if let Ok(mut held) = self.0.lock() {
+            held.push((embedding_id.to_string(), reason.clone()));
+        }
+    }
+}

@@ -11,10 +11,10 @@ use xxhash_rust::xxh3::Xxh3;
 use super::apply::{apply, needs_writes, with_rejections, Quarantine, Rejected};
 use super::backup::{hash_row, TableDigest};
 use super::compare::{judge, Finding, Ownership};
-use super::copy::{joined, Withheld};
+use super::copy::joined;
 use super::error::{MigrateError, Result};
 use super::locked;
-use super::observer::{Observer, Phase};
+use super::observer::{Observer, Phase, Withheld};
 use super::pass::{Flow, Pass};
 use super::report::{Discrepancy, DiscrepancyKind, MigrationReport, Verification};
 use super::scan::{Layout, Limits, ReadAt, RemoteReads, Window};
@@ -360,22 +360,11 @@ async fn repair_locked(
         let after_writes =
             locked::write_and_read(&mut held, layout, writes, reads(), upper.cloned(), context)
                 .await?;
-        Ok::<_, MigrateError>(after_writes.map(|w| (applied.written + applied.removed, w)))
+        let repaired = applied.written + applied.removed;
+        Ok::<_, MigrateError>(after_writes.map(|w| ((repaired, w), Vec::new())))
     }
     .await;
-    match repaired {
-        Ok(Some(done)) => {
-            let committed = locked::commit(conn, writer, held, Vec::new()).await?;
-            if committed.is_some() {
-                told.tell(observer);
-            }
-            Ok(committed.map(|()| done))
-        }
-        other => {
-            held.rollback().await;
-            other
-        }
-    }
+    locked::settle(conn, writer, held, repaired, (told, observer)).await
 }
 
 /// Verifies every row, repairing where `repair` allows, and records the

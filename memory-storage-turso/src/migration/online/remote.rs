@@ -25,9 +25,9 @@ use crate::connect::pipeline::{Held, Outcome, Statement};
 use crate::decode::row::Key;
 use crate::migration::apply::{apply, with_rejections, Quarantine};
 use crate::migration::compare::judge;
-use crate::migration::copy::Withheld;
 use crate::migration::error::{MigrateError, Result};
 use crate::migration::locked;
+use crate::migration::observer::Withheld;
 use crate::migration::pass::Pass;
 use crate::migration::scan::{Layout, RemoteReads, Window};
 
@@ -40,18 +40,6 @@ pub(super) enum Turn {
     /// The final step found this key unsettled: nothing of it was kept.
     Unsettled(String),
     /// Nothing was kept; to be made through the `libsql` connection.
-    Slow,
-}
-
-/// What a turn prepared inside its transaction.
-enum Prepared {
-    Commit {
-        changes: u64,
-        extra: Vec<Statement>,
-        told: Withheld,
-    },
-    Empty,
-    Unsettled(String),
     Slow,
 }
 
@@ -85,11 +73,11 @@ pub(super) async fn mirror(
         let changes = changes_of(answers)?;
         let keys = keys(&changes, also);
         if keys.is_empty() && !last {
-            return Ok(Prepared::Empty);
+            return Ok(Err(Turn::Empty));
         }
         for chunk in keys.chunks(KEYS_PER_BATCH) {
             let Some(window) = read(&mut held, layout, Vec::new(), chunk).await? else {
-                return Ok(Prepared::Slow);
+                return Ok(Err(Turn::Slow));
             };
             let findings = with_rejections(judge(window), rejected);
             apply(findings, writer, Quarantine::Always, &told).await?;
@@ -99,11 +87,11 @@ pub(super) async fn mirror(
                 // keyed: other keys' writes cannot change them).
                 let writes = writer.take_deferred().await?;
                 let Some(window) = read(&mut held, layout, writes, chunk).await? else {
-                    return Ok(Prepared::Slow);
+                    return Ok(Err(Turn::Slow));
                 };
                 let findings = with_rejections(judge(window), rejected);
                 if let Some(key) = unsettled(&findings, writer.policy()) {
-                    return Ok(Prepared::Unsettled(key));
+                    return Ok(Err(Turn::Unsettled(key)));
                 }
             }
         }
@@ -115,33 +103,17 @@ pub(super) async fn mirror(
         } else {
             forget_statements(&changes)
         };
-        Ok::<_, MigrateError>(Prepared::Commit {
-            changes: changes.len() as u64,
-            extra,
-            told,
-        })
+        Ok::<_, MigrateError>(Ok((changes.len() as u64, extra)))
     }
     .await;
-    let (changes, extra, told) = match prepared {
-        Ok(Prepared::Commit {
-            changes,
-            extra,
-            told,
-        }) => (changes, extra, told),
-        other => {
-            held.rollback().await;
-            return match other? {
-                Prepared::Empty => Ok(Turn::Empty),
-                Prepared::Unsettled(key) => Ok(Turn::Unsettled(key)),
-                _ => Ok(Turn::Slow),
-            };
-        }
+    // What ends the turn without a commit, or the commit to make.
+    let (prepared, instead) = match prepared {
+        Ok(Ok(ready)) => (Ok(Some(ready)), Turn::Slow),
+        Ok(Err(turn)) => (Ok(None), turn),
+        Err(e) => (Err(e), Turn::Slow),
     };
-    if locked::commit(conn, writer, held, extra).await?.is_none() {
-        return Ok(Turn::Slow);
-    }
-    told.tell(observer);
-    Ok(Turn::Done(changes))
+    let settled = locked::settle(conn, writer, held, prepared, (told, observer)).await?;
+    Ok(settled.map_or(instead, Turn::Done))
 }
 
 /// `writes`, then the rows of `keys` in every table, in one request of

@@ -127,7 +127,11 @@ impl BatchWriter<'_> {
             }
             Err(failure) => {
                 self.reset_pending();
-                Err(refusal(failure, lock_check, "committing the online mirror"))
+                Err(refusal(
+                    failure,
+                    lock_check,
+                    "committing a transaction held under the write lock",
+                ))
             }
         }
     }
