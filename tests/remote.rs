@@ -1130,11 +1130,12 @@ async fn the_pipeline_speaks_protobuf_where_the_server_has_it_else_json() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_held_transaction_ends_at_a_failed_step_and_commits_what_it_saw() {
     use memory_storage_turso::connect::pipeline::{Failure, Statement};
-    let dir = tempfile::tempdir().unwrap();
-    let legacy = dir.path().join("legacy.db");
-    sample_db(&legacy, 10, 0, 66).await;
-    let mut served = Faulty::start(&legacy, dir.path(), &[]);
-    let (pipeline, app) = common::pipeline_with_table(&served).await;
+    let common::Ground {
+        dir: _dir,
+        mut served,
+        pipeline,
+        app,
+    } = common::pipeline_with_table(66).await;
     let sql = |s: &str| Statement::new(s, vec![]);
 
     let (mut held, _) = pipeline

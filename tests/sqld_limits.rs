@@ -1105,11 +1105,12 @@ async fn a_transaction_in_one_request_stops_at_its_first_failure_and_lands_nothi
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let legacy = dir.path().join("legacy.db");
-    sample_db(&legacy, 10, 0, 64).await;
-    let mut served = Faulty::start(&legacy, dir.path(), &[]);
-    let (pipeline, app) = common::pipeline_with_table(&served).await;
+    let common::Ground {
+        dir: _dir,
+        mut served,
+        pipeline,
+        app,
+    } = common::pipeline_with_table(64).await;
     let sql = |s: &str| Statement::new(s, vec![]);
     let failure = pipeline
         .transaction(vec![
@@ -1149,11 +1150,12 @@ async fn a_held_transaction_runs_nothing_after_sqld_timed_it_out() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let legacy = dir.path().join("legacy.db");
-    sample_db(&legacy, 10, 0, 66).await;
-    let mut served = Faulty::start(&legacy, dir.path(), &[]);
-    let (pipeline, app) = common::pipeline_with_table(&served).await;
+    let common::Ground {
+        dir: _dir,
+        mut served,
+        pipeline,
+        app,
+    } = common::pipeline_with_table(66).await;
     let sql = |s: &str| Statement::new(s, vec![]);
 
     // Held past sqld's limit while the application waits to write.

@@ -278,16 +278,23 @@ pub fn say_once_without_sqld() {
     });
 }
 
-/// A pipeline straight to `served`'s database with a table `t (id)`
-/// made, and an application's connection beside it: the held-transaction
-/// tests' ground.
-pub async fn pipeline_with_table(
-    served: &Faulty,
-) -> (
-    memory_storage_turso::connect::pipeline::Pipeline,
-    libsql::Connection,
-) {
+/// The held-transaction tests' ground: a small legacy file (`seed`)
+/// served, a pipeline straight to its database with a table `t (id)`
+/// made, and an application's connection beside it.
+pub struct Ground {
+    /// Holds the served file.
+    pub dir: tempfile::TempDir,
+    pub served: Faulty,
+    pub pipeline: memory_storage_turso::connect::pipeline::Pipeline,
+    pub app: libsql::Connection,
+}
+
+pub async fn pipeline_with_table(seed: u64) -> Ground {
     use memory_storage_turso::connect::pipeline::{Pipeline, Statement};
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    test_support::sample_db(&legacy, 10, 0, seed).await;
+    let served = Faulty::start(&legacy, dir.path(), &[]);
     let url = served.direct_url();
     let pipeline = Pipeline::new(&url, &served.token, Duration::from_secs(30)).unwrap();
     pipeline
@@ -303,7 +310,12 @@ pub async fn pipeline_with_table(
         .unwrap()
         .connect()
         .unwrap();
-    (pipeline, app)
+    Ground {
+        dir,
+        served,
+        pipeline,
+        app,
+    }
 }
 
 /// The ids in `t`, in order.
