@@ -926,14 +926,33 @@ async fn migrate_beside_online_application(
     args: &[&str],
     limit: Duration,
 ) -> (std::io::Result<Output>, u64) {
-    let running = Arc::new(AtomicBool::new(true));
-    let writer = tokio::spawn(online_application(
-        remote(&served.direct_url(), &served.token).await,
-        running.clone(),
-    ));
+    let app = OnlineApp::start(served).await;
     let out = migrate(&served.url(), &served.token, args).output_within(limit);
-    running.store(false, Ordering::SeqCst);
-    (out, writer.await.unwrap())
+    (out, app.stop().await)
+}
+
+/// [`online_application`] writing straight to `served`'s sqld until
+/// stopped.
+struct OnlineApp {
+    running: Arc<AtomicBool>,
+    writer: tokio::task::JoinHandle<u64>,
+}
+
+impl OnlineApp {
+    async fn start(served: &Faulty) -> Self {
+        let running = Arc::new(AtomicBool::new(true));
+        let writer = tokio::spawn(online_application(
+            remote(&served.direct_url(), &served.token).await,
+            running.clone(),
+        ));
+        OnlineApp { running, writer }
+    }
+
+    /// Stops it; the rows it wrote.
+    async fn stop(self) -> u64 {
+        self.running.store(false, Ordering::SeqCst);
+        self.writer.await.unwrap()
+    }
 }
 
 /// With the server stopped, its file (returned): each of the
@@ -1049,11 +1068,7 @@ async fn sigkill_of_an_online_run_while_the_application_writes_then_resume() {
     let summary = sample_db(&legacy, 1500, 0, 71).await;
     let mut served = Faulty::start(&legacy, dir.path(), &["--delay-ms", "20"]);
     let watch = remote(&served.direct_url(), &served.token).await;
-    let running = Arc::new(AtomicBool::new(true));
-    let writer = tokio::spawn(online_application(
-        remote(&served.direct_url(), &served.token).await,
-        running.clone(),
-    ));
+    let app = OnlineApp::start(&served).await;
     let args = [
         "--execute",
         "--online",
@@ -1086,8 +1101,7 @@ async fn sigkill_of_an_online_run_while_the_application_writes_then_resume() {
     }
     assert_eq!(killed, 2, "the kills did not land mid-copy");
     let out = migrate(&served.url(), &served.token, &args).output_within(RUN_LIMIT);
-    running.store(false, Ordering::SeqCst);
-    let written = writer.await.unwrap();
+    let written = app.stop().await;
     let out = out.unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(written > 5, "the application hardly wrote: {written}");
