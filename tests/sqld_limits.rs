@@ -232,12 +232,17 @@ async fn rows_past_the_checkpoint(conn: &Connection) -> i64 {
 
 /// The fields of each copy batch's event in a `--log-file`, in order.
 fn copy_batches(log: &Path) -> Vec<serde_json::Value> {
+    batches_of(log, "copy")
+}
+
+/// The fields of each batch's event of `phase` in a `--log-file`, in order.
+fn batches_of(log: &Path, phase: &str) -> Vec<serde_json::Value> {
     std::fs::read_to_string(log)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .map(|e| e["fields"].clone())
-        .filter(|f| f["message"] == "batch committed" && f["phase"] == "copy")
+        .filter(|f| f["message"] == "batch committed" && f["phase"] == phase)
         .collect()
 }
 
@@ -976,6 +981,10 @@ async fn assert_exact_and_app_rows_kept(
 /// sqld for the whole run (what exited 1 with TRANSACTION_TIMEOUT), one
 /// catch-up transaction held past sqld's 5 s: one run ends with the
 /// targets equal to the legacy table, the application's rows included.
+/// `embeddings_384` gets the quantized scan index, built in batches beside
+/// the table as the DiskANN ones are: one `CREATE INDEX` holds the write
+/// lock for as long as it sorts the whole table, and sqld rolls it back
+/// when the application has waited 5 s.
 #[tokio::test(flavor = "multi_thread")]
 async fn online_with_an_application_writing_through_sqld_for_the_whole_run() {
     if !have_sqld() {
@@ -990,28 +999,41 @@ async fn online_with_an_application_writing_through_sqld_for_the_whole_run() {
     // wrote during the copy) is held past sqld's 5 s while the
     // application waits to write.
     served.proxy.arm(&stall(CHANGE_FORGET, 0, 8_000));
+    let log = dir.path().join("log.jsonl");
     let args = [
         "--execute",
         "--online",
         "--no-index-plan",
+        "--index-options",
+        "embeddings_384=scan",
         "--max-retries",
         "10",
+        "--log-file",
+        log.to_str().unwrap(),
     ];
     let (out, written) = migrate_beside_online_application(&served, &args, RUN_LIMIT).await;
     let out = out.unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(written > 5, "the application hardly wrote: {written}");
     assert_eq!(served.proxy.stats()["armed"], 0, "the hold never happened");
+    let scan_batches = batches_of(&log, "scan index");
+    assert!(scan_batches.len() >= 2, "{scan_batches:?}");
     let conn = assert_exact_and_app_rows_kept(&mut served, &summary, written).await;
-    for t in [
-        "embeddings_384",
-        "embeddings_1024",
-        "embeddings_1536",
-        "embeddings_3072",
-    ] {
+    for t in ["embeddings_1024", "embeddings_1536", "embeddings_3072"] {
         let index = format!("idx_{t}_vector");
         assert!(table_exists(&conn, &index).await, "{index} is missing");
     }
+    assert!(!table_exists(&conn, "idx_embeddings_384_vector").await);
+    assert!(!table_exists(&conn, "embeddings_384_indexing").await);
+    assert_eq!(
+        memory_storage_turso::scan_index::state(
+            &conn,
+            memory_storage_turso::schema::TargetTable::D384
+        )
+        .await
+        .unwrap(),
+        memory_storage_turso::scan_index::ScanIndex::Present
+    );
 }
 
 /// `--online` over a 200 ms round trip while the application writes a

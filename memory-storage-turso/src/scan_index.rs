@@ -17,6 +17,9 @@ pub enum ScanIndex {
     Missing,
     /// The scan index itself, on the table, as the migration makes it.
     Present,
+    /// The scan index on the table's indexing table: a build in batches
+    /// (the migration's) not yet swapped in.
+    Building,
     /// Another object: a table, a view, or another index.
     Taken,
 }
@@ -38,11 +41,25 @@ pub async fn state(conn: &Connection, table: TargetTable) -> Result<ScanIndex> {
     let Some(row) = rows.next().await.db_context(ctx)? else {
         return Ok(ScanIndex::Missing);
     };
-    let ours = row.get::<String>(0).db_context(ctx)? == "index"
-        && row.get::<String>(1).db_context(ctx)? == table.name()
-        && row.get::<Option<String>>(2).db_context(ctx)?.as_deref() == Some(sql.as_str());
-    Ok(if ours {
+    let (kind, on, found) = (
+        row.get::<String>(0).db_context(ctx)?,
+        row.get::<String>(1).db_context(ctx)?,
+        row.get::<Option<String>>(2).db_context(ctx)?,
+    );
+    if kind != "index" {
+        return Ok(ScanIndex::Taken);
+    }
+    let among = |forms: &[Option<String>]| found.is_some() && forms.contains(&found);
+    // Built in batches, the indexing table was renamed to the table's
+    // name, which SQLite writes back into the index's SQL quoted.
+    let renamed = table.scan_index_sql_on(&format!("\"{}\"", table.name()));
+    let building = table.indexing_table();
+    Ok(if on == table.name() && among(&[Some(sql), renamed]) {
         ScanIndex::Present
+    } else if building == Some(on.as_str())
+        && among(&[building.and_then(|b| table.scan_index_sql_on(b))])
+    {
+        ScanIndex::Building
     } else {
         ScanIndex::Taken
     })

@@ -213,12 +213,16 @@ impl TargetTable {
     /// dimensions, against one row in two pages). No `IF NOT EXISTS`: an
     /// object of that name that is not this index must not pass for it.
     pub fn scan_index_sql(self) -> Option<String> {
-        self.scan_index_name().map(|name| {
-            format!(
-                "CREATE INDEX {name} ON {}(vector8(embedding_vector))",
-                self.name()
-            )
-        })
+        self.scan_index_sql_on(self.name())
+    }
+
+    /// The scan index of this table (its name), created on the table named
+    /// `on`: the indexing table of a build in batches, or the table's own
+    /// name as SQLite writes it back after that table was renamed in its
+    /// place (`"embeddings_N"`, quoted).
+    pub fn scan_index_sql_on(self, on: &str) -> Option<String> {
+        self.scan_index_name()
+            .map(|name| format!("CREATE INDEX {name} ON {on}(vector8(embedding_vector))"))
     }
 
     /// A subquery of the `limit` rowids (as `id`) nearest to the vector

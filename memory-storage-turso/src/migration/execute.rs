@@ -12,11 +12,11 @@ use super::lock::MigrationLock;
 use super::observer::{Observer, Phase};
 use super::options::MigrationOptions;
 use super::pass::{Flow, Pass};
-use super::report::{MigrationReport, PhaseTiming};
+use super::report::{IndexState, MigrationReport, PhaseTiming};
 use super::write::BatchWriter;
 use super::{
-    backup, built_recall, copy, finalize, index, index_plan, metadata, online, outcome, page_cache,
-    prior, scan_indexes, smoke, verdict, verify, write,
+    backup, built_recall, copy, finalize, index, index_plan, indexing_table, metadata, online,
+    outcome, page_cache, prior, scan_indexes, smoke, verdict, verify, write,
 };
 use crate::db::with_retries;
 use crate::error::DbContext;
@@ -128,27 +128,32 @@ pub(super) async fn execute(
     } else {
         Default::default()
     };
-    let options_of = choices.iter().map(|(t, (o, _))| (*t, *o)).collect();
-    let mut indexed = index::build_indexes(
+    let builder = indexing_table::Builder {
         conn,
-        options.remote.as_ref(),
-        options.build_vector_index,
-        &options_of,
-        retries,
-        index::txn_target(options.local_file.is_some(), online_active),
+        remote: options.remote.as_ref(),
+        max_retries: retries,
+        txn_target: indexing_table::txn_target(options.local_file.is_some(), online_active),
         observer,
+    };
+    // Online, one `CREATE INDEX` of a scan index would hold the write lock
+    // the application waits for as long as it sorts the whole table.
+    let mut indexed = index::build_indexes(
+        &builder,
+        options.build_vector_index,
+        &choices,
+        online_active,
     )
     .await?;
     if indexed.flow != Flow::Stopped {
         let began = std::time::Instant::now();
-        scan_indexes::build(
-            conn,
-            options.remote.as_ref(),
-            &choices,
-            &mut indexed.statuses,
-            retries,
-        )
-        .await?;
+        scan_indexes::build(&builder, &choices, &mut indexed.statuses).await?;
+        if indexed
+            .statuses
+            .iter()
+            .any(|s| s.status == IndexState::Stopped)
+        {
+            indexed.flow = Flow::Stopped;
+        }
         indexed.timing.seconds += began.elapsed().as_secs_f64();
     }
     if options.remote.is_some() {

@@ -1,79 +1,28 @@
 //! The vector-index phase: DiskANN indexes built after the copy, one native
-//! table at a time, resumably and with progress.
-//!
-//! libSQL builds a DiskANN index over existing rows in one long statement:
-//! no progress, and a crash starts it over. Instead, each table's index is
-//! created on an empty *indexing table* of the same shape, the rows are
-//! copied into it in rowid order, a batch per transaction with its progress
-//! committed alongside, and triggers mirror any write to the live table
-//! meanwhile. When every row is in, one transaction drops the live table
-//! and renames the indexing table in its place (rowids kept), so the index
-//! ends up exactly as `CREATE INDEX … ON embeddings_N` would have made it.
-//! The verification that follows compares every row with its source.
+//! table at a time, resumably and with progress, each in batches beside
+//! its table ([`super::indexing_table`]); so too the quantized scan indexes
+//! the plan chose where one `CREATE INDEX` would hold the write lock while
+//! an application writes (online). The verification that follows compares
+//! every row with its source.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use libsql::{Connection, Value};
 
 use super::error::Result;
 use super::index_eta;
-use super::observer::{Observer, Phase};
+use super::index_plan::Choices;
+use super::indexing_table::{count, may_swap, Builder, Made};
+use super::observer::Phase;
 use super::pass::Flow;
 use super::report::{IndexState, IndexStatus, PhaseTiming};
 use super::statements;
-use crate::connect::pipeline::{fail_unless, Failure, Outcome, Pipeline, Statement};
-use crate::db::{with_retries, ErrorClass};
+use crate::connect::pipeline::{Pipeline, Statement};
+use crate::db::with_retries;
 use crate::error::DbContext;
-use crate::schema::{
-    object_exists, TargetTable, VectorIndexOptions, COLUMNS, INDEX_PROGRESS_TABLE,
-    INDEX_PROGRESS_TABLE_SQL,
-};
-
-/// Rows of the first index-build transaction; later ones are sized to
-/// take about [`txn_target`]. DiskANN inserts touch many pages each,
-/// so a transaction's journal and sync amortize over more rows the longer
-/// it is (100-row transactions made the build 1.36× slower than libSQL's
-/// `CREATE INDEX`; 1,000-row ones 1.01×), while a crash loses at most one.
-const FIRST_INDEX_BATCH: i64 = 100;
-/// The wall time an index-build transaction aims at where another writer
-/// may be waiting for it: well under the 5 s sqld gives a write
-/// transaction before a waiting writer (the application) may have it
-/// rolled back, and short for an application writing to a local file
-/// during an online run.
-const SHARED_INDEX_TXN_TARGET: Duration = Duration::from_secs(2);
-/// The wall time an index-build transaction aims at on a local file that
-/// no application writes to (not online): what a crash loses at most, and
-/// how long the first Ctrl-C waits. Each transaction journals and syncs
-/// every page it changes once, and a DiskANN insert rewrites the blocks of
-/// dozens of neighbours, all of them old pages after the first commit;
-/// while the index is young that is most of it, so with short
-/// transactions the cost of a row grows with the index. Measured building
-/// 8,000 clustered 1,536-dimension rows with float8 neighbours (one run
-/// each): 10 s transactions 21.3 ms a row in all, from 17 to 29 ms a row
-/// as the index grew (0.5 to 6.4 MB written a row); 30 s ones 16.9 ms;
-/// 60 s ones 16.7 ms; one transaction 16.2 ms. (Earlier, on 35,110 rows
-/// of 384 dimensions with libSQL's default options: 2 s transactions
-/// 860 s and 184 GB written, 10 s ones 830 s and 122 GB, 755 s with
-/// SQLite's default page cache; libSQL's own `CREATE INDEX` 535 s.)
-const LOCAL_INDEX_TXN_TARGET: Duration = Duration::from_secs(30);
-
-/// The wall time the index phase's transactions aim at.
-pub(crate) fn txn_target(local: bool, online: bool) -> Duration {
-    if local && !online {
-        LOCAL_INDEX_TXN_TARGET
-    } else {
-        SHARED_INDEX_TXN_TARGET
-    }
-}
-
-async fn count(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<i64> {
-    let n = crate::db::query_i64(conn, sql, params, || {
-        format!("counting for the index build ({sql})")
-    })
-    .await?;
-    Ok(n.unwrap_or(0))
-}
+use crate::scan_index::{self, ScanIndex};
+use crate::schema::{object_exists, TargetTable, VectorIndexOptions, INDEX_PROGRESS_TABLE};
+use crate::search_plan::TableSearch;
 
 /// Where the index of `table` stands.
 enum BuildState {
@@ -100,150 +49,6 @@ async fn index_state(conn: &Connection, table: TargetTable) -> Result<BuildState
     })
 }
 
-fn column_list() -> String {
-    COLUMNS.join(", ")
-}
-
-/// Sets up the indexing table, its index, the mirroring triggers and the
-/// progress row, in one transaction.
-async fn start_build(
-    conn: &Connection,
-    remote: Option<&Pipeline>,
-    table: TargetTable,
-    options: &VectorIndexOptions,
-) -> Result<()> {
-    let (Some(building), Some(index_sql)) = (
-        table.indexing_table(),
-        options.sql_on(table, table.indexing_table().unwrap_or_default()),
-    ) else {
-        return Ok(());
-    };
-    let live = table.name();
-    let cols = column_list();
-    let new_cols: String = COLUMNS
-        .iter()
-        .map(|c| format!("new.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let plain = |sql: String| Statement::new(sql, vec![]);
-    let mut steps = vec![
-        plain(format!("DROP TABLE IF EXISTS {building}")),
-        plain(table.create_table_sql_named(building)),
-        plain(index_sql),
-    ];
-    for (event, body) in [
-        ("INSERT", format!("INSERT OR REPLACE INTO {building} (rowid, {cols}) VALUES (new.rowid, {new_cols});")),
-        ("UPDATE", format!("DELETE FROM {building} WHERE rowid = old.rowid; INSERT OR REPLACE INTO {building} (rowid, {cols}) VALUES (new.rowid, {new_cols});")),
-        ("DELETE", format!("DELETE FROM {building} WHERE rowid = old.rowid;")),
-    ] {
-        steps.push(plain(format!(
-            "CREATE TRIGGER IF NOT EXISTS {building}_{} AFTER {event} ON {live} BEGIN {body} END",
-            event.to_lowercase()
-        )));
-    }
-    steps.push(plain(INDEX_PROGRESS_TABLE_SQL.to_string()));
-    steps.push(Statement::new(
-        format!("INSERT OR REPLACE INTO {INDEX_PROGRESS_TABLE} (target_table, last_rowid) VALUES (?1, 0)"),
-        vec![Value::Text(live.to_string())],
-    ));
-    statements::transaction(conn, remote, steps)
-        .await
-        .map_err(|f| f.in_context(format!("starting the index build of {live}")))?;
-    Ok(())
-}
-
-/// The integer in the first column of a statement's first row.
-fn first_integer(outcome: Option<&Outcome>) -> Option<i64> {
-    match outcome?.rows.first()?.first()? {
-        Value::Integer(i) => Some(*i),
-        _ => None,
-    }
-}
-
-/// Copies the next batch (the next `limit` rows of the live table after
-/// the recorded progress) into the indexing table and moves the progress
-/// past it, in one transaction; returns the rows copied.
-async fn copy_batch(
-    conn: &Connection,
-    remote: Option<&Pipeline>,
-    table: TargetTable,
-    limit: i64,
-) -> Result<u64> {
-    let Some(building) = table.indexing_table() else {
-        return Ok(0);
-    };
-    let live = table.name();
-    let cols = column_list();
-    let progress = format!("SELECT last_rowid FROM {INDEX_PROGRESS_TABLE} WHERE target_table = ?1");
-    let args = || vec![Value::Text(live.to_string()), Value::Integer(limit)];
-    let steps = vec![
-        Statement::new(progress.clone(), vec![Value::Text(live.to_string())]),
-        // A row the triggers already mirrored is newer than this copy: keep it.
-        Statement::new(
-            format!("INSERT OR IGNORE INTO {building} (rowid, {cols}) SELECT rowid, {cols} FROM {live} WHERE rowid > ({progress}) ORDER BY rowid LIMIT ?2"),
-            args(),
-        ),
-        // The progress moves to the last row of the same window: the
-        // limit-th row after it, or the table's last.
-        Statement::new(
-            format!(
-                "UPDATE {INDEX_PROGRESS_TABLE} SET last_rowid = coalesce(\
-                 (SELECT rowid FROM {live} WHERE rowid > last_rowid ORDER BY rowid LIMIT 1 OFFSET ?2 - 1), \
-                 (SELECT max(rowid) FROM {live} WHERE rowid > last_rowid), last_rowid) \
-                 WHERE target_table = ?1"
-            ),
-            args(),
-        ),
-        Statement::new(progress, vec![Value::Text(live.to_string())]),
-    ];
-    let outcomes = statements::transaction(conn, remote, steps)
-        .await
-        .map_err(|f| f.in_context(format!("building the vector index of {live}")))?;
-    let before = first_integer(outcomes.first());
-    let after = first_integer(outcomes.get(3));
-    Ok(match (before, after) {
-        (Some(before), Some(after)) if after > before => outcomes[1].affected.max(1),
-        _ => 0,
-    })
-}
-
-/// Puts the indexing table in the live table's place, in one transaction.
-async fn swap(conn: &Connection, remote: Option<&Pipeline>, table: TargetTable) -> Result<()> {
-    let Some(building) = table.indexing_table() else {
-        return Ok(());
-    };
-    let live = table.name();
-    let plain = |sql: String| Statement::new(sql, vec![]);
-    let steps = vec![
-        plain(fail_unless(&format!(
-            "(SELECT count(*) FROM {live}) = (SELECT count(*) FROM {building})"
-        ))),
-        plain(format!("DROP TABLE {live}")),
-        plain(format!("ALTER TABLE {building} RENAME TO {live}")),
-        plain(table.item_index_sql().to_string()),
-        Statement::new(
-            format!("DELETE FROM {INDEX_PROGRESS_TABLE} WHERE target_table = ?1"),
-            vec![Value::Text(live.to_string())],
-        ),
-    ];
-    match statements::transaction(conn, remote, steps).await {
-        Ok(_) => Ok(()),
-        Err(Failure::Step { step: 0, error })
-            if crate::db::classify(&error) != ErrorClass::Transient =>
-        {
-            let live_rows = count(conn, &format!("SELECT count(*) FROM {live}"), vec![]).await?;
-            let built_rows =
-                count(conn, &format!("SELECT count(*) FROM {building}"), vec![]).await?;
-            Err(super::MigrateError::DropRefused(format!(
-                "the index build of {live} holds {built_rows} rows but the table has {live_rows}; nothing was swapped"
-            )))
-        }
-        Err(f) => Err(f
-            .in_context(format!("finishing the vector index of {live}"))
-            .into()),
-    }
-}
-
 /// Builds the index of a table the migration may not replace with one
 /// `CREATE INDEX` (one request over the network).
 async fn create_in_place(
@@ -259,51 +64,6 @@ async fn create_in_place(
         .await
         .map_err(|f| f.in_context(format!("building the vector index of {table}")))?;
     Ok(())
-}
-
-/// Whether the resumable build may put a new table in `table`'s place:
-/// only when this migration created the table and nothing but its own
-/// objects hang on it. A table that was there before (the application's,
-/// with perhaps columns, indexes or triggers of its own) is never
-/// replaced: its index is built in place with one `CREATE INDEX`. So too
-/// when an object with the name of the indexing table or of its triggers
-/// is there and this migration did not create it: the build drops and
-/// makes those anew, and a user's object is never dropped.
-async fn may_swap(conn: &Connection, table: TargetTable) -> Result<bool> {
-    let before = super::prior::objects(conn).await?;
-    let created_tables = super::metadata::created_tables(conn).await?;
-    let created_here = |name: &str| match &before {
-        Some(before) => !before.contains(name),
-        None => created_tables.iter().any(|n| n == name),
-    };
-    if !created_here(table.name())
-        || crate::schema::table_columns(conn, table.name()).await? != COLUMNS
-    {
-        return Ok(false);
-    }
-    if let Some(building) = table.indexing_table() {
-        let names = ["", "_insert", "_update", "_delete"].map(|s| format!("{building}{s}"));
-        for name in names {
-            if !created_here(&name) && object_exists(conn, &name).await? {
-                return Ok(false);
-            }
-        }
-    }
-    let own = super::prior::own_object_names();
-    let ctx = || format!("listing the objects on {table}");
-    let mut rows = conn
-        .query(
-            "SELECT name FROM sqlite_master WHERE tbl_name = ?1 AND name <> ?1 AND name NOT LIKE 'sqlite_%'",
-            [table.name()],
-        )
-        .await
-        .db_context(ctx)?;
-    while let Some(row) = rows.next().await.db_context(ctx)? {
-        if !own.contains(&row.get::<String>(0).db_context(ctx)?) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 /// Rows still to index in `table` (for progress totals).
@@ -333,17 +93,65 @@ pub(crate) struct Indexed {
     pub flow: Flow,
 }
 
-/// Builds each missing DiskANN index (or records that it was skipped).
-pub(crate) async fn build_indexes(
+/// What the phase does for one native table.
+enum Job {
+    /// Its DiskANN index, standing so.
+    Vector(BuildState),
+    /// Its scan index in batches; `true` resumes a build. (Made in one
+    /// statement otherwise, after the phase: [`super::scan_indexes`].)
+    Scan(bool),
+}
+
+/// Decides `table`'s job. A scan index is built in batches where
+/// `scan_in_batches` asks it, where such a build was stopped, and where
+/// it replaces a DiskANN build of an earlier plan (an indexing table of
+/// the migration's, dropped by the new build).
+async fn job(
     conn: &Connection,
-    remote: Option<&Pipeline>,
+    table: TargetTable,
+    choices: &Choices,
     build: bool,
-    options_of: &std::collections::BTreeMap<TargetTable, Option<VectorIndexOptions>>,
+    scan_in_batches: bool,
     max_retries: u32,
-    txn_target: Duration,
-    observer: &dyn Observer,
+) -> Result<Job> {
+    let vector = with_retries(max_retries, || index_state(conn, table)).await?;
+    let scan = matches!(choices.get(&table), Some((_, TableSearch::Scan { .. })));
+    if build && scan && with_retries(max_retries, || object_exists(conn, table.name())).await? {
+        let replaces = matches!(vector, BuildState::Building);
+        match with_retries(max_retries, || scan_index::state(conn, table)).await? {
+            ScanIndex::Building => return Ok(Job::Scan(true)),
+            // A DiskANN index already on the table stays (the swap would
+            // drop it): the scan index is made beside it in one statement.
+            ScanIndex::Missing
+                if (scan_in_batches || replaces)
+                    && !matches!(vector, BuildState::Present)
+                    && with_retries(max_retries, || may_swap(conn, table)).await? =>
+            {
+                return Ok(Job::Scan(false))
+            }
+            _ => {}
+        }
+    }
+    Ok(Job::Vector(vector))
+}
+
+/// Builds each missing DiskANN index (or records that it was skipped),
+/// and the scan indexes `choices` asks for where `scan_in_batches`.
+pub(crate) async fn build_indexes(
+    builder: &Builder<'_>,
+    build: bool,
+    choices: &Choices,
+    scan_in_batches: bool,
 ) -> Result<Indexed> {
+    let (conn, remote, max_retries, observer) = (
+        builder.conn,
+        builder.remote,
+        builder.max_retries,
+        builder.observer,
+    );
     let began = Instant::now();
+    // None: libSQL's defaults (no plan); Some(None): no DiskANN index.
+    let options_of = |t: &TargetTable| choices.get(t).map(|(o, _)| *o);
     let mut statuses = Vec::new();
     let mut plan = Vec::new();
     let mut eta_tables = Vec::new();
@@ -352,26 +160,26 @@ pub(crate) async fn build_indexes(
     // server's expiry (sqld: 10 s, say while the index plan was measured
     // locally) is lost at its next request.
     for table in TargetTable::ALL.into_iter().filter(|t| t.is_native()) {
-        let state = with_retries(max_retries, || index_state(conn, table)).await?;
-        let exact = matches!(options_of.get(&table), Some(None));
-        let left = match state {
-            BuildState::Present => 0,
-            BuildState::Missing if exact => 0,
+        let job = job(conn, table, choices, build, scan_in_batches, max_retries).await?;
+        let exact = matches!(options_of(&table), Some(None));
+        let left = match &job {
+            Job::Vector(BuildState::Present) => 0,
+            Job::Vector(BuildState::Missing) if exact => 0,
             _ if !build
                 || !with_retries(max_retries, || object_exists(conn, table.name())).await? =>
             {
                 0
             }
-            BuildState::Building => {
+            Job::Vector(BuildState::Building) | Job::Scan(true) => {
                 with_retries(max_retries, || rows_left(conn, table, true)).await?
             }
-            BuildState::Missing => {
+            Job::Vector(BuildState::Missing) | Job::Scan(false) => {
                 with_retries(max_retries, || rows_left(conn, table, false)).await?
             }
         };
         total += left.max(0) as u64;
-        let start = match state {
-            BuildState::Building if left > 0 => {
+        let start = match &job {
+            Job::Vector(BuildState::Building) | Job::Scan(true) if left > 0 => {
                 (with_retries(max_retries, || rows_left(conn, table, false)).await? - left).max(0)
             }
             _ => 0,
@@ -381,33 +189,43 @@ pub(crate) async fn build_indexes(
             rows: left.max(0) as u64,
             dimension: table.native_dimension().unwrap_or(1),
         });
-        plan.push((table, state));
+        plan.push((table, job));
     }
     let mut eta = index_eta::IndexEta::new(eta_tables);
     observer.phase_started(Phase::VectorIndex, total);
     let mut done = 0u64;
     let mut stopped = false;
-    for (position, (table, state)) in plan.into_iter().enumerate() {
-        let Some(name) = table.vector_index_name() else {
+    for (position, (table, job)) in plan.into_iter().enumerate() {
+        let name = match job {
+            Job::Scan(_) => table.scan_index_name(),
+            _ => table.vector_index_name(),
+        };
+        let Some(name) = name else {
             continue;
         };
         let started = Instant::now();
-        let index_options = &options_of
-            .get(&table)
-            .copied()
-            .flatten()
-            .unwrap_or_default();
-        let status = match state {
-            BuildState::Present => IndexState::Present,
+        let index_options = &options_of(&table).flatten().unwrap_or_default();
+        let mut batch = |n: u64, seconds: f64| {
+            done += n;
+            eta.batch(position, n, seconds);
+            if let Some(left) = eta.seconds_left() {
+                observer.time_left(Phase::VectorIndex, Duration::from_secs_f64(left));
+            }
+            observer.progress(Phase::VectorIndex, done);
+        };
+        let status = match job {
+            Job::Vector(BuildState::Present) => IndexState::Present,
             _ if !build => IndexState::Skipped,
-            BuildState::Missing if matches!(options_of.get(&table), Some(None)) => {
+            Job::Vector(BuildState::Missing) if matches!(options_of(&table), Some(None)) => {
                 IndexState::Exact
             }
             _ if stopped || observer.stop_requested() => {
                 stopped = true;
                 IndexState::Stopped
             }
-            BuildState::Missing if !with_retries(max_retries, || may_swap(conn, table)).await? => {
+            Job::Vector(BuildState::Missing)
+                if !with_retries(max_retries, || may_swap(conn, table)).await? =>
+            {
                 with_retries(max_retries, || {
                     create_in_place(conn, remote, table, index_options)
                 })
@@ -415,87 +233,22 @@ pub(crate) async fn build_indexes(
                 let rows = with_retries(max_retries, || rows_left(conn, table, false))
                     .await?
                     .max(0) as u64;
-                done += rows;
-                eta.batch(position, rows, started.elapsed().as_secs_f64());
-                observer.progress(Phase::VectorIndex, done);
+                batch(rows, started.elapsed().as_secs_f64());
                 IndexState::Built
             }
-            state => {
+            Job::Vector(state) => {
                 let resumed = matches!(state, BuildState::Building);
-                if !resumed {
-                    with_retries(max_retries, || {
-                        start_build(conn, remote, table, index_options)
-                    })
-                    .await?;
-                }
-                let mut limit = FIRST_INDEX_BATCH;
-                loop {
-                    if observer.stop_requested() {
-                        stopped = true;
-                        break;
-                    }
-                    let batch_began = Instant::now();
-                    let requests_before = remote.map(Pipeline::requests);
-                    // A transaction the server rolled back because a writer
-                    // waited for it is tried again with half the rows.
-                    // (Atomic, not a Cell: the run's future must stay Send.)
-                    let tried = AtomicI64::new(limit);
-                    let n = with_retries(max_retries, || {
-                        let (tried, limit) = (&tried, tried.load(Ordering::Relaxed));
-                        async move {
-                            let result = copy_batch(conn, remote, table, limit).await;
-                            if result.as_ref().is_err_and(|e| e.transaction_timed_out()) {
-                                tried.store((limit / 2).max(1), Ordering::Relaxed);
-                            }
-                            result
-                        }
-                    })
-                    .await?;
-                    if n == 0 {
-                        break;
-                    }
-                    let seconds = batch_began.elapsed().as_secs_f64();
-                    let per_row = seconds / n as f64;
-                    // No floor but one row: where rows are slow (DiskANN
-                    // inserts on a remote server), the time target rules.
-                    let sized =
-                        ((txn_target.as_secs_f64() / per_row.max(1e-6)) as i64).clamp(1, 20_000);
-                    // After a timeout, never larger than what went through.
-                    let tried = tried.into_inner();
-                    limit = if tried < limit {
-                        sized.min(tried)
-                    } else {
-                        sized
-                    };
-                    done += n;
-                    tracing::debug!(
-                        target: "memory_storage_turso::batch",
-                        phase = "vector index",
-                        table = table.name(),
-                        rows = n,
-                        rows_done = done,
-                        requests = remote.map(Pipeline::requests).zip(requests_before).map(|(now, before)| now - before),
-                        millis = batch_began.elapsed().as_millis() as u64,
-                        "batch committed"
-                    );
-                    eta.batch(position, n, seconds);
-                    if let Some(left) = eta.seconds_left() {
-                        observer.time_left(Phase::VectorIndex, Duration::from_secs_f64(left));
-                    }
-                    observer.progress(Phase::VectorIndex, done);
-                }
-                if stopped {
-                    IndexState::Stopped
-                } else {
-                    with_retries(max_retries, || swap(conn, remote, table)).await?;
-                    if resumed {
-                        IndexState::ResumedAndBuilt
-                    } else {
-                        IndexState::Built
-                    }
-                }
+                builder
+                    .build(table, Made::Vector(index_options), resumed, &mut batch)
+                    .await?
+            }
+            Job::Scan(resumed) => {
+                builder
+                    .build(table, Made::Scan, resumed, &mut batch)
+                    .await?
             }
         };
+        stopped |= status == IndexState::Stopped;
         statuses.push(IndexStatus {
             table: table.name().to_string(),
             index: name.to_string(),
@@ -517,20 +270,4 @@ pub(crate) async fn build_indexes(
             Flow::Finished
         },
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_local_file_no_application_writes_to_gets_long_index_transactions() {
-        assert_eq!(txn_target(true, false), LOCAL_INDEX_TXN_TARGET);
-        for (local, online) in [(true, true), (false, false), (false, true)] {
-            assert_eq!(txn_target(local, online), SHARED_INDEX_TXN_TARGET);
-        }
-        // sqld lets a waiting writer roll back a transaction after 5 s.
-        assert!(SHARED_INDEX_TXN_TARGET < Duration::from_secs(5));
-        assert!(LOCAL_INDEX_TXN_TARGET > SHARED_INDEX_TXN_TARGET);
-    }
 }

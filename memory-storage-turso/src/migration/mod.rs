@@ -30,6 +30,7 @@ pub(crate) mod finalize;
 mod index;
 mod index_eta;
 mod index_plan;
+mod indexing_table;
 pub(crate) mod lock;
 mod locked;
 pub(crate) mod metadata;

@@ -17,7 +17,8 @@ pub enum Phase {
     Copy,
     /// Measuring candidate index settings on a sample of the rows.
     IndexPlan,
-    /// Building the DiskANN indexes.
+    /// Building the DiskANN indexes (and the scan indexes built in
+    /// batches, online).
     VectorIndex,
     /// Measuring the recall of the indexes built to a plan.
     IndexRecall,

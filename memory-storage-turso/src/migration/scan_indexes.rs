@@ -1,9 +1,15 @@
 //! The index phase's quantized scan indexes: for each table the plan
 //! searches through one, one `CREATE INDEX` over the copied rows (a sort
-//! of their 8-bit vectors: 0.22 s for 34,876 rows of 384 dimensions), in
-//! a transaction of its own. Its name must be free: an object of that
-//! name that is not the scan index is a user's. It is left alone, the
+//! of their 8-bit vectors: 0.22 s for 34,876 rows of 384 dimensions, 22 s
+//! for 700,000), in a transaction of its own, unless the vector-index
+//! phase built it in batches (online). Its name must be free: an object of
+//! that name that is not the scan index is a user's. It is left alone, the
 //! report says so, and the table is searched exactly.
+//!
+//! sqld rolls a write transaction back when another writer has waited for
+//! it 5 s: one `CREATE INDEX` over a large table, while an application
+//! writes, would be rolled back on every try. A try so rolled back is
+//! made again in batches beside the table ([`super::indexing_table`]).
 
 use std::time::Instant;
 
@@ -11,6 +17,7 @@ use libsql::Connection;
 
 use super::error::Result;
 use super::index_plan::Choices;
+use super::indexing_table::{may_swap, Builder, Made};
 use super::report::{IndexState, IndexStatus};
 use super::statements;
 use crate::connect::pipeline::{Pipeline, Statement};
@@ -19,23 +26,38 @@ use crate::scan_index::{self, ScanIndex};
 use crate::schema::TargetTable;
 use crate::search_plan::TableSearch;
 
-/// Builds the scan index of each table `choices` searches through one,
-/// and puts its status in `statuses` in place of the table's DiskANN one.
+/// Builds the scan index of each table `choices` searches through one
+/// (where the vector-index phase did not), and puts its status in
+/// `statuses` in place of the table's DiskANN one.
 pub(crate) async fn build(
-    conn: &Connection,
-    remote: Option<&Pipeline>,
+    builder: &Builder<'_>,
     choices: &Choices,
     statuses: &mut Vec<IndexStatus>,
-    max_retries: u32,
 ) -> Result<()> {
+    let (conn, remote, max_retries) = (builder.conn, builder.remote, builder.max_retries);
     for (table, (_, search)) in choices {
         let (TableSearch::Scan { .. }, Some(name)) = (search, table.scan_index_name()) else {
             continue;
         };
+        if statuses.iter().any(|s| s.index == name) {
+            continue;
+        }
         let began = Instant::now();
         // Looked up again on every try: a try whose answer was lost may
         // have made it.
-        let status = with_retries(max_retries, || create(conn, remote, *table)).await?;
+        let status = match with_retries(max_retries, || create(conn, remote, *table)).await? {
+            Try::Done(status) => status,
+            // Rolled back for a writer that waited: in batches instead,
+            // where the table may be swapped.
+            Try::TimedOut if with_retries(max_retries, || may_swap(conn, *table)).await? => {
+                builder
+                    .build(*table, Made::Scan, false, &mut |_, _| {})
+                    .await?
+            }
+            Try::TimedOut => {
+                with_retries(max_retries, || create_or_fail(conn, remote, *table)).await?
+            }
+        };
         if status == IndexState::NameTaken {
             with_retries(max_retries, || search_exactly(conn, *table)).await?;
         }
@@ -53,8 +75,23 @@ pub(crate) async fn build(
     Ok(())
 }
 
-/// Makes `table`'s scan index where its name is free.
-async fn create(
+/// What one try at a scan index found or did.
+enum Try {
+    Done(IndexState),
+    /// The server rolled it back for a writer that waited.
+    TimedOut,
+}
+
+/// Makes `table`'s scan index where its name is free, in one statement.
+async fn create(conn: &Connection, remote: Option<&Pipeline>, table: TargetTable) -> Result<Try> {
+    match create_or_fail(conn, remote, table).await {
+        Err(e) if e.transaction_timed_out() => Ok(Try::TimedOut),
+        other => other.map(Try::Done),
+    }
+}
+
+/// [`create`], failing where the server rolled it back.
+async fn create_or_fail(
     conn: &Connection,
     remote: Option<&Pipeline>,
     table: TargetTable,
@@ -62,6 +99,9 @@ async fn create(
     let sql = match scan_index::state(conn, table).await? {
         ScanIndex::Present => return Ok(IndexState::Present),
         ScanIndex::Taken => return Ok(IndexState::NameTaken),
+        // The vector-index phase resumes a build in batches; it is
+        // here only where that phase stopped first.
+        ScanIndex::Building => return Ok(IndexState::Stopped),
         ScanIndex::Missing => table.scan_index_sql(),
     };
     let Some(sql) = sql else {

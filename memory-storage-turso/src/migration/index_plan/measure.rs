@@ -26,7 +26,7 @@ pub(crate) const K: usize = 10;
 /// the index phase's on a local file no application writes to.
 const FIRST_TXN_ROWS: usize = 100;
 fn txn_target() -> Duration {
-    super::super::index::txn_target(true, false)
+    super::super::indexing_table::txn_target(true, false)
 }
 
 fn blob(v: &[f32]) -> Value {
