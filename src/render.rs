@@ -841,9 +841,14 @@ pub fn status_summary(
     if !s.target_rows.is_empty() {
         let _ = writeln!(out, "\n  {:<18} {:>10}  vector index", "table", "rows");
         for (t, n) in &s.target_rows {
+            let building = s
+                .index_builds
+                .get(t)
+                .map(|n| format!("building ({n} rows in)"));
             let index = match (s.vector_indexes.get(t), s.scan_indexes.get(t)) {
                 (Some(true), _) => "yes",
                 (_, Some(true)) => "scan index",
+                _ if building.is_some() => building.as_deref().unwrap_or_default(),
                 (Some(false), _) => "no",
                 _ => "-",
             };

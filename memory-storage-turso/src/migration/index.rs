@@ -12,7 +12,7 @@ use libsql::{Connection, Value};
 use super::error::Result;
 use super::index_eta;
 use super::index_plan::Choices;
-use super::indexing_table::{count, may_swap, Builder, Made};
+use super::indexing_table::{builds, count, discard, may_swap, Builder, Made};
 use super::observer::Phase;
 use super::pass::Flow;
 use super::report::{IndexState, IndexStatus, PhaseTiming};
@@ -25,6 +25,7 @@ use crate::schema::{object_exists, TargetTable, VectorIndexOptions, INDEX_PROGRE
 use crate::search_plan::TableSearch;
 
 /// Where the index of `table` stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BuildState {
     /// On the live table: done.
     Present,
@@ -100,12 +101,17 @@ enum Job {
     /// Its scan index in batches; `true` resumes a build. (Made in one
     /// statement otherwise, after the phase: [`super::scan_indexes`].)
     Scan(bool),
+    /// A stopped DiskANN build the table is no longer planned for: dropped.
+    Discard,
 }
 
 /// Decides `table`'s job. A scan index is built in batches where
 /// `scan_in_batches` asks it, where such a build was stopped, and where
 /// it replaces a DiskANN build of an earlier plan (an indexing table of
-/// the migration's, dropped by the new build).
+/// the migration's, dropped by the new build). A stopped DiskANN build
+/// whose options the table is no longer planned for starts again with
+/// the planned ones, or is dropped where the table is planned for none:
+/// the index phase follows the plan, not the run that stopped.
 async fn job(
     conn: &Connection,
     table: TargetTable,
@@ -132,7 +138,41 @@ async fn job(
             _ => {}
         }
     }
+    if build && !scan && vector == BuildState::Building && ours(conn, table, max_retries).await? {
+        match choices.get(&table).map(|(o, _)| *o) {
+            Some(None) => return Ok(Job::Discard),
+            planned => {
+                let options = planned.flatten().unwrap_or_default();
+                let made = Made::Vector(&options);
+                if !with_retries(max_retries, || builds(conn, table, made)).await? {
+                    return Ok(Job::Vector(BuildState::Missing));
+                }
+            }
+        }
+    }
     Ok(Job::Vector(vector))
+}
+
+/// Whether the DiskANN index's name of `table` stands on its indexing
+/// table, a build this migration may drop.
+async fn ours(conn: &Connection, table: TargetTable, max_retries: u32) -> Result<bool> {
+    let (Some(name), Some(building)) = (table.vector_index_name(), table.indexing_table()) else {
+        return Ok(false);
+    };
+    let on = with_retries(max_retries, || async {
+        let ctx = || format!("looking up {name}");
+        let mut rows = conn
+            .query("SELECT tbl_name FROM sqlite_master WHERE name = ?1", [name])
+            .await
+            .db_context(ctx)?;
+        match rows.next().await.db_context(ctx)? {
+            Some(row) => Ok::<_, crate::error::Error>(Some(row.get::<String>(0).db_context(ctx)?)),
+            None => Ok(None),
+        }
+    })
+    .await?;
+    Ok(on.as_deref() == Some(building)
+        && with_retries(max_retries, || may_swap(conn, table)).await?)
 }
 
 /// Builds each missing DiskANN index (or records that it was skipped),
@@ -163,7 +203,7 @@ pub(crate) async fn build_indexes(
         let job = job(conn, table, choices, build, scan_in_batches, max_retries).await?;
         let exact = matches!(options_of(&table), Some(None));
         let left = match &job {
-            Job::Vector(BuildState::Present) => 0,
+            Job::Vector(BuildState::Present) | Job::Discard => 0,
             Job::Vector(BuildState::Missing) if exact => 0,
             _ if !build
                 || !with_retries(max_retries, || object_exists(conn, table.name())).await? =>
@@ -246,6 +286,10 @@ pub(crate) async fn build_indexes(
                 builder
                     .build(table, Made::Scan, resumed, &mut batch)
                     .await?
+            }
+            Job::Discard => {
+                with_retries(max_retries, || discard(conn, remote, table)).await?;
+                IndexState::Exact
             }
         };
         stopped |= status == IndexState::Stopped;

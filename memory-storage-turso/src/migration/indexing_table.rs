@@ -85,6 +85,14 @@ impl Made<'_> {
         }
     }
 
+    /// The index's name.
+    fn index_name(self, table: TargetTable) -> Option<&'static str> {
+        match self {
+            Made::Vector(_) => table.vector_index_name(),
+            Made::Scan => table.scan_index_name(),
+        }
+    }
+
     /// What errors and logs call it.
     fn what(self) -> &'static str {
         match self {
@@ -236,6 +244,61 @@ async fn start_build(
     statements::transaction(conn, remote, steps)
         .await
         .map_err(|f| f.in_context(format!("starting the {} build of {live}", made.what())))?;
+    Ok(())
+}
+
+/// Whether the build standing on `table`'s indexing table makes `made`:
+/// its index's SQL there is `made`'s (SQLite keeps it without `IF NOT
+/// EXISTS`).
+pub(crate) async fn builds(conn: &Connection, table: TargetTable, made: Made<'_>) -> Result<bool> {
+    let (Some(building), Some(name)) = (table.indexing_table(), made.index_name(table)) else {
+        return Ok(false);
+    };
+    let Some(wanted) = made.sql_on(table, building) else {
+        return Ok(false);
+    };
+    let ctx = || format!("looking up {name}");
+    let mut rows = conn
+        .query(
+            "SELECT sql FROM sqlite_master WHERE name = ?1 AND tbl_name = ?2",
+            [name, building],
+        )
+        .await
+        .db_context(ctx)?;
+    Ok(match rows.next().await.db_context(ctx)? {
+        Some(row) => {
+            row.get::<Option<String>>(0).db_context(ctx)?.as_deref()
+                == Some(wanted.replacen(" IF NOT EXISTS", "", 1).as_str())
+        }
+        None => false,
+    })
+}
+
+/// Drops a stopped build the plan no longer wants: the mirroring
+/// triggers, the indexing table (and its index) and the progress row, in
+/// one transaction. All of them the migration's own (the build stood on
+/// them, which [`may_swap`] allows only for objects this migration made).
+pub(crate) async fn discard(
+    conn: &Connection,
+    remote: Option<&Pipeline>,
+    table: TargetTable,
+) -> Result<()> {
+    let Some(building) = table.indexing_table() else {
+        return Ok(());
+    };
+    let plain = |sql: String| Statement::new(sql, vec![]);
+    let mut steps: Vec<Statement> = ["insert", "update", "delete"]
+        .iter()
+        .map(|event| plain(format!("DROP TRIGGER IF EXISTS {building}_{event}")))
+        .collect();
+    steps.push(plain(format!("DROP TABLE IF EXISTS {building}")));
+    steps.push(Statement::new(
+        format!("DELETE FROM {INDEX_PROGRESS_TABLE} WHERE target_table = ?1"),
+        vec![Value::Text(table.name().to_string())],
+    ));
+    statements::transaction(conn, remote, steps)
+        .await
+        .map_err(|f| f.in_context(format!("dropping the stopped index build of {table}")))?;
     Ok(())
 }
 

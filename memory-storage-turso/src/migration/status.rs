@@ -36,8 +36,12 @@ pub struct MigrationStatus {
     pub quarantined_by_reason: BTreeMap<String, u64>,
     /// Rows per existing target table.
     pub target_rows: BTreeMap<String, u64>,
-    /// Whether each native table's DiskANN index exists.
+    /// Whether each native table's DiskANN index is on it (a build in
+    /// batches under way has it on the indexing table: not yet).
     pub vector_indexes: BTreeMap<String, bool>,
+    /// Tables with an index build in batches under way (stopped, or
+    /// running elsewhere), and the rows in its indexing table so far.
+    pub index_builds: BTreeMap<String, u64>,
     /// Whether each native table's quantized scan index exists.
     pub scan_indexes: BTreeMap<String, bool>,
     /// Rows in `embeddings_backup` when it was made.
@@ -67,6 +71,15 @@ async fn one_i64(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<Opt
         format!("reading the migration status ({sql})")
     })
     .await
+}
+
+async fn one_text(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<Option<String>> {
+    let ctx = || format!("reading the migration status ({sql})");
+    let mut rows = conn.query(sql, params).await.db_context(ctx)?;
+    match rows.next().await.db_context(ctx)? {
+        Some(row) => row.get::<Option<String>>(0).db_context(ctx),
+        None => Ok(None),
+    }
 }
 
 /// Reads the state of the migration in `conn`; writes nothing.
@@ -143,8 +156,21 @@ pub async fn status(conn: &Connection) -> Result<MigrationStatus> {
                 .insert(t.name().to_string(), n.unwrap_or(0).max(0) as u64);
         }
         if let Some(index) = t.vector_index_name() {
+            let on = one_text(
+                conn,
+                "SELECT tbl_name FROM sqlite_master WHERE name = ?1",
+                vec![Value::Text(index.to_string())],
+            )
+            .await?;
             s.vector_indexes
-                .insert(t.name().to_string(), object_exists(conn, index).await?);
+                .insert(t.name().to_string(), on.as_deref() == Some(t.name()));
+        }
+        if let Some(building) = t.indexing_table() {
+            if object_exists(conn, building).await? {
+                let n = one_i64(conn, &format!("SELECT count(*) FROM {building}"), vec![]).await?;
+                s.index_builds
+                    .insert(t.name().to_string(), n.unwrap_or(0).max(0) as u64);
+            }
         }
         if t.scan_index_name().is_some() {
             let present =

@@ -1,20 +1,22 @@
-//! The quantized scan index built in batches beside its table, as the
-//! DiskANN indexes are: while an application writes (online), where one
-//! `CREATE INDEX` would hold the write lock for as long as it sorts the
-//! whole table (22 s for 700,000 rows; sqld rolls it back after 5 s when
-//! a writer waits), and where it replaces a stopped DiskANN build of an
-//! earlier plan. Each on a real libSQL file.
+//! Index builds in batches beside their table, and what a stopped one
+//! becomes. The quantized scan index is built so, as the DiskANN indexes
+//! are, while an application writes (online), where one `CREATE INDEX`
+//! would hold the write lock for as long as it sorts the whole table (22 s
+//! for 700,000 rows; sqld rolls it back after 5 s when a writer waits).
+//! A stopped build follows the plan of the run that resumes it: the scan
+//! index or other DiskANN options replace it, no index drops it. Each on a
+//! real libSQL file.
 
 use std::collections::BTreeMap;
 
 use libsql::Connection;
 use memory_storage_turso::migration::{
-    run_migration, Forced, IndexMode, IndexPlanning, IndexState, MigrationOptions, MigrationReport,
-    NoopObserver, Observer,
+    self, run_migration, Forced, IndexMode, IndexPlanning, IndexState, MigrationOptions,
+    MigrationReport, NoopObserver, Observer,
 };
 use memory_storage_turso::sample::{encode_json, insert_legacy_rows, LegacyRow};
 use memory_storage_turso::scan_index::{self, ScanIndex};
-use memory_storage_turso::schema::TargetTable;
+use memory_storage_turso::schema::{TargetTable, VectorIndexOptions};
 use memory_storage_turso::store::{EmbeddingStore, SearchMethod};
 use test_support::*;
 
@@ -208,4 +210,110 @@ async fn a_rollback_removes_a_stopped_scan_build_and_keeps_the_legacy_rows() {
         assert!(!table_exists(&t.conn, gone).await, "{gone} is left");
     }
     assert_eq!(read_table(&t.conn, "embeddings", true).await, legacy_before);
+}
+
+/// The SQL of `index`, if there.
+async fn index_sql(conn: &Connection, index: &str) -> Option<String> {
+    let mut rows = conn
+        .query("SELECT sql FROM sqlite_master WHERE name = ?1", [index])
+        .await
+        .unwrap();
+    rows.next()
+        .await
+        .unwrap()
+        .map(|r| r.get::<String>(0).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_diskann_build_follows_the_options_of_the_next_run() {
+    let (t, summary) = TestDb::sample(&small_spec(800, 74)).await;
+    let first = run(
+        &t.conn,
+        &options(false, forced(None)),
+        &StopAfter::index_batches(1),
+    )
+    .await;
+    assert!(first.interrupted);
+    let stopped = index_sql(&t.conn, "idx_embeddings_384_vector")
+        .await
+        .unwrap();
+    assert!(!stopped.contains("float8"), "{stopped}");
+    // The status says the build is under way, not that the index is there.
+    let during = migration::status(&t.conn).await.unwrap();
+    assert!(!during.vector_indexes["embeddings_384"]);
+    assert!(during.index_builds["embeddings_384"] > 0, "{during:?}");
+
+    // The next run asks for float8 neighbours: the build starts again
+    // with them rather than finishing libSQL's defaults.
+    let float8 = VectorIndexOptions::parse("compress_neighbors=float8").unwrap();
+    let second = run(
+        &t.conn,
+        &options(false, forced(Some(Forced::Options(float8)))),
+        &NoopObserver,
+    )
+    .await;
+    assert!(!second.interrupted, "{second:?}");
+    assert_eq!(
+        status(&second, "idx_embeddings_384_vector"),
+        IndexState::Built
+    );
+    let built = index_sql(&t.conn, "idx_embeddings_384_vector")
+        .await
+        .unwrap();
+    assert!(built.contains("'compress_neighbors=float8'"), "{built}");
+    assert!(built.contains("embeddings_384"), "{built}");
+    let after = migration::status(&t.conn).await.unwrap();
+    assert!(after.vector_indexes["embeddings_384"]);
+    assert!(after.index_builds.is_empty(), "{after:?}");
+    assert!(!table_exists(&t.conn, "embeddings_384_indexing").await);
+    assert!(second.verification.as_ref().unwrap().passed);
+    assert_migrated_exactly(&t.conn, &bad_ids(&summary), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_diskann_build_of_a_table_planned_for_no_index_is_dropped() {
+    let (t, summary) = TestDb::sample(&small_spec(800, 75)).await;
+    let first = run(
+        &t.conn,
+        &options(false, forced(None)),
+        &StopAfter::index_batches(1),
+    )
+    .await;
+    assert!(first.interrupted);
+    assert!(table_exists(&t.conn, "embeddings_384_indexing").await);
+
+    let second = run(
+        &t.conn,
+        &options(false, forced(Some(Forced::Exact))),
+        &NoopObserver,
+    )
+    .await;
+    assert!(!second.interrupted, "{second:?}");
+    assert_eq!(
+        status(&second, "idx_embeddings_384_vector"),
+        IndexState::Exact
+    );
+    for gone in [
+        "idx_embeddings_384_vector",
+        "embeddings_384_indexing",
+        "embeddings_384_indexing_insert",
+        "embeddings_384_indexing_update",
+        "embeddings_384_indexing_delete",
+    ] {
+        assert!(!table_exists(&t.conn, gone).await, "{gone} is left");
+    }
+    if table_exists(&t.conn, "embedding_migration_index_progress").await {
+        let progress = "SELECT count(*) FROM embedding_migration_index_progress";
+        assert_eq!(scalar(&t.conn, progress).await, Some(0));
+    }
+    assert!(second.verification.as_ref().unwrap().passed);
+    assert_migrated_exactly(&t.conn, &bad_ids(&summary), true).await;
+    // The table takes writes (no trigger points at a dropped table).
+    t.conn
+        .execute(
+            "DELETE FROM embeddings_384 WHERE rowid = (SELECT min(rowid) FROM embeddings_384)",
+            (),
+        )
+        .await
+        .unwrap();
 }
