@@ -224,6 +224,16 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub no_scan_index: bool,
 
+    /// Rows × dimensions of a table past which an online run builds its
+    /// quantized scan index in batches beside it (each a transaction of
+    /// about 2 s, as the DiskANN builds), rather than in one statement that
+    /// holds the write lock while it sorts the whole table. Default: past
+    /// 100000000 (about 2 s, 260,000 rows of 384 dimensions) on a local
+    /// file; never over the network, where one statement sqld rolls back
+    /// for a waiting writer is made again in batches.
+    #[arg(long, value_name = "N")]
+    pub scan_index_batches_above: Option<u64>,
+
     /// DiskANN `compress_neighbors` for every vector index (float1bit,
     /// float8, float16, floatb16, float32), instead of the plan: smaller
     /// and faster to build, at some cost in recall (see BENCHMARKS.md).
@@ -386,6 +396,7 @@ impl MigrateArgs {
             forced,
             // Measured by the run, on the database it opens.
             cold_read_rate: None,
+            scan_batches_above: self.scan_index_batches_above,
         }
     }
 }

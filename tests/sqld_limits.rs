@@ -982,9 +982,9 @@ async fn assert_exact_and_app_rows_kept(
 /// catch-up transaction held past sqld's 5 s: one run ends with the
 /// targets equal to the legacy table, the application's rows included.
 /// `embeddings_384` gets the quantized scan index, built in batches beside
-/// the table as the DiskANN ones are: one `CREATE INDEX` holds the write
-/// lock for as long as it sorts the whole table, and sqld rolls it back
-/// when the application has waited 5 s.
+/// the table as the DiskANN ones are (a large table's is, online): one
+/// `CREATE INDEX` holds the write lock for as long as it sorts the whole
+/// table, and sqld rolls it back when the application has waited 5 s.
 #[tokio::test(flavor = "multi_thread")]
 async fn online_with_an_application_writing_through_sqld_for_the_whole_run() {
     if !have_sqld() {
@@ -1006,6 +1006,10 @@ async fn online_with_an_application_writing_through_sqld_for_the_whole_run() {
         "--no-index-plan",
         "--index-options",
         "embeddings_384=scan",
+        // In batches however small the table (by default past 260,000
+        // rows of 384 dimensions).
+        "--scan-index-batches-above",
+        "0",
         "--max-retries",
         "10",
         "--log-file",

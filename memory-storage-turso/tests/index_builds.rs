@@ -34,6 +34,8 @@ fn forced(d384: Option<Forced>) -> IndexPlanning {
     IndexPlanning {
         mode: IndexMode::Fixed,
         forced,
+        // Online, every scan index in batches, however small its table.
+        scan_batches_above: Some(0),
         ..Default::default()
     }
 }
@@ -316,4 +318,27 @@ async fn a_stopped_diskann_build_of_a_table_planned_for_no_index_is_dropped() {
         )
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn online_a_small_tables_scan_index_is_one_statement() {
+    let (t, summary) = TestDb::sample(&small_spec(1500, 76)).await;
+    let options = options(
+        true,
+        IndexPlanning {
+            scan_batches_above: None,
+            ..forced(Some(Forced::Scan))
+        },
+    );
+    // No index batch to stop after: the index is made in one statement.
+    let done = run(&t.conn, &options, &StopAfter::index_batches(1)).await;
+    assert!(!done.interrupted, "{done:?}");
+    assert_eq!(status(&done, "idx_embeddings_384_scan"), IndexState::Built);
+    let sql = index_sql(&t.conn, "idx_embeddings_384_scan").await.unwrap();
+    assert!(
+        sql.contains("ON embeddings_384("),
+        "made on the table: {sql}"
+    );
+    assert!(done.verification.as_ref().unwrap().passed);
+    assert_migrated_exactly(&t.conn, &bad_ids(&summary), true).await;
 }

@@ -2,7 +2,7 @@
 //! back up, copy, mirror online changes, build the vector indexes, verify
 //! and repair, check search, record the outcome, and drop when asked.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libsql::Connection;
 
@@ -133,15 +133,28 @@ pub(super) async fn execute(
         remote: options.remote.as_ref(),
         max_retries: retries,
         txn_target: indexing_table::txn_target(options.local_file.is_some(), online_active),
+        pause: if options.remote.is_none() && online_active {
+            indexing_table::LOCAL_ONLINE_PAUSE
+        } else {
+            Duration::ZERO
+        },
         observer,
     };
-    // Online, one `CREATE INDEX` of a scan index would hold the write lock
-    // the application waits for as long as it sorts the whole table.
+    // Online, one `CREATE INDEX` of a large table's scan index would hold
+    // the write lock the application waits for as long as it sorts the
+    // whole table.
     let mut indexed = index::build_indexes(
         &builder,
         options.build_vector_index,
         &choices,
-        online_active,
+        match (online_active, options.index.scan_batches_above) {
+            (false, _) => None,
+            (true, Some(above)) => Some(above),
+            (true, None) => options
+                .remote
+                .is_none()
+                .then_some(indexing_table::SCAN_BATCHES_ABOVE),
+        },
     )
     .await?;
     if indexed.flow != Flow::Stopped {

@@ -77,6 +77,12 @@ pub struct IndexPlanning {
     /// on a large local file: [`super::page_cache::LocalFile::cold_read_rate`]);
     /// `None`: cached, as the plan's scratch builds are.
     pub cold_read_rate: Option<f64>,
+    /// Rows × dimensions past which an online run builds a table's scan
+    /// index in batches beside it rather than in one statement that holds
+    /// the write lock while it sorts the whole table. `None`: past
+    /// 100,000,000 (about 2 s) on a local file, never over the network
+    /// (where a statement the server rolled back is made again in batches).
+    pub scan_batches_above: Option<u64>,
 }
 
 impl Default for IndexPlanning {
@@ -89,6 +95,7 @@ impl Default for IndexPlanning {
             forced: BTreeMap::new(),
             scan_index: true,
             cold_read_rate: None,
+            scan_batches_above: None,
         }
     }
 }
