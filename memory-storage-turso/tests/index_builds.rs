@@ -14,7 +14,7 @@ use memory_storage_turso::migration::{
     self, run_migration, Forced, IndexMode, IndexPlanning, IndexState, MigrationOptions,
     MigrationReport, NoopObserver, Observer,
 };
-use memory_storage_turso::sample::{encode_json, insert_legacy_rows, LegacyRow};
+use memory_storage_turso::sample::{encode_json, insert_legacy_rows, LegacyRow, SampleSummary};
 use memory_storage_turso::scan_index::{self, ScanIndex};
 use memory_storage_turso::schema::{TargetTable, VectorIndexOptions};
 use memory_storage_turso::store::{EmbeddingStore, SearchMethod};
@@ -82,6 +82,27 @@ fn app_row(id: &str, v: &[f32]) -> LegacyRow {
     }
 }
 
+/// A finished run whose scan index of `embeddings_384` ended `state`:
+/// swapped in (on the table, its SQL as SQLite rewrote it at the rename),
+/// no DiskANN index, nothing of the build left, every row exact.
+async fn assert_scan_index_swapped_in(
+    t: &TestDb,
+    report: &MigrationReport,
+    state: IndexState,
+    summary: &SampleSummary,
+) {
+    assert!(!report.interrupted, "{report:?}");
+    assert_eq!(status(report, "idx_embeddings_384_scan"), state);
+    assert!(report.verification.as_ref().unwrap().passed);
+    assert_eq!(
+        scan_index::state(&t.conn, TargetTable::D384).await.unwrap(),
+        ScanIndex::Present
+    );
+    assert!(!table_exists(&t.conn, "embeddings_384_indexing").await);
+    assert!(!table_exists(&t.conn, "idx_embeddings_384_vector").await);
+    assert_migrated_exactly(&t.conn, &bad_ids(summary), true).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn online_the_scan_index_is_built_in_batches_and_a_stopped_build_resumes() {
     let (t, summary) = TestDb::sample(&small_spec(3000, 71)).await;
@@ -115,22 +136,8 @@ async fn online_the_scan_index_is_built_in_batches_and_a_stopped_build_resumes()
         .unwrap();
 
     let second = run(&t.conn, &options, &NoopObserver).await;
-    assert!(!second.interrupted, "{second:?}");
-    assert_eq!(
-        status(&second, "idx_embeddings_384_scan"),
-        IndexState::ResumedAndBuilt
-    );
-    assert!(second.verification.as_ref().unwrap().passed);
-    // Swapped in: the index on the table (its SQL as SQLite rewrote it at
-    // the rename), nothing of the build left.
-    assert_eq!(
-        scan_index::state(&t.conn, TargetTable::D384).await.unwrap(),
-        ScanIndex::Present
-    );
-    assert!(!table_exists(&t.conn, "embeddings_384_indexing").await);
-    assert!(!table_exists(&t.conn, "idx_embeddings_384_vector").await);
+    assert_scan_index_swapped_in(&t, &second, IndexState::ResumedAndBuilt, &summary).await;
     assert_eq!(count(&t.conn, "embeddings_384").await, rows + 1);
-    assert_migrated_exactly(&t.conn, &bad_ids(&summary), true).await;
 
     // The store searches through it, and finds the application's row.
     let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();
@@ -149,10 +156,10 @@ async fn online_the_scan_index_is_built_in_batches_and_a_stopped_build_resumes()
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_scan_index_planned_over_a_stopped_diskann_build_replaces_it() {
-    let (t, summary) = TestDb::sample(&small_spec(3000, 72)).await;
-    // libSQL's default DiskANN index, stopped after its first batch.
+/// A sample database of `rows` rows whose run was stopped after the first
+/// batch of `embeddings_384`'s DiskANN build (libSQL's default options).
+async fn with_a_stopped_diskann_build(rows: usize, seed: u64) -> (TestDb, SampleSummary) {
+    let (t, summary) = TestDb::sample(&small_spec(rows, seed)).await;
     let first = run(
         &t.conn,
         &options(false, forced(None)),
@@ -165,6 +172,12 @@ async fn a_scan_index_planned_over_a_stopped_diskann_build_replaces_it() {
         IndexState::Stopped
     );
     assert!(table_exists(&t.conn, "embeddings_384_indexing").await);
+    (t, summary)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_index_planned_over_a_stopped_diskann_build_replaces_it() {
+    let (t, summary) = with_a_stopped_diskann_build(3000, 72).await;
 
     // Now the scan index: the old build is dropped (the migration's own
     // table), not finished with the old options.
@@ -174,19 +187,7 @@ async fn a_scan_index_planned_over_a_stopped_diskann_build_replaces_it() {
         &NoopObserver,
     )
     .await;
-    assert!(!second.interrupted, "{second:?}");
-    assert_eq!(
-        status(&second, "idx_embeddings_384_scan"),
-        IndexState::Built
-    );
-    assert!(second.verification.as_ref().unwrap().passed);
-    assert_eq!(
-        scan_index::state(&t.conn, TargetTable::D384).await.unwrap(),
-        ScanIndex::Present
-    );
-    assert!(!table_exists(&t.conn, "idx_embeddings_384_vector").await);
-    assert!(!table_exists(&t.conn, "embeddings_384_indexing").await);
-    assert_migrated_exactly(&t.conn, &bad_ids(&summary), true).await;
+    assert_scan_index_swapped_in(&t, &second, IndexState::Built, &summary).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -228,14 +229,7 @@ async fn index_sql(conn: &Connection, index: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_diskann_build_follows_the_options_of_the_next_run() {
-    let (t, summary) = TestDb::sample(&small_spec(800, 74)).await;
-    let first = run(
-        &t.conn,
-        &options(false, forced(None)),
-        &StopAfter::index_batches(1),
-    )
-    .await;
-    assert!(first.interrupted);
+    let (t, summary) = with_a_stopped_diskann_build(800, 74).await;
     let stopped = index_sql(&t.conn, "idx_embeddings_384_vector")
         .await
         .unwrap();
@@ -274,15 +268,7 @@ async fn a_stopped_diskann_build_follows_the_options_of_the_next_run() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_diskann_build_of_a_table_planned_for_no_index_is_dropped() {
-    let (t, summary) = TestDb::sample(&small_spec(800, 75)).await;
-    let first = run(
-        &t.conn,
-        &options(false, forced(None)),
-        &StopAfter::index_batches(1),
-    )
-    .await;
-    assert!(first.interrupted);
-    assert!(table_exists(&t.conn, "embeddings_384_indexing").await);
+    let (t, summary) = with_a_stopped_diskann_build(800, 75).await;
 
     let second = run(
         &t.conn,
@@ -341,4 +327,32 @@ async fn online_a_small_tables_scan_index_is_one_statement() {
     );
     assert!(done.verification.as_ref().unwrap().passed);
     assert_migrated_exactly(&t.conn, &bad_ids(&summary), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_index_with_the_diskann_indexs_name_is_left_alone() {
+    let (t, summary) = TestDb::sample(&small_spec(800, 77)).await;
+    t.conn
+        .execute_batch(
+            "CREATE TABLE mine (note TEXT);
+             CREATE INDEX idx_embeddings_384_vector ON mine(note);",
+        )
+        .await
+        .unwrap();
+    // Taken for a build under way before: the run failed on the missing
+    // indexing table.
+    let done = run(&t.conn, &options(false, forced(None)), &NoopObserver).await;
+    assert!(!done.interrupted, "{done:?}");
+    assert_eq!(
+        status(&done, "idx_embeddings_384_vector"),
+        IndexState::NameTaken
+    );
+    assert!(done.verification.as_ref().unwrap().passed);
+    assert_migrated_exactly(&t.conn, &bad_ids(&summary), true).await;
+    let sql = index_sql(&t.conn, "idx_embeddings_384_vector")
+        .await
+        .unwrap();
+    assert!(sql.contains("ON mine(note)"), "{sql}");
+    let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();
+    assert_eq!(store.search_method(384).await.unwrap(), SearchMethod::Scan);
 }

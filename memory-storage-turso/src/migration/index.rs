@@ -31,6 +31,9 @@ enum BuildState {
     Present,
     /// On the indexing table: a build to resume.
     Building,
+    /// On another table: a user's index of that name, never taken for
+    /// ours (the table is searched exactly).
+    Taken,
     Missing,
 }
 
@@ -45,8 +48,16 @@ async fn index_state(conn: &Connection, table: TargetTable) -> Result<BuildState
         .db_context(ctx)?;
     Ok(match rows.next().await.db_context(ctx)? {
         None => BuildState::Missing,
-        Some(row) if row.get::<String>(0).db_context(ctx)? == table.name() => BuildState::Present,
-        Some(_) => BuildState::Building,
+        Some(row) => {
+            let on = row.get::<String>(0).db_context(ctx)?;
+            if on == table.name() {
+                BuildState::Present
+            } else if table.indexing_table() == Some(on.as_str()) {
+                BuildState::Building
+            } else {
+                BuildState::Taken
+            }
+        }
     })
 }
 
@@ -148,7 +159,13 @@ async fn job(
             _ => {}
         }
     }
-    if build && !scan && vector == BuildState::Building && ours(conn, table, max_retries).await? {
+    // A build stands on the indexing table; dropped or started again only
+    // where those objects are the migration's.
+    if build
+        && !scan
+        && vector == BuildState::Building
+        && with_retries(max_retries, || may_swap(conn, table)).await?
+    {
         match choices.get(&table).map(|(o, _)| *o) {
             Some(None) => return Ok(Job::Discard),
             planned => {
@@ -177,28 +194,6 @@ async fn large(
     let rows = with_retries(max_retries, || rows_left(conn, table, false)).await?;
     let dimension = table.native_dimension().unwrap_or(1) as u64;
     Ok((rows.max(0) as u64).saturating_mul(dimension) > above)
-}
-
-/// Whether the DiskANN index's name of `table` stands on its indexing
-/// table, a build this migration may drop.
-async fn ours(conn: &Connection, table: TargetTable, max_retries: u32) -> Result<bool> {
-    let (Some(name), Some(building)) = (table.vector_index_name(), table.indexing_table()) else {
-        return Ok(false);
-    };
-    let on = with_retries(max_retries, || async {
-        let ctx = || format!("looking up {name}");
-        let mut rows = conn
-            .query("SELECT tbl_name FROM sqlite_master WHERE name = ?1", [name])
-            .await
-            .db_context(ctx)?;
-        match rows.next().await.db_context(ctx)? {
-            Some(row) => Ok::<_, crate::error::Error>(Some(row.get::<String>(0).db_context(ctx)?)),
-            None => Ok(None),
-        }
-    })
-    .await?;
-    Ok(on.as_deref() == Some(building)
-        && with_retries(max_retries, || may_swap(conn, table)).await?)
 }
 
 /// Builds each missing DiskANN index (or records that it was skipped),
@@ -230,7 +225,7 @@ pub(crate) async fn build_indexes(
         let job = job(conn, table, choices, build, scan_batches_above, max_retries).await?;
         let exact = matches!(options_of(&table), Some(None));
         let left = match &job {
-            Job::Vector(BuildState::Present) | Job::Discard => 0,
+            Job::Vector(BuildState::Present | BuildState::Taken) | Job::Discard => 0,
             Job::Vector(BuildState::Missing) if exact => 0,
             _ if !build
                 || !with_retries(max_retries, || object_exists(conn, table.name())).await? =>
@@ -282,6 +277,7 @@ pub(crate) async fn build_indexes(
         };
         let status = match job {
             Job::Vector(BuildState::Present) => IndexState::Present,
+            Job::Vector(BuildState::Taken) => IndexState::NameTaken,
             _ if !build => IndexState::Skipped,
             Job::Vector(BuildState::Missing) if matches!(options_of(&table), Some(None)) => {
                 IndexState::Exact

@@ -14,7 +14,7 @@ use super::recall::{self, Queries, Via};
 pub use super::report::{SearchCheck, RECALL_MARGIN};
 use crate::error::Result;
 use crate::scan_index::{self, ScanIndex};
-use crate::schema::{object_exists, TargetTable};
+use crate::schema::TargetTable;
 use crate::search_plan::TableSearch;
 
 /// Rows sampled per table.
@@ -60,12 +60,21 @@ pub async fn search_smoke_test(conn: &Connection, target_recall: f64) -> Result<
     Ok(out)
 }
 
-/// The table's DiskANN index, where it has one.
+/// The table's DiskANN index, where it has one: an index of that name on
+/// the table itself (one on another table is a user's, or a build's under
+/// way, and never searched).
 async fn vector_index(conn: &Connection, table: TargetTable) -> Result<Option<Via<'static>>> {
-    Ok(match table.vector_index_name() {
-        Some(index) if object_exists(conn, index).await? => Some(Via::VectorIndex(index)),
-        _ => None,
-    })
+    let Some(index) = table.vector_index_name() else {
+        return Ok(None);
+    };
+    let on = crate::db::query_i64(
+        conn,
+        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?1 AND tbl_name = ?2",
+        vec![index.into(), table.name().into()],
+        || format!("looking up the vector index of {table}"),
+    )
+    .await?;
+    Ok((on.unwrap_or(0) > 0).then_some(Via::VectorIndex(index)))
 }
 
 async fn check_table(
