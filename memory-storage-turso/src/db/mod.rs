@@ -9,6 +9,8 @@ mod retry;
 mod txn;
 
 pub use codes::{classify, ErrorClass};
-pub use query::{count, data_version, object_exists, query_i64, table_columns, unix_now};
+pub use query::{
+    count, data_version, index_is_on, object_exists, query_i64, table_columns, unix_now,
+};
 pub use retry::{backoff, on_connection, renew_idle_stream, with_retries, Transient};
 pub use txn::in_transaction;

@@ -68,6 +68,20 @@ pub async fn object_exists(conn: &Connection, name: &str) -> Result<bool> {
         .is_some())
 }
 
+/// Whether an index named `index` is on `table` itself (one of that name
+/// on another table is not: a user's, or a build's under way beside it).
+pub async fn index_is_on(conn: &Connection, index: &str, table: &str) -> Result<bool> {
+    let ctx = || format!("looking up the index {index} of {table}");
+    let mut rows = conn
+        .query(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1 AND tbl_name = ?2",
+            [index, table],
+        )
+        .await
+        .db_context(ctx)?;
+    Ok(rows.next().await.db_context(ctx)?.is_some())
+}
+
 /// The column names of a table, in declaration order (empty if it does not
 /// exist). `table` must be a name from the schema, never input.
 pub async fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>> {

@@ -64,17 +64,12 @@ pub async fn search_smoke_test(conn: &Connection, target_recall: f64) -> Result<
 /// the table itself (one on another table is a user's, or a build's under
 /// way, and never searched).
 async fn vector_index(conn: &Connection, table: TargetTable) -> Result<Option<Via<'static>>> {
-    let Some(index) = table.vector_index_name() else {
-        return Ok(None);
-    };
-    let on = crate::db::query_i64(
-        conn,
-        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?1 AND tbl_name = ?2",
-        vec![index.into(), table.name().into()],
-        || format!("looking up the vector index of {table}"),
-    )
-    .await?;
-    Ok((on.unwrap_or(0) > 0).then_some(Via::VectorIndex(index)))
+    Ok(match table.vector_index_name() {
+        Some(index) if crate::db::index_is_on(conn, index, table.name()).await? => {
+            Some(Via::VectorIndex(index))
+        }
+        _ => None,
+    })
 }
 
 async fn check_table(

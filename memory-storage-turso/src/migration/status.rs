@@ -73,15 +73,6 @@ async fn one_i64(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<Opt
     .await
 }
 
-async fn one_text(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<Option<String>> {
-    let ctx = || format!("reading the migration status ({sql})");
-    let mut rows = conn.query(sql, params).await.db_context(ctx)?;
-    match rows.next().await.db_context(ctx)? {
-        Some(row) => row.get::<Option<String>>(0).db_context(ctx),
-        None => Ok(None),
-    }
-}
-
 /// Reads the state of the migration in `conn`; writes nothing.
 pub async fn status(conn: &Connection) -> Result<MigrationStatus> {
     let mut s = MigrationStatus::default();
@@ -156,14 +147,8 @@ pub async fn status(conn: &Connection) -> Result<MigrationStatus> {
                 .insert(t.name().to_string(), n.unwrap_or(0).max(0) as u64);
         }
         if let Some(index) = t.vector_index_name() {
-            let on = one_text(
-                conn,
-                "SELECT tbl_name FROM sqlite_master WHERE name = ?1",
-                vec![Value::Text(index.to_string())],
-            )
-            .await?;
-            s.vector_indexes
-                .insert(t.name().to_string(), on.as_deref() == Some(t.name()));
+            let on = crate::db::index_is_on(conn, index, t.name()).await?;
+            s.vector_indexes.insert(t.name().to_string(), on);
         }
         if let Some(building) = t.indexing_table() {
             if object_exists(conn, building).await? {

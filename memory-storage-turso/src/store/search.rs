@@ -126,18 +126,10 @@ pub(crate) async fn has_scan_index(conn: &Connection, table: TargetTable) -> Res
 /// Whether `table` has its DiskANN index (on the table itself, not on the
 /// twin of a vector-index build in progress).
 pub(crate) async fn has_vector_index(conn: &Connection, table: TargetTable) -> Result<bool> {
-    let Some(index) = table.vector_index_name() else {
-        return Ok(false);
-    };
-    let ctx = || format!("looking up the vector index of {table}");
-    let mut rows = conn
-        .query(
-            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1 AND tbl_name = ?2",
-            [index, table.name()],
-        )
-        .await
-        .db_context(ctx)?;
-    Ok(rows.next().await.db_context(ctx)?.is_some())
+    match table.vector_index_name() {
+        Some(index) => crate::db::index_is_on(conn, index, table.name()).await,
+        None => Ok(false),
+    }
 }
 
 /// Rows per `rowid IN (…)` read of the hits.
