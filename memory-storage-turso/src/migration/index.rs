@@ -125,11 +125,11 @@ enum Job {
     Discard,
 }
 
-/// Decides `table`'s job. A scan index is built in batches where the table
-/// holds more than `scan_batches_above` rows × dimensions (online), where
-/// such a build was stopped, and where
-/// it replaces a DiskANN build of an earlier plan (an indexing table of
-/// the migration's, dropped by the new build). A stopped DiskANN build
+/// Decides the job of `table` (`buildable`: indexes are built and the
+/// table exists). A scan index is built in batches where the table holds
+/// more than `scan_batches_above` rows × dimensions (online), where such a
+/// build was stopped, and where it replaces a DiskANN build of an earlier
+/// plan (an indexing table of the migration's, dropped by the new build). A stopped DiskANN build
 /// whose options the table is no longer planned for starts again with
 /// the planned ones, or is dropped where the table is planned for none:
 /// the index phase follows the plan, not the run that stopped.
@@ -137,13 +137,13 @@ async fn job(
     conn: &Connection,
     table: TargetTable,
     choices: &Choices,
-    build: bool,
+    buildable: bool,
     scan_batches_above: Option<u64>,
     max_retries: u32,
 ) -> Result<Job> {
     let vector = with_retries(max_retries, || index_state(conn, table)).await?;
     let scan = matches!(choices.get(&table), Some((_, TableSearch::Scan { .. })));
-    if build && scan && with_retries(max_retries, || object_exists(conn, table.name())).await? {
+    if buildable && scan {
         let replaces = matches!(vector, BuildState::Building);
         match with_retries(max_retries, || scan_index::state(conn, table)).await? {
             ScanIndex::Building => return Ok(Job::Scan(true)),
@@ -161,7 +161,7 @@ async fn job(
     }
     // A build stands on the indexing table; dropped or started again only
     // where those objects are the migration's.
-    if build
+    if buildable
         && !scan
         && vector == BuildState::Building
         && with_retries(max_retries, || may_swap(conn, table)).await?
@@ -222,16 +222,22 @@ pub(crate) async fn build_indexes(
     // server's expiry (sqld: 10 s, say while the index plan was measured
     // locally) is lost at its next request.
     for table in TargetTable::ALL.into_iter().filter(|t| t.is_native()) {
-        let job = job(conn, table, choices, build, scan_batches_above, max_retries).await?;
+        let buildable =
+            build && with_retries(max_retries, || object_exists(conn, table.name())).await?;
+        let job = job(
+            conn,
+            table,
+            choices,
+            buildable,
+            scan_batches_above,
+            max_retries,
+        )
+        .await?;
         let exact = matches!(options_of(&table), Some(None));
         let left = match &job {
             Job::Vector(BuildState::Present | BuildState::Taken) | Job::Discard => 0,
             Job::Vector(BuildState::Missing) if exact => 0,
-            _ if !build
-                || !with_retries(max_retries, || object_exists(conn, table.name())).await? =>
-            {
-                0
-            }
+            _ if !buildable => 0,
             Job::Vector(BuildState::Building) | Job::Scan(true) => {
                 with_retries(max_retries, || rows_left(conn, table, true)).await?
             }
