@@ -103,6 +103,13 @@ async fn with_app(rows: usize, seed: u64) -> WithApp {
     let dir = tempfile::tempdir().unwrap();
     let legacy = dir.path().join("legacy.db");
     let summary = sample_db(&legacy, rows, 16, seed).await;
+    serve_with_app(dir, summary).await
+}
+
+/// `dir`'s `legacy.db` (of `summary`) served, and the application's
+/// connection (see [`with_app`]).
+async fn serve_with_app(dir: tempfile::TempDir, summary: SampleSummary) -> WithApp {
+    let legacy = dir.path().join("legacy.db");
     let served = Faulty::start(&legacy, dir.path(), &[]);
     let app = remote(&served.direct_url(), &served.token).await;
     app.execute(
@@ -385,16 +392,15 @@ async fn a_batch_in_one_request_holds_no_lock_while_the_network_delays_it() {
 /// back makes that batch fail its guard and be written the slow way
 /// (its window read again in the transaction); the batches after it go
 /// back to one request each instead of every one being read again. Exact.
-/// A logged copy of 1,000 rows in batches of 100 (`args` added) beside an
-/// application, the third batch's request held back while the application
+/// A logged copy of `with`'s rows in batches of 100 (`args` added) beside
+/// its application, the third batch's request held back while the application
 /// commits, so that its guard fails; `then` armed after that hold. Returns
 /// once the application's write is done, with the run still going.
 async fn guard_failing_at_the_third_batch(
-    seed: u64,
+    with: WithApp,
     then: &[String],
     args: &[&str],
 ) -> (WithApp, std::process::Child, std::path::PathBuf) {
-    let with = with_app(1000, seed).await;
     let log = with.dir.path().join("run.log");
     with.served
         .proxy
@@ -420,7 +426,8 @@ async fn one_commit_by_the_application_makes_one_batch_read_its_window_again() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let (mut with, child, log) = guard_failing_at_the_third_batch(67, &[], &[]).await;
+    let (mut with, child, log) =
+        guard_failing_at_the_third_batch(with_app(1000, 67).await, &[], &[]).await;
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let batches = copy_batches(&log);
@@ -430,6 +437,154 @@ async fn one_commit_by_the_application_makes_one_batch_read_its_window_again() {
         .collect();
     assert_eq!(read_again, vec![2], "batches read again: {read_again:?}");
     assert_exact_and_notes_kept(&mut with.served, &with.summary, 1).await;
+}
+
+/// A row the database refuses, in a batch read again under the write lock
+/// (its guard failed: the application committed): that attempt lands
+/// nothing, the batch is made the way that names the row, and the run
+/// ends exact with the row left in the legacy table and in the quarantine
+/// record as `rejected_by_database`. (`embeddings_384` carries a `CHECK`
+/// refusing one row of the third window: 64 rows, then 100 each.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_refused_in_a_batch_read_again_under_the_lock_is_quarantined_and_named() {
+    if !have_sqld() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 1000, 16, 69).await;
+    let victim = good_384_within(&legacy, &bad_ids(&summary), 190..250).await;
+    refuse_in_embeddings_384(&legacy, &victim).await;
+    let with = serve_with_app(dir, summary).await;
+    let (mut with, child, log) = guard_failing_at_the_third_batch(with, &[], &[]).await;
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    // The third batch holds the row: its attempt in one request (the
+    // guard failed), its attempt under the lock (the row refused), then
+    // the window read and written again without the row.
+    let batches = copy_batches(&log);
+    let upper = |i: usize| batches[i]["checkpoint"].as_str().unwrap().to_string();
+    assert!(
+        upper(1) < victim && victim <= upper(2),
+        "{victim} is not in the third batch ({} to {})",
+        upper(1),
+        upper(2)
+    );
+    let requests = batches[2]["requests"].as_u64().unwrap();
+    assert!(requests >= 4, "the third batch took {requests} requests");
+    assert!(
+        text(&out).contains(&victim),
+        "the run did not name {victim}"
+    );
+
+    assert_refused_and_the_rest_exact(&mut with.served, &with.summary, &victim, 1).await;
+}
+
+/// A good 384-dimension row of the legacy file at `path` (not in `bad`)
+/// whose place in key order is within `places`: its key.
+async fn good_384_within(path: &Path, bad: &[String], places: std::ops::Range<usize>) -> String {
+    let conn = local(path).await;
+    let keys = test_support::read_table(&conn, "embeddings", true).await;
+    keys.iter()
+        .enumerate()
+        .filter(|(i, _)| places.contains(i))
+        .find(|(_, (id, row))| {
+            !bad.contains(id)
+                && matches!(&row[3], libsql::Value::Text(d)
+                    if test_support::oracle_vector(d).is_some_and(|v| v.len() == 384 * 4))
+        })
+        .map(|(_, (id, _))| id.clone())
+        .expect("a good 384-dimension row in those places")
+}
+
+/// Makes `embeddings_384` in the file at `path` as the schema does, plus
+/// a `CHECK` refusing the row `victim`.
+async fn refuse_in_embeddings_384(path: &Path, victim: &str) {
+    let ddl = memory_storage_turso::schema::TargetTable::D384
+        .create_table_sql()
+        .trim_end();
+    let ddl = format!(
+        "{},\n    CHECK (embedding_id != '{victim}')\n)",
+        ddl.strip_suffix(')').unwrap().trim_end()
+    );
+    local(path).await.execute(&ddl, ()).await.unwrap();
+}
+
+/// With the server stopped, its file: `victim` recorded as refused by the
+/// database and still in the legacy table, every other row migrated
+/// exactly, and the application's `notes` rows all there.
+async fn assert_refused_and_the_rest_exact(
+    served: &mut Faulty,
+    summary: &SampleSummary,
+    victim: &str,
+    notes: i64,
+) {
+    let file = served.stop();
+    let conn = local(&file).await;
+    assert_eq!(
+        test_support::scalar_text(
+            &conn,
+            &format!(
+                "SELECT reason_code FROM embedding_migration_quarantine WHERE embedding_id = '{victim}'"
+            ),
+        )
+        .await
+        .as_deref(),
+        Some("rejected_by_database")
+    );
+    assert_eq!(
+        scalar(
+            &conn,
+            &format!("SELECT count(*) FROM embeddings WHERE embedding_id = '{victim}'")
+        )
+        .await,
+        Some(1),
+        "the refused row left the legacy table"
+    );
+    let mut left = bad_ids(summary);
+    left.push(victim.to_string());
+    test_support::assert_migrated_exactly(&conn, &left, true).await;
+    assert_eq!(
+        scalar(&conn, "SELECT count(*) FROM app_notes").await,
+        Some(notes)
+    );
+}
+
+/// `--online`: a row the application writes during the copy, which the
+/// database refuses, met in a turn of the catch-up under the write lock
+/// (its key is before every other, so the copy never reads it): that turn
+/// lands nothing, the turn is made the way that names the row, and the run
+/// ends exact with the row left in the legacy table and in the quarantine
+/// record as `rejected_by_database`.
+#[tokio::test(flavor = "multi_thread")]
+async fn online_a_row_refused_in_a_catch_up_turn_under_the_lock_is_quarantined_and_named() {
+    if !have_sqld() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let victim = "0000-refused-by-check";
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 1000, 16, 70).await;
+    refuse_in_embeddings_384(&legacy, victim).await;
+    let with = serve_with_app(dir, summary).await;
+    let (mut with, child, _log) = guard_failing_at_the_third_batch(with, &[], &["--online"]).await;
+    let v: Vec<f32> = (0..384).map(|j| j as f32 * 0.125 - 3.0).collect();
+    answered(
+        "insert",
+        with.app.execute(
+            "INSERT INTO embeddings (embedding_id, item_id, item_type, embedding_data, dimension, model, created_at) \
+             VALUES (?1, 'item-refused', 'episode', ?2, 384, 'app', 1760000000)",
+            libsql::params![victim, memory_storage_turso::sample::encode_json(&v)],
+        ),
+    )
+    .await
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains(victim), "the run did not name {victim}");
+    assert_refused_and_the_rest_exact(&mut with.served, &with.summary, victim, 1).await;
 }
 
 /// A batch read again under the write lock (its guard failed: the
@@ -445,7 +600,8 @@ async fn a_batch_read_again_under_the_lock_and_timed_out_lands_nothing_and_is_re
     // Then the commit of the batch read again held past 5 s.
     let then = [stall(ONE_REQUEST_CHECKPOINT, 0, 8_000)];
     let (mut with, mut child, log) =
-        guard_failing_at_the_third_batch(68, &then, &["--max-retries", "10"]).await;
+        guard_failing_at_the_third_batch(with_app(1000, 68).await, &then, &["--max-retries", "10"])
+            .await;
     wait_fired(&with.served.proxy, 2, &mut child);
     let before = committed(&with.app).await;
     let waited = app_write(&with.app, 2).await;
