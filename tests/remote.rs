@@ -951,6 +951,82 @@ async fn execute_verify_and_rollback_on_the_served_file_checked_with_the_server_
     }
 }
 
+/// The state of the scan index of `table` in a report's JSON.
+fn scan_index_status(report: &serde_json::Value, table: &str) -> String {
+    report["vector_indexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["table"] == table)
+        .unwrap_or_else(|| panic!("{table} not in {report:#}"))["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// With statements one per request the `libsql` client sends the scan
+/// index's `CREATE INDEX`, and writes it out again first (spaces before
+/// parentheses, a `;`), so sqld keeps other text than the migration
+/// sent. The index is still the migration's own: the next run finds it
+/// in place, where it took it for a user's object (`name taken`) and had
+/// the table searched exactly, its index never used.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_index_made_through_the_libsql_client_is_known_as_the_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 300, 16, 35).await;
+    let mut served = Served::start(&legacy, dir.path());
+    if !served.has_vectors() {
+        return;
+    }
+    let (url, token) = (served.url(), served.token());
+    let args = [
+        "--execute",
+        "--one-statement-per-request",
+        "--no-index-plan",
+        "--index-options",
+        "embeddings_384=scan",
+        "--index-options",
+        "embeddings_1024=none",
+        "--index-options",
+        "embeddings_1536=none",
+        "--index-options",
+        "embeddings_3072=none",
+        "--format",
+        "json",
+    ];
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let out = migrate_as(&url, &token, &args)
+            .output_within(RUN_LIMIT)
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        seen.push(scan_index_status(&json(&out), "embeddings_384"));
+    }
+    assert_eq!(seen, ["built", "present"]);
+
+    let file = served.stop();
+    let conn = local(&file).await;
+    let kept = test_support::scalar_text(
+        &conn,
+        "SELECT sql FROM sqlite_master WHERE name = 'idx_embeddings_384_scan'",
+    )
+    .await
+    .unwrap();
+    assert!(kept.contains("embeddings_384 ("), "sent as written: {kept}");
+    let plan = memory_storage_turso::search_plan::read(&conn)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            plan.get(&memory_storage_turso::schema::TargetTable::D384),
+            Some(memory_storage_turso::search_plan::TableSearch::Scan { .. })
+        ),
+        "{plan:?}"
+    );
+    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+}
+
 /// SIGKILL of the client mid-batch, several times, then a run to the end:
 /// against sqld when `SQLD_BIN` is set. With the server stopped, its file
 /// holds every good row once and bit for bit (the independent oracle).

@@ -344,6 +344,82 @@ async fn a_batch_sqld_timed_out_lands_nothing_and_is_retried() {
     assert_exact_and_notes_kept(&mut served, &summary, 2).await;
 }
 
+/// The one `CREATE INDEX` of a scan index, as the libSQL client sends it
+/// (statements one per request; the client writes the SQL out again, a
+/// space before each parenthesis).
+const SCAN_INDEX_CREATE: &str =
+    r#""sql":"CREATE INDEX idx_embeddings_384_scan ON embeddings_384 ("#;
+
+/// A scan index made in one statement that sqld rolls back (its request
+/// held back past 5 s while the application waits to write; statements
+/// one per request, so that the network can hold the transaction open:
+/// on a table this small the statement itself takes milliseconds) is made
+/// again in batches beside the table and swapped in, instead of the same
+/// statement tried again: the run ends exact, the index in place.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_index_sqld_rolled_back_is_made_again_in_batches() {
+    if !have_sqld() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let WithApp {
+        dir,
+        summary,
+        mut served,
+        app,
+    } = with_app(300, 72).await;
+    let log = dir.path().join("log.jsonl");
+    let args = [
+        "--execute",
+        "--one-statement-per-request",
+        "--no-index-plan",
+        "--index-options",
+        "embeddings_384=scan",
+        "--index-options",
+        "embeddings_1024=none",
+        "--index-options",
+        "embeddings_1536=none",
+        "--index-options",
+        "embeddings_3072=none",
+        "--max-retries",
+        "10",
+        "--log-file",
+        log.to_str().unwrap(),
+    ];
+    served.proxy.arm(&stall(SCAN_INDEX_CREATE, 0, 8_000));
+    let mut child = migrate(&served.url(), &served.token, &args)
+        .spawn()
+        .unwrap();
+    wait_fired(&served.proxy, 1, &mut child);
+    let waited = app_write(&app, 1).await;
+    assert!(
+        waited > Duration::from_secs(2),
+        "the scan index's transaction held no lock: the application wrote in {waited:?}"
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let batches = batches_of(&log, "scan index");
+    assert!(!batches.is_empty(), "not made in batches: {}", text(&out));
+
+    let file = served.stop();
+    let conn = local(&file).await;
+    assert_eq!(
+        memory_storage_turso::scan_index::state(
+            &conn,
+            memory_storage_turso::schema::TargetTable::D384
+        )
+        .await
+        .unwrap(),
+        memory_storage_turso::scan_index::ScanIndex::Present
+    );
+    assert!(!table_exists(&conn, "embeddings_384_indexing").await);
+    test_support::assert_migrated_exactly(&conn, &bad_ids(&summary), true).await;
+    assert_eq!(
+        scalar(&conn, "SELECT count(*) FROM app_notes").await,
+        Some(1)
+    );
+}
+
 /// A batch sent as one request (BEGIN, rows, ledger, checkpoint, lock,
 /// COMMIT) holds no lock while the network holds it: with the request
 /// stalled 8 s on its way to sqld, an application writes at once, and the

@@ -19,6 +19,7 @@ pub mod scan_index;
 pub mod schema;
 pub mod search_plan;
 pub mod store;
+mod stored_sql;
 pub mod text;
 
 pub use error::{Error, Result};

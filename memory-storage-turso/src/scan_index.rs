@@ -27,7 +27,7 @@ pub enum ScanIndex {
 /// Looks up what holds `table`'s scan index name (`Missing` for a table
 /// that has none, `embeddings_other`).
 pub async fn state(conn: &Connection, table: TargetTable) -> Result<ScanIndex> {
-    let (Some(name), Some(sql)) = (table.scan_index_name(), table.scan_index_sql()) else {
+    let Some(name) = table.scan_index_name() else {
         return Ok(ScanIndex::Missing);
     };
     let ctx = || format!("looking up {name}");
@@ -49,16 +49,18 @@ pub async fn state(conn: &Connection, table: TargetTable) -> Result<ScanIndex> {
     if kind != "index" {
         return Ok(ScanIndex::Taken);
     }
-    let among = |forms: &[Option<String>]| found.is_some() && forms.contains(&found);
-    // Built in batches, the indexing table was renamed to the table's
-    // name, which SQLite writes back into the index's SQL quoted.
-    let renamed = table.scan_index_sql_on(&format!("\"{}\"", table.name()));
+    // Our SQL on `on_table`, in any form it is kept in: built in batches
+    // the index stood on the indexing table, renamed since to the table's
+    // name (which SQLite writes back quoted).
+    let ours_on = |on_table: &str| {
+        let ours = table.scan_index_sql_on(on_table);
+        ours.zip(found.as_deref())
+            .is_some_and(|(ours, found)| crate::stored_sql::same(found, &ours))
+    };
     let building = table.indexing_table();
-    Ok(if on == table.name() && among(&[Some(sql), renamed]) {
+    Ok(if on == table.name() && ours_on(table.name()) {
         ScanIndex::Present
-    } else if building == Some(on.as_str())
-        && among(&[building.and_then(|b| table.scan_index_sql_on(b))])
-    {
+    } else if building.is_some_and(|b| b == on && ours_on(b)) {
         ScanIndex::Building
     } else {
         ScanIndex::Taken

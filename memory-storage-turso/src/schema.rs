@@ -217,9 +217,7 @@ impl TargetTable {
     }
 
     /// The scan index of this table (its name), created on the table named
-    /// `on`: the indexing table of a build in batches, or the table's own
-    /// name as SQLite writes it back after that table was renamed in its
-    /// place (`"embeddings_N"`, quoted).
+    /// `on`: the table itself, or the indexing table of a build in batches.
     pub fn scan_index_sql_on(self, on: &str) -> Option<String> {
         self.scan_index_name()
             .map(|name| format!("CREATE INDEX {name} ON {on}(vector8(embedding_vector))"))

@@ -281,7 +281,7 @@ async fn start_build(
 
 /// Whether the build standing on `table`'s indexing table makes `made`:
 /// its index's SQL there is `made`'s (SQLite keeps it without `IF NOT
-/// EXISTS`).
+/// EXISTS`; see [`crate::stored_sql`] for the forms it may take).
 pub(crate) async fn builds(conn: &Connection, table: TargetTable, made: Made<'_>) -> Result<bool> {
     let (Some(building), Some(name)) = (table.indexing_table(), made.index_name(table)) else {
         return Ok(false);
@@ -299,8 +299,9 @@ pub(crate) async fn builds(conn: &Connection, table: TargetTable, made: Made<'_>
         .db_context(ctx)?;
     Ok(match rows.next().await.db_context(ctx)? {
         Some(row) => {
-            row.get::<Option<String>>(0).db_context(ctx)?.as_deref()
-                == Some(wanted.replacen(" IF NOT EXISTS", "", 1).as_str())
+            let found = row.get::<Option<String>>(0).db_context(ctx)?;
+            let wanted = wanted.replacen(" IF NOT EXISTS", "", 1);
+            found.is_some_and(|found| crate::stored_sql::same(&found, &wanted))
         }
         None => false,
     })
