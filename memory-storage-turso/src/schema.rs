@@ -680,11 +680,8 @@ mod tests {
 
     #[tokio::test]
     async fn created_tables_have_the_design_columns_and_indexes() {
-        let db = libsql::Builder::new_local(":memory:")
-            .build()
-            .await
-            .unwrap();
-        let conn = db.connect().unwrap();
+        let t = test_support::TestDb::empty().await;
+        let conn = t.conn.clone();
         create_target_tables(&conn).await.unwrap();
         create_target_tables(&conn).await.unwrap(); // idempotent
         create_item_indexes(&conn).await.unwrap();

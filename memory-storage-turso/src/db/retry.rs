@@ -147,11 +147,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_stream_renews_the_run_connection_and_nothing_else() {
-        let db = libsql::Builder::new_local(":memory:")
-            .build()
-            .await
-            .unwrap();
-        let conn = db.connect().unwrap();
+        let t = test_support::TestDb::empty().await;
+        let conn = t.conn.clone();
         let lost = Error::Database {
             context: "x".into(),
             source: hrana("http error: `connection closed before message completed`"),

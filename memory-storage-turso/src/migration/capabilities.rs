@@ -40,11 +40,8 @@ mod tests {
 
     #[tokio::test]
     async fn libsql_has_vector_functions() {
-        let db = libsql::Builder::new_local(":memory:")
-            .build()
-            .await
-            .unwrap();
-        let conn = db.connect().unwrap();
+        let t = test_support::TestDb::empty().await;
+        let conn = t.conn.clone();
         assert!(has_vector_functions(&conn).await.unwrap());
         require_vector_functions(&conn, true).await.unwrap();
     }

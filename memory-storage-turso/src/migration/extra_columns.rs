@@ -66,11 +66,8 @@ mod tests {
 
     #[tokio::test]
     async fn only_unknown_columns_are_counted_by_their_values() {
-        let db = libsql::Builder::new_local(":memory:")
-            .build()
-            .await
-            .unwrap();
-        let conn = db.connect().unwrap();
+        let t = test_support::TestDb::empty().await;
+        let conn = t.conn.clone();
         conn.execute(
             "CREATE TABLE embeddings (embedding_id TEXT, Model TEXT, \"odd \"\"name\" TEXT, spare INTEGER)",
             (),

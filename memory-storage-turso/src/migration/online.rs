@@ -352,12 +352,8 @@ mod tests {
 
     #[tokio::test]
     async fn mirrored_changes_are_forgotten_in_one_statement_and_later_ones_stay() {
-        let conn = libsql::Builder::new_local(":memory:")
-            .build()
-            .await
-            .unwrap()
-            .connect()
-            .unwrap();
+        let t = test_support::TestDb::empty().await;
+        let conn = t.conn.clone();
         conn.execute_batch(&format!(
             "CREATE TABLE {CHANGES_TABLE} (embedding_id PRIMARY KEY NOT NULL); \
              INSERT INTO {CHANGES_TABLE} (embedding_id) VALUES ('a'), ('b'), ('c'), ('d');"

@@ -89,17 +89,14 @@ mod tests {
     use super::*;
     use crate::connect::pipeline::fail_unless;
 
-    async fn db() -> Connection {
-        let conn = libsql::Builder::new_local(":memory:")
-            .build()
-            .await
-            .unwrap()
-            .connect()
-            .unwrap();
+    /// A database file with a table `t` (kept while the first value lives).
+    async fn db() -> (test_support::TestDb, Connection) {
+        let t = test_support::TestDb::empty().await;
+        let conn = t.conn.clone();
         conn.execute("CREATE TABLE t (a INTEGER)", ())
             .await
             .unwrap();
-        conn
+        (t, conn)
     }
 
     async fn count(conn: &Connection) -> i64 {
@@ -109,7 +106,7 @@ mod tests {
 
     #[tokio::test]
     async fn on_a_connection_each_statement_gives_its_rows_or_changes() {
-        let conn = db().await;
+        let (_db, conn) = db().await;
         let out = transaction(
             &conn,
             None,
@@ -136,7 +133,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_statement_is_named_and_nothing_before_it_is_committed() {
-        let conn = db().await;
+        let (_db, conn) = db().await;
         let failure = transaction(
             &conn,
             None,

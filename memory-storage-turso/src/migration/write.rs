@@ -631,11 +631,8 @@ mod tests {
     /// boundaries; a rollback forgets what was buffered.
     #[tokio::test]
     async fn buffered_rows_are_all_written_by_the_commit() {
-        let db = libsql::Builder::new_local(":memory:")
-            .build()
-            .await
-            .expect("db");
-        let conn = db.connect().expect("conn");
+        let t = test_support::TestDb::empty().await;
+        let conn = t.conn.clone();
         create_target_tables(&conn).await.expect("tables");
         let mut writer = BatchWriter::new(&conn);
         writer.begin().await.expect("begin");

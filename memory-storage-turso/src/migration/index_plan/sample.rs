@@ -226,11 +226,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_sampled_rows_leading_bytes_are_bytes_not_characters() {
-        let db = libsql::Builder::new_local(":memory:")
-            .build()
-            .await
-            .unwrap();
-        let conn = db.connect().unwrap();
+        let t = test_support::TestDb::empty().await;
+        let conn = t.conn.clone();
         conn.execute(TargetTable::D384.create_table_sql(), ())
             .await
             .unwrap();

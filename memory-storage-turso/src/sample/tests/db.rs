@@ -3,13 +3,11 @@
 
 use super::*;
 
-async fn memory_db() -> (libsql::Database, libsql::Connection) {
-    let db = libsql::Builder::new_local(":memory:")
-        .build()
-        .await
-        .unwrap();
-    let conn = db.connect().unwrap();
-    (db, conn)
+/// A database file of its own (kept while the first value lives).
+async fn fresh_db() -> (test_support::TestDb, libsql::Connection) {
+    let t = test_support::TestDb::empty().await;
+    let conn = t.conn.clone();
+    (t, conn)
 }
 
 async fn columns(conn: &libsql::Connection) -> Vec<(String, String)> {
@@ -31,7 +29,7 @@ async fn count(conn: &libsql::Connection, sql: &str) -> i64 {
 
 #[tokio::test]
 async fn creates_the_table_with_and_without_the_vector_column() {
-    let (_db, conn) = memory_db().await;
+    let (_db, conn) = fresh_db().await;
     create_legacy_table(&conn, true).await.unwrap();
     let cols = columns(&conn).await;
     let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
@@ -53,7 +51,7 @@ async fn creates_the_table_with_and_without_the_vector_column() {
                  AND name = 'idx_embeddings_item'";
     assert_eq!(count(&conn, index).await, 1);
 
-    let (_db2, conn2) = memory_db().await;
+    let (_db2, conn2) = fresh_db().await;
     create_legacy_table(&conn2, false).await.unwrap();
     let names: Vec<String> = columns(&conn2).await.into_iter().map(|(n, _)| n).collect();
     assert_eq!(names.len(), 7);
@@ -118,7 +116,7 @@ async fn generated_database_holds_what_the_summary_says() {
 
 #[tokio::test]
 async fn inserts_without_the_vector_column_and_rolls_back_a_failed_batch() {
-    let (_db, conn) = memory_db().await;
+    let (_db, conn) = fresh_db().await;
     create_legacy_table(&conn, false).await.unwrap();
     let mut rows: Vec<LegacyRow> = generate_rows(&small_spec(1500, true))
         .map(|(row, _)| row)
