@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Faulty, Server, TOKEN};
+use common::{Faulty, Server, SCAN_INDEX_ON_384_ONLY, TOKEN};
 use libsql::{Builder, Connection, Value};
 use memory_storage_turso::sample::SampleSummary;
 use test_support::{bad_ids, sample_db, scalar, table_exists, OutputWithin, RUN_LIMIT};
@@ -981,20 +981,11 @@ async fn a_scan_index_made_through_the_libsql_client_is_known_as_the_migrations(
     }
     let (url, token) = (served.url(), served.token());
     let args = [
-        "--execute",
-        "--one-statement-per-request",
-        "--no-index-plan",
-        "--index-options",
-        "embeddings_384=scan",
-        "--index-options",
-        "embeddings_1024=none",
-        "--index-options",
-        "embeddings_1536=none",
-        "--index-options",
-        "embeddings_3072=none",
-        "--format",
-        "json",
-    ];
+        &["--execute", "--one-statement-per-request"][..],
+        &SCAN_INDEX_ON_384_ONLY,
+        &["--format", "json"],
+    ]
+    .concat();
     let mut seen = Vec::new();
     for _ in 0..2 {
         let out = migrate_as(&url, &token, &args)

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Faulty, Server};
+use common::{Faulty, Server, SCAN_INDEX_ON_384_ONLY};
 use libsql::{Builder, Connection};
 use memory_storage_turso::sample::{generate_legacy_database, SampleSpec, SampleSummary};
 use test_support::{bad_ids, sample_db, scalar, table_exists, OutputWithin, RUN_LIMIT};
@@ -370,22 +370,11 @@ async fn a_scan_index_sqld_rolled_back_is_made_again_in_batches() {
     } = with_app(300, 72).await;
     let log = dir.path().join("log.jsonl");
     let args = [
-        "--execute",
-        "--one-statement-per-request",
-        "--no-index-plan",
-        "--index-options",
-        "embeddings_384=scan",
-        "--index-options",
-        "embeddings_1024=none",
-        "--index-options",
-        "embeddings_1536=none",
-        "--index-options",
-        "embeddings_3072=none",
-        "--max-retries",
-        "10",
-        "--log-file",
-        log.to_str().unwrap(),
-    ];
+        &["--execute", "--one-statement-per-request"][..],
+        &SCAN_INDEX_ON_384_ONLY,
+        &["--max-retries", "10", "--log-file", log.to_str().unwrap()],
+    ]
+    .concat();
     served.proxy.arm(&stall(SCAN_INDEX_CREATE, 0, 8_000));
     let mut child = migrate(&served.url(), &served.token, &args)
         .spawn()

@@ -12,6 +12,20 @@ use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "remote-test-token-51c0ffee";
 
+/// Arguments for a run that makes one index, the quantized scan index of
+/// `embeddings_384`, and plans nothing.
+pub const SCAN_INDEX_ON_384_ONLY: [&str; 9] = [
+    "--no-index-plan",
+    "--index-options",
+    "embeddings_384=scan",
+    "--index-options",
+    "embeddings_1024=none",
+    "--index-options",
+    "embeddings_1536=none",
+    "--index-options",
+    "embeddings_3072=none",
+];
+
 /// The test server binary, next to the migrate_embeddings binary: built
 /// (or brought up to date) once per test run with the cargo and profile
 /// running the tests, so it is never stale and these tests never skip.
