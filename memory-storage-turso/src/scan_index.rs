@@ -7,7 +7,7 @@
 
 use libsql::Connection;
 
-use crate::error::{DbContext, Result};
+use crate::error::Result;
 use crate::schema::TargetTable;
 
 /// What holds the scan index's name of a table.
@@ -30,22 +30,14 @@ pub async fn state(conn: &Connection, table: TargetTable) -> Result<ScanIndex> {
     let Some(name) = table.scan_index_name() else {
         return Ok(ScanIndex::Missing);
     };
-    let ctx = || format!("looking up {name}");
-    let mut rows = conn
-        .query(
-            "SELECT type, tbl_name, sql FROM sqlite_master WHERE name = ?1",
-            [name],
-        )
-        .await
-        .db_context(ctx)?;
-    let Some(row) = rows.next().await.db_context(ctx)? else {
+    let Some(crate::db::SchemaObject {
+        kind,
+        table: on,
+        sql: found,
+    }) = crate::db::schema_object(conn, name).await?
+    else {
         return Ok(ScanIndex::Missing);
     };
-    let (kind, on, found) = (
-        row.get::<String>(0).db_context(ctx)?,
-        row.get::<String>(1).db_context(ctx)?,
-        row.get::<Option<String>>(2).db_context(ctx)?,
-    );
     if kind != "index" {
         return Ok(ScanIndex::Taken);
     }

@@ -10,7 +10,8 @@ mod txn;
 
 pub use codes::{classify, ErrorClass};
 pub use query::{
-    count, data_version, index_is_on, object_exists, query_i64, table_columns, unix_now,
+    count, data_version, index_is_on, object_exists, query_i64, schema_object, table_columns,
+    unix_now, SchemaObject,
 };
 pub use retry::{backoff, on_connection, renew_idle_stream, with_retries, Transient};
 pub use txn::in_transaction;

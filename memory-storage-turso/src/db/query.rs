@@ -1,5 +1,5 @@
-//! Small queries every layer asks: does an object exist, which columns has
-//! a table, one integer, a count, the connection's data version, the time.
+//! Small queries every layer asks: does an object exist (and what it is),
+//! which columns has a table, one integer, a count, the connection's data version, the time.
 
 use libsql::{Connection, Value};
 
@@ -68,18 +68,43 @@ pub async fn object_exists(conn: &Connection, name: &str) -> Result<bool> {
         .is_some())
 }
 
-/// Whether an index named `index` is on `table` itself (one of that name
-/// on another table is not: a user's, or a build's under way beside it).
-pub async fn index_is_on(conn: &Connection, index: &str, table: &str) -> Result<bool> {
-    let ctx = || format!("looking up the index {index} of {table}");
+/// One entry of the schema (`sqlite_master`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaObject {
+    /// `table`, `index`, `trigger` or `view`.
+    pub kind: String,
+    /// The table it belongs to (its own name, for a table).
+    pub table: String,
+    /// Its SQL as the database keeps it (none for an automatic index).
+    pub sql: Option<String>,
+}
+
+/// The schema object named `name`, if there is one.
+pub async fn schema_object(conn: &Connection, name: &str) -> Result<Option<SchemaObject>> {
+    let ctx = || format!("looking up {name} in the schema");
     let mut rows = conn
         .query(
-            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1 AND tbl_name = ?2",
-            [index, table],
+            "SELECT type, tbl_name, sql FROM sqlite_master WHERE name = ?1",
+            [name],
         )
         .await
         .db_context(ctx)?;
-    Ok(rows.next().await.db_context(ctx)?.is_some())
+    let Some(row) = rows.next().await.db_context(ctx)? else {
+        return Ok(None);
+    };
+    Ok(Some(SchemaObject {
+        kind: row.get::<String>(0).db_context(ctx)?,
+        table: row.get::<String>(1).db_context(ctx)?,
+        sql: row.get::<Option<String>>(2).db_context(ctx)?,
+    }))
+}
+
+/// Whether an index named `index` is on `table` itself (one of that name
+/// on another table is not: a user's, or a build's under way beside it).
+pub async fn index_is_on(conn: &Connection, index: &str, table: &str) -> Result<bool> {
+    Ok(schema_object(conn, index)
+        .await?
+        .is_some_and(|o| o.kind == "index" && o.table == table))
 }
 
 /// The column names of a table, in declaration order (empty if it does not

@@ -19,7 +19,6 @@ use super::report::{IndexState, IndexStatus, PhaseTiming};
 use super::statements;
 use crate::connect::pipeline::{Pipeline, Statement};
 use crate::db::with_retries;
-use crate::error::DbContext;
 use crate::scan_index::{self, ScanIndex};
 use crate::schema::{object_exists, TargetTable, VectorIndexOptions, INDEX_PROGRESS_TABLE};
 use crate::search_plan::TableSearch;
@@ -41,23 +40,11 @@ async fn index_state(conn: &Connection, table: TargetTable) -> Result<BuildState
     let Some(name) = table.vector_index_name() else {
         return Ok(BuildState::Missing);
     };
-    let ctx = || format!("looking up {name}");
-    let mut rows = conn
-        .query("SELECT tbl_name FROM sqlite_master WHERE name = ?1", [name])
-        .await
-        .db_context(ctx)?;
-    Ok(match rows.next().await.db_context(ctx)? {
+    Ok(match crate::db::schema_object(conn, name).await? {
         None => BuildState::Missing,
-        Some(row) => {
-            let on = row.get::<String>(0).db_context(ctx)?;
-            if on == table.name() {
-                BuildState::Present
-            } else if table.indexing_table() == Some(on.as_str()) {
-                BuildState::Building
-            } else {
-                BuildState::Taken
-            }
-        }
+        Some(o) if o.table == table.name() => BuildState::Present,
+        Some(o) if table.indexing_table() == Some(o.table.as_str()) => BuildState::Building,
+        Some(_) => BuildState::Taken,
     })
 }
 

@@ -289,22 +289,14 @@ pub(crate) async fn builds(conn: &Connection, table: TargetTable, made: Made<'_>
     let Some(wanted) = made.sql_on(table, building) else {
         return Ok(false);
     };
-    let ctx = || format!("looking up {name}");
-    let mut rows = conn
-        .query(
-            "SELECT sql FROM sqlite_master WHERE name = ?1 AND tbl_name = ?2",
-            [name, building],
-        )
-        .await
-        .db_context(ctx)?;
-    Ok(match rows.next().await.db_context(ctx)? {
-        Some(row) => {
-            let found = row.get::<Option<String>>(0).db_context(ctx)?;
-            let wanted = wanted.replacen(" IF NOT EXISTS", "", 1);
-            found.is_some_and(|found| crate::stored_sql::same(&found, &wanted))
-        }
-        None => false,
-    })
+    let wanted = wanted.replacen(" IF NOT EXISTS", "", 1);
+    Ok(crate::db::schema_object(conn, name)
+        .await?
+        .is_some_and(|o| {
+            o.table == building
+                && o.sql
+                    .is_some_and(|found| crate::stored_sql::same(&found, &wanted))
+        }))
 }
 
 /// Drops a stopped build the plan no longer wants: the mirroring

@@ -349,15 +349,7 @@ async fn drop_created(
 const VECTOR_META: &str = "libsql_vector_meta_shadow";
 
 async fn object_kind(conn: &Connection, name: &str) -> Result<Option<String>> {
-    let ctx = || format!("looking up {name}");
-    let mut rows = conn
-        .query("SELECT type FROM sqlite_master WHERE name = ?1", [name])
-        .await
-        .db_context(ctx)?;
-    match rows.next().await.db_context(ctx)? {
-        Some(r) => Ok(Some(r.get::<String>(0).db_context(ctx)?)),
-        None => Ok(None),
-    }
+    Ok(crate::db::schema_object(conn, name).await?.map(|o| o.kind))
 }
 
 /// Removes the migration's `metadata` keys and puts `schema_version` back
