@@ -261,9 +261,11 @@ const ONE_REQUEST_CHECKPOINT: &str = r#"embedding_migration_checkpoint (id, last
 const INDEX_PROGRESS_WRITE: &str = r#""sql":"UPDATE embedding_migration_index_progress"#;
 /// A catch-up transaction of `--online` forgetting a mirrored change.
 const CHANGE_FORGET: &str = r#""sql":"DELETE FROM embedding_migration_changes WHERE rowid"#;
-/// The prepare of the index phase's lookup of where a table's index stands.
+/// The prepare of a lookup of one schema object by name
+/// (`db::schema_object`), as the index phase asks where a table's index
+/// stands.
 const INDEX_LOOKUP: &str =
-    r#""type":"describe","sql":"SELECT tbl_name FROM sqlite_master WHERE name"#;
+    r#""type":"describe","sql":"SELECT type, tbl_name, sql FROM sqlite_master WHERE name"#;
 
 /// A batch whose transaction sqld rolls back (held open past 5 s while an
 /// application waits to write) lands nothing: not a row, not a ledger
