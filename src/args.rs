@@ -206,8 +206,9 @@ pub struct MigrateArgs {
     /// `embeddings_384=compress_neighbors=float8,max_neighbors=32`,
     /// `embeddings_1024=default` (libSQL's defaults),
     /// `embeddings_1536=scan` (a quantized scan index: an ordinary index of
-    /// 8-bit vectors, scanned and re-ranked exactly) or
-    /// `embeddings_3072=none` (no index: exact search).
+    /// 8-bit vectors, scanned and re-ranked exactly), `embeddings_1536=scan1bit`
+    /// (the same of 1-bit vectors: an eighth of the bytes to read, a coarser
+    /// ranking) or `embeddings_3072=none` (no index: exact search).
     #[arg(long, value_name = "TABLE=OPTS", value_parser = parse_index_options)]
     pub index_options: Vec<(String, String)>,
 
@@ -364,7 +365,7 @@ impl MigrateArgs {
     /// fixed for every table.
     fn index_planning(&self) -> memory_storage_turso::migration::IndexPlanning {
         use memory_storage_turso::migration::{Forced, IndexMode, IndexPlanning};
-        use memory_storage_turso::schema::{TargetTable, VectorIndexOptions};
+        use memory_storage_turso::schema::{ScanBits, TargetTable, VectorIndexOptions};
         let fixed = self.no_index_plan
             || self.compress_neighbors.is_some()
             || self.max_neighbors.is_some()
@@ -376,8 +377,8 @@ impl MigrateArgs {
             };
             let choice = if opts == "none" {
                 Forced::Exact
-            } else if opts == memory_storage_turso::migration::report::SCAN {
-                Forced::Scan
+            } else if let Some(bits) = ScanBits::from_options(opts) {
+                Forced::Scan(bits)
             } else {
                 Forced::Options(VectorIndexOptions::parse(opts).unwrap_or_default())
             };
@@ -419,7 +420,7 @@ fn parse_index_options(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| {
             format!("{table:?} is not a table with a vector index (embeddings_384, embeddings_1024, embeddings_1536, embeddings_3072)")
         })?;
-    if opts != "none" && opts != memory_storage_turso::migration::report::SCAN {
+    if opts != "none" && memory_storage_turso::schema::ScanBits::from_options(opts).is_none() {
         VectorIndexOptions::parse(opts)?;
     }
     Ok((t.name().to_string(), opts.to_string()))
@@ -482,6 +483,39 @@ mod tests {
         assert!(Cli::try_parse_from(["m", "--compress-neighbors", "float9"]).is_err());
         let cli = Cli::try_parse_from(["m", "--format", "json", "--dry-run"]).unwrap();
         assert_eq!(cli.global.format, Format::Json);
+    }
+
+    #[test]
+    fn index_options_name_a_scan_index_of_either_quantization() {
+        use memory_storage_turso::migration::Forced;
+        use memory_storage_turso::schema::{ScanBits, TargetTable};
+        let cli = Cli::try_parse_from([
+            "m",
+            "--execute",
+            "--index-options",
+            "embeddings_384=scan",
+            "--index-options",
+            "embeddings_1536=scan1bit",
+            "--index-options",
+            "embeddings_3072=none",
+        ])
+        .unwrap();
+        let forced = cli.command.migrate.options().index.forced;
+        assert_eq!(
+            forced.get(&TargetTable::D384),
+            Some(&Forced::Scan(ScanBits::Float8))
+        );
+        assert_eq!(
+            forced.get(&TargetTable::D1536),
+            Some(&Forced::Scan(ScanBits::Float1Bit))
+        );
+        assert_eq!(forced.get(&TargetTable::D3072), Some(&Forced::Exact));
+        for bad in ["embeddings_384=scan2bit", "embeddings_other=scan1bit"] {
+            assert!(
+                Cli::try_parse_from(["m", "--execute", "--index-options", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -603,9 +603,17 @@ fn built_recall_lines(checked: &[memory_storage_turso::migration::report::BuiltR
                 c.table
             ),
         };
+        let raised = if c.overfetch != c.planned_overfetch {
+            format!(
+                ", over-fetch raised from {} to {}",
+                c.planned_overfetch, c.overfetch
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "    {} ({}): {:.1}% measured, {:.1}% predicted, {:.1} ms a search{verdict}",
+            "    {} ({}): {:.1}% measured, {:.1}% predicted, {:.1} ms a search{raised}{verdict}",
             c.table,
             options_label(&c.options),
             c.measured_recall * 100.0,
@@ -618,12 +626,12 @@ fn built_recall_lines(checked: &[memory_storage_turso::migration::report::BuiltR
 
 /// A setting of the index plan in words.
 fn options_label(options: &str) -> &str {
-    match options {
-        "" => "libSQL's defaults",
-        memory_storage_turso::migration::report::SCAN => {
-            "quantized scan index (8-bit vectors, re-ranked exactly)"
-        }
-        other => other,
+    use memory_storage_turso::schema::ScanBits;
+    match (options, ScanBits::from_options(options)) {
+        ("", _) => "libSQL's defaults",
+        (_, Some(ScanBits::Float8)) => "quantized scan index (8-bit vectors, re-ranked exactly)",
+        (_, Some(ScanBits::Float1Bit)) => "quantized scan index (1-bit vectors, re-ranked exactly)",
+        (other, None) => other,
     }
 }
 
@@ -952,6 +960,7 @@ mod tests {
             table: table.into(),
             options: "compress_neighbors=float1bit,max_neighbors=32".into(),
             overfetch: 1,
+            planned_overfetch: 1,
             queries: 64,
             target_recall: 0.95,
             predicted_recall: 0.999,

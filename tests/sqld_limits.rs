@@ -397,7 +397,8 @@ async fn a_scan_index_sqld_rolled_back_is_made_again_in_batches() {
     assert_eq!(
         memory_storage_turso::scan_index::state(
             &conn,
-            memory_storage_turso::schema::TargetTable::D384
+            memory_storage_turso::schema::TargetTable::D384,
+            memory_storage_turso::schema::ScanBits::Float8
         )
         .await
         .unwrap(),
@@ -1255,7 +1256,8 @@ async fn online_with_an_application_writing_through_sqld_for_the_whole_run() {
     assert_eq!(
         memory_storage_turso::scan_index::state(
             &conn,
-            memory_storage_turso::schema::TargetTable::D384
+            memory_storage_turso::schema::TargetTable::D384,
+            memory_storage_turso::schema::ScanBits::Float8
         )
         .await
         .unwrap(),

@@ -38,8 +38,10 @@ fn short(options: &str) -> String {
     if options.is_empty() {
         return "default".into();
     }
-    if options == memory_storage_turso::migration::report::SCAN {
-        return "scan8".into();
+    match memory_storage_turso::schema::ScanBits::from_options(options) {
+        Some(memory_storage_turso::schema::ScanBits::Float8) => return "scan8".into(),
+        Some(memory_storage_turso::schema::ScanBits::Float1Bit) => return "scan1".into(),
+        None => {}
     }
     options
         .replace("compress_neighbors=", "")

@@ -23,13 +23,13 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use libsql::{Connection, Value};
 use memory_storage_turso::decode::cosine_searchable;
-use memory_storage_turso::migration::report::{Pick, RecallOutcome, SCAN};
+use memory_storage_turso::migration::report::{Pick, RecallOutcome};
 use memory_storage_turso::migration::{
     run_migration, IndexMode, IndexPlanning, LocalFile, MigrationOptions, MigrationReport,
     NoopObserver,
 };
 use memory_storage_turso::sample::{generate_legacy_database, SampleSpec};
-use memory_storage_turso::schema::TargetTable;
+use memory_storage_turso::schema::{ScanBits, TargetTable};
 use memory_storage_turso::store::EmbeddingStore;
 
 use crate::legacy;
@@ -185,10 +185,11 @@ pub async fn run(
         let (pick, predicted) = match plan.map(|p| (p, &p.pick)) {
             Some((p, Pick::Index { candidate, .. })) => {
                 let c = &p.candidates[*candidate];
-                let label = match c.options.as_str() {
-                    "" => "libSQL's defaults".to_string(),
-                    SCAN => "quantized scan index".to_string(),
-                    options => options.to_string(),
+                let label = match (c.options.as_str(), ScanBits::from_options(&c.options)) {
+                    ("", _) => "libSQL's defaults".to_string(),
+                    (_, Some(ScanBits::Float8)) => "quantized scan index".to_string(),
+                    (_, Some(ScanBits::Float1Bit)) => "1-bit scan index".to_string(),
+                    (options, None) => options.to_string(),
                 };
                 (
                     format!("{label}, over-fetch {}", c.overfetch),
@@ -365,18 +366,22 @@ async fn shadow_bytes(conn: &Connection, index: &str) -> Result<u64> {
     Ok(bytes.max(0) as u64)
 }
 
-/// Bytes of the pages of `table`'s quantized scan index (SQLite's
-/// `dbstat`), 0 without.
+/// Bytes of the pages of `table`'s quantized scan indexes (SQLite's
+/// `dbstat`; one at most is built), 0 without.
 async fn scan_bytes(conn: &Connection, table: TargetTable) -> Result<u64> {
-    let Some(index) = table.scan_index_name() else {
-        return Ok(0);
-    };
-    let bytes = count(
-        conn,
-        &format!("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = '{index}'"),
-    )
-    .await?;
-    Ok(bytes.max(0) as u64)
+    let mut bytes = 0;
+    for index in ScanBits::ALL
+        .into_iter()
+        .filter_map(|b| table.scan_index_name(b))
+    {
+        let pages = count(
+            conn,
+            &format!("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = '{index}'"),
+        )
+        .await?;
+        bytes += pages.max(0) as u64;
+    }
+    Ok(bytes)
 }
 
 /// `n` random rows of `table` of `rows`: (embedding_id, vector). Only

@@ -27,7 +27,7 @@ use crate::migration::lock::{current_holder, host_name, is_stale};
 use crate::migration::{metadata, run_migration, MigrationOptions, MigrationReport, NoopObserver};
 use crate::migration::{MigrateError, Result};
 use crate::schema::{
-    create_item_indexes, create_target_tables, create_vector_index_with, object_exists,
+    create_item_indexes, create_target_tables, create_vector_index_with, object_exists, ScanBits,
     TargetTable, VectorIndexOptions, SCHEMA_VERSION,
 };
 use crate::search_plan::TableSearch;
@@ -157,7 +157,7 @@ enum Index {
     /// The table's DiskANN index.
     Vector(TargetTable),
     /// The table's quantized scan index.
-    Scan(TargetTable),
+    Scan(TargetTable, ScanBits),
 }
 
 /// Every schema object [`initialize_schema`] makes sure of. A table the
@@ -178,7 +178,9 @@ fn wanted(
         }
         let index = match plan.get(&t) {
             Some(TableSearch::Exact) => None,
-            Some(TableSearch::Scan { .. }) => t.scan_index_name().map(|i| (i, Index::Scan(t))),
+            Some(TableSearch::Scan { bits, .. }) => {
+                t.scan_index_name(*bits).map(|i| (i, Index::Scan(t, *bits)))
+            }
             _ => t.vector_index_name().map(|i| (i, Index::Vector(t))),
         };
         if let Some((name, index)) = index {
@@ -209,7 +211,7 @@ async fn create_missing(conn: &Connection, options: &SchemaOptions) -> Result<Ve
                 Index::Vector(table) => {
                     create_vector_index_with(conn, table, &options.vector_index).await
                 }
-                Index::Scan(table) => create_scan_index(conn, table).await,
+                Index::Scan(table, bits) => create_scan_index(conn, table, bits).await,
             }
         })
         .await?;
@@ -219,11 +221,15 @@ async fn create_missing(conn: &Connection, options: &SchemaOptions) -> Result<Ve
 
 /// Creates `table`'s scan index where its name is still free (another
 /// process starting at the same time may have made it).
-async fn create_scan_index(conn: &Connection, table: TargetTable) -> crate::Result<()> {
-    if crate::scan_index::state(conn, table).await? != crate::scan_index::ScanIndex::Missing {
+async fn create_scan_index(
+    conn: &Connection,
+    table: TargetTable,
+    bits: ScanBits,
+) -> crate::Result<()> {
+    if crate::scan_index::state(conn, table, bits).await? != crate::scan_index::ScanIndex::Missing {
         return Ok(());
     }
-    let Some(sql) = table.scan_index_sql() else {
+    let Some(sql) = table.scan_index_sql(bits) else {
         return Ok(());
     };
     conn.execute(&sql, ())

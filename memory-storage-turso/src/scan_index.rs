@@ -1,6 +1,6 @@
-//! The quantized scan index of a native table (see
-//! [`TargetTable::scan_index_sql`]): whether the object of its name is
-//! that index. The store searches through it only then, and the migration
+//! The quantized scan index of a native table, of either quantization
+//! (see [`TargetTable::scan_index_sql`]): whether the object of its name
+//! is that index. The store searches through it only then, and the migration
 //! builds it only where its name is free: an object of that name that is
 //! anything else is a user's, never taken for the index and never
 //! replaced.
@@ -8,7 +8,7 @@
 use libsql::Connection;
 
 use crate::error::Result;
-use crate::schema::TargetTable;
+use crate::schema::{ScanBits, TargetTable};
 
 /// What holds the scan index's name of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,10 +24,10 @@ pub enum ScanIndex {
     Taken,
 }
 
-/// Looks up what holds `table`'s scan index name (`Missing` for a table
-/// that has none, `embeddings_other`).
-pub async fn state(conn: &Connection, table: TargetTable) -> Result<ScanIndex> {
-    let Some(name) = table.scan_index_name() else {
+/// Looks up what holds the name of `table`'s scan index quantized to
+/// `bits` (`Missing` for a table that has none, `embeddings_other`).
+pub async fn state(conn: &Connection, table: TargetTable, bits: ScanBits) -> Result<ScanIndex> {
+    let Some(name) = table.scan_index_name(bits) else {
         return Ok(ScanIndex::Missing);
     };
     let Some(crate::db::SchemaObject {
@@ -45,7 +45,7 @@ pub async fn state(conn: &Connection, table: TargetTable) -> Result<ScanIndex> {
     // the index stood on the indexing table, renamed since to the table's
     // name (which SQLite writes back quoted).
     let ours_on = |on_table: &str| {
-        let ours = table.scan_index_sql_on(on_table);
+        let ours = table.scan_index_sql_on(on_table, bits);
         ours.zip(found.as_deref())
             .is_some_and(|(ours, found)| crate::stored_sql::same(found, &ours))
     };

@@ -5,7 +5,7 @@
 //! input.
 
 use libsql::Connection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{DbContext, Result};
 
@@ -18,6 +18,48 @@ pub const NATIVE_DIMENSIONS: [usize; 4] = [384, 1024, 1536, 3072];
 /// The columns every embedding table has, in the order the migration reads
 /// and writes them.
 pub use crate::decode::row::COLUMNS;
+
+/// How a quantized scan index holds each vector: 8 bits a dimension
+/// (`vector8`, scaled to the vector's own range) or its signs alone
+/// (`vector1bit`; libSQL's cosine distance of two such is their Hamming
+/// distance). One bit reads an eighth of the bytes a search, and so
+/// searches several times faster, but ranks coarser: it needs a larger
+/// over-fetch for the same recall, which the plan measures.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanBits {
+    #[default]
+    Float8,
+    Float1Bit,
+}
+
+impl ScanBits {
+    pub const ALL: [ScanBits; 2] = [ScanBits::Float8, ScanBits::Float1Bit];
+
+    /// libSQL's function that quantizes a vector so.
+    pub fn function(self) -> &'static str {
+        match self {
+            ScanBits::Float8 => "vector8",
+            ScanBits::Float1Bit => "vector1bit",
+        }
+    }
+
+    /// The index plan's options text of this scan index (`scan`,
+    /// `scan1bit`), as `--index-options` takes it.
+    pub fn options(self) -> &'static str {
+        match self {
+            ScanBits::Float8 => "scan",
+            ScanBits::Float1Bit => "scan1bit",
+        }
+    }
+
+    /// The scan index an options text names, if it names one.
+    pub fn from_options(options: &str) -> Option<ScanBits> {
+        ScanBits::ALL.into_iter().find(|b| b.options() == options)
+    }
+}
 
 /// One of the five target tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -193,46 +235,58 @@ impl TargetTable {
         }
     }
 
-    /// The quantized scan index's name (an ordinary index of the 8-bit
-    /// vector, see [`TargetTable::scan_index_sql`]); `None` for
-    /// `embeddings_other`.
-    pub fn scan_index_name(self) -> Option<&'static str> {
-        match self {
-            TargetTable::D384 => Some("idx_embeddings_384_scan"),
-            TargetTable::D1024 => Some("idx_embeddings_1024_scan"),
-            TargetTable::D1536 => Some("idx_embeddings_1536_scan"),
-            TargetTable::D3072 => Some("idx_embeddings_3072_scan"),
-            TargetTable::Other => None,
-        }
+    /// The quantized scan index's name (an ordinary index of the vector
+    /// quantized to `bits`, see [`TargetTable::scan_index_sql`]); `None`
+    /// for `embeddings_other`. Each quantization has its own name, so an
+    /// index of one is never taken for the other.
+    pub fn scan_index_name(self, bits: ScanBits) -> Option<&'static str> {
+        Some(match (self, bits) {
+            (TargetTable::D384, ScanBits::Float8) => "idx_embeddings_384_scan",
+            (TargetTable::D1024, ScanBits::Float8) => "idx_embeddings_1024_scan",
+            (TargetTable::D1536, ScanBits::Float8) => "idx_embeddings_1536_scan",
+            (TargetTable::D3072, ScanBits::Float8) => "idx_embeddings_3072_scan",
+            (TargetTable::D384, ScanBits::Float1Bit) => "idx_embeddings_384_scan1bit",
+            (TargetTable::D1024, ScanBits::Float1Bit) => "idx_embeddings_1024_scan1bit",
+            (TargetTable::D1536, ScanBits::Float1Bit) => "idx_embeddings_1536_scan1bit",
+            (TargetTable::D3072, ScanBits::Float1Bit) => "idx_embeddings_3072_scan1bit",
+            (TargetTable::Other, _) => return None,
+        })
     }
 
-    /// `CREATE INDEX idx_embeddings_N_scan ON embeddings_N(vector8(embedding_vector))`:
-    /// libSQL's `vector8` is deterministic, so SQLite indexes it and keeps
-    /// it in step on every write; a scan of it reads the 8-bit vectors
-    /// and rowids only, never the rows (about ten to a page at 384
-    /// dimensions, against one row in two pages). No `IF NOT EXISTS`: an
-    /// object of that name that is not this index must not pass for it.
-    pub fn scan_index_sql(self) -> Option<String> {
-        self.scan_index_sql_on(self.name())
+    /// `CREATE INDEX idx_embeddings_N_scan ON embeddings_N(vector8(embedding_vector))`
+    /// (`vector1bit` and `…_scan1bit` for [`ScanBits::Float1Bit`]):
+    /// libSQL's quantizing functions are deterministic, so SQLite indexes
+    /// them and keeps them in step on every write; a scan of it reads the
+    /// quantized vectors and rowids only, never the rows (about ten to a
+    /// page at 384 dimensions and 8 bits, against one row in two pages). No
+    /// `IF NOT EXISTS`: an object of that name that is not this index must
+    /// not pass for it.
+    pub fn scan_index_sql(self, bits: ScanBits) -> Option<String> {
+        self.scan_index_sql_on(self.name(), bits)
     }
 
     /// The scan index of this table (its name), created on the table named
     /// `on`: the table itself, or the indexing table of a build in batches.
-    pub fn scan_index_sql_on(self, on: &str) -> Option<String> {
-        self.scan_index_name()
-            .map(|name| format!("CREATE INDEX {name} ON {on}(vector8(embedding_vector))"))
+    pub fn scan_index_sql_on(self, on: &str, bits: ScanBits) -> Option<String> {
+        self.scan_index_name(bits).map(|name| {
+            format!(
+                "CREATE INDEX {name} ON {on}({}(embedding_vector))",
+                bits.function()
+            )
+        })
     }
 
     /// A subquery of the `limit` rowids (as `id`) nearest to the vector
-    /// `query` by 8-bit distance, read from the scan index alone (the
+    /// `query` by quantized distance, read from the scan index alone (the
     /// distance in `ORDER BY` only: the index holds that expression);
     /// exact distances re-rank them. `query` and `limit` are SQL
     /// (parameters or literals).
-    pub fn scan_nearest_sql(self, query: &str, limit: &str) -> Option<String> {
-        self.scan_index_name().map(|index| {
+    pub fn scan_nearest_sql(self, bits: ScanBits, query: &str, limit: &str) -> Option<String> {
+        self.scan_index_name(bits).map(|index| {
+            let f = bits.function();
             format!(
                 "(SELECT rowid AS id FROM {} INDEXED BY {index} \
-                 ORDER BY vector_distance_cos(vector8(embedding_vector), vector8({query})) \
+                 ORDER BY vector_distance_cos({f}(embedding_vector), {f}({query})) \
                  NULLS LAST LIMIT {limit})",
                 self.name()
             )

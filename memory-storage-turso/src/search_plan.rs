@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::migration::metadata;
-use crate::schema::TargetTable;
+use crate::schema::{ScanBits, TargetTable};
 
 /// The `metadata` key holding the plan (JSON: table name → [`TableSearch`]).
 pub const SEARCH_PLAN_KEY: &str = "embeddings_migration.search_plan";
@@ -35,11 +35,15 @@ pub enum TableSearch {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         measured_recall: Option<f64>,
     },
-    /// The table's quantized scan index (`idx_embeddings_N_scan`): the
-    /// `overfetch` × k rows nearest by 8-bit distance, which exact
-    /// distances re-rank.
+    /// The table's quantized scan index (`idx_embeddings_N_scan`, or
+    /// `…_scan1bit`): the `overfetch` × k rows nearest by quantized
+    /// distance, which exact distances re-rank.
     Scan {
         overfetch: u32,
+        /// How the index quantizes (8 bits where a plan recorded before
+        /// 1-bit scans existed says nothing).
+        #[serde(default)]
+        bits: ScanBits,
         /// recall@10 the plan predicted at the table's size.
         planned_recall: Option<f64>,
         /// recall@10 measured on the built index (`None` until measured).
@@ -49,6 +53,14 @@ pub enum TableSearch {
 }
 
 impl TableSearch {
+    /// The scan index searched through, if this is a scan.
+    pub fn scan_bits(&self) -> Option<ScanBits> {
+        match self {
+            TableSearch::Scan { bits, .. } => Some(*bits),
+            _ => None,
+        }
+    }
+
     /// The candidates to ask the index for, for `k` hits.
     pub fn fetch(&self, k: usize) -> usize {
         match self {

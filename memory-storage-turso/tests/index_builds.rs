@@ -16,7 +16,7 @@ use memory_storage_turso::migration::{
 };
 use memory_storage_turso::sample::{encode_json, insert_legacy_rows, LegacyRow, SampleSummary};
 use memory_storage_turso::scan_index::{self, ScanIndex};
-use memory_storage_turso::schema::{TargetTable, VectorIndexOptions};
+use memory_storage_turso::schema::{ScanBits, TargetTable, VectorIndexOptions};
 use memory_storage_turso::store::{EmbeddingStore, SearchMethod};
 use test_support::*;
 
@@ -82,6 +82,11 @@ fn app_row(id: &str, v: &[f32]) -> LegacyRow {
     }
 }
 
+/// `embeddings_384`'s scan index of `bits`.
+fn scan_name(bits: ScanBits) -> &'static str {
+    TargetTable::D384.scan_index_name(bits).unwrap()
+}
+
 /// A finished run whose scan index of `embeddings_384` ended `state`:
 /// swapped in (on the table, its SQL as SQLite rewrote it at the rename),
 /// no DiskANN index, nothing of the build left, every row exact.
@@ -90,12 +95,15 @@ async fn assert_scan_index_swapped_in(
     report: &MigrationReport,
     state: IndexState,
     summary: &SampleSummary,
+    bits: ScanBits,
 ) {
     assert!(!report.interrupted, "{report:?}");
-    assert_eq!(status(report, "idx_embeddings_384_scan"), state);
+    assert_eq!(status(report, scan_name(bits)), state);
     assert!(report.verification.as_ref().unwrap().passed);
     assert_eq!(
-        scan_index::state(&t.conn, TargetTable::D384).await.unwrap(),
+        scan_index::state(&t.conn, TargetTable::D384, bits)
+            .await
+            .unwrap(),
         ScanIndex::Present
     );
     assert!(!table_exists(&t.conn, "embeddings_384_indexing").await);
@@ -105,19 +113,21 @@ async fn assert_scan_index_swapped_in(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn online_the_scan_index_is_built_in_batches_and_a_stopped_build_resumes() {
+    // The 1-bit scan index: built and resumed as the 8-bit one is (the
+    // other tests here), under its own name.
+    let bits = ScanBits::Float1Bit;
     let (t, summary) = TestDb::sample(&small_spec(3000, 71)).await;
-    let options = options(true, forced(Some(Forced::Scan)));
+    let options = options(true, forced(Some(Forced::Scan(bits))));
 
     // Stopped after the first batch of the scan index: the build stands
     // beside the table, its index on the indexing table.
     let first = run(&t.conn, &options, &StopAfter::index_batches(1)).await;
     assert!(first.interrupted);
+    assert_eq!(status(&first, scan_name(bits)), IndexState::Stopped);
     assert_eq!(
-        status(&first, "idx_embeddings_384_scan"),
-        IndexState::Stopped
-    );
-    assert_eq!(
-        scan_index::state(&t.conn, TargetTable::D384).await.unwrap(),
+        scan_index::state(&t.conn, TargetTable::D384, bits)
+            .await
+            .unwrap(),
         ScanIndex::Building
     );
     let built = count(&t.conn, "embeddings_384_indexing").await;
@@ -136,24 +146,21 @@ async fn online_the_scan_index_is_built_in_batches_and_a_stopped_build_resumes()
         .unwrap();
 
     let second = run(&t.conn, &options, &NoopObserver).await;
-    assert_scan_index_swapped_in(&t, &second, IndexState::ResumedAndBuilt, &summary).await;
+    assert_scan_index_swapped_in(&t, &second, IndexState::ResumedAndBuilt, &summary, bits).await;
     assert_eq!(count(&t.conn, "embeddings_384").await, rows + 1);
 
     // The store searches through it, and finds the application's row.
     let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();
     assert_eq!(
         store.search_method(384).await.unwrap(),
-        SearchMethod::ScanIndex("idx_embeddings_384_scan")
+        SearchMethod::ScanIndex(scan_name(bits))
     );
     let hits = store.find_similar(&v, None, 5, None).await.unwrap();
     assert_eq!(hits[0].embedding.embedding_id, "app-row");
 
     // A run again finds it there.
     let again = run(&t.conn, &options, &NoopObserver).await;
-    assert_eq!(
-        status(&again, "idx_embeddings_384_scan"),
-        IndexState::Present
-    );
+    assert_eq!(status(&again, scan_name(bits)), IndexState::Present);
 }
 
 /// A sample database of `rows` rows whose run was stopped after the first
@@ -183,18 +190,18 @@ async fn a_scan_index_planned_over_a_stopped_diskann_build_replaces_it() {
     // table), not finished with the old options.
     let second = run(
         &t.conn,
-        &options(false, forced(Some(Forced::Scan))),
+        &options(false, forced(Some(Forced::Scan(ScanBits::Float8)))),
         &NoopObserver,
     )
     .await;
-    assert_scan_index_swapped_in(&t, &second, IndexState::Built, &summary).await;
+    assert_scan_index_swapped_in(&t, &second, IndexState::Built, &summary, ScanBits::Float8).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollback_removes_a_stopped_scan_build_and_keeps_the_legacy_rows() {
     let (t, _summary) = TestDb::sample(&small_spec(1500, 73)).await;
     let legacy_before = read_table(&t.conn, "embeddings", true).await;
-    let options = options(true, forced(Some(Forced::Scan)));
+    let options = options(true, forced(Some(Forced::Scan(ScanBits::Float8))));
     let first = run(&t.conn, &options, &StopAfter::index_batches(1)).await;
     assert!(first.interrupted);
     assert!(table_exists(&t.conn, "embeddings_384_indexing").await);
@@ -313,7 +320,7 @@ async fn online_a_small_tables_scan_index_is_one_statement() {
         true,
         IndexPlanning {
             scan_batches_above: None,
-            ..forced(Some(Forced::Scan))
+            ..forced(Some(Forced::Scan(ScanBits::Float8)))
         },
     );
     // No index batch to stop after: the index is made in one statement.

@@ -4,7 +4,7 @@
 //! run whose index finds clearly fewer true neighbours than it must.
 
 use libsql::Connection;
-use memory_storage_turso::migration::report::{Pick, RecallOutcome, SCAN};
+use memory_storage_turso::migration::report::{Pick, RecallOutcome};
 use memory_storage_turso::migration::{
     run_migration, DiscrepancyKind, Forced, IndexMode, IndexPlanning, IndexState, MigrationOptions,
     MigrationReport, NoopObserver,
@@ -12,7 +12,7 @@ use memory_storage_turso::migration::{
 use memory_storage_turso::sample::{
     create_legacy_table, encode_json, insert_legacy_rows, LegacyRow,
 };
-use memory_storage_turso::schema::{TargetTable, VectorIndexOptions};
+use memory_storage_turso::schema::{ScanBits, TargetTable, VectorIndexOptions};
 use memory_storage_turso::search_plan::{self, TableSearch};
 use memory_storage_turso::store::{EmbeddingStore, SearchMethod};
 use test_support::*;
@@ -237,28 +237,53 @@ async fn the_plan_measures_a_scan_index_whose_search_grows_with_the_rows() {
         .iter()
         .find(|p| p.table == "embeddings_384")
         .unwrap();
-    let scans: Vec<_> = large
-        .candidates
-        .iter()
-        .filter(|c| c.options == SCAN)
-        .collect();
-    assert_eq!(
-        scans.iter().map(|c| c.overfetch).collect::<Vec<_>>(),
-        [4, 8, 16]
-    );
+    let of = |bits: ScanBits| -> Vec<_> {
+        large
+            .candidates
+            .iter()
+            .filter(|c| c.options == bits.options())
+            .collect()
+    };
+    let overfetches =
+        |bits| -> Vec<u32> { of(bits).iter().map(|c| c.overfetch).collect::<Vec<_>>() };
+    assert_eq!(overfetches(ScanBits::Float8), [4, 8, 16]);
+    assert_eq!(overfetches(ScanBits::Float1Bit), [8, 16, 32, 64]);
     let cheapest_diskann = large
         .candidates
         .iter()
-        .filter(|c| c.options != SCAN)
+        .filter(|c| ScanBits::from_options(&c.options).is_none())
         .map(|c| c.predicted.build_seconds)
         .fold(f64::INFINITY, f64::min);
-    for c in scans {
+    // One byte a dimension (8 bits) or one bit, and the key and rowid
+    // beside it.
+    for (bits, bytes) in [
+        (ScanBits::Float8, 384.0..1_000.0),
+        (ScanBits::Float1Bit, 48.0..200.0),
+    ] {
+        for c in of(bits) {
+            let per_row = c.predicted.index_bytes as f64 / 1500.0;
+            assert!(bytes.contains(&per_row), "{c:?}");
+        }
+    }
+    for c in of(ScanBits::Float8)
+        .into_iter()
+        .chain(of(ScanBits::Float1Bit))
+    {
         // At the two sample sizes and, first of all, at the validating
         // one: it costs next to nothing there.
         assert_eq!(c.measured.len(), 3, "{c:?}");
-        // One 8-bit byte a dimension, and the key and rowid beside it.
-        let per_row = c.predicted.index_bytes as f64 / 1500.0;
-        assert!((384.0..1_000.0).contains(&per_row), "{c:?}");
+        // And on whole neighbourhoods of the table (the dry run read
+        // every row): a scan ranks every row, and more crowd a query at
+        // the table's density than in a sample.
+        let near = c
+            .neighbourhoods
+            .as_ref()
+            .expect("measured on neighbourhoods");
+        assert!(
+            c.predicted.recall <= c.measured[2].recall.min(c.measured[1].recall),
+            "{c:?}"
+        );
+        assert!(near.rows > 0, "{c:?}");
         assert!(c.predicted.build_seconds > 0.0, "{c:?}");
         assert!(c.predicted.build_seconds < cheapest_diskann, "{c:?}");
         // A search reads every row's 8-bit vector: its latency grows with
@@ -296,6 +321,7 @@ async fn a_table_planned_for_a_scan_index_gets_one_measured_and_the_store_search
     // the run keeps a recorded plan.
     let planned_scan = TableSearch::Scan {
         overfetch: 4,
+        bits: ScanBits::Float8,
         planned_recall: Some(0.97),
         measured_recall: None,
     };
@@ -322,13 +348,14 @@ async fn a_table_planned_for_a_scan_index_gets_one_measured_and_the_store_search
     let [measured] = &done.built_recall[..] else {
         panic!("the scan index was measured: {:?}", done.built_recall);
     };
-    assert_eq!(measured.options, SCAN);
+    assert_eq!(measured.options, ScanBits::Float8.options());
     assert_eq!(measured.outcome, RecallOutcome::Met, "{measured:?}");
     let recorded = search_plan::read(&t.conn).await.unwrap();
     assert_eq!(
         recorded[&TargetTable::D384],
         TableSearch::Scan {
             overfetch: 4,
+            bits: ScanBits::Float8,
             planned_recall: Some(0.97),
             measured_recall: Some(measured.measured_recall),
         }
@@ -374,6 +401,67 @@ async fn a_table_planned_for_a_scan_index_gets_one_measured_and_the_store_search
     assert!(recall >= 0.9, "{recall}");
 }
 
+/// A scan index finds more of the true neighbours with more candidates,
+/// and nothing is rebuilt to ask for them: one short of the target on its
+/// own table is searched with a larger over-fetch, as measured there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_index_short_of_its_target_is_searched_with_a_larger_overfetch() {
+    let t = TestDb::empty().await;
+    legacy(&t, 1500, 0).await;
+    let copy_only = MigrationOptions {
+        build_vector_index: false,
+        ..options(false, planned())
+    };
+    run(&t.conn, copy_only).await;
+    // 40 candidates for ten hits by 1-bit distance: too few (0.75 of the
+    // true ten found here).
+    let mut recorded = search_plan::read(&t.conn).await.unwrap();
+    recorded.insert(
+        TargetTable::D384,
+        TableSearch::Scan {
+            overfetch: 4,
+            bits: ScanBits::Float1Bit,
+            planned_recall: Some(0.97),
+            measured_recall: None,
+        },
+    );
+    search_plan::write(&t.conn, &recorded).await.unwrap();
+
+    let index = IndexPlanning {
+        max_query_ms: 50.0,
+        ..planned()
+    };
+    let done = run(&t.conn, options(false, index)).await;
+    let [measured] = &done.built_recall[..] else {
+        panic!("the scan index was measured: {:?}", done.built_recall);
+    };
+    assert_eq!(
+        state(&done, "embeddings_384"),
+        IndexState::Built,
+        "{measured:?}"
+    );
+    assert_eq!(measured.options, "scan1bit");
+    assert_eq!(measured.planned_overfetch, 4);
+    assert!([8, 16].contains(&measured.overfetch), "{measured:?}");
+    assert_eq!(measured.outcome, RecallOutcome::Met, "{measured:?}");
+    let recorded = search_plan::read(&t.conn).await.unwrap();
+    assert_eq!(
+        recorded[&TargetTable::D384],
+        TableSearch::Scan {
+            overfetch: measured.overfetch,
+            bits: ScanBits::Float1Bit,
+            planned_recall: Some(0.97),
+            measured_recall: Some(measured.measured_recall),
+        }
+    );
+    let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();
+    assert_eq!(
+        store.search_method(384).await.unwrap(),
+        SearchMethod::ScanIndex("idx_embeddings_384_scan1bit")
+    );
+    assert!(done.verification.as_ref().unwrap().passed);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_users_object_with_the_scan_index_name_is_left_and_its_table_searched_exactly() {
     let t = TestDb::empty().await;
@@ -386,7 +474,9 @@ async fn a_users_object_with_the_scan_index_name_is_left_and_its_table_searched_
         .await
         .unwrap();
     let mut index = planned();
-    index.forced.insert(TargetTable::D384, Forced::Scan);
+    index
+        .forced
+        .insert(TargetTable::D384, Forced::Scan(ScanBits::Float8));
     let done = run(&t.conn, options(false, index.clone())).await;
     assert_eq!(state(&done, "embeddings_384"), IndexState::NameTaken);
     assert!(done.verification.as_ref().unwrap().passed);

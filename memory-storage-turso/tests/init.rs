@@ -9,7 +9,7 @@ use memory_storage_turso::init::{initialize_schema, AutoMigration, SchemaOptions
 use memory_storage_turso::migration::MigrateError;
 use memory_storage_turso::migration::MigrationLock;
 use memory_storage_turso::migration::MigrationOptions;
-use memory_storage_turso::schema::object_exists;
+use memory_storage_turso::schema::{object_exists, ScanBits};
 use memory_storage_turso::store::{unmigrated_rows_exist, EmbeddingStore, Source};
 use memory_storage_turso::Error;
 use test_support::*;
@@ -93,6 +93,7 @@ async fn the_recorded_search_plan_decides_which_index_a_table_gets() {
         TargetTable::D1024,
         TableSearch::Scan {
             overfetch: 4,
+            bits: ScanBits::Float8,
             planned_recall: Some(0.97),
             measured_recall: None,
         },

@@ -8,7 +8,7 @@ use memory_storage_turso::init::{initialize_schema, SchemaOptions};
 use memory_storage_turso::sample::{
     create_legacy_table, encode_compressed, encode_json, insert_legacy_rows, Compression, LegacyRow,
 };
-use memory_storage_turso::schema::TargetTable;
+use memory_storage_turso::schema::{ScanBits, TargetTable};
 use memory_storage_turso::search_plan::TableSearch;
 use memory_storage_turso::store::{Embedding, EmbeddingStore, SearchMethod, Source};
 use memory_storage_turso::Error;
@@ -587,6 +587,17 @@ async fn search_through_the_vector_index_ranks_exactly_like_brute_force() {
 
 #[tokio::test]
 async fn search_through_a_scan_index_ranks_exactly_like_brute_force() {
+    scan_index_search_ranks_like_brute_force(ScanBits::Float8, 4).await;
+}
+
+/// The 1-bit scan index asks for 32 candidates a hit: its Hamming distance
+/// of signs ranks coarsely, and the exact re-ranking restores the order.
+#[tokio::test]
+async fn search_through_a_1_bit_scan_index_ranks_exactly_like_brute_force() {
+    scan_index_search_ranks_like_brute_force(ScanBits::Float1Bit, 32).await;
+}
+
+async fn scan_index_search_ranks_like_brute_force(bits: ScanBits, overfetch: u32) {
     let t = TestDb::empty().await;
     let store = store_on(&t, false).await;
     let mut rng = Rng(34);
@@ -598,7 +609,8 @@ async fn search_through_a_scan_index_ranks_exactly_like_brute_force() {
     let plan = std::collections::BTreeMap::from([(
         TargetTable::D384,
         TableSearch::Scan {
-            overfetch: 4,
+            overfetch,
+            bits,
             planned_recall: Some(1.0),
             measured_recall: None,
         },
@@ -608,18 +620,18 @@ async fn search_through_a_scan_index_ranks_exactly_like_brute_force() {
         .unwrap();
     // Planned, but its index not built: an exact scan.
     assert_eq!(store.search_method(384).await.unwrap(), SearchMethod::Scan);
-    let sql = TargetTable::D384.scan_index_sql().unwrap();
+    let sql = TargetTable::D384.scan_index_sql(bits).unwrap();
     t.conn.execute(&sql, ()).await.unwrap();
     assert_eq!(
         store.search_method(384).await.unwrap(),
-        SearchMethod::ScanIndex("idx_embeddings_384_scan")
+        SearchMethod::ScanIndex(TargetTable::D384.scan_index_name(bits).unwrap())
     );
     // The scan reads the index, not the rows.
+    let nearest = TargetTable::D384.scan_nearest_sql(bits, "?1", "4").unwrap();
     let mut explained = t
         .conn
         .query(
-            "EXPLAIN QUERY PLAN SELECT rowid FROM embeddings_384 INDEXED BY idx_embeddings_384_scan \
-             ORDER BY vector_distance_cos(vector8(embedding_vector), vector8(?1)) LIMIT 4",
+            &format!("EXPLAIN QUERY PLAN SELECT id FROM {nearest}"),
             [Value::Blob(vec![0u8; 384 * 4])],
         )
         .await
@@ -629,7 +641,10 @@ async fn search_through_a_scan_index_ranks_exactly_like_brute_force() {
         plan_text.push_str(&row.get::<String>(3).unwrap());
     }
     assert!(
-        plan_text.contains("USING INDEX idx_embeddings_384_scan"),
+        plan_text.contains(&format!(
+            "USING INDEX {}",
+            TargetTable::D384.scan_index_name(bits).unwrap()
+        )),
         "{plan_text}"
     );
     // Rows written after the index was made are in it too.

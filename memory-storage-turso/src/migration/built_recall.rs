@@ -20,6 +20,14 @@
 //! it) and the table is searched exactly; else the index stays, the
 //! fastest search the table has, and the report says by how much it
 //! missed and what an exact search would cost.
+//!
+//! A scan index is the exception: it ranks every row by its quantized
+//! distance, so more candidates are more of the truly nearest rows, and
+//! nothing is rebuilt to ask for them. A scan short of the target is
+//! measured again with its over-fetch doubled, up to [`SCAN_RAISES`]
+//! times, while that raises its recall and its search stays within the
+//! exact search's fallback; the over-fetch that measured best is
+//! recorded.
 
 use std::collections::BTreeMap;
 
@@ -28,7 +36,7 @@ use libsql::Connection;
 use super::error::Result;
 use super::index_plan::{IndexPlanning, EXACT_FALLBACK};
 use super::recall::{self, Queries, Via};
-use super::report::{BuiltRecall, IndexState, IndexStatus, RecallOutcome, SCAN};
+use super::report::{BuiltRecall, IndexState, IndexStatus, RecallOutcome};
 use crate::db::{in_transaction, with_retries};
 use crate::error::DbContext;
 use crate::schema::TargetTable;
@@ -37,6 +45,9 @@ use crate::search_plan::TableSearch;
 /// Held-out rows searched per table: 640 true neighbours measure recall to
 /// about ±0.01, and each costs an exact scan of the table.
 const QUERIES: usize = 64;
+
+/// Times a scan index short of the target has its over-fetch doubled.
+const SCAN_RAISES: u32 = 2;
 
 /// How far below the target a measured recall may fall and still count as
 /// meeting it: the measure's noise, not a shortfall.
@@ -99,27 +110,51 @@ pub(crate) async fn check_built(
             }) => (options, overfetch, predicted, Via::VectorIndex(&index)),
             Some(TableSearch::Scan {
                 overfetch,
+                bits,
                 planned_recall: Some(predicted),
                 ..
-            }) => (SCAN.to_string(), overfetch, predicted, Via::ScanIndex),
+            }) => (
+                bits.options().to_string(),
+                overfetch,
+                predicted,
+                Via::ScanIndex(bits),
+            ),
             _ => continue,
         };
-        let m = with_retries(max_retries, || {
-            recall::measure(
-                conn,
-                table,
-                via,
-                overfetch as usize,
-                QUERIES,
-                Queries::HeldOut,
-            )
-        })
-        .await?;
+        let measure = |overfetch: u32| {
+            with_retries(max_retries, move || {
+                recall::measure(
+                    conn,
+                    table,
+                    via,
+                    overfetch as usize,
+                    QUERIES,
+                    Queries::HeldOut,
+                )
+            })
+        };
+        let planned_overfetch = overfetch;
+        let mut m = measure(overfetch).await?;
+        let mut overfetch = overfetch;
+        if let Via::ScanIndex(_) = via {
+            for _ in 0..SCAN_RAISES {
+                if outcome(m.recall, m.exact_ms, planning) == RecallOutcome::Met {
+                    break;
+                }
+                let more = measure(overfetch * 2).await?;
+                if more.recall <= m.recall || more.index_ms > EXACT_FALLBACK * planning.max_query_ms
+                {
+                    break;
+                }
+                (m, overfetch) = (more, overfetch * 2);
+            }
+        }
         let outcome = outcome(m.recall, m.exact_ms, planning);
         let search = match (outcome, via) {
             (RecallOutcome::SearchedExactly, _) => TableSearch::Exact,
-            (_, Via::ScanIndex) => TableSearch::Scan {
+            (_, Via::ScanIndex(bits)) => TableSearch::Scan {
                 overfetch,
+                bits,
                 planned_recall: Some(predicted),
                 measured_recall: Some(m.recall),
             },
@@ -140,6 +175,7 @@ pub(crate) async fn check_built(
             table: table.name().to_string(),
             options,
             overfetch,
+            planned_overfetch,
             queries: m.queries,
             target_recall: planning.target_recall,
             predicted_recall: predicted,

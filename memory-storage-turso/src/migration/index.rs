@@ -20,8 +20,9 @@ use super::statements;
 use crate::connect::pipeline::{Pipeline, Statement};
 use crate::db::with_retries;
 use crate::scan_index::{self, ScanIndex};
-use crate::schema::{object_exists, TargetTable, VectorIndexOptions, INDEX_PROGRESS_TABLE};
-use crate::search_plan::TableSearch;
+use crate::schema::{
+    object_exists, ScanBits, TargetTable, VectorIndexOptions, INDEX_PROGRESS_TABLE,
+};
 
 /// Where the index of `table` stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,9 +106,10 @@ pub(crate) struct Indexed {
 enum Job {
     /// Its DiskANN index, standing so.
     Vector(BuildState),
-    /// Its scan index in batches; `true` resumes a build. (Made in one
-    /// statement otherwise, after the phase: [`super::scan_indexes`].)
-    Scan(bool),
+    /// Its scan index of these bits in batches; `true` resumes a build.
+    /// (Made in one statement otherwise, after the phase:
+    /// [`super::scan_indexes`].)
+    Scan(ScanBits, bool),
     /// A stopped DiskANN build the table is no longer planned for: dropped.
     Discard,
 }
@@ -129,11 +131,11 @@ async fn job(
     max_retries: u32,
 ) -> Result<Job> {
     let vector = with_retries(max_retries, || index_state(conn, table)).await?;
-    let scan = matches!(choices.get(&table), Some((_, TableSearch::Scan { .. })));
-    if buildable && scan {
+    let scan = choices.get(&table).and_then(|(_, s)| s.scan_bits());
+    if let (true, Some(bits)) = (buildable, scan) {
         let replaces = matches!(vector, BuildState::Building);
-        match with_retries(max_retries, || scan_index::state(conn, table)).await? {
-            ScanIndex::Building => return Ok(Job::Scan(true)),
+        match with_retries(max_retries, || scan_index::state(conn, table, bits)).await? {
+            ScanIndex::Building => return Ok(Job::Scan(bits, true)),
             // A DiskANN index already on the table stays (the swap would
             // drop it): the scan index is made beside it in one statement.
             ScanIndex::Missing
@@ -141,7 +143,7 @@ async fn job(
                     && !matches!(vector, BuildState::Present)
                     && with_retries(max_retries, || may_swap(conn, table)).await? =>
             {
-                return Ok(Job::Scan(false))
+                return Ok(Job::Scan(bits, false))
             }
             _ => {}
         }
@@ -149,7 +151,7 @@ async fn job(
     // A build stands on the indexing table; dropped or started again only
     // where those objects are the migration's.
     if buildable
-        && !scan
+        && scan.is_none()
         && vector == BuildState::Building
         && with_retries(max_retries, || may_swap(conn, table)).await?
     {
@@ -225,16 +227,16 @@ pub(crate) async fn build_indexes(
             Job::Vector(BuildState::Present | BuildState::Taken) | Job::Discard => 0,
             Job::Vector(BuildState::Missing) if exact => 0,
             _ if !buildable => 0,
-            Job::Vector(BuildState::Building) | Job::Scan(true) => {
+            Job::Vector(BuildState::Building) | Job::Scan(_, true) => {
                 with_retries(max_retries, || rows_left(conn, table, true)).await?
             }
-            Job::Vector(BuildState::Missing) | Job::Scan(false) => {
+            Job::Vector(BuildState::Missing) | Job::Scan(_, false) => {
                 with_retries(max_retries, || rows_left(conn, table, false)).await?
             }
         };
         total += left.max(0) as u64;
         let start = match &job {
-            Job::Vector(BuildState::Building) | Job::Scan(true) if left > 0 => {
+            Job::Vector(BuildState::Building) | Job::Scan(_, true) if left > 0 => {
                 (with_retries(max_retries, || rows_left(conn, table, false)).await? - left).max(0)
             }
             _ => 0,
@@ -252,7 +254,7 @@ pub(crate) async fn build_indexes(
     let mut stopped = false;
     for (position, (table, job)) in plan.into_iter().enumerate() {
         let name = match job {
-            Job::Scan(_) => table.scan_index_name(),
+            Job::Scan(bits, _) => table.scan_index_name(bits),
             _ => table.vector_index_name(),
         };
         let Some(name) = name else {
@@ -298,9 +300,9 @@ pub(crate) async fn build_indexes(
                     .build(table, Made::Vector(index_options), resumed, &mut batch)
                     .await?
             }
-            Job::Scan(resumed) => {
+            Job::Scan(bits, resumed) => {
                 builder
-                    .build(table, Made::Scan, resumed, &mut batch)
+                    .build(table, Made::Scan(bits), resumed, &mut batch)
                     .await?
             }
             Job::Discard => {

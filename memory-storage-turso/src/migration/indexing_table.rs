@@ -25,7 +25,7 @@ use crate::connect::pipeline::{fail_unless, Failure, Outcome, Pipeline, Statemen
 use crate::db::{with_retries, ErrorClass};
 use crate::error::DbContext;
 use crate::schema::{
-    object_exists, TargetTable, VectorIndexOptions, COLUMNS, INDEX_PROGRESS_TABLE,
+    object_exists, ScanBits, TargetTable, VectorIndexOptions, COLUMNS, INDEX_PROGRESS_TABLE,
     INDEX_PROGRESS_TABLE_SQL,
 };
 
@@ -100,15 +100,15 @@ pub const SCAN_BATCHES_ABOVE: u64 = 100_000_000;
 pub(crate) enum Made<'a> {
     /// The DiskANN index, with these options.
     Vector(&'a VectorIndexOptions),
-    /// The quantized scan index.
-    Scan,
+    /// The quantized scan index of these bits.
+    Scan(ScanBits),
 }
 
 impl Made<'_> {
     fn sql_on(self, table: TargetTable, on: &str) -> Option<String> {
         match self {
             Made::Vector(options) => options.sql_on(table, on),
-            Made::Scan => table.scan_index_sql_on(on),
+            Made::Scan(bits) => table.scan_index_sql_on(on, bits),
         }
     }
 
@@ -116,7 +116,7 @@ impl Made<'_> {
     fn index_name(self, table: TargetTable) -> Option<&'static str> {
         match self {
             Made::Vector(_) => table.vector_index_name(),
-            Made::Scan => table.scan_index_name(),
+            Made::Scan(bits) => table.scan_index_name(bits),
         }
     }
 
@@ -124,7 +124,7 @@ impl Made<'_> {
     fn what(self) -> &'static str {
         match self {
             Made::Vector(_) => "vector index",
-            Made::Scan => "scan index",
+            Made::Scan(_) => "scan index",
         }
     }
 }

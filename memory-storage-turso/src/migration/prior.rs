@@ -13,7 +13,7 @@ use super::metadata;
 use super::write::in_transaction;
 use crate::error::{DbContext, Result};
 use crate::schema::{
-    object_exists, TargetTable, CHECKPOINT_TABLE, CONFLICTS_TABLE, DISPLACED_TABLE,
+    object_exists, ScanBits, TargetTable, CHECKPOINT_TABLE, CONFLICTS_TABLE, DISPLACED_TABLE,
     INDEX_PROGRESS_TABLE, LEDGER_TABLE, LOCK_TABLE, METADATA_TABLE, QUARANTINE_TABLE,
 };
 
@@ -69,8 +69,10 @@ pub fn own_object_names() -> BTreeSet<String> {
         if let Some(i) = t.vector_index_name() {
             out.insert(i.to_string());
         }
-        if let Some(i) = t.scan_index_name() {
-            out.insert(i.to_string());
+        for bits in ScanBits::ALL {
+            if let Some(i) = t.scan_index_name(bits) {
+                out.insert(i.to_string());
+            }
         }
         if let Some(b) = t.indexing_table() {
             out.insert(b.to_string());
@@ -153,7 +155,10 @@ pub async fn left_by_older_version(
                     return created.iter().any(|c| c == *n);
                 }
                 // Made only by versions that keep the record.
-                if t.scan_index_name() == Some(n.as_str()) {
+                if ScanBits::ALL
+                    .iter()
+                    .any(|b| t.scan_index_name(*b) == Some(n.as_str()))
+                {
                     return false;
                 }
                 match t.indexing_table() {

@@ -17,7 +17,7 @@ use libsql::{Connection, Value};
 
 use crate::decode::cosine_searchable;
 use crate::error::{DbContext, Result};
-use crate::schema::TargetTable;
+use crate::schema::{ScanBits, TargetTable};
 
 mod exact;
 
@@ -40,7 +40,7 @@ pub(crate) enum Queries {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Via<'a> {
     VectorIndex(&'a str),
-    ScanIndex,
+    ScanIndex(ScanBits),
 }
 
 /// What the searches measured.
@@ -150,9 +150,11 @@ pub(crate) async fn measure(
     let fetch = (hits * overfetch.max(1)).to_string();
     let (index, nearest) = match via {
         Via::VectorIndex(index) => (index, format!("vector_top_k('{index}', ?1, {fetch})")),
-        Via::ScanIndex => (
-            table.scan_index_name().unwrap_or_default(),
-            table.scan_nearest_sql("?1", &fetch).unwrap_or_default(),
+        Via::ScanIndex(bits) => (
+            table.scan_index_name(bits).unwrap_or_default(),
+            table
+                .scan_nearest_sql(bits, "?1", &fetch)
+                .unwrap_or_default(),
         ),
     };
     let by_index = format!(

@@ -1,6 +1,6 @@
 //! The index phase's quantized scan indexes: for each table the plan
 //! searches through one, one `CREATE INDEX` over the copied rows (a sort
-//! of their 8-bit vectors: 0.22 s for 34,876 rows of 384 dimensions, 22 s
+//! of their quantized vectors (8 bits): 0.22 s for 34,876 rows of 384 dimensions, 22 s
 //! for 700,000), in a transaction of its own, unless the vector-index
 //! phase built it in batches (online). Its name must be free: an object of
 //! that name that is not the scan index is a user's. It is left alone, the
@@ -23,7 +23,7 @@ use super::statements;
 use crate::connect::pipeline::{Pipeline, Statement};
 use crate::db::with_retries;
 use crate::scan_index::{self, ScanIndex};
-use crate::schema::TargetTable;
+use crate::schema::{ScanBits, TargetTable};
 use crate::search_plan::TableSearch;
 
 /// Builds the scan index of each table `choices` searches through one
@@ -36,7 +36,10 @@ pub(crate) async fn build(
 ) -> Result<()> {
     let (conn, remote, max_retries) = (builder.conn, builder.remote, builder.max_retries);
     for (table, (_, search)) in choices {
-        let (TableSearch::Scan { .. }, Some(name)) = (search, table.scan_index_name()) else {
+        let Some(bits) = search.scan_bits() else {
+            continue;
+        };
+        let Some(name) = table.scan_index_name(bits) else {
             continue;
         };
         if statuses.iter().any(|s| s.index == name) {
@@ -45,17 +48,17 @@ pub(crate) async fn build(
         let began = Instant::now();
         // Looked up again on every try: a try whose answer was lost may
         // have made it.
-        let status = match with_retries(max_retries, || create(conn, remote, *table)).await? {
+        let status = match with_retries(max_retries, || create(conn, remote, *table, bits)).await? {
             Try::Done(status) => status,
             // Rolled back for a writer that waited: in batches instead,
             // where the table may be swapped.
             Try::TimedOut if with_retries(max_retries, || may_swap(conn, *table)).await? => {
                 builder
-                    .build(*table, Made::Scan, false, &mut |_, _| {})
+                    .build(*table, Made::Scan(bits), false, &mut |_, _| {})
                     .await?
             }
             Try::TimedOut => {
-                with_retries(max_retries, || create_or_fail(conn, remote, *table)).await?
+                with_retries(max_retries, || create_or_fail(conn, remote, *table, bits)).await?
             }
         };
         if status == IndexState::NameTaken {
@@ -82,9 +85,15 @@ enum Try {
     TimedOut,
 }
 
-/// Makes `table`'s scan index where its name is free, in one statement.
-async fn create(conn: &Connection, remote: Option<&Pipeline>, table: TargetTable) -> Result<Try> {
-    match create_or_fail(conn, remote, table).await {
+/// Makes `table`'s scan index of `bits` where its name is free, in one
+/// statement.
+async fn create(
+    conn: &Connection,
+    remote: Option<&Pipeline>,
+    table: TargetTable,
+    bits: ScanBits,
+) -> Result<Try> {
+    match create_or_fail(conn, remote, table, bits).await {
         Err(e) if e.transaction_timed_out() => Ok(Try::TimedOut),
         other => other.map(Try::Done),
     }
@@ -95,14 +104,15 @@ async fn create_or_fail(
     conn: &Connection,
     remote: Option<&Pipeline>,
     table: TargetTable,
+    bits: ScanBits,
 ) -> Result<IndexState> {
-    let sql = match scan_index::state(conn, table).await? {
+    let sql = match scan_index::state(conn, table, bits).await? {
         ScanIndex::Present => return Ok(IndexState::Present),
         ScanIndex::Taken => return Ok(IndexState::NameTaken),
         // The vector-index phase resumes a build in batches; it is
         // here only where that phase stopped first.
         ScanIndex::Building => return Ok(IndexState::Stopped),
-        ScanIndex::Missing => table.scan_index_sql(),
+        ScanIndex::Missing => table.scan_index_sql(bits),
     };
     let Some(sql) = sql else {
         return Ok(IndexState::Exact);

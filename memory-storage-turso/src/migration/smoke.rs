@@ -32,10 +32,11 @@ pub async fn search_smoke_test(conn: &Connection, target_recall: f64) -> Result<
             // What the built index measured, where it was measured.
             Some(TableSearch::Scan {
                 overfetch,
+                bits,
                 planned_recall,
                 measured_recall,
-            }) if scan_index::state(conn, table).await? == ScanIndex::Present => (
-                Some(Via::ScanIndex),
+            }) if scan_index::state(conn, table, *bits).await? == ScanIndex::Present => (
+                Some(Via::ScanIndex(*bits)),
                 (*overfetch).max(1) as usize,
                 measured_recall.or(*planned_recall),
             ),

@@ -9,7 +9,9 @@ use super::lock::{current_holder, host_name, is_stale, LockHolder};
 use super::metadata;
 use crate::decode::row::Key;
 use crate::error::{DbContext, Result};
-use crate::schema::{object_exists, TargetTable, CHECKPOINT_TABLE, LEGACY_TABLE, QUARANTINE_TABLE};
+use crate::schema::{
+    object_exists, ScanBits, TargetTable, CHECKPOINT_TABLE, LEGACY_TABLE, QUARANTINE_TABLE,
+};
 
 /// A snapshot of a migration's state.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -42,7 +44,8 @@ pub struct MigrationStatus {
     /// Tables with an index build in batches under way (stopped, or
     /// running elsewhere), and the rows in its indexing table so far.
     pub index_builds: BTreeMap<String, u64>,
-    /// Whether each native table's quantized scan index exists.
+    /// Whether each native table has a quantized scan index (of either
+    /// quantization).
     pub scan_indexes: BTreeMap<String, bool>,
     /// Rows in `embeddings_backup` when it was made.
     pub backup_rows: Option<u64>,
@@ -157,9 +160,12 @@ pub async fn status(conn: &Connection) -> Result<MigrationStatus> {
                     .insert(t.name().to_string(), n.unwrap_or(0).max(0) as u64);
             }
         }
-        if t.scan_index_name().is_some() {
-            let present =
-                crate::scan_index::state(conn, t).await? == crate::scan_index::ScanIndex::Present;
+        if t.native_dimension().is_some() {
+            let mut present = false;
+            for bits in ScanBits::ALL {
+                present |= crate::scan_index::state(conn, t, bits).await?
+                    == crate::scan_index::ScanIndex::Present;
+            }
             s.scan_indexes.insert(t.name().to_string(), present);
         }
     }

@@ -17,7 +17,7 @@ use super::twins;
 use super::types::{Embedding, SimilarEmbedding, Source};
 use crate::decode::vector_to_le_bytes;
 use crate::error::{DbContext, Error, Result};
-use crate::schema::{route, TargetTable, LEGACY_TABLE};
+use crate::schema::{route, ScanBits, TargetTable, LEGACY_TABLE};
 use crate::search_plan::TableSearch;
 
 /// With an `item_type` filter the index is first asked for this many times
@@ -117,10 +117,15 @@ async fn candidates(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<
     Ok(out)
 }
 
-/// Whether `table` has its quantized scan index (an object of that name
-/// that is anything else is a user's, and never searched through).
-pub(crate) async fn has_scan_index(conn: &Connection, table: TargetTable) -> Result<bool> {
-    Ok(crate::scan_index::state(conn, table).await? == crate::scan_index::ScanIndex::Present)
+/// Whether `table` has its quantized scan index of `bits` (an object of
+/// that name that is anything else is a user's, and never searched
+/// through).
+pub(crate) async fn has_scan_index(
+    conn: &Connection,
+    table: TargetTable,
+    bits: ScanBits,
+) -> Result<bool> {
+    Ok(crate::scan_index::state(conn, table, bits).await? == crate::scan_index::ScanIndex::Present)
 }
 
 /// Whether `table` has its DiskANN index (on the table itself, not on the
@@ -140,7 +145,7 @@ const ROWS_PER_FETCH: usize = 500;
 pub enum SearchMethod {
     /// `vector_top_k` over this DiskANN index.
     VectorIndex(&'static str),
-    /// A scan of this quantized index: the nearest by 8-bit distance,
+    /// A scan of this quantized index: the nearest by quantized distance,
     /// re-ranked exactly.
     ScanIndex(&'static str),
     /// `vector_distance_cos` over every row of the query's dimension.
@@ -156,10 +161,10 @@ pub(crate) async fn method(conn: &Connection, table: TargetTable) -> Result<(Sea
         return Ok((SearchMethod::Scan, 1));
     }
     let overfetch = planned.as_ref().map_or(1, |p| p.fetch(1));
-    if let Some(TableSearch::Scan { .. }) = planned {
+    if let Some(TableSearch::Scan { bits, .. }) = planned {
         // Without its index (not built, or dropped), exactly.
-        return Ok(match table.scan_index_name() {
-            Some(name) if has_scan_index(conn, table).await? => {
+        return Ok(match table.scan_index_name(bits) {
+            Some(name) if has_scan_index(conn, table, bits).await? => {
                 (SearchMethod::ScanIndex(name), overfetch)
             }
             _ => (SearchMethod::Scan, 1),
@@ -173,7 +178,7 @@ pub(crate) async fn method(conn: &Connection, table: TargetTable) -> Result<(Sea
     })
 }
 
-/// Candidates from the index: `fetch` nearest by DiskANN (or by 8-bit
+/// Candidates from the index: `fetch` nearest by DiskANN (or by quantized
 /// distance through a scan index), exact distances.
 async fn index_candidates(
     conn: &Connection,
@@ -186,10 +191,15 @@ async fn index_candidates(
         SearchMethod::VectorIndex(index) => format!("vector_top_k('{index}', vector32(?1), ?2)"),
         // The distance in `ORDER BY` only: the index holds that
         // expression, so the scan reads the index and never the rows.
-        SearchMethod::ScanIndex(_) => match table.scan_nearest_sql("?1", "?2") {
-            Some(sql) => sql,
-            None => return Ok(Vec::new()),
-        },
+        SearchMethod::ScanIndex(index) => {
+            let bits = ScanBits::ALL
+                .into_iter()
+                .find(|b| table.scan_index_name(*b) == Some(index));
+            match bits.and_then(|b| table.scan_nearest_sql(b, "?1", "?2")) {
+                Some(sql) => sql,
+                None => return Ok(Vec::new()),
+            }
+        }
         SearchMethod::Scan => return Ok(Vec::new()),
     };
     let sql = format!(

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use libsql::Value;
 
-use super::super::report::{Measured, SCAN};
+use super::super::report::Measured;
 use super::super::scratch;
 use crate::error::{DbContext, Result};
+use crate::schema::ScanBits;
 
 /// Hits a search returns (recall@10).
 pub(crate) const K: usize = 10;
@@ -72,8 +73,8 @@ pub(crate) async fn measure(
     scaled_search_l: Option<u32>,
     leading_bytes: usize,
 ) -> Result<Vec<Measured>> {
-    if options == SCAN {
-        return measure_scan(dimension, rows, queries, overfetch, leading_bytes).await;
+    if let Some(bits) = ScanBits::from_options(options) {
+        return measure_scan(dimension, bits, rows, queries, overfetch, leading_bytes).await;
     }
     let s = scratch::open("the index plan").await?;
     let conn = &s.conn;
@@ -139,11 +140,11 @@ pub(crate) async fn measure(
     .await
 }
 
-/// The quantized scan index over `rows`, measured as [`measure`] measures
-/// a DiskANN setting. Its build is one `CREATE INDEX` over the rows
-/// already there, as the index phase's is (an ordinary index: a sort, not
-/// a graph). A search reads the `overfetch` × 10 rowids nearest by 8-bit
-/// distance from the index alone and joins their rows, as the store does;
+/// The quantized scan index of `bits` over `rows`, measured as [`measure`]
+/// measures a DiskANN setting. Its build is one `CREATE INDEX` over the
+/// rows already there, as the index phase's is (an ordinary index: a
+/// sort, not a graph). A search reads the `overfetch` × 10 rowids nearest
+/// by quantized distance from the index alone and joins their rows, as the store does;
 /// their exact distances re-rank them. Its bytes are the pages the index
 /// added. The rows store `leading_bytes` before the vector, as the
 /// table's do: the build reads every row whole, and the join reads past
@@ -151,6 +152,7 @@ pub(crate) async fn measure(
 /// build took 0.24 s).
 async fn measure_scan(
     dimension: usize,
+    bits: ScanBits,
     rows: &[Vec<f32>],
     queries: &[Vec<f32>],
     overfetch: &[u32],
@@ -196,7 +198,8 @@ async fn measure_scan(
     };
     let before = pages().await?;
     let began = Instant::now();
-    conn.execute("CREATE INDEX t_scan ON t(vector8(v))", ())
+    let f = bits.function();
+    conn.execute(&format!("CREATE INDEX t_scan ON t({f}(v))"), ())
         .await
         .db_context(ctx)?;
     let build_ms_per_row = began.elapsed().as_secs_f64() * 1000.0 / rows.len().max(1) as f64;
@@ -209,11 +212,13 @@ async fn measure_scan(
     };
     // The exact distance read with each candidate's row, as the store's
     // join does.
-    let sql = "SELECT t.id, vector_distance_cos(t.v, ?1) FROM \
-               (SELECT rowid AS id FROM t INDEXED BY t_scan \
-               ORDER BY vector_distance_cos(vector8(v), vector8(?1)) NULLS LAST LIMIT ?2) AS c \
-               JOIN t ON t.id = c.id";
-    searched(conn, sql, &built, queries, overfetch).await
+    let sql = format!(
+        "SELECT t.id, vector_distance_cos(t.v, ?1) FROM \
+         (SELECT rowid AS id FROM t INDEXED BY t_scan \
+         ORDER BY vector_distance_cos({f}(v), {f}(?1)) NULLS LAST LIMIT ?2) AS c \
+         JOIN t ON t.id = c.id"
+    );
+    searched(conn, &sql, &built, queries, overfetch).await
 }
 
 /// An index built over `rows` in the scratch, as measured.

@@ -27,8 +27,8 @@ pub(crate) fn reservoir_size(planning: &IndexPlanning, dimension: usize) -> usiz
 
 use super::error::Result;
 use super::observer::{Observer, Phase};
-use super::report::{Candidate, IndexPlan, Measured, Pick, TablePlan, SCAN};
-use crate::schema::{NeighborCompression, TargetTable, VectorIndexOptions};
+use super::report::{Candidate, IndexPlan, Measured, Pick, TablePlan};
+use crate::schema::{NeighborCompression, ScanBits, TargetTable, VectorIndexOptions};
 use crate::search_plan::TableSearch;
 
 /// How the vector indexes are chosen.
@@ -47,14 +47,23 @@ pub enum Forced {
     /// No index: the table is searched exactly.
     Exact,
     Options(VectorIndexOptions),
-    /// The quantized scan index, with [`FORCED_SCAN_OVERFETCH`].
-    Scan,
+    /// The quantized scan index of these bits, with
+    /// [`forced_scan_overfetch`].
+    Scan(ScanBits),
 }
 
-/// The over-fetch of a scan index forced without measurement: on the
-/// benchmark's clustered rows, 40 candidates found 0.967 of the true
-/// neighbours at 1,536 dimensions and all of them at 384 and 3,072.
-pub(crate) const FORCED_SCAN_OVERFETCH: u32 = 4;
+/// The over-fetch of a scan index forced without measurement. 8 bits: on
+/// the benchmark's clustered rows, 40 candidates found 0.967 of the true
+/// neighbours at 1,536 dimensions and all of them at 384 and 3,072. One
+/// bit: on 100,000 clustered rows, 320 candidates found 0.995 of them
+/// on the 70,000 rows of 384 dimensions (160: 0.840), and all of them at
+/// 1,024, 1,536 and 3,072 dimensions (`docs/index-plan.md`).
+pub(crate) fn forced_scan_overfetch(bits: ScanBits) -> u32 {
+    match bits {
+        ScanBits::Float8 => 4,
+        ScanBits::Float1Bit => 32,
+    }
+}
 
 /// What the planner aims at.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,12 +125,18 @@ const OVERFETCH: [u32; 3] = [1, 2, 4];
 /// predicted against 18.0 ms at 4.
 const SCAN_OVERFETCH: [u32; 3] = [4, 8, 16];
 
+/// Over-fetch factors measured for the 1-bit scan index: a Hamming
+/// distance of signs ranks coarsely, and the true ten were among the
+/// nearest 160 to 640 of 100,000 clustered rows (`docs/index-plan.md`).
+/// Each candidate costs one read of its row, a few microseconds.
+const SCAN_1BIT_OVERFETCH: [u32; 4] = [8, 16, 32, 64];
+
 /// The over-fetch factors measured for `options`.
 fn overfetches(options: &str) -> &'static [u32] {
-    if options == SCAN {
-        &SCAN_OVERFETCH
-    } else {
-        &OVERFETCH
+    match ScanBits::from_options(options) {
+        Some(ScanBits::Float8) => &SCAN_OVERFETCH,
+        Some(ScanBits::Float1Bit) => &SCAN_1BIT_OVERFETCH,
+        None => &OVERFETCH,
     }
 }
 
@@ -156,7 +171,12 @@ fn settings(scan_index: bool) -> Vec<String> {
     ]
     .iter()
     .map(VectorIndexOptions::options_string)
-    .chain(scan_index.then(|| SCAN.to_string()))
+    .chain(
+        ScanBits::ALL
+            .into_iter()
+            .filter(|_| scan_index)
+            .map(|b| b.options().to_string()),
+    )
     .collect()
 }
 
@@ -168,7 +188,7 @@ fn settings(scan_index: bool) -> Vec<String> {
 /// 19,953 rows of 1,536 dimensions; the line says 52.9. DiskANN's is left
 /// as [`fit`] predicts it.
 fn scan_latency(c: &mut Candidate, rows: u64) {
-    if c.options != SCAN {
+    if ScanBits::from_options(&c.options).is_none() {
         return;
     }
     let mut sizes: Vec<&Measured> = c.measured.iter().collect();
@@ -255,8 +275,8 @@ pub(crate) async fn plan_table(
             Forced::Options(o) => Pick::Forced {
                 options: o.options_string(),
             },
-            Forced::Scan => Pick::Forced {
-                options: SCAN.to_string(),
+            Forced::Scan(bits) => Pick::Forced {
+                options: bits.options().to_string(),
             },
         };
         return Ok(Some(plan));
@@ -382,20 +402,8 @@ impl Validation<'_> {
     /// to 2× wrong (1,436 s against 808 s for 35,110 rows).
     async fn validate(&self, plan: &mut TablePlan) -> Result<()> {
         let mut validated = std::collections::BTreeSet::new();
-        // The scan index first, always: it builds in a fraction of a
-        // second, and its search time, which grows with the rows, is
-        // predicted far better from the third size than from the two
-        // small ones. On 1,000,000 mixed rows `embeddings_3072`'s scan
-        // was predicted at 204.6 ms from 100 and 200 rows (just past 4×
-        // the target) and at 98 ms in another run that measured it at
-        // 3,139; left unmeasured, the plan took float8 at recall 0.73 and
-        // 50 minutes of build instead. Where it now meets both targets,
-        // no DiskANN setting is cheaper, and nothing more is measured.
-        if plan.candidates.iter().any(|c| c.options == SCAN) {
-            validated.insert(SCAN.to_string());
-            self.uniform(plan, SCAN, None).await?;
-            self.repick(plan);
-        }
+        self.validate_scans(plan).await?;
+        validated.extend(ScanBits::ALL.iter().map(|b| b.options().to_string()));
         for round in 0..VALIDATIONS + settings(true).len() {
             if (self.stop)() {
                 return Ok(());
@@ -447,6 +455,40 @@ impl Validation<'_> {
             }
             self.uniform(plan, &options, None).await?;
             self.repick(plan);
+        }
+        Ok(())
+    }
+
+    /// The scan indexes at the third size and on whole neighbourhoods,
+    /// before any other setting is validated (or, where a scan then meets
+    /// both targets, measured at all).
+    async fn validate_scans(&self, plan: &mut TablePlan) -> Result<()> {
+        // The scan index first, always: it builds in a fraction of a
+        // second, and its search time, which grows with the rows, is
+        // predicted far better from the third size than from the two
+        // small ones. On 1,000,000 mixed rows `embeddings_3072`'s scan
+        // was predicted at 204.6 ms from 100 and 200 rows (just past 4×
+        // the target) and at 98 ms in another run that measured it at
+        // 3,139; left unmeasured, the plan took float8 at recall 0.73 and
+        // 50 minutes of build instead. Where it now meets both targets,
+        // no DiskANN setting is cheaper, and nothing more is measured.
+        // Whole neighbourhoods too, where the rows were all seen: a scan
+        // ranks every row, and at the table's density more of them crowd
+        // a query's true neighbours in quantized distance (a 1-bit scan of
+        // 70,000 clustered rows found 0.84 of them with over-fetch 16,
+        // where a sample of a few thousand finds all).
+        for bits in ScanBits::ALL {
+            let options = bits.options();
+            if plan.candidates.iter().any(|c| c.options == options) {
+                let near = self.on_neighbourhoods(options).await?;
+                let part = near.as_ref().is_some_and(|n| n.part);
+                self.uniform(plan, options, near.map(|n| n.measured))
+                    .await?;
+                for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
+                    c.recall_at_most = part;
+                }
+                self.repick(plan);
+            }
         }
         Ok(())
     }
@@ -691,11 +733,16 @@ pub(crate) async fn plan(
 pub(crate) type Choices = BTreeMap<TargetTable, (Option<VectorIndexOptions>, TableSearch)>;
 
 /// A scan index's choice.
-fn scan(overfetch: u32, planned_recall: Option<f64>) -> (Option<VectorIndexOptions>, TableSearch) {
+fn scan(
+    bits: ScanBits,
+    overfetch: u32,
+    planned_recall: Option<f64>,
+) -> (Option<VectorIndexOptions>, TableSearch) {
     (
         None,
         TableSearch::Scan {
             overfetch,
+            bits,
             planned_recall,
             measured_recall: None,
         },
@@ -719,17 +766,17 @@ fn diskann(
     )
 }
 
-/// The choice of a setting by its options text ([`SCAN`] or DiskANN's),
-/// with its over-fetch and recall when it was measured (`None`: forced:
-/// [`FORCED_SCAN_OVERFETCH`], or 1).
+/// The choice of a setting by its options text (a scan index's,
+/// [`ScanBits::options`], or DiskANN's), with its over-fetch and recall
+/// when it was measured (`None`: forced: [`forced_scan_overfetch`], or 1).
 fn by_options(
     options: &str,
     measured: Option<(u32, f64)>,
 ) -> (Option<VectorIndexOptions>, TableSearch) {
     let recall = measured.map(|(_, r)| r);
-    if options == SCAN {
-        let overfetch = measured.map_or(FORCED_SCAN_OVERFETCH, |(f, _)| f);
-        return scan(overfetch, recall);
+    if let Some(bits) = ScanBits::from_options(options) {
+        let overfetch = measured.map_or(forced_scan_overfetch(bits), |(f, _)| f);
+        return scan(bits, overfetch, recall);
     }
     let overfetch = measured.map_or(1, |(f, _)| f);
     let parsed = VectorIndexOptions::parse(options).unwrap_or_default();
@@ -781,7 +828,7 @@ pub(crate) async fn for_run(
     let forced = |t: &TargetTable| match planning.forced.get(t) {
         Some(Forced::Exact) => Some((None, TableSearch::Exact)),
         Some(Forced::Options(o)) => Some(diskann(*o, 1, None)),
-        Some(Forced::Scan) => Some(scan(FORCED_SCAN_OVERFETCH, None)),
+        Some(Forced::Scan(bits)) => Some(scan(*bits, forced_scan_overfetch(*bits), None)),
         None => None,
     };
     let mut made = None;
@@ -1022,7 +1069,7 @@ mod tests {
             scaled_search_l: None,
         };
         let mut scan_candidate = Candidate {
-            options: SCAN.into(),
+            options: "scan".into(),
             overfetch: 4,
             measured: vec![m.clone(), m],
             neighbourhoods: None,
@@ -1072,7 +1119,7 @@ mod tests {
                 table(
                     "embeddings_1536",
                     Pick::Forced {
-                        options: SCAN.into(),
+                        options: "scan1bit".into(),
                     },
                 ),
             ],
@@ -1084,6 +1131,7 @@ mod tests {
                 None,
                 TableSearch::Scan {
                     overfetch: 4,
+                    bits: ScanBits::Float8,
                     planned_recall: Some(0.97),
                     measured_recall: None
                 }
@@ -1094,7 +1142,8 @@ mod tests {
             (
                 None,
                 TableSearch::Scan {
-                    overfetch: FORCED_SCAN_OVERFETCH,
+                    overfetch: 32,
+                    bits: ScanBits::Float1Bit,
                     planned_recall: None,
                     measured_recall: None
                 }

@@ -4,11 +4,6 @@
 
 use serde::Serialize;
 
-/// The options text of the quantized scan candidate (an ordinary index of
-/// each row's 8-bit vector, scanned and re-ranked exactly; no DiskANN
-/// index), in `Candidate::options`, `Pick::Forced` and `--index-options`.
-pub const SCAN: &str = "scan";
-
 /// What one setting measured at one sample size.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Measured {
@@ -41,8 +36,10 @@ pub struct Prediction {
 /// One candidate setting of one table.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Candidate {
-    /// `libsql_vector_idx` options (empty: libSQL's defaults), or
-    /// [`SCAN`]: the quantized scan index.
+    /// `libsql_vector_idx` options (empty: libSQL's defaults), or a
+    /// quantized scan index's ([`crate::schema::ScanBits::options`]: an
+    /// ordinary index of each row's 8-bit or 1-bit vector, scanned and
+    /// re-ranked exactly; no DiskANN index).
     pub options: String,
     /// Candidates asked of the index per hit, re-ranked exactly.
     pub overfetch: u32,
@@ -140,7 +137,10 @@ pub struct BuiltRecall {
     pub table: String,
     /// The index's options (empty: libSQL's defaults).
     pub options: String,
+    /// The over-fetch recorded: the plan's, or for a scan index short of
+    /// the target, the larger one that measured better.
     pub overfetch: u32,
+    pub planned_overfetch: u32,
     /// Held-out rows searched.
     pub queries: u64,
     /// The run's recall target.

@@ -427,7 +427,7 @@ pub(crate) use named_enum;
 mod index_plan;
 mod phases;
 pub use index_plan::{
-    BuiltRecall, Candidate, IndexPlan, Measured, Pick, Prediction, RecallOutcome, TablePlan, SCAN,
+    BuiltRecall, Candidate, IndexPlan, Measured, Pick, Prediction, RecallOutcome, TablePlan,
 };
 pub use phases::*;
 
