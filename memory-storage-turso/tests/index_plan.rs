@@ -306,6 +306,78 @@ async fn the_plan_measures_a_scan_index_whose_search_grows_with_the_rows() {
     }
 }
 
+/// Where a scan index meets both targets, no DiskANN setting can cost
+/// less to build: only libSQL's defaults are measured (their cost is shown
+/// beside the pick), the other four settings not at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn where_a_scan_meets_both_targets_no_other_diskann_setting_is_built() {
+    const ROWS: usize = 4000;
+    let t = TestDb::empty().await;
+    // Enough rows that a scan's fixed part (the candidates re-ranked)
+    // weighs little against an exact search.
+    legacy(&t, ROWS, 0).await;
+    // A latency target nothing meets: every setting is measured.
+    let none_meets = IndexPlanning {
+        max_query_ms: 0.01,
+        ..planned()
+    };
+    let all = run(&t.conn, options(true, none_meets)).await;
+    let table = |r: &MigrationReport| {
+        r.index_plan
+            .as_ref()
+            .unwrap()
+            .tables
+            .iter()
+            .find(|p| p.table == "embeddings_384")
+            .unwrap()
+            .clone()
+    };
+    let every = table(&all);
+    let settings = |p: &memory_storage_turso::migration::report::TablePlan| {
+        let mut o: Vec<String> = p.candidates.iter().map(|c| c.options.clone()).collect();
+        o.dedup();
+        o
+    };
+    assert_eq!(settings(&every).len(), 7, "{:?}", settings(&every));
+    // A target between the fastest scan that reaches the recall and an
+    // exact search, with room either side for the timings' noise.
+    let exact_ms = every.exact_ms_per_row * ROWS as f64;
+    let scan_ms = every
+        .candidates
+        .iter()
+        .filter(|c| ScanBits::from_options(&c.options).is_some())
+        .filter(|c| c.predicted.recall >= 0.9)
+        .map(|c| c.predicted.query_ms)
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        exact_ms > 4.0 * scan_ms,
+        "exact {exact_ms} ms, scan {scan_ms} ms"
+    );
+    let between = IndexPlanning {
+        max_query_ms: (exact_ms * scan_ms).sqrt(),
+        ..planned()
+    };
+    let picked = table(&run(&t.conn, options(true, between)).await);
+    let Pick::Index {
+        candidate,
+        meets_targets: true,
+    } = picked.pick
+    else {
+        panic!("{:?}", picked.pick);
+    };
+    assert!(
+        ScanBits::from_options(&picked.candidates[candidate].options).is_some(),
+        "{:?}",
+        picked.candidates[candidate]
+    );
+    assert_eq!(
+        settings(&picked),
+        ["", "scan", "scan1bit"],
+        "libSQL's defaults and the scans only"
+    );
+    assert!(picked.default_candidate.is_some());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_table_planned_for_a_scan_index_gets_one_measured_and_the_store_searches_through_it() {
     let t = TestDb::empty().await;
