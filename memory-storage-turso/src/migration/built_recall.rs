@@ -46,8 +46,11 @@ use crate::search_plan::TableSearch;
 /// about ±0.01, and each costs an exact scan of the table.
 const QUERIES: usize = 64;
 
-/// Times a scan index short of the target has its over-fetch doubled.
-const SCAN_RAISES: u32 = 2;
+/// Times a scan index short of the target has its over-fetch doubled. On
+/// 100,000 rows of the realistic mix (uniform vectors) the plan's 1-bit
+/// scan of `embeddings_384` at over-fetch 64, predicted 0.951, needed 256
+/// to measure 0.945 on the table (45 ms a search).
+const SCAN_RAISES: u32 = 3;
 
 /// How far below the target a measured recall may fall and still count as
 /// meeting it: the measure's noise, not a shortfall.
@@ -138,7 +141,9 @@ pub(crate) async fn check_built(
         let mut overfetch = overfetch;
         if let Via::ScanIndex(_) = via {
             for _ in 0..SCAN_RAISES {
-                if outcome(m.recall, m.exact_ms, planning) == RecallOutcome::Met {
+                // The target itself, not within the measure's noise: a
+                // raise costs no build.
+                if m.recall >= planning.target_recall {
                     break;
                 }
                 let more = measure(overfetch * 2).await?;
