@@ -655,6 +655,88 @@ async fn online_a_row_refused_in_a_catch_up_turn_under_the_lock_is_quarantined_a
     assert_refused_and_the_rest_exact(&mut with.served, &with.summary, victim, 1).await;
 }
 
+/// The request that opens `--online`'s final step: the whole log read
+/// under the write lock (`LIMIT` bound to `i64::MAX`; a catch-up turn
+/// reads a batch's worth; the guard's statements hold the number too, but
+/// not as a bound value).
+const FINAL_LOG_READ: &str = r#""value":"9223372036854775807""#;
+
+/// `--online`: a row the application writes just before the final step,
+/// which the database refuses, met in the final step under the write lock
+/// (the run's first request of that step is held back at the proxy while
+/// the application writes): that attempt lands nothing, the row is named,
+/// the final step is made again with the row quarantined, and it settles:
+/// the triggers and the log are gone, the row is left in the legacy table
+/// and in the quarantine record as `rejected_by_database`, every other
+/// row is migrated exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn online_a_row_refused_in_the_final_step_under_the_lock_is_quarantined_and_named() {
+    if !have_sqld() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let victim = "0000-refused-in-the-final-step";
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let summary = sample_db(&legacy, 600, 16, 71).await;
+    refuse_in_embeddings_384(&legacy, victim).await;
+    let mut with = serve_with_app(dir, summary).await;
+    with.served.proxy.arm(&stall(FINAL_LOG_READ, 0, 2_000));
+    let report = with.dir.path().join("report.json");
+    let mut child = migrate(
+        &with.served.url(),
+        &with.served.token,
+        &[
+            "--execute",
+            "--online",
+            "--no-vector-index",
+            "--batch-size",
+            "100",
+            "--report-json",
+            report.to_str().unwrap(),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    wait_fired(&with.served.proxy, 1, &mut child);
+    let v: Vec<f32> = (0..384).map(|j| j as f32 * 0.25 - 7.0).collect();
+    answered(
+        "insert",
+        with.app.execute(
+            "INSERT INTO embeddings (embedding_id, item_id, item_type, embedding_data, dimension, model, created_at) \
+             VALUES (?1, 'item-refused', 'episode', ?2, 384, 'app', 1760000000)",
+            libsql::params![victim, memory_storage_turso::sample::encode_json(&v)],
+        ),
+    )
+    .await
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains(victim), "the run did not name {victim}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let online = &report["online"];
+    assert_eq!(online["triggers_removed"], true, "{online}");
+    assert!(
+        online["final_keys"].as_u64() >= Some(1),
+        "{online}\n{}",
+        text(&out)
+    );
+
+    assert_refused_and_the_rest_exact(&mut with.served, &with.summary, victim, 0).await;
+    // The server is stopped: its file.
+    let conn = local(&with.served.stop()).await;
+    assert!(!table_exists(&conn, memory_storage_turso::schema::CHANGES_TABLE).await);
+    assert_eq!(
+        scalar(
+            &conn,
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+        )
+        .await,
+        Some(0)
+    );
+}
+
 /// A batch read again under the write lock (its guard failed: the
 /// application committed) takes two requests, the lock held between them;
 /// held back past sqld's 5 s while the application waits, its second
