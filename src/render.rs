@@ -602,6 +602,11 @@ fn built_recall_lines(checked: &[memory_storage_turso::migration::report::BuiltR
                 c.exact_query_ms,
                 c.table
             ),
+            RecallOutcome::GaveWay => format!(
+                " - BELOW the {:.0}% target, an exact search taking {:.0} ms: dropped for the 8-bit scan (next line)",
+                c.target_recall * 100.0,
+                c.exact_query_ms
+            ),
         };
         let raised = if c.overfetch != c.planned_overfetch {
             format!(

@@ -209,17 +209,28 @@ pub async fn run(
             None => ("(not planned)".into(), None),
         };
         // What the built index measured, and what the run did with it.
-        let pick = match report.built_recall.iter().find(|b| b.table == table.name()) {
-            Some(b) => format!(
-                "{pick}; built, measured {:.3}: {}",
-                b.measured_recall,
-                match b.outcome {
-                    RecallOutcome::Met => "kept",
-                    RecallOutcome::SearchedExactly => "dropped, searched exactly",
-                    RecallOutcome::BelowTarget => "kept below the target (exact too slow)",
-                }
-            ),
-            None => pick,
+        // (A 1-bit scan that gave way is followed by its 8-bit scan.)
+        let measured: Vec<String> = report
+            .built_recall
+            .iter()
+            .filter(|b| b.table == table.name())
+            .map(|b| {
+                format!(
+                    "built, measured {:.3}: {}",
+                    b.measured_recall,
+                    match b.outcome {
+                        RecallOutcome::Met => "kept",
+                        RecallOutcome::SearchedExactly => "dropped, searched exactly",
+                        RecallOutcome::BelowTarget => "kept below the target (exact too slow)",
+                        RecallOutcome::GaveWay => "dropped for the 8-bit scan, then",
+                    }
+                )
+            })
+            .collect();
+        let pick = if measured.is_empty() {
+            pick
+        } else {
+            format!("{pick}; {}", measured.join(" "))
         };
         let index = table.vector_index_name().unwrap_or_default();
         let ours_seconds = report

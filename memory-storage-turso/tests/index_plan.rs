@@ -373,8 +373,11 @@ async fn where_a_scan_meets_both_targets_no_other_diskann_setting_is_built() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_table_planned_for_a_scan_index_gets_one_measured_and_the_store_searches_through_it() {
+/// 1,500 rows of 384 dimensions copied without their vector index, and a
+/// plan recorded for them that picked a scan index of `bits` with
+/// `overfetch` (planned recall 0.97), as a run that stopped after its plan
+/// leaves them: the next run builds and measures what the plan says.
+async fn copied_and_planned(bits: ScanBits, overfetch: u32) -> TestDb {
     let t = TestDb::empty().await;
     legacy(&t, 1500, 0).await;
     let copy_only = MigrationOptions {
@@ -382,20 +385,27 @@ async fn a_table_planned_for_a_scan_index_gets_one_measured_and_the_store_search
         ..options(false, planned())
     };
     run(&t.conn, copy_only).await;
+    let mut recorded = search_plan::read(&t.conn).await.unwrap();
+    recorded.insert(
+        TargetTable::D384,
+        TableSearch::Scan {
+            overfetch,
+            bits,
+            planned_recall: Some(0.97),
+            measured_recall: None,
+        },
+    );
+    search_plan::write(&t.conn, &recorded).await.unwrap();
+    t
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_planned_for_a_scan_index_gets_one_measured_and_the_store_searches_through_it() {
     // A plan that picked the scan index (as the previous test's would,
     // with a latency target between its search and an exact one: both
     // grow with the rows, at a ratio timing alone decides), recorded:
     // the run keeps a recorded plan.
-    let planned_scan = TableSearch::Scan {
-        overfetch: 4,
-        bits: ScanBits::Float8,
-        planned_recall: Some(0.97),
-        measured_recall: None,
-    };
-    let mut recorded = search_plan::read(&t.conn).await.unwrap();
-    recorded.insert(TargetTable::D384, planned_scan);
-    search_plan::write(&t.conn, &recorded).await.unwrap();
-
+    let t = copied_and_planned(ScanBits::Float8, 4).await;
     let done = run(&t.conn, options(false, planned())).await;
     // Not planned again.
     assert!(
@@ -473,27 +483,9 @@ async fn a_table_planned_for_a_scan_index_gets_one_measured_and_the_store_search
 /// own table is searched with a larger over-fetch, as measured there.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scan_index_short_of_its_target_is_searched_with_a_larger_overfetch() {
-    let t = TestDb::empty().await;
-    legacy(&t, 1500, 0).await;
-    let copy_only = MigrationOptions {
-        build_vector_index: false,
-        ..options(false, planned())
-    };
-    run(&t.conn, copy_only).await;
     // 40 candidates for ten hits by 1-bit distance: too few (0.75 of the
     // true ten found here).
-    let mut recorded = search_plan::read(&t.conn).await.unwrap();
-    recorded.insert(
-        TargetTable::D384,
-        TableSearch::Scan {
-            overfetch: 4,
-            bits: ScanBits::Float1Bit,
-            planned_recall: Some(0.97),
-            measured_recall: None,
-        },
-    );
-    search_plan::write(&t.conn, &recorded).await.unwrap();
-
+    let t = copied_and_planned(ScanBits::Float1Bit, 4).await;
     let index = IndexPlanning {
         max_query_ms: 50.0,
         ..planned()
@@ -529,23 +521,83 @@ async fn a_scan_index_short_of_its_target_is_searched_with_a_larger_overfetch() 
     assert!(done.verification.as_ref().unwrap().passed);
 }
 
+/// A 1-bit scan clearly short of its target, where neither more
+/// candidates (every search is past the latency allowed) nor an exact
+/// search (as slow) will do, gives way to the 8-bit scan: the 1-bit index
+/// dropped, the 8-bit one built, measured and recorded, and the store
+/// searches through it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_1_bit_scan_short_of_its_target_gives_way_to_the_8_bit_scan() {
+    let t = copied_and_planned(ScanBits::Float1Bit, 4).await;
+    let index = IndexPlanning {
+        max_query_ms: 0.01,
+        ..planned()
+    };
+    let done = run(&t.conn, options(false, index)).await;
+    let [short, finer] = &done.built_recall[..] else {
+        panic!("two measures: {:?}", done.built_recall);
+    };
+    assert_eq!(short.options, "scan1bit");
+    assert_eq!(short.overfetch, 4, "{short:?}");
+    assert_eq!(short.outcome, RecallOutcome::GaveWay, "{short:?}");
+    assert_eq!(finer.table, "embeddings_384");
+    assert_eq!(finer.options, ScanBits::Float8.options());
+    assert_eq!(finer.outcome, RecallOutcome::Met, "{finer:?}");
+    assert!(finer.measured_recall > short.measured_recall, "{finer:?}");
+    let status = done
+        .vector_indexes
+        .iter()
+        .find(|i| i.table == "embeddings_384")
+        .unwrap();
+    assert_eq!(status.index, "idx_embeddings_384_scan");
+    assert_eq!(status.status, IndexState::Built);
+    assert!(!table_exists(&t.conn, "idx_embeddings_384_scan1bit").await);
+    assert!(table_exists(&t.conn, "idx_embeddings_384_scan").await);
+    let recorded = search_plan::read(&t.conn).await.unwrap();
+    assert_eq!(
+        recorded[&TargetTable::D384],
+        TableSearch::Scan {
+            overfetch: 4,
+            bits: ScanBits::Float8,
+            planned_recall: Some(0.9),
+            measured_recall: Some(finer.measured_recall),
+        }
+    );
+    let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();
+    assert_eq!(
+        store.search_method(384).await.unwrap(),
+        SearchMethod::ScanIndex("idx_embeddings_384_scan")
+    );
+    assert!(done.verification.as_ref().unwrap().passed);
+    assert_migrated_exactly(&t.conn, &[], false).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_users_object_with_the_scan_index_name_is_left_and_its_table_searched_exactly() {
+    for bits in ScanBits::ALL {
+        users_object_with_the_scan_index_name(bits).await;
+    }
+}
+
+async fn users_object_with_the_scan_index_name(bits: ScanBits) {
+    let name = TargetTable::D384.scan_index_name(bits).unwrap();
     let t = TestDb::empty().await;
     legacy(&t, 300, 0).await;
     t.conn
-        .execute_batch(
-            "CREATE TABLE idx_embeddings_384_scan (note TEXT);
-             INSERT INTO idx_embeddings_384_scan VALUES ('mine');",
-        )
+        .execute_batch(&format!(
+            "CREATE TABLE {name} (note TEXT);
+             INSERT INTO {name} VALUES ('mine');"
+        ))
         .await
         .unwrap();
     let mut index = planned();
-    index
-        .forced
-        .insert(TargetTable::D384, Forced::Scan(ScanBits::Float8));
+    index.forced.insert(TargetTable::D384, Forced::Scan(bits));
     let done = run(&t.conn, options(false, index.clone())).await;
-    assert_eq!(state(&done, "embeddings_384"), IndexState::NameTaken);
+    assert_eq!(
+        state(&done, "embeddings_384"),
+        IndexState::NameTaken,
+        "{name}"
+    );
     assert!(done.verification.as_ref().unwrap().passed);
     let recorded = search_plan::read(&t.conn).await.unwrap();
     assert_eq!(recorded[&TargetTable::D384], TableSearch::Exact);
@@ -563,7 +615,7 @@ async fn a_users_object_with_the_scan_index_name_is_left_and_its_table_searched_
     run(&t.conn, rollback).await;
     let mut rows = t
         .conn
-        .query("SELECT note FROM idx_embeddings_384_scan", ())
+        .query(&format!("SELECT note FROM {name}"), ())
         .await
         .unwrap();
     let row = rows.next().await.unwrap().expect("the user's row");

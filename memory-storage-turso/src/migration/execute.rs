@@ -143,32 +143,16 @@ pub(super) async fn execute(
     // Online, one `CREATE INDEX` of a large table's scan index would hold
     // the write lock the application waits for as long as it sorts the
     // whole table.
-    let mut indexed = index::build_indexes(
-        &builder,
-        options.build_vector_index,
-        &choices,
-        match (online_active, options.index.scan_batches_above) {
-            (false, _) => None,
-            (true, Some(above)) => Some(above),
-            (true, None) => options
-                .remote
-                .is_none()
-                .then_some(indexing_table::SCAN_BATCHES_ABOVE),
-        },
-    )
-    .await?;
-    if indexed.flow != Flow::Stopped {
-        let began = std::time::Instant::now();
-        scan_indexes::build(&builder, &choices, &mut indexed.statuses).await?;
-        if indexed
-            .statuses
-            .iter()
-            .any(|s| s.status == IndexState::Stopped)
-        {
-            indexed.flow = Flow::Stopped;
-        }
-        indexed.timing.seconds += began.elapsed().as_secs_f64();
-    }
+    let scan_batches_above = match (online_active, options.index.scan_batches_above) {
+        (false, _) => None,
+        (true, Some(above)) => Some(above),
+        (true, None) => options
+            .remote
+            .is_none()
+            .then_some(indexing_table::SCAN_BATCHES_ABOVE),
+    };
+    let build = options.build_vector_index;
+    let mut indexed = build_indexes(&builder, build, &choices, scan_batches_above).await?;
     if options.remote.is_some() {
         // Idle while the index batches went through the pipeline.
         crate::db::renew_idle_stream(conn).await;
@@ -184,12 +168,45 @@ pub(super) async fn execute(
     if !stopped && indexes_built {
         // What the built indexes really find, recorded instead of what
         // the plan predicted.
+        let statuses = &mut indexed.statuses;
         let (checked, timing) = timed(observer, Phase::IndexRecall, built, async {
-            built_recall::check_built(conn, &mut indexed.statuses, &options.index, retries).await
+            let mut checked =
+                built_recall::check_built(conn, statuses, &options.index, retries, None).await?;
+            // 1-bit scans clearly short: the 8-bit scans recorded in their
+            // place, built and measured.
+            let gave_way = built_recall::gave_way(&checked);
+            if gave_way.is_empty() {
+                return Ok((checked, Flow::Finished));
+            }
+            let recorded = with_retries(retries, || crate::search_plan::read(conn)).await?;
+            let mut finer = choices.clone();
+            for table in &gave_way {
+                if let Some(search) = recorded.get(table) {
+                    finer.insert(*table, (None, search.clone()));
+                }
+            }
+            let again = build_indexes(&builder, build, &finer, scan_batches_above).await?;
+            for status in again.statuses {
+                if let Some(s) = statuses.iter_mut().find(|s| s.table == status.table) {
+                    if gave_way.iter().any(|t| t.name() == status.table) {
+                        *s = status;
+                    }
+                }
+            }
+            checked.extend(
+                built_recall::check_built(conn, statuses, &options.index, retries, Some(&gave_way))
+                    .await?,
+            );
+            Ok((checked, again.flow))
         })
         .await?;
+        let (checked, flow) = checked;
         report.built_recall = checked;
         report.phases.push(timing);
+        if flow == Flow::Stopped {
+            report.vector_indexes = indexed.statuses;
+            return stop(report);
+        }
     }
     report.vector_indexes = indexed.statuses;
     if stopped {
@@ -320,6 +337,30 @@ async fn prepare(conn: &Connection, options: &MigrationOptions) -> Result<()> {
 
 /// Runs one phase that has no progress of its own between its start and
 /// its end, and times it.
+/// The index phase for `choices`: DiskANN indexes and the scan indexes
+/// made in batches, then the scan indexes made in one statement.
+async fn build_indexes(
+    builder: &indexing_table::Builder<'_>,
+    build: bool,
+    choices: &index_plan::Choices,
+    scan_batches_above: Option<u64>,
+) -> Result<index::Indexed> {
+    let mut indexed = index::build_indexes(builder, build, choices, scan_batches_above).await?;
+    if indexed.flow != Flow::Stopped {
+        let began = std::time::Instant::now();
+        scan_indexes::build(builder, choices, &mut indexed.statuses).await?;
+        if indexed
+            .statuses
+            .iter()
+            .any(|s| s.status == IndexState::Stopped)
+        {
+            indexed.flow = Flow::Stopped;
+        }
+        indexed.timing.seconds += began.elapsed().as_secs_f64();
+    }
+    Ok(indexed)
+}
+
 async fn timed<T>(
     observer: &dyn Observer,
     phase: Phase,

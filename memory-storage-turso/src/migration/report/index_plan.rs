@@ -168,4 +168,8 @@ pub enum RecallOutcome {
     /// Clearly short, and an exact search too slow: the index is kept (the
     /// fastest search the table has), its measured recall recorded.
     BelowTarget,
+    /// Clearly short, an exact search too slow, and a 1-bit scan: dropped
+    /// for the table's 8-bit scan, built and measured next (its own entry
+    /// follows).
+    GaveWay,
 }
