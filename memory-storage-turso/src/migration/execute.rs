@@ -2,21 +2,19 @@
 //! back up, copy, mirror online changes, build the vector indexes, verify
 //! and repair, check search, record the outcome, and drop when asked.
 
-use std::time::{Duration, Instant};
-
 use libsql::Connection;
 
 use super::apply::{ConflictPolicy, Rejected};
 use super::error::{MigrateError, Result};
 use super::lock::MigrationLock;
-use super::observer::{Observer, Phase};
+use super::observer::{timed, Observer, Phase};
 use super::options::MigrationOptions;
 use super::pass::{Flow, Pass};
-use super::report::{IndexState, MigrationReport, PhaseTiming};
+use super::report::{MigrationReport, PhaseTiming};
 use super::write::BatchWriter;
 use super::{
-    backup, built_recall, copy, finalize, index, index_plan, indexing_table, metadata, online,
-    outcome, page_cache, prior, scan_indexes, smoke, verdict, verify, write,
+    backup, copy, finalize, index_phase, metadata, online, outcome, page_cache, prior, smoke,
+    verdict, verify, write,
 };
 use crate::db::with_retries;
 use crate::error::DbContext;
@@ -95,123 +93,12 @@ pub(super) async fn execute(
         });
     }
 
-    // Vector indexes: planned (or fixed) per table, then built.
-    let choices = if options.build_vector_index {
-        let began = std::time::Instant::now();
-        let planned = with_retries(retries, || {
-            index_plan::for_run(
-                conn,
-                &options.index,
-                options.vector_index,
-                options.remote.is_none(),
-                observer,
-            )
-        })
-        .await?;
-        if options.remote.is_some() {
-            // Idle through a plan measured locally.
-            crate::db::renew_idle_stream(conn).await;
-        }
-        let Some((plan, choices)) = planned else {
-            // Nothing recorded: the next run plans again.
-            return stop(report);
-        };
-        if let Some(p) = &plan {
-            report.phases.push(PhaseTiming {
-                phase: Phase::IndexPlan.name().into(),
-                seconds: began.elapsed().as_secs_f64(),
-                units: p.tables.len() as u64,
-            });
-        }
-        report.index_plan = plan;
-        choices
-    } else {
-        Default::default()
-    };
-    let builder = indexing_table::Builder {
-        conn,
-        remote: options.remote.as_ref(),
-        max_retries: retries,
-        txn_target: indexing_table::txn_target(options.local_file.is_some(), online_active),
-        pause: if options.remote.is_none() && online_active {
-            indexing_table::LOCAL_ONLINE_PAUSE
-        } else {
-            Duration::ZERO
-        },
-        observer,
-    };
-    // Online, one `CREATE INDEX` of a large table's scan index would hold
-    // the write lock the application waits for as long as it sorts the
-    // whole table.
-    let scan_batches_above = match (online_active, options.index.scan_batches_above) {
-        (false, _) => None,
-        (true, Some(above)) => Some(above),
-        (true, None) => options
-            .remote
-            .is_none()
-            .then_some(indexing_table::SCAN_BATCHES_ABOVE),
-    };
-    let build = options.build_vector_index;
-    let mut indexed = build_indexes(&builder, build, &choices, scan_batches_above).await?;
-    if options.remote.is_some() {
-        // Idle while the index batches went through the pipeline.
-        crate::db::renew_idle_stream(conn).await;
-    }
-    let built = indexed
-        .statuses
-        .iter()
-        .filter(|i| i.status.is_built())
-        .count() as u64;
-    let indexes_built = built > 0;
-    let stopped = indexed.flow == Flow::Stopped;
-    report.phases.push(indexed.timing);
-    if !stopped && indexes_built {
-        // What the built indexes really find, recorded instead of what
-        // the plan predicted.
-        let statuses = &mut indexed.statuses;
-        let (checked, timing) = timed(observer, Phase::IndexRecall, built, async {
-            let mut checked =
-                built_recall::check_built(conn, statuses, &options.index, retries, None).await?;
-            // 1-bit scans clearly short: the 8-bit scans recorded in their
-            // place, built and measured.
-            let gave_way = built_recall::gave_way(&checked);
-            if gave_way.is_empty() {
-                return Ok((checked, Flow::Finished));
-            }
-            let recorded = with_retries(retries, || crate::search_plan::read(conn)).await?;
-            let mut finer = choices.clone();
-            for table in &gave_way {
-                if let Some(search) = recorded.get(table) {
-                    finer.insert(*table, (None, search.clone()));
-                }
-            }
-            let again = build_indexes(&builder, build, &finer, scan_batches_above).await?;
-            for status in again.statuses {
-                if let Some(s) = statuses.iter_mut().find(|s| s.table == status.table) {
-                    if gave_way.iter().any(|t| t.name() == status.table) {
-                        *s = status;
-                    }
-                }
-            }
-            checked.extend(
-                built_recall::check_built(conn, statuses, &options.index, retries, Some(&gave_way))
-                    .await?,
-            );
-            Ok((checked, again.flow))
-        })
-        .await?;
-        let (checked, flow) = checked;
-        report.built_recall = checked;
-        report.phases.push(timing);
-        if flow == Flow::Stopped {
-            report.vector_indexes = indexed.statuses;
-            return stop(report);
-        }
-    }
-    report.vector_indexes = indexed.statuses;
-    if stopped {
+    // Vector indexes: planned (or fixed) per table, built, and measured.
+    let Some(indexes_built) =
+        index_phase::run(conn, options, online_active, observer, report).await?
+    else {
         return stop(report);
-    }
+    };
 
     // Verification and repair, the legacy pages the copy appended read
     // ahead (rows before them: those up to the checkpoint this copy
@@ -333,52 +220,6 @@ async fn prepare(conn: &Connection, options: &MigrationOptions) -> Result<()> {
         .await?;
     }
     Ok(())
-}
-
-/// Runs one phase that has no progress of its own between its start and
-/// its end, and times it.
-/// The index phase for `choices`: DiskANN indexes and the scan indexes
-/// made in batches, then the scan indexes made in one statement.
-async fn build_indexes(
-    builder: &indexing_table::Builder<'_>,
-    build: bool,
-    choices: &index_plan::Choices,
-    scan_batches_above: Option<u64>,
-) -> Result<index::Indexed> {
-    let mut indexed = index::build_indexes(builder, build, choices, scan_batches_above).await?;
-    if indexed.flow != Flow::Stopped {
-        let began = std::time::Instant::now();
-        scan_indexes::build(builder, choices, &mut indexed.statuses).await?;
-        if indexed
-            .statuses
-            .iter()
-            .any(|s| s.status == IndexState::Stopped)
-        {
-            indexed.flow = Flow::Stopped;
-        }
-        indexed.timing.seconds += began.elapsed().as_secs_f64();
-    }
-    Ok(indexed)
-}
-
-async fn timed<T>(
-    observer: &dyn Observer,
-    phase: Phase,
-    units: u64,
-    body: impl std::future::Future<Output = Result<T>>,
-) -> Result<(T, PhaseTiming)> {
-    let began = Instant::now();
-    observer.phase_started(phase, units);
-    let value = body.await?;
-    observer.phase_finished(phase, began.elapsed());
-    Ok((
-        value,
-        PhaseTiming {
-            phase: phase.name().into(),
-            seconds: began.elapsed().as_secs_f64(),
-            units,
-        },
-    ))
 }
 
 /// Records the verification (and, when it passed, the completion) in one

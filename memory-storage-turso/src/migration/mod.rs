@@ -29,6 +29,7 @@ mod extra_columns;
 pub(crate) mod finalize;
 mod index;
 mod index_eta;
+mod index_phase;
 mod index_plan;
 mod indexing_table;
 pub(crate) mod lock;

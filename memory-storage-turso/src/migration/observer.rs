@@ -1,8 +1,10 @@
 //! How progress leaves the library: a small observer trait the binaries
 //! render (the library itself never prints).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::error::Result;
+use super::report::PhaseTiming;
 use crate::decode::BadRowReason;
 
 /// A phase of a migration run.
@@ -95,4 +97,26 @@ impl Observer for Withheld {
             held.push((embedding_id.to_string(), reason.clone()));
         }
     }
+}
+
+/// Runs one phase that has no progress of its own between its start and
+/// its end (`units` of work, told to `observer`), and times it.
+pub(super) async fn timed<T>(
+    observer: &dyn Observer,
+    phase: Phase,
+    units: u64,
+    body: impl std::future::Future<Output = Result<T>>,
+) -> Result<(T, PhaseTiming)> {
+    let began = Instant::now();
+    observer.phase_started(phase, units);
+    let value = body.await?;
+    observer.phase_finished(phase, began.elapsed());
+    Ok((
+        value,
+        PhaseTiming {
+            phase: phase.name().into(),
+            seconds: began.elapsed().as_secs_f64(),
+            units,
+        },
+    ))
 }
