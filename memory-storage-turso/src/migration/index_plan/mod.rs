@@ -180,27 +180,29 @@ fn settings(scan_index: bool) -> Vec<String> {
     .collect()
 }
 
-/// A scan reads every row's 8-bit vector: its latency grows with the
-/// rows, and is predicted on the line through the two largest sizes `c`
-/// measured (the re-ranking's reads of `overfetch × 10` rows are its
-/// fixed part). In proportion to the largest alone, the fixed part scaled
-/// too: on 100,000 mixed rows 70.2 ms was predicted for 51.9 measured at
-/// 19,953 rows of 1,536 dimensions; the line says 52.9. DiskANN's is left
+/// A scan reads every row's quantized vector: its latency grows with the
+/// rows, and is predicted on a line through the two largest sizes
+/// measured (the re-ranking's reads of `overfetch × 10` rows are its fixed
+/// part). In proportion to the largest alone, the fixed part scaled too:
+/// on 100,000 mixed rows 70.2 ms was predicted for 51.9 measured at
+/// 19,953 rows of 1,536 dimensions; the line says 52.9. The line's slope
+/// is `scan_slope`, that of the same scan's smallest over-fetch, where
+/// given: a larger over-fetch asks for more candidates than a small
+/// sample holds, and its own line then climbs with the re-ranking too (on
+/// those rows the 1-bit scan at over-fetch 64, 704 candidates, measured
+/// 4.50 ms at 300 rows and 14.55 ms at 2,494: 94.5 ms predicted, 28.6 ms
+/// searched; its over-fetch 8's slope says 33.8 ms). DiskANN's is left
 /// as [`fit`] predicts it.
-fn scan_latency(c: &mut Candidate, rows: u64) {
+fn scan_latency(c: &mut Candidate, rows: u64, scan_slope: Option<f64>) {
     if ScanBits::from_options(&c.options).is_none() {
         return;
     }
-    let mut sizes: Vec<&Measured> = c.measured.iter().collect();
-    sizes.sort_by_key(|m| m.rows);
-    let Some(large) = sizes.last() else {
+    let Some(large) = c.measured.iter().max_by_key(|m| m.rows) else {
         return;
     };
     let proportional = large.query_ms * rows as f64 / large.rows.max(1) as f64;
-    c.predicted.query_ms = match sizes.len().checked_sub(2).map(|i| sizes[i]) {
-        Some(small) if large.rows > small.rows => {
-            let slope =
-                ((large.query_ms - small.query_ms) / (large.rows - small.rows) as f64).max(0.0);
+    c.predicted.query_ms = match scan_slope.or_else(|| slope(&c.measured)) {
+        Some(slope) => {
             let fixed = large.query_ms - slope * large.rows as f64;
             if fixed >= 0.0 {
                 fixed + slope * rows as f64
@@ -208,8 +210,30 @@ fn scan_latency(c: &mut Candidate, rows: u64) {
                 proportional
             }
         }
-        _ => proportional,
+        None => proportional,
     };
+}
+
+/// The search time's slope per row on the line through the two largest
+/// sizes in `measured` (none below one size; never negative).
+fn slope(measured: &[Measured]) -> Option<f64> {
+    let mut sizes: Vec<&Measured> = measured.iter().collect();
+    sizes.sort_by_key(|m| m.rows);
+    let [.., small, large] = sizes[..] else {
+        return None;
+    };
+    (large.rows > small.rows)
+        .then(|| ((large.query_ms - small.query_ms) / (large.rows - small.rows) as f64).max(0.0))
+}
+
+/// The slope of the smallest over-fetch of each scan among `candidates`
+/// (see [`scan_latency`]).
+fn scan_slope(candidates: &[Candidate], options: &str) -> Option<f64> {
+    candidates
+        .iter()
+        .filter(|c| c.options == options)
+        .min_by_key(|c| c.overfetch)
+        .and_then(|c| slope(&c.measured))
 }
 
 /// Seconds an index build of a table of `rows` rows (`leading_bytes`
@@ -232,8 +256,8 @@ fn cold_read_seconds(
 /// What a prediction at the table's size adds to the fit of the samples:
 /// a scan's latency at `rows` ([`scan_latency`]) and the `cold_read`
 /// seconds of reading the table from the disk ([`cold_read_seconds`]).
-fn at_table_size(c: &mut Candidate, rows: u64, cold_read: f64) {
-    scan_latency(c, rows);
+fn at_table_size(c: &mut Candidate, rows: u64, cold_read: f64, scan_slope: Option<f64>) {
+    scan_latency(c, rows, scan_slope);
     c.predicted.build_seconds += cold_read;
 }
 
@@ -427,11 +451,12 @@ impl TwoSizes<'_> {
             };
             let small = measure(self.small).await?;
             let big = measure(self.large).await?;
+            let first = plan.candidates.len();
             for ((f, s), b) in factors.iter().zip(small).zip(big) {
                 if text.is_empty() && *f == 1 {
                     plan.default_candidate = Some(plan.candidates.len());
                 }
-                let mut c = Candidate {
+                let c = Candidate {
                     options: text.clone(),
                     overfetch: *f,
                     predicted: fit::predict(&s, &b, self.rows, self.queries.len() * measure::K),
@@ -439,8 +464,11 @@ impl TwoSizes<'_> {
                     neighbourhoods: None,
                     recall_at_most: false,
                 };
-                at_table_size(&mut c, self.rows, self.cold_read);
                 plan.candidates.push(c);
+            }
+            let slope = scan_slope(&plan.candidates[first..], text);
+            for c in &mut plan.candidates[first..] {
+                at_table_size(c, self.rows, self.cold_read, slope);
             }
         }
         Ok(true)
@@ -671,8 +699,11 @@ impl Validation<'_> {
             if let Some(near) = &near {
                 c.neighbourhoods = Some(near[overfetch_at(c)].clone());
             }
+        }
+        let slope = scan_slope(&plan.candidates, options);
+        for c in plan.candidates.iter_mut().filter(|c| c.options == options) {
             c.predicted = fit::predict_validated(&c.measured, c.neighbourhoods.as_ref(), self.rows);
-            at_table_size(c, self.rows, self.cold_read);
+            at_table_size(c, self.rows, self.cold_read, slope);
         }
         Ok(())
     }
@@ -1158,19 +1189,39 @@ mod tests {
             },
         };
         // One size: in proportion to it.
-        scan_latency(&mut scan_candidate, 80_000);
+        scan_latency(&mut scan_candidate, 80_000, None);
         assert_eq!(scan_candidate.predicted.query_ms, 50.0);
         // Two: on their line, the re-ranking's fixed part not scaled.
         let mut two = scan_candidate.clone();
         two.measured[0].rows = 400;
         two.measured[0].query_ms = 0.3;
-        scan_latency(&mut two, 80_000);
+        scan_latency(&mut two, 80_000, None);
         assert!((two.predicted.query_ms - 40.1).abs() < 1e-9, "{two:?}");
         // A line whose fixed part would be negative: in proportion.
         two.measured[0].query_ms = 0.1;
         two.measured[0].rows = 700;
-        scan_latency(&mut two, 80_000);
+        scan_latency(&mut two, 80_000, None);
         assert_eq!(two.predicted.query_ms, 50.0);
+        // A larger over-fetch, whose smaller sample held fewer rows than
+        // its candidates, takes the slope of the smallest over-fetch (the
+        // 1-bit scan of 100,000 mixed rows' `embeddings_1536`: 94.5 ms on
+        // its own line, 28.6 ms searched).
+        let mut wide = two.clone();
+        wide.overfetch = 64;
+        wide.measured[0].rows = 300;
+        wide.measured[0].query_ms = 4.5;
+        wide.measured[1].rows = 2494;
+        wide.measured[1].query_ms = 14.55;
+        let mut narrow = wide.clone();
+        narrow.overfetch = 8;
+        narrow.measured[0].query_ms = 1.34;
+        narrow.measured[1].query_ms = 3.76;
+        let slope = scan_slope(&[wide.clone(), narrow], "scan");
+        scan_latency(&mut wide, 19_953, slope);
+        assert!((wide.predicted.query_ms - 33.8).abs() < 0.1, "{wide:?}");
+        let mut alone = wide.clone();
+        scan_latency(&mut alone, 19_953, None);
+        assert!((alone.predicted.query_ms - 94.5).abs() < 0.1, "{alone:?}");
         let table = |name: &str, pick| TablePlan {
             table: name.into(),
             rows: 80_000,
