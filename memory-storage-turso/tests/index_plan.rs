@@ -4,7 +4,7 @@
 //! run whose index finds clearly fewer true neighbours than it must.
 
 use libsql::Connection;
-use memory_storage_turso::migration::report::{Pick, RecallOutcome};
+use memory_storage_turso::migration::report::{Candidate, Pick, RecallOutcome};
 use memory_storage_turso::migration::{
     run_migration, DiscrepancyKind, Forced, IndexMode, IndexPlanning, IndexState, MigrationOptions,
     MigrationReport, NoopObserver,
@@ -286,15 +286,27 @@ async fn the_plan_measures_a_scan_index_whose_search_grows_with_the_rows() {
         assert!(near.rows > 0, "{c:?}");
         assert!(c.predicted.build_seconds > 0.0, "{c:?}");
         assert!(c.predicted.build_seconds < cheapest_diskann, "{c:?}");
-        // A search reads every row's 8-bit vector: its latency grows with
-        // the rows, on the line through the two largest samples (or in
-        // proportion to the largest, where that line would start below 0).
-        let mut sizes: Vec<_> = c.measured.iter().collect();
-        sizes.sort_by_key(|m| m.rows);
-        let [.., small, large] = sizes[..] else {
-            unreachable!()
+        // A search reads every row's quantized vector: its latency grows
+        // with the rows, from the largest sample on the slope of the same
+        // scan's smallest over-fetch between its two largest samples (a
+        // larger over-fetch's own line climbs with its re-ranking too),
+        // or in proportion to the largest, where that line would start
+        // below 0.
+        let largest_two = |c: &Candidate| {
+            let mut sizes: Vec<_> = c.measured.iter().cloned().collect();
+            sizes.sort_by_key(|m| m.rows);
+            let [.., small, large] = &sizes[..] else {
+                unreachable!()
+            };
+            (small.clone(), large.clone())
         };
+        let narrowest = of(ScanBits::from_options(&c.options).unwrap())
+            .into_iter()
+            .min_by_key(|n| n.overfetch)
+            .unwrap();
+        let (small, large) = largest_two(narrowest);
         let slope = ((large.query_ms - small.query_ms) / (large.rows - small.rows) as f64).max(0.0);
+        let (_, large) = largest_two(c);
         let fixed = large.query_ms - slope * large.rows as f64;
         let expected = if fixed >= 0.0 {
             fixed + slope * 1500.0
