@@ -293,7 +293,7 @@ async fn the_plan_measures_a_scan_index_whose_search_grows_with_the_rows() {
         // or in proportion to the largest, where that line would start
         // below 0.
         let largest_two = |c: &Candidate| {
-            let mut sizes: Vec<_> = c.measured.iter().cloned().collect();
+            let mut sizes: Vec<_> = c.measured.to_vec();
             sizes.sort_by_key(|m| m.rows);
             let [.., small, large] = &sizes[..] else {
                 unreachable!()
