@@ -639,20 +639,26 @@ async fn online_a_row_refused_in_a_catch_up_turn_under_the_lock_is_quarantined_a
     let with = serve_with_app(dir, summary).await;
     let (mut with, child, _log) = guard_failing_at_the_third_batch(with, &[], &["--online"]).await;
     let v: Vec<f32> = (0..384).map(|j| j as f32 * 0.125 - 3.0).collect();
-    answered(
-        "insert",
-        with.app.execute(
-            "INSERT INTO embeddings (embedding_id, item_id, item_type, embedding_data, dimension, model, created_at) \
-             VALUES (?1, 'item-refused', 'episode', ?2, 384, 'app', 1760000000)",
-            libsql::params![victim, memory_storage_turso::sample::encode_json(&v)],
-        ),
-    )
-    .await
-    .unwrap();
+    app_writes_legacy_row(&with.app, victim, &v).await;
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains(victim), "the run did not name {victim}");
     assert_refused_and_the_rest_exact(&mut with.served, &with.summary, victim, 1).await;
+}
+
+/// The application writes a legacy row of key `id` holding `v` (384
+/// dimensions) straight to sqld.
+async fn app_writes_legacy_row(app: &Connection, id: &str, v: &[f32]) {
+    answered(
+        "insert",
+        app.execute(
+            "INSERT INTO embeddings (embedding_id, item_id, item_type, embedding_data, dimension, model, created_at) \
+             VALUES (?1, 'item-refused', 'episode', ?2, 384, 'app', 1760000000)",
+            libsql::params![id, memory_storage_turso::sample::encode_json(v)],
+        ),
+    )
+    .await
+    .unwrap();
 }
 
 /// The request that opens `--online`'s final step: the whole log read
@@ -700,16 +706,7 @@ async fn online_a_row_refused_in_the_final_step_under_the_lock_is_quarantined_an
     .unwrap();
     wait_fired(&with.served.proxy, 1, &mut child);
     let v: Vec<f32> = (0..384).map(|j| j as f32 * 0.25 - 7.0).collect();
-    answered(
-        "insert",
-        with.app.execute(
-            "INSERT INTO embeddings (embedding_id, item_id, item_type, embedding_data, dimension, model, created_at) \
-             VALUES (?1, 'item-refused', 'episode', ?2, 384, 'app', 1760000000)",
-            libsql::params![victim, memory_storage_turso::sample::encode_json(&v)],
-        ),
-    )
-    .await
-    .unwrap();
+    app_writes_legacy_row(&with.app, victim, &v).await;
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains(victim), "the run did not name {victim}");

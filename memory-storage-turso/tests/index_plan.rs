@@ -411,6 +411,34 @@ async fn copied_and_planned(bits: ScanBits, overfetch: u32) -> TestDb {
     t
 }
 
+/// The plan recorded for `embeddings_384` is the scan of `bits` with
+/// `overfetch`, planned at `planned` and measured at `measured`, and the
+/// store searches the table through `index`.
+async fn assert_searched_through_scan(
+    conn: &Connection,
+    index: &'static str,
+    bits: ScanBits,
+    overfetch: u32,
+    planned: f64,
+    measured: f64,
+) {
+    let recorded = search_plan::read(conn).await.unwrap();
+    assert_eq!(
+        recorded[&TargetTable::D384],
+        TableSearch::Scan {
+            overfetch,
+            bits,
+            planned_recall: Some(planned),
+            measured_recall: Some(measured),
+        }
+    );
+    let store = EmbeddingStore::open(conn.clone()).await.unwrap();
+    assert_eq!(
+        store.search_method(384).await.unwrap(),
+        SearchMethod::ScanIndex(index)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_table_planned_for_a_scan_index_gets_one_measured_and_the_store_searches_through_it() {
     // A plan that picked the scan index (as the previous test's would,
@@ -439,16 +467,15 @@ async fn a_table_planned_for_a_scan_index_gets_one_measured_and_the_store_search
     };
     assert_eq!(measured.options, ScanBits::Float8.options());
     assert_eq!(measured.outcome, RecallOutcome::Met, "{measured:?}");
-    let recorded = search_plan::read(&t.conn).await.unwrap();
-    assert_eq!(
-        recorded[&TargetTable::D384],
-        TableSearch::Scan {
-            overfetch: 4,
-            bits: ScanBits::Float8,
-            planned_recall: Some(0.97),
-            measured_recall: Some(measured.measured_recall),
-        }
-    );
+    assert_searched_through_scan(
+        &t.conn,
+        "idx_embeddings_384_scan",
+        ScanBits::Float8,
+        4,
+        0.97,
+        measured.measured_recall,
+    )
+    .await;
     let check = done
         .search_checks
         .iter()
@@ -468,10 +495,6 @@ async fn a_table_planned_for_a_scan_index_gets_one_measured_and_the_store_search
 
     // The store searches through it, and finds what an exact search finds.
     let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();
-    assert_eq!(
-        store.search_method(384).await.unwrap(),
-        SearchMethod::ScanIndex("idx_embeddings_384_scan")
-    );
     let queries: Vec<Vec<f32>> = clustered(40, 384, 9);
     let mut through_scan = Vec::new();
     for q in &queries {
@@ -515,21 +538,15 @@ async fn a_scan_index_short_of_its_target_is_searched_with_a_larger_overfetch() 
     assert_eq!(measured.planned_overfetch, 4);
     assert!([8, 16, 32].contains(&measured.overfetch), "{measured:?}");
     assert_eq!(measured.outcome, RecallOutcome::Met, "{measured:?}");
-    let recorded = search_plan::read(&t.conn).await.unwrap();
-    assert_eq!(
-        recorded[&TargetTable::D384],
-        TableSearch::Scan {
-            overfetch: measured.overfetch,
-            bits: ScanBits::Float1Bit,
-            planned_recall: Some(0.97),
-            measured_recall: Some(measured.measured_recall),
-        }
-    );
-    let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();
-    assert_eq!(
-        store.search_method(384).await.unwrap(),
-        SearchMethod::ScanIndex("idx_embeddings_384_scan1bit")
-    );
+    assert_searched_through_scan(
+        &t.conn,
+        "idx_embeddings_384_scan1bit",
+        ScanBits::Float1Bit,
+        measured.overfetch,
+        0.97,
+        measured.measured_recall,
+    )
+    .await;
     assert!(done.verification.as_ref().unwrap().passed);
 }
 
@@ -565,21 +582,15 @@ async fn a_1_bit_scan_short_of_its_target_gives_way_to_the_8_bit_scan() {
     assert_eq!(status.status, IndexState::Built);
     assert!(!table_exists(&t.conn, "idx_embeddings_384_scan1bit").await);
     assert!(table_exists(&t.conn, "idx_embeddings_384_scan").await);
-    let recorded = search_plan::read(&t.conn).await.unwrap();
-    assert_eq!(
-        recorded[&TargetTable::D384],
-        TableSearch::Scan {
-            overfetch: 4,
-            bits: ScanBits::Float8,
-            planned_recall: Some(0.9),
-            measured_recall: Some(finer.measured_recall),
-        }
-    );
-    let store = EmbeddingStore::open(t.conn.clone()).await.unwrap();
-    assert_eq!(
-        store.search_method(384).await.unwrap(),
-        SearchMethod::ScanIndex("idx_embeddings_384_scan")
-    );
+    assert_searched_through_scan(
+        &t.conn,
+        "idx_embeddings_384_scan",
+        ScanBits::Float8,
+        4,
+        0.9,
+        finer.measured_recall,
+    )
+    .await;
     assert!(done.verification.as_ref().unwrap().passed);
     assert_migrated_exactly(&t.conn, &[], false).await;
 }
