@@ -1008,6 +1008,7 @@ mod tests {
             query_ms: 1.0,
             recall: 0.99,
             scaled_search_l,
+            reranked: None,
         };
         let candidate = |options: &str, measured| Candidate {
             options: options.into(),

@@ -247,7 +247,7 @@ async fn the_plan_measures_a_scan_index_whose_search_grows_with_the_rows() {
     let overfetches =
         |bits| -> Vec<u32> { of(bits).iter().map(|c| c.overfetch).collect::<Vec<_>>() };
     assert_eq!(overfetches(ScanBits::Float8), [4, 8, 16]);
-    assert_eq!(overfetches(ScanBits::Float1Bit), [8, 16, 32, 64]);
+    assert_eq!(overfetches(ScanBits::Float1Bit), [8, 16, 32, 64, 128, 256]);
     let cheapest_diskann = large
         .candidates
         .iter()
@@ -272,6 +272,23 @@ async fn the_plan_measures_a_scan_index_whose_search_grows_with_the_rows() {
         // At the two sample sizes and, first of all, at the validating
         // one: it costs next to nothing there.
         assert_eq!(c.measured.len(), 3, "{c:?}");
+        // There its recall is of the nearest √(sample ÷ table) of the
+        // candidates (a true neighbour falls further down the quantized
+        // order among more rows); at the two small sizes, of all of them.
+        let fetch = 10 * c.overfetch as usize;
+        let third = &c.measured[2];
+        let scaled = ((fetch as f64 * (third.rows as f64 / 1500.0).sqrt()).round() as usize)
+            .clamp(10, fetch);
+        assert!(third.rows < 1500, "{c:?}");
+        assert_eq!(
+            third.reranked,
+            (scaled < fetch).then_some(scaled as u32),
+            "{c:?}"
+        );
+        assert_eq!(
+            (c.measured[0].reranked, c.measured[1].reranked),
+            (None, None)
+        );
         // And on whole neighbourhoods of the table (the dry run read
         // every row): a scan ranks every row, and more crowd a query at
         // the table's density than in a sample.

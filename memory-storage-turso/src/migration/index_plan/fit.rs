@@ -333,6 +333,7 @@ mod tests {
             query_ms: query,
             recall,
             scaled_search_l: None,
+            reranked: None,
         }
     }
 

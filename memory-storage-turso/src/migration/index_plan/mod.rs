@@ -127,9 +127,10 @@ const SCAN_OVERFETCH: [u32; 3] = [4, 8, 16];
 
 /// Over-fetch factors measured for the 1-bit scan index: a Hamming
 /// distance of signs ranks coarsely, and the true ten were among the
-/// nearest 160 to 640 of 100,000 clustered rows (`docs/index-plan.md`).
-/// Each candidate costs one read of its row, a few microseconds.
-const SCAN_1BIT_OVERFETCH: [u32; 4] = [8, 16, 32, 64];
+/// nearest 160 to 640 of 100,000 clustered rows (`docs/index-plan.md`),
+/// and 70,000 uniform rows of 384 dimensions needed over-fetch 512 for
+/// 0.981. Each candidate costs one read of its row, a few microseconds.
+const SCAN_1BIT_OVERFETCH: [u32; 6] = [8, 16, 32, 64, 128, 256];
 
 /// The over-fetch factors measured for `options`.
 fn overfetches(options: &str) -> &'static [u32] {
@@ -445,7 +446,7 @@ impl TwoSizes<'_> {
                     rows,
                     self.queries,
                     factors,
-                    None,
+                    measure::Scaled::default(),
                     self.leading_bytes,
                 )
             };
@@ -653,7 +654,10 @@ impl Validation<'_> {
         (near.len() * 2 >= rows && asked.len() * 4 >= QUERIES).then_some((near, asked))
     }
 
-    /// `options` built over `rows` and searched with `beam`.
+    /// `options` built over `rows` and searched with `beam`. A scan's
+    /// search is not scaled: whole neighbourhoods hold the rows nearest a
+    /// query at the table's density, those that outrank its true
+    /// neighbours in quantized distance among them.
     async fn measure_on(
         &self,
         options: &str,
@@ -667,7 +671,10 @@ impl Validation<'_> {
             rows,
             asked,
             overfetches(options),
-            Some(beam),
+            measure::Scaled {
+                search_l: Some(beam),
+                scan_share: None,
+            },
             self.leading_bytes,
         )
         .await
@@ -683,14 +690,17 @@ impl Validation<'_> {
         options: &str,
         near: Option<Vec<Measured>>,
     ) -> Result<()> {
-        let beam = scaled_search_l(options, self.third.len(), self.rows);
+        let scaled = measure::Scaled {
+            search_l: Some(scaled_search_l(options, self.third.len(), self.rows)),
+            scan_share: Some(self.third.len() as f64 / self.rows.max(1) as f64),
+        };
         let measured = measure::measure(
             self.dimension,
             options,
             self.third,
             self.queries,
             overfetches(options),
-            Some(beam),
+            scaled,
             self.leading_bytes,
         )
         .await?;
@@ -1174,6 +1184,7 @@ mod tests {
             query_ms: 0.5,
             recall: 0.97,
             scaled_search_l: None,
+            reranked: None,
         };
         let mut scan_candidate = Candidate {
             options: "scan".into(),
@@ -1287,6 +1298,7 @@ mod tests {
             query_ms: 1.0,
             recall: 1.0,
             scaled_search_l: None,
+            reranked: None,
         };
         let candidate = |options: &str, sizes: &[u64]| Candidate {
             options: options.into(),

@@ -21,6 +21,12 @@ pub struct Measured {
     /// rows): its recall is then the prediction of the table's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scaled_search_l: Option<u32>,
+    /// The candidates a scan's recall was measured over, when they were
+    /// scaled down to the sample (fewer than the over-fetch asks for, and
+    /// its search timed with: the nearest in quantized distance); its
+    /// recall is then the prediction of the table's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reranked: Option<u32>,
 }
 
 /// What a setting predicts at the table's size.
