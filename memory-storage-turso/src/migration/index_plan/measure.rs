@@ -106,12 +106,17 @@ pub(crate) async fn measure(
     leading_bytes: usize,
 ) -> Result<Vec<Measured>> {
     if let Some(bits) = ScanBits::from_options(options) {
-        let scan = Scan {
+        let share = scaled.scan_share;
+        return measure_scan(
+            dimension,
             bits,
+            rows,
+            queries,
+            overfetch,
             leading_bytes,
-            share: scaled.scan_share,
-        };
-        return measure_scan(dimension, scan, rows, queries, overfetch).await;
+            share,
+        )
+        .await;
     }
     let scaled_search_l = scaled.search_l;
     let s = scratch::open("the index plan").await?;
@@ -192,16 +197,13 @@ pub(crate) async fn measure(
 /// build took 0.24 s).
 async fn measure_scan(
     dimension: usize,
-    scan: Scan,
+    bits: ScanBits,
     rows: &[Vec<f32>],
     queries: &[Vec<f32>],
     overfetch: &[u32],
+    leading_bytes: usize,
+    share: Option<f64>,
 ) -> Result<Vec<Measured>> {
-    let Scan {
-        bits,
-        leading_bytes,
-        share,
-    } = scan;
     let s = scratch::open("the index plan").await?;
     let conn = &s.conn;
     let ctx = || "measuring a quantized scan index".to_string();
@@ -264,14 +266,6 @@ async fn measure_scan(
          JOIN t ON t.id = c.id"
     );
     searched(conn, &sql, &built, queries, overfetch).await
-}
-
-/// A scan index measured: its bits, the bytes its table's rows store
-/// before the vector, and the share of a scaled search ([`Scaled`]).
-struct Scan {
-    bits: ScanBits,
-    leading_bytes: usize,
-    share: Option<f64>,
 }
 
 /// An index built over `rows` in the scratch, as measured.
