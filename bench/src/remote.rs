@@ -45,8 +45,9 @@ pub struct RemoteRun {
     /// The tool's copy phase, and the whole run (copy and verification).
     pub copy_seconds: f64,
     pub total_seconds: f64,
-    /// Hrana requests the whole run made.
+    /// Hrana requests the whole run made, and the bytes of their bodies.
     pub requests: u64,
+    pub sent_bytes: u64,
     /// The tool's verification phase.
     pub verify_seconds: f64,
     /// The same migration, one statement per request: its copy phase, its
@@ -54,6 +55,7 @@ pub struct RemoteRun {
     pub one_by_one_copy_seconds: f64,
     pub one_by_one_verify_seconds: f64,
     pub one_by_one_requests: u64,
+    pub one_by_one_sent_bytes: u64,
     /// Rows inserted one per request, and how long that took.
     pub floor_rows: u64,
     pub floor_seconds: f64,
@@ -119,7 +121,8 @@ impl RemoteBench {
              (`connect/pipeline.rs`). One statement per request: the same run with \
              `--one-statement-per-request`, as the libSQL client sends statements (what the \
              tool did before). Rates are of the copy phase; the verification reads every \
-             row back from both tables and compares it; the requests are the whole run's. \
+             row back from both tables and compares it; the requests and the bytes sent \
+             (their bodies) are the whole run's. \
              Row at a time: one autocommitted `INSERT` per row, the vector bound \
              as bytes, on the first rows of the same database.\n\n",
             self.rows, self.server
@@ -127,9 +130,10 @@ impl RemoteBench {
         s.push_str(
             "| round trip | ours (rows/s) | one statement per request (rows/s) | ratio | \
              row at a time (rows/s) | copy: ours / one by one | \
-             verification: ours / one by one | requests per 1000 rows: ours / one by one |\n",
+             verification: ours / one by one | requests per 1000 rows: ours / one by one | \
+             MB sent per 1000 rows: ours / one by one |\n",
         );
-        s.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         let per_1000 = |requests: u64, rows: u64| {
             if rows > 0 {
                 requests as f64 * 1000.0 / rows as f64
@@ -145,7 +149,7 @@ impl RemoteBench {
             };
             s.push_str(&format!(
                 "| {} ms | {:.0} | {:.0} | {} | {:.1} | {:.1} s / {:.1} s | {:.1} s / {:.1} s | \
-                 {:.0} / {:.0} |\n",
+                 {:.0} / {:.0} | {:.1} / {:.1} |\n",
                 r.latency_ms,
                 r.ours_rows_per_s(),
                 r.one_by_one_rows_per_s(),
@@ -157,6 +161,8 @@ impl RemoteBench {
                 r.one_by_one_verify_seconds,
                 per_1000(r.requests, r.rows),
                 per_1000(r.one_by_one_requests, r.rows),
+                per_1000(r.sent_bytes, r.rows) / 1e6,
+                per_1000(r.one_by_one_sent_bytes, r.rows) / 1e6,
             ));
         }
         if let Some(i) = &self.index {
@@ -210,10 +216,12 @@ pub async fn run(
             copy_seconds: 0.0,
             total_seconds: 0.0,
             requests: 0,
+            sent_bytes: 0,
             verify_seconds: 0.0,
             one_by_one_copy_seconds: 0.0,
             one_by_one_verify_seconds: 0.0,
             one_by_one_requests: 0,
+            one_by_one_sent_bytes: 0,
             floor_rows: 0,
             floor_seconds: 0.0,
         };
@@ -224,12 +232,14 @@ pub async fn run(
                 run.one_by_one_copy_seconds = m.copy_seconds;
                 run.one_by_one_verify_seconds = m.verify_seconds;
                 run.one_by_one_requests = m.requests;
+                run.one_by_one_sent_bytes = m.sent_bytes;
             } else {
                 run.rows = m.rows;
                 run.copy_seconds = m.copy_seconds;
                 run.verify_seconds = m.verify_seconds;
                 run.total_seconds = m.total_seconds;
                 run.requests = m.requests;
+                run.sent_bytes = m.sent_bytes;
             }
         }
         {
@@ -261,6 +271,7 @@ struct Measured {
     verify_seconds: f64,
     total_seconds: f64,
     requests: u64,
+    sent_bytes: u64,
     index_seconds: f64,
 }
 
@@ -274,12 +285,13 @@ async fn migrate(served: &Served, options: &MigrationOptions, pipelined: bool) -
         remote: db.pipeline.clone().filter(|_| pipelined),
         ..options.clone()
     };
-    let before = served.requests()?;
+    let before = served.counters()?;
     let began = Instant::now();
     let report = run_migration(&db.conn, &options, &NoopObserver)
         .await
         .context("migrating over HTTP")?;
     let total_seconds = began.elapsed().as_secs_f64();
+    let after = served.counters()?;
     let phase = |name: &str| report.phases.iter().find(|p| p.phase == name);
     if !report.verification.as_ref().is_some_and(|v| v.passed) {
         bail!("the migration over HTTP did not verify");
@@ -289,7 +301,8 @@ async fn migrate(served: &Served, options: &MigrationOptions, pipelined: bool) -
         copy_seconds: phase("copy").map_or(total_seconds, |p| p.seconds),
         verify_seconds: phase("verify").map_or(0.0, |p| p.seconds),
         total_seconds,
-        requests: served.requests()?.saturating_sub(before),
+        requests: after.requests.saturating_sub(before.requests),
+        sent_bytes: after.request_bytes.saturating_sub(before.request_bytes),
         index_seconds: report.vector_indexes.iter().map(|i| i.seconds).sum(),
     })
 }
@@ -560,8 +573,8 @@ struct Served {
 }
 
 impl Served {
-    /// Hrana requests the server has received.
-    fn requests(&self) -> Result<u64> {
+    /// Hrana requests the server has received, and their bytes.
+    fn counters(&self) -> Result<Counters> {
         let mut stream =
             std::net::TcpStream::connect(&self.addr).context("connecting to the test server")?;
         stream
@@ -583,10 +596,22 @@ impl Served {
             .unwrap_or_default();
         let stats: serde_json::Value =
             serde_json::from_str(body).context("the server's counters are not JSON")?;
-        stats["requests"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("the server's counters lack requests"))
+        let counter = |name: &str| {
+            stats[name]
+                .as_u64()
+                .ok_or_else(|| anyhow!("the server's counters lack {name}"))
+        };
+        Ok(Counters {
+            requests: counter("requests")?,
+            request_bytes: counter("request_bytes")?,
+        })
     }
+}
+
+/// The proxy's counters.
+struct Counters {
+    requests: u64,
+    request_bytes: u64,
 }
 
 impl Drop for Served {
@@ -637,10 +662,12 @@ mod tests {
                 copy_seconds: 2.0,
                 total_seconds: 3.0,
                 requests: 100,
+                sent_bytes: 9_000_000,
                 verify_seconds: 1.0,
                 one_by_one_copy_seconds: 10.0,
                 one_by_one_verify_seconds: 4.0,
                 one_by_one_requests: 400,
+                one_by_one_sent_bytes: 30_000_000,
                 floor_rows: 100,
                 floor_seconds: 2.0,
             }],
@@ -649,7 +676,7 @@ mod tests {
         let md = bench.markdown();
         assert!(
             md.contains(
-                "| 20 ms | 1000 | 200 | 5.0× | 50.0 | 2.0 s / 10.0 s | 1.0 s / 4.0 s | 50 / 200 |"
+                "| 20 ms | 1000 | 200 | 5.0× | 50.0 | 2.0 s / 10.0 s | 1.0 s / 4.0 s | 50 / 200 | 4.5 / 15.0 |"
             ),
             "{md}"
         );

@@ -67,6 +67,8 @@ pub enum Action {
 pub struct Stats {
     /// Hrana requests (pipeline and cursor) received.
     pub requests: u64,
+    /// Bytes of their bodies.
+    pub request_bytes: u64,
     /// Faults fired.
     pub fired: u64,
     /// Faults still armed.
@@ -103,7 +105,7 @@ impl Faults {
     /// or fires. The request's text (`body`) is made only when an armed
     /// fault matches on text: rendering a protobuf request as JSON costs
     /// the proxy milliseconds a request, on the measured path.
-    pub fn on_request<'b>(&self, body: impl FnOnce() -> Cow<'b, str>) -> Action {
+    pub fn on_request<'b>(&self, bytes: usize, body: impl FnOnce() -> Cow<'b, str>) -> Action {
         let text = OnceCell::new();
         let mut body = Some(body);
         let mut contains = |m: &str| {
@@ -113,6 +115,7 @@ impl Faults {
         let mut state = self.lock();
         let (faults, stats) = &mut *state;
         stats.requests += 1;
+        stats.request_bytes += bytes as u64;
         let Some(i) = faults
             .iter()
             .position(|f| f.matching.as_deref().is_none_or(&mut contains))
@@ -163,14 +166,17 @@ mod tests {
     fn a_fault_skips_then_fires_its_times_on_matching_requests_only() {
         let f = Faults::default();
         f.arm(vec![fault(FaultKind::DropAfter, 1, 2, Some("COMMIT"))]);
-        assert_eq!(f.on_request(|| "SELECT 1".into()), Action::Serve);
-        assert_eq!(f.on_request(|| "COMMIT".into()), Action::Serve);
-        assert_eq!(f.on_request(|| "SELECT 1".into()), Action::Serve);
-        assert_eq!(f.on_request(|| "COMMIT".into()), Action::DropAfter);
-        assert_eq!(f.on_request(|| "COMMIT".into()), Action::DropAfter);
-        assert_eq!(f.on_request(|| "COMMIT".into()), Action::Serve);
+        assert_eq!(f.on_request(8, || "SELECT 1".into()), Action::Serve);
+        assert_eq!(f.on_request(8, || "COMMIT".into()), Action::Serve);
+        assert_eq!(f.on_request(8, || "SELECT 1".into()), Action::Serve);
+        assert_eq!(f.on_request(8, || "COMMIT".into()), Action::DropAfter);
+        assert_eq!(f.on_request(8, || "COMMIT".into()), Action::DropAfter);
+        assert_eq!(f.on_request(8, || "COMMIT".into()), Action::Serve);
         let s = f.stats();
-        assert_eq!((s.requests, s.fired, s.armed), (6, 2, 0));
+        assert_eq!(
+            (s.requests, s.request_bytes, s.fired, s.armed),
+            (6, 48, 2, 0)
+        );
     }
 
     #[test]
@@ -180,24 +186,24 @@ mod tests {
             fault(FaultKind::Status500, 0, 1, None),
             fault(FaultKind::Stall, 0, 1, None),
         ]);
-        assert_eq!(f.on_request(|| "x".into()), Action::Status500);
+        assert_eq!(f.on_request(1, || "x".into()), Action::Status500);
         assert_eq!(
-            f.on_request(|| "x".into()),
+            f.on_request(1, || "x".into()),
             Action::Stall(Duration::from_millis(5))
         );
-        assert_eq!(f.on_request(|| "x".into()), Action::Serve);
+        assert_eq!(f.on_request(1, || "x".into()), Action::Serve);
         f.arm(vec![fault(FaultKind::DropBefore, 0, 1, None)]);
         f.clear();
-        assert_eq!(f.on_request(|| "x".into()), Action::Serve);
+        assert_eq!(f.on_request(1, || "x".into()), Action::Serve);
     }
 
     #[test]
     fn a_requests_text_is_made_only_for_a_fault_that_matches_on_text() {
         let f = Faults::default();
         f.arm(vec![fault(FaultKind::Status500, 1, 1, None)]);
-        assert_eq!(f.on_request(|| unreachable!()), Action::Serve);
+        assert_eq!(f.on_request(1, || unreachable!()), Action::Serve);
         f.arm(vec![fault(FaultKind::DropBefore, 0, 1, Some("COMMIT"))]);
-        assert_eq!(f.on_request(|| unreachable!()), Action::Status500);
-        assert_eq!(f.on_request(|| "COMMIT".into()), Action::DropBefore);
+        assert_eq!(f.on_request(1, || unreachable!()), Action::Status500);
+        assert_eq!(f.on_request(1, || "COMMIT".into()), Action::DropBefore);
     }
 }

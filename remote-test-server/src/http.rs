@@ -214,6 +214,14 @@ enum Payload {
 }
 
 impl Payload {
+    /// The body's bytes as received.
+    fn len(&self) -> usize {
+        match self {
+            Payload::Json(text) => text.len(),
+            Payload::Protobuf(bytes) => bytes.len(),
+        }
+    }
+
     /// The body as text: what faults match and the log shows. A protobuf
     /// request reads as the same request's JSON, or as its bytes where it
     /// does not decode.
@@ -242,7 +250,7 @@ async fn hrana(
     if !server.delay.is_zero() {
         tokio::time::sleep(server.delay).await;
     }
-    let action = server.faults.on_request(|| body.text());
+    let action = server.faults.on_request(body.len(), || body.text());
     if server.log_requests {
         let start: String = body.text().chars().take(300).collect();
         eprintln!("hrana-test-server: {action:?} {start}");

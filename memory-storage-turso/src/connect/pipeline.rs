@@ -466,6 +466,7 @@ impl Pipeline {
                 .map_err(|e| Failure::Request(lost(&format!("encoding a request: {e}"))))?;
             (url.to_string(), "application/json", body)
         };
+        let sent_bytes = body.len();
         let mut request =
             hyper::Request::post(&url).header(hyper::header::CONTENT_TYPE, content_type);
         if !self.inner.token.is_empty() {
@@ -478,6 +479,7 @@ impl Pipeline {
             .body(Body::from(body))
             .map_err(|e| Failure::Request(lost(&format!("building a request: {e}"))))?;
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        let sent_at = std::time::Instant::now();
         let response = self
             .inner
             .client
@@ -492,6 +494,13 @@ impl Pipeline {
         let bytes = hyper::body::to_bytes(response.into_body())
             .await
             .map_err(|e| Failure::Request(lost(&format!("connection: {e}"))))?;
+        tracing::trace!(
+            steps = steps.len(),
+            sent_bytes,
+            answer_bytes = bytes.len(),
+            ms = sent_at.elapsed().as_secs_f64() * 1e3,
+            "request answered"
+        );
         Ok((status, bytes, is_protobuf))
     }
 }

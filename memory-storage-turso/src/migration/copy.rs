@@ -154,6 +154,11 @@ impl WindowWork for CopyWindows<'_> {
                 // committed since the window was read, or a row is
                 // refused, it is made again the slow way below.
                 writer.begin_deferred();
+                if layout.legacy_unique {
+                    // The guard holds the legacy rows as read: each row's
+                    // other columns are copied there on the server.
+                    writer.copy_columns_from_legacy();
+                }
                 // Quarantined rows are told once the batch is committed.
                 let told = Withheld::default();
                 let applied = apply(

@@ -319,14 +319,16 @@ pub async fn null_key_rows(conn: &Connection, limit: usize) -> Result<(u64, Vec<
     Ok((n, shown))
 }
 
-/// Whether `embedding_id` alone is declared unique in the legacy table.
+/// Whether `embedding_id` alone is declared unique in the legacy table,
+/// over all of its rows (a partial unique index leaves the rows outside
+/// it free to share a key).
 pub async fn legacy_key_is_unique(conn: &Connection) -> Result<bool> {
     let ctx = || format!("reading the indexes of {LEGACY_TABLE}");
     let mut rows = conn
         .query(
             &format!(
                 "SELECT 1 FROM pragma_index_list('{LEGACY_TABLE}') AS l \
-                 WHERE l.\"unique\" = 1 \
+                 WHERE l.\"unique\" = 1 AND l.partial = 0 \
                  AND (SELECT count(*) FROM pragma_index_info(l.name)) = 1 \
                  AND (SELECT name FROM pragma_index_info(l.name)) = 'embedding_id'"
             ),
@@ -509,5 +511,52 @@ impl Layout {
             ledger,
             upper: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key counts as unique through a primary key or a unique index
+    /// on it alone, over the whole table; not through a partial one, one
+    /// over two columns, or none.
+    #[tokio::test]
+    async fn the_legacy_key_is_unique_only_when_every_row_is_held_to_it() {
+        let cases = [
+            ("embedding_id TEXT PRIMARY KEY, item_id TEXT", "", true),
+            (
+                "embedding_id TEXT, item_id TEXT",
+                "CREATE UNIQUE INDEX u ON embeddings(embedding_id)",
+                true,
+            ),
+            (
+                "embedding_id TEXT, item_id TEXT",
+                "CREATE UNIQUE INDEX u ON embeddings(embedding_id) WHERE item_id IS NOT NULL",
+                false,
+            ),
+            (
+                "embedding_id TEXT, item_id TEXT",
+                "CREATE UNIQUE INDEX u ON embeddings(embedding_id, item_id)",
+                false,
+            ),
+            (
+                "embedding_id TEXT, item_id TEXT",
+                "CREATE INDEX u ON embeddings(embedding_id)",
+                false,
+            ),
+        ];
+        for (columns, index, unique) in cases {
+            let t = test_support::TestDb::empty().await;
+            t.conn
+                .execute_batch(&format!("CREATE TABLE {LEGACY_TABLE} ({columns}); {index}"))
+                .await
+                .unwrap();
+            assert_eq!(
+                legacy_key_is_unique(&t.conn).await.unwrap(),
+                unique,
+                "{columns}; {index}"
+            );
+        }
     }
 }

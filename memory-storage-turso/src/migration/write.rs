@@ -12,7 +12,6 @@ use libsql::{Connection, Statement, Value};
 
 use super::error::MigrateError;
 use super::lock::MigrationLock;
-use crate::connect::pipeline::Statement as Statement_;
 use crate::db::{classify, ErrorClass};
 use crate::decode::row::{EmbeddingRow, Key};
 use crate::decode::BadRowReason;
@@ -23,6 +22,7 @@ use crate::schema::{
 
 mod deferred;
 pub use deferred::Deferred;
+use deferred::Queue;
 
 pub(crate) use crate::db::in_transaction;
 pub use crate::db::unix_now;
@@ -94,7 +94,7 @@ pub struct BatchWriter<'c> {
     pending_displaced: u64,
     /// Statements of a batch sent as one request at its commit
     /// ([`BatchWriter::begin_deferred`]), instead of one by one.
-    deferred: Option<Vec<Statement_>>,
+    deferred: Option<Queue>,
 }
 
 fn slot(table: TargetTable) -> usize {
@@ -272,16 +272,20 @@ impl<'c> BatchWriter<'c> {
             Value::Integer(fingerprint),
         ]);
         let buffer = &mut self.buffers[i];
-        buffer.params.extend([
-            row.key.0,
-            row.item_id,
-            row.item_type,
-            row.embedding_data,
-            Value::Blob(vector),
-            row.dimension,
-            row.model,
-            row.created_at,
-        ]);
+        if self.deferred.as_ref().is_some_and(|q| q.from_legacy) {
+            buffer.params.extend([row.key.0, Value::Blob(vector)]);
+        } else {
+            buffer.params.extend([
+                row.key.0,
+                row.item_id,
+                row.item_type,
+                row.embedding_data,
+                Value::Blob(vector),
+                row.dimension,
+                row.model,
+                row.created_at,
+            ]);
+        }
         buffer.keys.push(key);
         buffer.bytes += size;
         self.pending[i] += 1;
@@ -314,6 +318,10 @@ impl<'c> BatchWriter<'c> {
             return Ok(());
         }
         let table = TargetTable::ALL[i];
+        if let Some(queue) = self.deferred.as_mut().filter(|q| q.from_legacy) {
+            queue.push_from_legacy(table, buffer.params, n);
+            return Ok(());
+        }
         let sql = || multi_row_sql(table.name(), UPSERT_COLUMNS, COLUMNS, n);
         if self.defer(sql, &buffer.params) {
             return Ok(());
