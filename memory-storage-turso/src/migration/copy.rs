@@ -35,17 +35,40 @@ pub struct CopyOutcome {
 /// Legacy rows after `after`, for progress totals.
 pub async fn count_after(conn: &Connection, after: Option<&Key>) -> Result<u64> {
     let what = || format!("counting the rows of {LEGACY_TABLE}");
-    let n = match after {
-        Some(k) => {
-            let sql = format!("SELECT count(*) FROM {LEGACY_TABLE} WHERE embedding_id > ?1");
-            crate::db::query_i64(conn, &sql, vec![k.0.clone()], what).await?
-        }
-        None => {
-            let sql = format!("SELECT count(*) FROM {LEGACY_TABLE}");
-            crate::db::query_i64(conn, &sql, vec![], what).await?
-        }
-    };
+    let (sql, args) = count_after_sql(after);
+    let n = crate::db::query_i64(conn, &sql, args, what).await?;
     Ok(n.unwrap_or(0).max(0) as u64)
+}
+
+fn count_after_sql(after: Option<&Key>) -> (String, Vec<libsql::Value>) {
+    match after {
+        Some(k) => (
+            format!("SELECT count(*) FROM {LEGACY_TABLE} WHERE embedding_id > ?1"),
+            vec![k.0.clone()],
+        ),
+        None => (format!("SELECT count(*) FROM {LEGACY_TABLE}"), vec![]),
+    }
+}
+
+/// [`count_after`] for the copy's progress: over the network in one
+/// request on the reading stream, with retries, so it goes beside the
+/// first window instead of two round trips before it.
+async fn count_to_copy(
+    conn: &Connection,
+    layout: &Layout,
+    after: Option<&Key>,
+    max_retries: u32,
+) -> Result<u64> {
+    let Some(remote) = &layout.remote else {
+        return count_after(conn, after).await;
+    };
+    let what = format!("counting the rows of {LEGACY_TABLE}");
+    let n = crate::db::with_retries(max_retries, || {
+        let (sql, args) = count_after_sql(after);
+        remote.read_integer(Statement::new(sql, args), &what)
+    })
+    .await?;
+    Ok(n.max(0) as u64)
 }
 
 /// One window: read, judge, write, move the checkpoint, commit.
@@ -310,8 +333,6 @@ pub async fn copy(
         pass.observer,
     );
     let began = Instant::now();
-    let total = count_after(conn, start.as_ref()).await?;
-    observer.phase_started(Phase::Copy, total);
     let mut outcome = CopyOutcome {
         written: BTreeMap::new(),
         already: BTreeMap::new(),
@@ -328,13 +349,31 @@ pub async fn copy(
     // Requests to a remote server's pipeline, counted per batch.
     let requests = || layout.remote.as_ref().map(|r| r.pipeline.requests());
     let mut requests_before = requests();
-    loop {
-        if observer.stop_requested() {
-            outcome.flow = Flow::Stopped;
-            break;
+    // Over the network the count goes beside the first window (a local
+    // count is quick, and the connection is the windows' own).
+    let counting = count_to_copy(conn, layout, after.as_ref(), max_retries);
+    let (total, mut first) = match layout.remote.is_some() && !observer.stop_requested() {
+        true => {
+            let batch_began = Instant::now();
+            let (total, first) = tokio::join!(counting, windows.next(&mut pass, after.as_ref()));
+            (total?, Some((first, batch_began)))
         }
-        let batch_began = Instant::now();
-        let Some((step, attempt)) = windows.next(&mut pass, after.as_ref()).await? else {
+        false => (counting.await?, None),
+    };
+    observer.phase_started(Phase::Copy, total);
+    loop {
+        let (next, batch_began) = match first.take() {
+            Some(first) => first,
+            None => {
+                if observer.stop_requested() {
+                    outcome.flow = Flow::Stopped;
+                    break;
+                }
+                let batch_began = Instant::now();
+                (windows.next(&mut pass, after.as_ref()).await, batch_began)
+            }
+        };
+        let Some((step, attempt)) = next? else {
             break;
         };
         for (table, n) in step.already {

@@ -97,6 +97,32 @@ impl RemoteReads {
         self.rows.store(FIRST_WINDOW_ROWS, Ordering::Relaxed);
     }
 
+    /// The first value of the first row `statement` reads, on the reading
+    /// stream (one request; the first window of a pass is read on the
+    /// writing stream, so this goes beside it).
+    pub(crate) async fn read_integer(
+        &self,
+        statement: Statement,
+        what: &str,
+    ) -> crate::Result<i64> {
+        let answers = self
+            .reads
+            .read(vec![statement])
+            .await
+            .map_err(|failure| failure.in_context(what))?;
+        match answers
+            .first()
+            .and_then(|a| a.rows.first())
+            .and_then(|r| r.first())
+        {
+            Some(Value::Integer(n)) => Ok(*n),
+            other => Err(crate::Error::Database {
+                context: what.to_string(),
+                source: libsql::Error::ConnectionFailed(format!("not an integer: {other:?}")),
+            }),
+        }
+    }
+
     /// Whether `seen` is still the guard windows are read with.
     pub(crate) fn guard_holds(&self, seen: Observed) -> bool {
         *self.held() == Some(seen)
