@@ -288,6 +288,10 @@ async fn read_again_locked(
         return Ok(None);
     };
     writer.begin_deferred();
+    if layout.legacy_unique {
+        // The window was read in this transaction, under the write lock.
+        writer.copy_columns_from_legacy();
+    }
     let told = Withheld::default();
     let prepared = async {
         let findings = with_rejections(judge(window), rejected);

@@ -88,10 +88,11 @@ impl BatchWriter<'_> {
 
     /// The deferred batch's rows take every column but the vector from
     /// the legacy row of their key, copied on the server: a row's request
-    /// carries its key and vector only, not its text again (about a
-    /// quarter of its bytes for a JSON `embedding_data`). Only for a batch
+    /// carries its key and vector only, not its text again (three
+    /// quarters of its bytes, for a JSON `embedding_data`). Only for a batch
     /// whose guard holds the legacy table as it was read (nothing else was
-    /// committed since), when its key is unique
+    /// committed since), or a held transaction that read them itself
+    /// ([`Held`]), when its key is unique
     /// ([`super::super::scan::Layout::legacy_unique`]). A chunk whose rows
     /// did not all find their legacy row fails its check, and the batch
     /// fails like a guard ([`Deferred::Guarded`]).
@@ -167,21 +168,24 @@ impl BatchWriter<'_> {
     /// and `COMMIT`, in one request. On a failure nothing of the
     /// transaction is committed (a lost request aside: it may have), and a
     /// transaction that ended on the server ([`Failure::Ended`]) is
-    /// [`Deferred::Failed`] with a transient error, to be retried.
+    /// [`Deferred::Failed`] with a transient error, to be retried. Rows
+    /// copied from the legacy rows read in the transaction
+    /// ([`BatchWriter::copy_columns_from_legacy`]) that did not all find
+    /// theirs fail like a guard ([`Deferred::Guarded`]).
     pub(crate) async fn commit_held(
         &mut self,
         held: Held<'_>,
         extra: Vec<Statement>,
     ) -> std::result::Result<(), Deferred> {
-        let mut steps = match self.take_deferred().await {
-            Ok(steps) => steps,
-            Err(e) => {
-                self.reset_pending();
-                held.rollback().await;
-                return Err(Deferred::Failed(e.into()));
-            }
-        };
-        self.deferred = None;
+        let flushed = self.flush().await;
+        let Queue {
+            mut steps, checks, ..
+        } = self.deferred.take().unwrap_or_default();
+        if let Err(e) = flushed {
+            self.reset_pending();
+            held.rollback().await;
+            return Err(Deferred::Failed(e.into()));
+        }
         steps.extend(extra);
         let lock_check = self.lock.as_ref().map(|lock| {
             steps.extend(lock.refresh_statements());
@@ -194,11 +198,14 @@ impl BatchWriter<'_> {
             }
             Err(failure) => {
                 self.reset_pending();
-                Err(refusal(
-                    failure,
-                    lock_check,
-                    "committing a transaction held under the write lock",
-                ))
+                Err(match failure {
+                    Failure::Step { step, .. } if checks.contains(&step) => Deferred::Guarded,
+                    other => refusal(
+                        other,
+                        lock_check,
+                        "committing a transaction held under the write lock",
+                    ),
+                })
             }
         }
     }
