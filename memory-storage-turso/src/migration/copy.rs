@@ -80,6 +80,8 @@ pub(crate) struct Step {
     /// The window was read again in the batch's transaction: something
     /// was committed since it was read, or a row was refused.
     read_again: bool,
+    /// The batch (the last window's) also marked the copy complete.
+    completed: bool,
 }
 
 /// A window read, its judging (decoding and comparing) under way on a
@@ -194,6 +196,12 @@ impl WindowWork for CopyWindows<'_> {
                 if let Some(k) = &read.checkpoint {
                     writer.checkpoint(k).await?;
                 }
+                // The last window's batch marks the copy complete: no
+                // request of its own after it.
+                let completed = read.upper.is_none();
+                if completed {
+                    writer.complete_copy().await?;
+                }
                 let guard = Statement::new(
                     fail_unless("(SELECT data_version FROM pragma_data_version) = ?1"),
                     vec![libsql::Value::Integer(seen.data_version)],
@@ -215,6 +223,7 @@ impl WindowWork for CopyWindows<'_> {
                             already: applied.already,
                             removed: applied.removed,
                             read_again: false,
+                            completed,
                         });
                     }
                     Err(Deferred::Guarded) => {
@@ -259,6 +268,7 @@ impl WindowWork for CopyWindows<'_> {
             already: applied.already,
             removed: applied.removed,
             read_again,
+            completed: false,
         })
     }
 }
@@ -312,6 +322,7 @@ async fn read_again_locked(
         already: applied.already,
         removed: applied.removed,
         read_again: true,
+        completed: false,
     }))
 }
 
@@ -365,6 +376,7 @@ pub async fn copy(
         false => (counting.await?, None),
     };
     observer.phase_started(Phase::Copy, total);
+    let mut completed = false;
     loop {
         let (next, batch_began) = match first.take() {
             Some(first) => first,
@@ -409,6 +421,7 @@ pub async fn copy(
         );
         observer.written(&written);
         observer.progress(Phase::Copy, outcome.rows_seen);
+        completed = step.completed;
         match step.upper {
             Some(u) => after = Some(u),
             None => break,
@@ -417,7 +430,7 @@ pub async fn copy(
     if layout.remote.is_some() {
         crate::db::renew_idle_stream(conn).await;
     }
-    if outcome.flow == Flow::Finished {
+    if outcome.flow == Flow::Finished && !completed {
         crate::db::with_retries(max_retries, || mark_copy_completed(conn)).await?;
     }
     outcome.written = pass.writer.written_per_table();

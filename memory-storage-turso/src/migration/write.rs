@@ -544,6 +544,23 @@ impl<'c> BatchWriter<'c> {
         .await
     }
 
+    /// Marks the copy as having reached the end of the legacy table, in
+    /// the batch's transaction (the last window's batch): as
+    /// [`mark_copy_completed`], without a request of its own.
+    pub async fn complete_copy(&mut self) -> Result<()> {
+        self.flush().await?;
+        let sql = || format!("UPDATE {CHECKPOINT_TABLE} SET copy_completed_at = ?1 WHERE id = 1");
+        let params = vec![Value::Integer(unix_now())];
+        if self.defer(sql, &params) {
+            return Ok(());
+        }
+        self.conn
+            .execute(&sql(), params)
+            .await
+            .db_context(|| "marking the copy complete".to_string())?;
+        Ok(())
+    }
+
     /// Moves the checkpoint to `last`, in the batch's transaction.
     pub async fn checkpoint(&mut self, last: &Key) -> Result<()> {
         self.flush().await?;
