@@ -549,41 +549,38 @@ impl<'c> BatchWriter<'c> {
     /// [`mark_copy_completed`], without a request of its own.
     pub async fn complete_copy(&mut self) -> Result<()> {
         self.flush().await?;
-        let sql = || format!("UPDATE {CHECKPOINT_TABLE} SET copy_completed_at = ?1 WHERE id = 1");
         let params = vec![Value::Integer(unix_now())];
-        if self.defer(sql, &params) {
+        self.defer_or_run(copy_completed_sql(), params, "marking the copy complete")
+            .await
+    }
+
+    /// Queues `sql` in a deferred batch, or runs it now.
+    async fn defer_or_run(&mut self, sql: String, params: Vec<Value>, what: &str) -> Result<()> {
+        if self.defer(|| sql.clone(), &params) {
             return Ok(());
         }
         self.conn
-            .execute(&sql(), params)
+            .execute(&sql, params)
             .await
-            .db_context(|| "marking the copy complete".to_string())?;
+            .db_context(|| what.to_string())?;
         Ok(())
     }
 
     /// Moves the checkpoint to `last`, in the batch's transaction.
     pub async fn checkpoint(&mut self, last: &Key) -> Result<()> {
         self.flush().await?;
-        let sql = || {
-            format!(
-                "INSERT INTO {CHECKPOINT_TABLE} (id, last_embedding_id, rows_written, started_at, updated_at) VALUES (1, ?1, ?2, ?3, ?3) \
-                 ON CONFLICT(id) DO UPDATE SET last_embedding_id = excluded.last_embedding_id, \
-                 rows_written = rows_written + excluded.rows_written, updated_at = excluded.updated_at"
-            )
-        };
+        let sql = format!(
+            "INSERT INTO {CHECKPOINT_TABLE} (id, last_embedding_id, rows_written, started_at, updated_at) VALUES (1, ?1, ?2, ?3, ?3) \
+             ON CONFLICT(id) DO UPDATE SET last_embedding_id = excluded.last_embedding_id, \
+             rows_written = rows_written + excluded.rows_written, updated_at = excluded.updated_at"
+        );
         let params = vec![
             last.0.clone(),
             Value::Integer(self.in_batch as i64),
             Value::Integer(unix_now()),
         ];
-        if self.defer(sql, &params) {
-            return Ok(());
-        }
-        self.conn
-            .execute(&sql(), params)
+        self.defer_or_run(sql, params, "moving the checkpoint")
             .await
-            .db_context(|| "moving the checkpoint".to_string())?;
-        Ok(())
     }
 }
 
@@ -606,14 +603,15 @@ pub async fn read_checkpoint(conn: &Connection) -> Result<Option<Key>> {
     }
 }
 
+fn copy_completed_sql() -> String {
+    format!("UPDATE {CHECKPOINT_TABLE} SET copy_completed_at = ?1 WHERE id = 1")
+}
+
 /// Marks the copy as having reached the end of the legacy table.
 pub async fn mark_copy_completed(conn: &Connection) -> Result<()> {
-    conn.execute(
-        &format!("UPDATE {CHECKPOINT_TABLE} SET copy_completed_at = ?1 WHERE id = 1"),
-        [unix_now()],
-    )
-    .await
-    .db_context(|| "marking the copy complete".to_string())?;
+    conn.execute(&copy_completed_sql(), [unix_now()])
+        .await
+        .db_context(|| "marking the copy complete".to_string())?;
     Ok(())
 }
 
