@@ -65,10 +65,10 @@ async fn count_to_copy(
     let what = format!("counting the rows of {LEGACY_TABLE}");
     let n = crate::db::with_retries(max_retries, || {
         let (sql, args) = count_after_sql(after);
-        remote.read_integer(Statement::new(sql, args), &what)
+        remote.query_i64(Statement::new(sql, args), &what)
     })
     .await?;
-    Ok(n.max(0) as u64)
+    Ok(n.unwrap_or(0).max(0) as u64)
 }
 
 /// One window: read, judge, write, move the checkpoint, commit.

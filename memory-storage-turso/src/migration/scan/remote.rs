@@ -97,30 +97,28 @@ impl RemoteReads {
         self.rows.store(FIRST_WINDOW_ROWS, Ordering::Relaxed);
     }
 
-    /// The first value of the first row `statement` reads, on the reading
-    /// stream (one request; the first window of a pass is read on the
-    /// writing stream, so this goes beside it).
-    pub(crate) async fn read_integer(
+    /// The first value of the first row `statement` reads, if an integer
+    /// (as [`crate::db::query_i64`]), on the reading stream: one request,
+    /// which goes beside the first window of a pass (that one is read on
+    /// the writing stream).
+    pub(crate) async fn query_i64(
         &self,
         statement: Statement,
         what: &str,
-    ) -> crate::Result<i64> {
+    ) -> crate::Result<Option<i64>> {
         let answers = self
             .reads
             .read(vec![statement])
             .await
             .map_err(|failure| failure.in_context(what))?;
-        match answers
+        let first = answers
             .first()
             .and_then(|a| a.rows.first())
-            .and_then(|r| r.first())
-        {
-            Some(Value::Integer(n)) => Ok(*n),
-            other => Err(crate::Error::Database {
-                context: what.to_string(),
-                source: libsql::Error::ConnectionFailed(format!("not an integer: {other:?}")),
-            }),
-        }
+            .and_then(|r| r.first());
+        Ok(match first {
+            Some(Value::Integer(n)) => Some(*n),
+            _ => None,
+        })
     }
 
     /// Whether `seen` is still the guard windows are read with.
